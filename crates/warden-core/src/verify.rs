@@ -1,0 +1,807 @@
+//! The streaming ledger verifier.
+//!
+//! It is fed entry lines (with their precomputed leaf hashes) and checkpoint records in
+//! log order, re-derives everything, and collects one [`Finding`] per problem, each
+//! naming the entry index or checkpoint number and why. It never stops at the first
+//! problem, and uses the signed leaf lists to keep checking after a damaged entry.
+
+use crate::checkpoint::{Checkpoint, epoch_key_name, verify_checkpoint};
+use crate::crypto::{DataKey, RecipientSecretKey};
+use crate::entry::{self, EntryRef, Event, KIND_ROTATION};
+use crate::epoch::{Closure, EpochInfo, RootPublic, RotationRecord, nonce_counter};
+use crate::merkle::{CompactRange, Hash, leaf_hash};
+use crate::note::Note;
+use crate::record::CheckpointRecord;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// What a verifier checks against.
+#[derive(Debug)]
+pub struct VerifyConfig {
+    /// The trust anchor.
+    pub root: RootPublic,
+    /// Longest allowed epoch, in microseconds (the rotation interval).
+    pub max_epoch_micros: u64,
+    /// With an auditor key, every entry is decrypted too.
+    pub auditor: Option<RecipientSecretKey>,
+}
+
+/// Where a finding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Location {
+    /// An entry; `index` is its position in the log.
+    Entry,
+    /// A checkpoint record; `index` is its position in the checkpoints file.
+    Checkpoint,
+}
+
+/// A stable code per kind of problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Code {
+    Malformed,
+    WrongOrigin,
+    IndexMismatch,
+    FirstEntryNotRotation,
+    NoEpoch,
+    EpochMismatch,
+    OutsideEpoch,
+    TimeRegressed,
+    NonceReused,
+    BadRotation,
+    BadCertificate,
+    EpochNotSequential,
+    EpochTooLong,
+    MissingClosure,
+    NotWrappedToAuditor,
+    DecryptFailed,
+    EntryNotInSignedTree,
+    CheckpointMalformed,
+    CheckpointOrder,
+    CheckpointBadSignature,
+    CheckpointWrongSigner,
+    CheckpointRootMismatch,
+    CheckpointLeafListCorrupt,
+    UncoveredEntries,
+    Truncated,
+    TrustedCheckpointMismatch,
+}
+
+/// One problem.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub location: Location,
+    pub index: u64,
+    pub code: Code,
+    pub message: String,
+}
+
+/// Counts and findings of a verification run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub entries: u64,
+    pub checkpoints: u64,
+    pub epochs: u64,
+    pub decrypted: u64,
+    /// The verified tree size and root (the last checkpoint that matched).
+    pub verified_size: u64,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// Whether nothing was found.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+#[derive(Debug)]
+struct Epoch {
+    info: EpochInfo,
+    data: Option<DataKey>,
+    last_nonce: Option<u64>,
+    /// Whether the certificate verified; unverified epochs report once.
+    trusted: bool,
+}
+
+/// State a verifier can resume from: the last verified checkpoint and the epoch then.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeState {
+    pub origin: String,
+    pub size: u64,
+    pub checkpoints: u64,
+    pub entries_offset: u64,
+    pub checkpoints_offset: u64,
+    pub range: Vec<String>,
+    pub note: String,
+    pub checkpoint_epoch: u64,
+    pub rotation_index: u64,
+    pub rotation_line: String,
+    pub last_time: String,
+    pub last_nonce: Option<u64>,
+}
+
+/// The verifier. Feed entries and checkpoints in order, then call [`Verifier::finish`].
+#[derive(Debug)]
+pub struct Verifier {
+    cfg: VerifyConfig,
+    range: CompactRange,
+    /// Range at the last checkpoint, and leaves seen since.
+    base: CompactRange,
+    batch: Vec<Hash>,
+    epochs: HashMap<u64, Epoch>,
+    current: Option<u64>,
+    last_entry_epoch: Option<u64>,
+    last_time: Option<Timestamp>,
+    index_offset: i128,
+    last_cp_size: u64,
+    last_cp_epoch: Option<u64>,
+    last_note: Option<String>,
+    rotation_at: Option<(u64, Vec<u8>)>,
+    trusted: Vec<(Note, Option<Hash>)>,
+    report: Report,
+    reported_untrusted: std::collections::HashSet<u64>,
+    scratch: Vec<u8>,
+}
+
+impl Verifier {
+    /// A verifier for a log from its first entry.
+    #[must_use]
+    pub fn new(cfg: VerifyConfig) -> Self {
+        Self {
+            cfg,
+            range: CompactRange::new(),
+            base: CompactRange::new(),
+            batch: Vec::new(),
+            epochs: HashMap::new(),
+            current: None,
+            last_entry_epoch: None,
+            last_time: None,
+            index_offset: 0,
+            last_cp_size: 0,
+            last_cp_epoch: None,
+            last_note: None,
+            rotation_at: None,
+            trusted: Vec::new(),
+            report: Report::default(),
+            reported_untrusted: std::collections::HashSet::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// A verifier that continues after a previously verified checkpoint. The state is
+    /// re-checked: the epoch certificate against the root key, the checkpoint signature
+    /// against the epoch key, and the compact range against the signed root.
+    pub fn resume(cfg: VerifyConfig, st: &ResumeState) -> Result<Self, String> {
+        let mut v = Self::new(cfg);
+        if st.origin != v.cfg.root.origin {
+            return Err("resume state is for another log origin".into());
+        }
+        let line = st.rotation_line.as_bytes();
+        let e = entry::parse_line(line).map_err(|e| format!("resume state rotation entry: {e}"))?;
+        v.pos_rotation(st.rotation_index, &e, line, true)?;
+        let ep = v
+            .epochs
+            .get(&st.checkpoint_epoch)
+            .ok_or("resume state checkpoint epoch is not its rotation's epoch")?;
+        let note =
+            Note::parse(st.note.as_bytes()).map_err(|e| format!("resume state checkpoint: {e}"))?;
+        let name = epoch_key_name(&v.cfg.root.origin, st.checkpoint_epoch);
+        let cp = verify_checkpoint(&note, &name, &ep.info.key, &v.cfg.root.origin)
+            .map_err(|e| format!("resume state checkpoint: {e}"))?;
+        let hashes = st
+            .range
+            .iter()
+            .map(|h| crate::hex::decode_array::<32>(h.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("resume state range: {e}"))?;
+        let range = CompactRange::from_parts(st.size, hashes)
+            .ok_or("resume state range does not fit its size")?;
+        if range.root() != cp.root || cp.size != st.size {
+            return Err("resume state range does not match the signed checkpoint".into());
+        }
+        v.range = range.clone();
+        v.base = range;
+        v.last_cp_size = st.size;
+        v.last_cp_epoch = Some(st.checkpoint_epoch);
+        v.last_entry_epoch = Some(st.checkpoint_epoch);
+        v.last_note = Some(st.note.clone());
+        v.last_time = Some(Timestamp::parse(st.last_time.as_bytes()).map_err(|e| e.to_string())?);
+        if let Some(ep) = v.epochs.get_mut(&st.checkpoint_epoch) {
+            ep.last_nonce = st.last_nonce;
+        }
+        v.report.entries = st.size;
+        v.report.checkpoints = st.checkpoints;
+        v.report.verified_size = st.size;
+        Ok(v)
+    }
+
+    /// State to resume from after this run, if the log ended on a verified checkpoint.
+    #[must_use]
+    pub fn resume_state(
+        &self,
+        entries_offset: u64,
+        checkpoints_offset: u64,
+    ) -> Option<ResumeState> {
+        if !self.report.is_clean() || self.last_cp_size != self.range.size() {
+            return None;
+        }
+        let epoch = self.last_cp_epoch?;
+        let (rotation_index, rotation_line) = self.rotation_at.clone()?;
+        Some(ResumeState {
+            origin: self.cfg.root.origin.clone(),
+            size: self.range.size(),
+            checkpoints: self.report.checkpoints,
+            entries_offset,
+            checkpoints_offset,
+            range: self
+                .range
+                .hashes()
+                .iter()
+                .map(|h| crate::hex::encode(h))
+                .collect(),
+            note: self.last_note.clone()?,
+            checkpoint_epoch: epoch,
+            rotation_index,
+            rotation_line: String::from_utf8(rotation_line).ok()?,
+            last_time: self.last_time?.to_string(),
+            last_nonce: self.epochs.get(&epoch).and_then(|e| e.last_nonce),
+        })
+    }
+
+    /// Registers a checkpoint known to an outside party (SIEM, witness); the log must
+    /// contain its tree.
+    pub fn add_trusted(&mut self, note: Note) {
+        self.trusted.push((note, None));
+    }
+
+    /// Number of entries fed so far.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.range.size()
+    }
+
+    fn find(&mut self, location: Location, index: u64, code: Code, message: impl Into<String>) {
+        self.report.findings.push(Finding {
+            location,
+            index,
+            code,
+            message: message.into(),
+        });
+    }
+
+    /// Feeds the next entry line (without newline). `leaf` must be its RFC 6962 leaf hash.
+    pub fn entry(&mut self, line: &[u8], leaf: Hash) {
+        let p = self.range.size();
+        self.range.push(leaf);
+        self.batch.push(leaf);
+        self.report.entries = p + 1;
+        match entry::parse_line(line) {
+            Err(e) => self.find(Location::Entry, p, Code::Malformed, e.to_string()),
+            Ok(e) => self.check_entry(p, &e, line),
+        }
+        self.check_trusted_at(p + 1);
+    }
+
+    fn check_entry(&mut self, p: u64, e: &EntryRef<'_>, line: &[u8]) {
+        let h = &e.header;
+        if h.origin != self.cfg.root.origin {
+            self.find(
+                Location::Entry,
+                p,
+                Code::WrongOrigin,
+                format!("origin {:?} is not the log's origin", h.origin),
+            );
+        }
+        let offset = i128::from(h.index) - i128::from(p);
+        if offset != self.index_offset || (offset != 0 && p == 0) {
+            self.find(Location::Entry, p, Code::IndexMismatch, format!("line at position {p} claims index {}: an entry is missing, duplicated or moved", h.index));
+            self.index_offset = offset;
+        }
+        if let Some(t) = self.last_time
+            && h.time < t
+        {
+            self.find(
+                Location::Entry,
+                p,
+                Code::TimeRegressed,
+                format!("time {} is earlier than the previous entry's {t}", h.time),
+            );
+        }
+        self.last_time = Some(h.time);
+        if h.kind == KIND_ROTATION {
+            if let Err(m) = self.pos_rotation(p, e, line, false) {
+                self.find(Location::Entry, p, Code::BadRotation, m);
+            }
+            return;
+        }
+        if p == 0 {
+            self.find(
+                Location::Entry,
+                p,
+                Code::FirstEntryNotRotation,
+                "the log must start with a key.rotation entry",
+            );
+        }
+        let Some(cur) = self.current else {
+            self.find(
+                Location::Entry,
+                p,
+                Code::NoEpoch,
+                "entry precedes every epoch",
+            );
+            return;
+        };
+        self.last_entry_epoch = Some(h.epoch);
+        if h.epoch != cur {
+            self.find(
+                Location::Entry,
+                p,
+                Code::EpochMismatch,
+                format!("entry claims epoch {} but epoch {cur} is current", h.epoch),
+            );
+        }
+        self.check_in_epoch(p, e, cur);
+    }
+
+    /// Time window, nonce and (with an auditor key) decryption of an entry of epoch `cur`.
+    fn check_in_epoch(&mut self, p: u64, e: &EntryRef<'_>, cur: u64) {
+        let Some(ep) = self.epochs.get_mut(&cur) else {
+            return;
+        };
+        let (nb, na) = (ep.info.not_before, ep.info.not_after);
+        let nonce = nonce_counter(&e.header.nonce);
+        let reused = match (nonce, ep.last_nonce) {
+            (None, _) => Some("nonce is not an epoch counter".to_owned()),
+            (Some(n), Some(last)) if n <= last => Some(format!(
+                "nonce counter {n} does not increase (previous {last})"
+            )),
+            _ => None,
+        };
+        if let Some(n) = nonce {
+            ep.last_nonce = Some(n);
+        }
+        let mut decrypt_err = None;
+        if let Some(key) = &ep.data {
+            match e.open(key, &mut self.scratch) {
+                Err(err) => decrypt_err = Some(err.to_string()),
+                Ok(()) => match Event::from_plaintext(&self.scratch) {
+                    Ok(_) => self.report.decrypted += 1,
+                    Err(err) => {
+                        decrypt_err = Some(format!("decrypted payload is not an event: {err}"))
+                    }
+                },
+            }
+        }
+        let t = e.header.time;
+        if t < nb || t > na {
+            self.find(
+                Location::Entry,
+                p,
+                Code::OutsideEpoch,
+                format!("time {t} is outside epoch {cur} ({nb} .. {na})"),
+            );
+        }
+        if let Some(m) = reused {
+            self.find(Location::Entry, p, Code::NonceReused, m);
+        }
+        if let Some(m) = decrypt_err {
+            self.find(Location::Entry, p, Code::DecryptFailed, m);
+        }
+    }
+
+    /// Handles a `key.rotation` entry at position `p`. `resuming` skips the closure
+    /// checks (their evidence precedes the resume point).
+    fn pos_rotation(
+        &mut self,
+        p: u64,
+        e: &EntryRef<'_>,
+        line: &[u8],
+        resuming: bool,
+    ) -> Result<(), String> {
+        let h = &e.header;
+        let rec =
+            RotationRecord::decode(h.rotation.unwrap_or_default()).map_err(|e| e.to_string())?;
+        let verified = rec.verify(&self.cfg.root);
+        let (info, trusted) = match verified {
+            Ok(v) => (v.into_inner(), true),
+            Err(err) => {
+                self.find(
+                    Location::Entry,
+                    p,
+                    Code::BadCertificate,
+                    format!("epoch {}: {err}", h.epoch),
+                );
+                let info = EpochInfo {
+                    epoch: h.epoch,
+                    key: self.cfg.root.key.clone(),
+                    not_before: h.time,
+                    not_after: h.time,
+                };
+                (info, false)
+            }
+        };
+        if info.epoch != h.epoch {
+            self.find(
+                Location::Entry,
+                p,
+                Code::EpochMismatch,
+                format!(
+                    "certificate is for epoch {} but the entry says {}",
+                    info.epoch, h.epoch
+                ),
+            );
+        }
+        if !resuming {
+            let expected = self.current.map_or(0, |c| c + 1);
+            if h.epoch != expected {
+                self.find(
+                    Location::Entry,
+                    p,
+                    Code::EpochNotSequential,
+                    format!(
+                        "epoch {} follows epoch {:?}; expected {expected}",
+                        h.epoch, self.current
+                    ),
+                );
+            }
+            match (self.current, rec.closes) {
+                (None, None) => {}
+                (Some(prev), Some(Closure { epoch, size })) if epoch == prev && size == p => {
+                    if self.last_cp_size != p || self.last_cp_epoch != Some(prev) {
+                        self.find(Location::Entry, p, Code::MissingClosure, format!("epoch {prev} was not closed by a checkpoint of size {p} signed with its key"));
+                    }
+                }
+                (prev, closes) => self.find(
+                    Location::Entry,
+                    p,
+                    Code::MissingClosure,
+                    format!(
+                        "rotation closes {closes:?} but the log is at epoch {prev:?}, size {p}"
+                    ),
+                ),
+            }
+        }
+        let window = info
+            .not_after
+            .as_micros()
+            .saturating_sub(info.not_before.as_micros());
+        if trusted && window > self.cfg.max_epoch_micros {
+            self.find(
+                Location::Entry,
+                p,
+                Code::EpochTooLong,
+                format!(
+                    "epoch {} lasts {} s, longer than the rotation interval of {} s",
+                    h.epoch,
+                    window / 1_000_000,
+                    self.cfg.max_epoch_micros / 1_000_000
+                ),
+            );
+        }
+        let mut data = None;
+        if let Some(a) = &self.cfg.auditor {
+            match rec.unwrap_data_key(a) {
+                Ok(Some(k)) => data = Some(k),
+                Ok(None) => self.find(
+                    Location::Entry,
+                    p,
+                    Code::NotWrappedToAuditor,
+                    format!(
+                        "epoch {}: data key is not wrapped to auditor {}",
+                        h.epoch,
+                        a.public().id()
+                    ),
+                ),
+                Err(err) => self.find(
+                    Location::Entry,
+                    p,
+                    Code::DecryptFailed,
+                    format!("epoch {}: cannot unwrap data key: {err}", h.epoch),
+                ),
+            }
+        }
+        self.epochs.insert(
+            h.epoch,
+            Epoch {
+                info,
+                data,
+                last_nonce: None,
+                trusted,
+            },
+        );
+        self.current = Some(h.epoch);
+        self.last_entry_epoch = Some(h.epoch);
+        self.report.epochs += 1;
+        self.rotation_at = Some((p, line.to_vec()));
+        self.check_in_epoch(p, e, h.epoch);
+        Ok(())
+    }
+
+    /// Size the next checkpoint record must be fed at: call [`Verifier::checkpoint`]
+    /// when [`Verifier::position`] reaches the record's `size`.
+    pub fn checkpoint(&mut self, k: u64, line: &[u8]) {
+        self.report.checkpoints = k + 1;
+        let rec = match CheckpointRecord::decode(line) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.find(
+                    Location::Checkpoint,
+                    k,
+                    Code::CheckpointMalformed,
+                    e.to_string(),
+                );
+            }
+        };
+        let pos = self.range.size();
+        if rec.size > pos {
+            let m = format!(
+                "checkpoint {k} covers {} entries but the log has only {pos}: entries were removed",
+                rec.size
+            );
+            return self.find(Location::Entry, pos, Code::Truncated, m);
+        }
+        if rec.size != pos {
+            let m = format!(
+                "checkpoint for size {} read at log position {pos}",
+                rec.size
+            );
+            return self.find(Location::Checkpoint, k, Code::CheckpointOrder, m);
+        }
+        if rec.size <= self.last_cp_size && !(rec.size == 0 && k == 0) {
+            let m = format!(
+                "checkpoint size {} does not grow past {}",
+                rec.size, self.last_cp_size
+            );
+            return self.find(Location::Checkpoint, k, Code::CheckpointOrder, m);
+        }
+        if rec.first != self.last_cp_size {
+            self.find(Location::Checkpoint, k, Code::CheckpointOrder, format!("checkpoint starts at {} but the previous one ended at {}: a checkpoint is missing", rec.first, self.last_cp_size));
+        }
+        let note = match Note::parse(rec.note.as_bytes()) {
+            Ok(n) => n,
+            Err(e) => {
+                return self.find(
+                    Location::Checkpoint,
+                    k,
+                    Code::CheckpointMalformed,
+                    e.to_string(),
+                );
+            }
+        };
+        let signed = self.verify_note(k, rec.epoch, &note);
+        if let Some(entry_epoch) = self.last_entry_epoch
+            && entry_epoch != rec.epoch
+        {
+            self.find(Location::Checkpoint, k, Code::CheckpointWrongSigner, format!("checkpoint at size {} is signed by epoch {} but its last entry belongs to epoch {entry_epoch}", rec.size, rec.epoch));
+        }
+        let computed = self.range.root();
+        if let Some(cp) = &signed
+            && cp.size != rec.size
+        {
+            self.find(
+                Location::Checkpoint,
+                k,
+                Code::CheckpointMalformed,
+                format!(
+                    "record says size {} but the signed note says {}",
+                    rec.size, cp.size
+                ),
+            );
+        }
+        if let Some(cp) = &signed {
+            if cp.root != computed {
+                self.localise(k, &rec, cp);
+            } else if rec.first >= self.base.size() {
+                let skip = usize::try_from(rec.first - self.base.size()).unwrap_or(usize::MAX);
+                if self.batch.get(skip..) != Some(rec.leaves.as_slice()) {
+                    self.find(
+                        Location::Checkpoint,
+                        k,
+                        Code::CheckpointLeafListCorrupt,
+                        format!(
+                            "leaf list of checkpoint at size {} does not match the entries",
+                            rec.size
+                        ),
+                    );
+                }
+            }
+        }
+        self.base = self.range.clone();
+        self.batch.clear();
+        self.last_cp_size = rec.size;
+        self.last_cp_epoch = Some(rec.epoch);
+        if signed.is_some() && self.report.findings.is_empty() {
+            self.report.verified_size = rec.size;
+        }
+        self.last_note = Some(rec.note);
+    }
+
+    fn verify_note(&mut self, k: u64, epoch: u64, note: &Note) -> Option<Checkpoint> {
+        let origin = self.cfg.root.origin.clone();
+        let Some(ep) = self.epochs.get(&epoch) else {
+            self.find(
+                Location::Checkpoint,
+                k,
+                Code::CheckpointWrongSigner,
+                format!("checkpoint claims epoch {epoch}, which no key.rotation entry introduced"),
+            );
+            return None;
+        };
+        if !ep.trusted {
+            if self.reported_untrusted.insert(epoch) {
+                self.find(Location::Checkpoint, k, Code::CheckpointBadSignature, format!("checkpoints of epoch {epoch} cannot be trusted: its certificate did not verify"));
+            }
+            return None;
+        }
+        match verify_checkpoint(note, &epoch_key_name(&origin, epoch), &ep.info.key, &origin) {
+            Ok(cp) => Some(cp.into_inner()),
+            Err(e) => {
+                self.find(
+                    Location::Checkpoint,
+                    k,
+                    Code::CheckpointBadSignature,
+                    e.to_string(),
+                );
+                None
+            }
+        }
+    }
+
+    /// The signed root differs from the entries: name the entries that differ, using
+    /// the leaf list if it reproduces the signed root, and continue from the signed tree.
+    fn localise(&mut self, k: u64, rec: &CheckpointRecord, cp: &Checkpoint) {
+        let mut signed = self.base.clone();
+        let usable = rec.first == self.base.size();
+        if usable {
+            for l in &rec.leaves {
+                signed.push(*l);
+            }
+        }
+        if usable && signed.root() == cp.root && signed.size() == cp.size {
+            let diffs: Vec<u64> = self
+                .batch
+                .iter()
+                .zip(&rec.leaves)
+                .enumerate()
+                .filter(|(_, (a, b))| a != b)
+                .map(|(i, _)| rec.first + i as u64)
+                .collect();
+            for i in diffs {
+                self.find(
+                    Location::Entry,
+                    i,
+                    Code::EntryNotInSignedTree,
+                    format!("entry {i} differs from the one checkpoint {k} signed"),
+                );
+            }
+            self.range = signed;
+        } else {
+            self.find(
+                Location::Checkpoint,
+                k,
+                Code::CheckpointRootMismatch,
+                format!(
+                    "root of entries {}..{} does not match the signed checkpoint",
+                    self.base.size(),
+                    cp.size
+                ),
+            );
+        }
+    }
+
+    fn check_trusted_at(&mut self, size: u64) {
+        let root = self.range.root();
+        for t in &mut self.trusted {
+            if let Ok(cp) = Checkpoint::from_text(t.0.text())
+                && cp.size == size
+            {
+                t.1 = Some(root);
+            }
+        }
+    }
+
+    /// Ends the run: uncovered entries, trusted checkpoints, truncation.
+    #[must_use]
+    pub fn finish(mut self) -> Report {
+        let n = self.range.size();
+        if self.last_cp_size < n {
+            let m = format!(
+                "entries {}..{n} are not covered by any signed checkpoint",
+                self.last_cp_size
+            );
+            self.find(
+                Location::Entry,
+                self.last_cp_size,
+                Code::UncoveredEntries,
+                m,
+            );
+        }
+        let trusted = std::mem::take(&mut self.trusted);
+        for (note, root_at) in trusted {
+            self.finish_trusted(n, &note, root_at);
+        }
+        self.report
+            .findings
+            .sort_by_key(|f| (f.index, f.location == Location::Checkpoint));
+        self.report
+    }
+
+    fn finish_trusted(&mut self, n: u64, note: &Note, root_at: Option<Hash>) {
+        let origin = self.cfg.root.origin.clone();
+        let cp = match Checkpoint::from_text(note.text()) {
+            Ok(cp) => cp,
+            Err(e) => {
+                return self.find(
+                    Location::Entry,
+                    n,
+                    Code::TrustedCheckpointMismatch,
+                    format!("trusted checkpoint: {e}"),
+                );
+            }
+        };
+        let verified = note.signatures().iter().any(|s| {
+            let Some(epoch) = s
+                .name
+                .rsplit('/')
+                .next()
+                .and_then(|e| e.parse::<u64>().ok())
+            else {
+                return false;
+            };
+            self.epochs.get(&epoch).is_some_and(|ep| {
+                ep.trusted
+                    && verify_checkpoint(
+                        note,
+                        &epoch_key_name(&origin, epoch),
+                        &ep.info.key,
+                        &origin,
+                    )
+                    .is_ok()
+            })
+        });
+        if cp.size > n {
+            return self.find(
+                Location::Entry,
+                n,
+                Code::Truncated,
+                format!(
+                    "log has {n} entries but a trusted checkpoint covers {}: the log was truncated",
+                    cp.size
+                ),
+            );
+        }
+        if !verified {
+            return self.find(
+                Location::Entry,
+                n,
+                Code::TrustedCheckpointMismatch,
+                "trusted checkpoint is not signed by any epoch key of this log".to_owned(),
+            );
+        }
+        let root = if cp.size == 0 {
+            Some(crate::merkle::empty_root())
+        } else {
+            root_at
+        };
+        if root != Some(cp.root) {
+            self.find(
+                Location::Entry,
+                cp.size.saturating_sub(1),
+                Code::TrustedCheckpointMismatch,
+                format!("entries 0..{} do not match the trusted checkpoint", cp.size),
+            );
+        }
+    }
+}
+
+/// Computes the leaf hash of a line (convenience for drivers).
+#[must_use]
+pub fn leaf_of(line: &[u8]) -> Hash {
+    leaf_hash(line)
+}

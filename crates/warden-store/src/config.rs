@@ -1,0 +1,167 @@
+//! The data directory and its configuration file `warden.toml`.
+
+use crate::error::{StoreError, io};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use warden_core::crypto::SigAlg;
+
+/// Longest allowed rotation interval (the policy's two hours).
+pub const MAX_ROTATION_SECS: u64 = 7200;
+
+/// Ledger settings from `warden.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Log origin, the name in every checkpoint.
+    pub origin: String,
+    /// Entries file, relative to the data directory unless absolute.
+    #[serde(default = "default_log")]
+    pub log: PathBuf,
+    /// Seconds between key rotations (1..=7200).
+    #[serde(default = "default_rotation")]
+    pub rotation_interval_secs: u64,
+    /// `ML-DSA-65` (default) or `ML-DSA-44`.
+    #[serde(default = "default_alg")]
+    pub signing_algorithm: String,
+    /// Sign a checkpoint for every entry instead of one per batch.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+fn default_log() -> PathBuf {
+    PathBuf::from("logs/model_access.jsonl")
+}
+fn default_rotation() -> u64 {
+    MAX_ROTATION_SECS
+}
+fn default_alg() -> String {
+    SigAlg::MlDsa65.name().to_owned()
+}
+
+impl Config {
+    /// A default configuration for `origin`.
+    #[must_use]
+    pub fn new(origin: &str) -> Self {
+        Self {
+            origin: origin.into(),
+            log: default_log(),
+            rotation_interval_secs: default_rotation(),
+            signing_algorithm: default_alg(),
+            strict: false,
+        }
+    }
+
+    /// Checks every value.
+    pub fn validate(&self) -> Result<SigAlg, StoreError> {
+        if !warden_core::checkpoint::valid_origin(&self.origin) {
+            return Err(StoreError::Config(format!(
+                "invalid origin {:?}: use a name like example.com/warden without spaces, quotes or '+'",
+                self.origin
+            )));
+        }
+        if self.rotation_interval_secs == 0 || self.rotation_interval_secs > MAX_ROTATION_SECS {
+            return Err(StoreError::Config(format!(
+                "rotation_interval_secs must be between 1 and {MAX_ROTATION_SECS}, not {}",
+                self.rotation_interval_secs
+            )));
+        }
+        Ok(SigAlg::parse(&self.signing_algorithm)?)
+    }
+}
+
+/// Paths inside a data directory.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    #[must_use]
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+    #[must_use]
+    pub fn config(&self) -> PathBuf {
+        self.root.join("warden.toml")
+    }
+    #[must_use]
+    pub fn root_key(&self) -> PathBuf {
+        self.root.join("keys/root.key")
+    }
+    #[must_use]
+    pub fn root_pub(&self) -> PathBuf {
+        self.root.join("keys/root.pub")
+    }
+    #[must_use]
+    pub fn auditors(&self) -> PathBuf {
+        self.root.join("auditors")
+    }
+    /// The entries file for `cfg`.
+    #[must_use]
+    pub fn log(&self, cfg: &Config) -> PathBuf {
+        if cfg.log.is_absolute() {
+            cfg.log.clone()
+        } else {
+            self.root.join(&cfg.log)
+        }
+    }
+
+    /// Reads and validates `warden.toml`.
+    pub fn read_config(&self) -> Result<Config, StoreError> {
+        let p = self.config();
+        let text = std::fs::read_to_string(&p).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::Config(format!(
+                    "{} not found: run `warden init --data-dir {}` first",
+                    p.display(),
+                    self.root.display()
+                ))
+            } else {
+                StoreError::Io {
+                    op: "read",
+                    path: p.clone(),
+                    source: e,
+                }
+            }
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| StoreError::Format {
+            path: p,
+            detail: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Every auditor public key in `auditors/*.pub`, sorted by file name.
+    pub fn read_auditors(
+        &self,
+    ) -> Result<Vec<warden_core::crypto::RecipientPublicKey>, StoreError> {
+        let dir = self.auditors();
+        let mut paths = Vec::new();
+        match std::fs::read_dir(&dir) {
+            Ok(rd) => {
+                for e in rd {
+                    let p = e.map_err(io("list", &dir))?.path();
+                    if p.extension().is_some_and(|x| x == "pub") {
+                        paths.push(p);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::Io {
+                    op: "list",
+                    path: dir,
+                    source: e,
+                });
+            }
+        }
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| crate::keys::read_recipient_public(p))
+            .collect()
+    }
+}

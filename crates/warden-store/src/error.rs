@@ -1,0 +1,63 @@
+//! Store errors.
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// What went wrong in the store.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{op} {}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {detail}", path.display())]
+    Format { path: PathBuf, detail: String },
+    #[error("wrong passphrase, or the key file {} was altered", path.display())]
+    BadPassphrase { path: PathBuf },
+    #[error("{0}")]
+    Config(String),
+    #[error("the ledger {} is in use by another process", path.display())]
+    Locked { path: PathBuf },
+    #[error(
+        "the ledger cannot be opened safely: {detail}; run `warden verify` to locate the damage"
+    )]
+    Corrupt { detail: String },
+    #[error("crypto: {0}")]
+    Crypto(#[from] warden_core::error::CryptoError),
+    #[error("epoch: {0}")]
+    Epoch(#[from] warden_core::epoch::EpochError),
+    #[error("encoding: {0}")]
+    Decode(#[from] warden_core::error::DecodeError),
+}
+
+/// Why an append was not acknowledged. Nothing unacknowledged is reported as stored.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AppendError {
+    #[error("the audit ledger could not make the entry durable: {0}")]
+    Io(String),
+    #[error("the audit ledger stopped after a write failure and must be reopened: {0}")]
+    Failed(String),
+    #[error("the clock went backwards ({now} is before the last entry at {last})")]
+    ClockBackwards { now: String, last: String },
+    #[error("the audit ledger is closed")]
+    Closed,
+    #[error("invalid entry: {0}")]
+    Invalid(String),
+}
+
+/// Shorthand for building [`StoreError::Io`].
+pub(crate) fn io<'a>(
+    op: &'static str,
+    path: &'a std::path::Path,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}

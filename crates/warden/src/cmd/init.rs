@@ -1,0 +1,110 @@
+//! `warden init`.
+
+use crate::common::{DataDirArg, passphrase, print_json};
+use anyhow::{Context, Result, bail};
+use clap::Args as ClapArgs;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use warden_store::config::Config;
+use warden_store::keys::{self, KdfParams};
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// Log origin: the name every checkpoint carries (a schema-less URL).
+    #[arg(long, default_value = "warden.local/ledger")]
+    pub origin: String,
+    /// Signature algorithm for the root and epoch keys: ML-DSA-65 or ML-DSA-44.
+    #[arg(long, default_value = "ML-DSA-65")]
+    pub signing: String,
+    /// Seconds between key rotations (at most 7200).
+    #[arg(long, default_value_t = 7200)]
+    pub rotation_interval: u64,
+    /// Sign a checkpoint for every entry instead of one per group commit.
+    #[arg(long)]
+    pub strict: bool,
+    /// Auditor public keys (from `warden auditor keygen`) to wrap data keys to.
+    #[arg(long = "auditor")]
+    pub auditors: Vec<PathBuf>,
+    /// Development mode: seal the root key under an empty passphrase instead of
+    /// WARDEN_PASSPHRASE. Never for production.
+    #[arg(long)]
+    pub dev: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: &Args) -> Result<ExitCode> {
+    let dir = a.dir.dir();
+    let cfg = Config {
+        origin: a.origin.clone(),
+        rotation_interval_secs: a.rotation_interval,
+        signing_algorithm: a.signing.clone(),
+        strict: a.strict,
+        ..Config::new(&a.origin)
+    };
+    let alg = cfg.validate()?;
+    if dir.config().exists() || dir.root_key().exists() {
+        bail!(
+            "{} is already initialised (found {})",
+            dir.root.display(),
+            dir.config().display()
+        );
+    }
+    let pass = passphrase();
+    if pass.is_empty() && !a.dev {
+        bail!(
+            "set WARDEN_PASSPHRASE to protect the root key, or pass --dev for a development setup"
+        );
+    }
+    if !pass.is_empty() && a.dev {
+        bail!("--dev uses an empty passphrase; unset WARDEN_PASSPHRASE or drop --dev");
+    }
+    for sub in ["keys", "auditors", "logs"] {
+        std::fs::create_dir_all(dir.root.join(sub))
+            .with_context(|| format!("creating {}", dir.root.join(sub).display()))?;
+    }
+    let mut auditor_ids = Vec::new();
+    for p in &a.auditors {
+        let k = keys::read_recipient_public(p)?;
+        let dest = dir.auditors().join(format!("{}.pub", k.id()));
+        std::fs::copy(p, &dest)
+            .with_context(|| format!("copying {} to {}", p.display(), dest.display()))?;
+        auditor_ids.push(k.id());
+    }
+    let root = keys::create_root(
+        &dir.root_key(),
+        &dir.root_pub(),
+        &cfg.origin,
+        alg,
+        &pass,
+        KdfParams::default(),
+    )?;
+    let toml = toml::to_string(&cfg).unwrap_or_default();
+    warden_store::durable::write_new(&dir.config(), toml.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", dir.config().display()))?;
+    let log = dir.log(&cfg);
+    if a.json {
+        print_json(&serde_json::json!({
+            "data_dir": dir.root, "origin": root.origin, "signing": alg.name(), "log": log,
+            "root_public_key": dir.root_pub(), "auditors": auditor_ids, "dev": a.dev,
+        }))?;
+    } else {
+        println!(
+            "initialised {} (origin {}, {})",
+            dir.root.display(),
+            root.origin,
+            alg.name()
+        );
+        println!("  trust anchor for verifiers: {}", dir.root_pub().display());
+        println!("  ledger: {}", log.display());
+        if auditor_ids.is_empty() {
+            println!(
+                "  no auditor keys yet: `warden auditor keygen --out auditor.key` then `warden auditor add auditor.key.pub`"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

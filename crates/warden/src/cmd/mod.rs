@@ -1,0 +1,5 @@
+pub mod auditor;
+pub mod bench;
+pub mod init;
+pub mod log;
+pub mod verify;

@@ -1,0 +1,179 @@
+//! `warden verify`.
+
+use crate::common::{EXIT_INVALID, print_json, read_limited};
+use anyhow::{Context, Result, bail};
+use clap::Args as ClapArgs;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use warden_core::note::Note;
+use warden_core::verify::{ResumeState, VerifyConfig};
+use warden_store::config::DataDir;
+use warden_store::keys;
+use warden_store::ledger::checkpoints_path;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    /// Data directory whose ledger to verify (uses its warden.toml and keys/root.pub).
+    #[arg(long, env = "WARDEN_DATA_DIR", conflicts_with = "log")]
+    pub data_dir: Option<PathBuf>,
+    /// Entries file to verify; its checkpoints file is beside it. Needs --root-pub.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// The log's root public key (the trust anchor). Default: DATA_DIR/keys/root.pub.
+    #[arg(long)]
+    pub root_pub: Option<PathBuf>,
+    /// An auditor secret key: also decrypt every entry.
+    #[arg(long)]
+    pub auditor_key: Option<PathBuf>,
+    /// A checkpoint held by an outside party (SIEM, witness): the log must contain it.
+    /// Either a signed note or the JSON printed by `warden log checkpoint --json`.
+    #[arg(long = "trusted-checkpoint")]
+    pub trusted: Vec<PathBuf>,
+    /// Resume from a state saved by --save-checkpoint: verify only newer entries.
+    #[arg(long)]
+    pub since_checkpoint: Option<PathBuf>,
+    /// After a clean run, save the verified state here for --since-checkpoint.
+    #[arg(long)]
+    pub save_checkpoint: Option<PathBuf>,
+    /// Longest allowed epoch in seconds (the rotation interval policy).
+    #[arg(long, default_value_t = 7200)]
+    pub max_epoch: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Most findings to print in text mode (all are in --json).
+    #[arg(long, default_value_t = 50)]
+    pub max_findings: usize,
+}
+
+fn read_trusted(p: &std::path::Path) -> Result<Note> {
+    let bytes = read_limited(p, 1 << 20)?;
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        && let Some(n) = v.get("note").and_then(|n| n.as_str())
+    {
+        return Ok(Note::parse(n.as_bytes())?);
+    }
+    Note::parse(&bytes).with_context(|| format!("{} is not a signed checkpoint", p.display()))
+}
+
+pub fn run(a: &Args) -> Result<ExitCode> {
+    match verify(a) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            if a.json {
+                print_json(&serde_json::json!({"ok": false, "error": format!("{e:#}")}))?;
+            }
+            Err(e)
+        }
+    }
+}
+
+fn verify(a: &Args) -> Result<ExitCode> {
+    let (log, root_pub) = match (&a.log, &a.data_dir) {
+        (Some(log), _) => {
+            let Some(rp) = &a.root_pub else {
+                bail!("--log needs --root-pub (the log's trust anchor)")
+            };
+            (log.clone(), rp.clone())
+        }
+        (None, dd) => {
+            let d = DataDir::new(dd.as_deref().unwrap_or(std::path::Path::new(".")));
+            let cfg = d.read_config()?;
+            (
+                d.log(&cfg),
+                a.root_pub.clone().unwrap_or_else(|| d.root_pub()),
+            )
+        }
+    };
+    let root = keys::read_root_public(&root_pub)?;
+    let auditor = a
+        .auditor_key
+        .as_ref()
+        .map(|p| keys::read_recipient_secret(p))
+        .transpose()?;
+    let trusted = a
+        .trusted
+        .iter()
+        .map(|p| read_trusted(p))
+        .collect::<Result<Vec<_>>>()?;
+    let resume: Option<ResumeState> = match &a.since_checkpoint {
+        Some(p) => Some(
+            serde_json::from_slice(&read_limited(p, 16 << 20)?)
+                .with_context(|| format!("{} is not a saved verification state", p.display()))?,
+        ),
+        None => None,
+    };
+    let cfg = VerifyConfig {
+        root,
+        max_epoch_micros: a.max_epoch.saturating_mul(1_000_000),
+        auditor,
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} verifying {bytes}/{total_bytes} {wide_bar} {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if a.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let start = std::time::Instant::now();
+    let out = warden_store::verify::verify_files(
+        &log,
+        &checkpoints_path(&log),
+        cfg,
+        trusted,
+        resume.as_ref(),
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )?;
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    let r = &out.report;
+    if let (Some(p), Some(st)) = (&a.save_checkpoint, &out.resume) {
+        let j = serde_json::to_vec_pretty(st)?;
+        warden_store::durable::write_atomic(p, &j, 0o644)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if a.json {
+        print_json(&serde_json::json!({
+            "ok": r.is_clean(), "entries": r.entries, "checkpoints": r.checkpoints, "epochs": r.epochs,
+            "decrypted": r.decrypted, "verified_size": r.verified_size, "seconds": secs, "findings": r.findings,
+            "resumed_from": resume.as_ref().map(|s| s.size),
+        }))?;
+    } else {
+        for f in r.findings.iter().take(a.max_findings) {
+            let loc = match f.location {
+                warden_core::verify::Location::Entry => "entry",
+                warden_core::verify::Location::Checkpoint => "checkpoint",
+            };
+            println!("INVALID {loc} {}: {:?}: {}", f.index, f.code, f.message);
+        }
+        if r.findings.len() > a.max_findings {
+            println!(
+                "... and {} more findings (use --json to see all)",
+                r.findings.len() - a.max_findings
+            );
+        }
+        let decrypted = if r.decrypted > 0 {
+            format!(", {} decrypted", r.decrypted)
+        } else {
+            String::new()
+        };
+        let verdict = if r.is_clean() { "OK" } else { "FAILED" };
+        println!(
+            "{verdict}: {} entries, {} checkpoints, {} epochs{decrypted}, {} findings ({secs:.2} s)",
+            r.entries,
+            r.checkpoints,
+            r.epochs,
+            r.findings.len()
+        );
+    }
+    Ok(if r.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_INVALID)
+    })
+}

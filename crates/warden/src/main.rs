@@ -1,0 +1,58 @@
+//! The `warden` command. Each subcommand lives in its own module under `cmd/` and only
+//! wires the library crates together.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd;
+mod common;
+
+/// Secure, audited access to ML models.
+///
+/// Every access is recorded in an append-only ledger whose entries are encrypted with
+/// ChaCha20-Poly1305 and covered by ML-DSA-signed checkpoints, with keys rotating at
+/// least every two hours.
+#[derive(Parser, Debug)]
+#[command(name = "warden", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a data directory: configuration, sealed root key, empty ledger.
+    Init(cmd::init::Args),
+    /// Manage auditor key pairs (the only keys that can decrypt the ledger).
+    #[command(subcommand)]
+    Auditor(cmd::auditor::Command),
+    /// Append to, read, and prove entries of the ledger.
+    #[command(subcommand)]
+    Log(cmd::log::Command),
+    /// Verify a ledger offline: every entry, checkpoint, signature and epoch.
+    ///
+    /// Exit status: 0 all valid; 1 an entry or checkpoint is invalid or a rule is
+    /// violated (each finding names its index and reason); 2 verification could not run.
+    Verify(cmd::verify::Args),
+    /// Measure performance on this machine next to its own ceilings.
+    #[command(subcommand)]
+    Bench(cmd::bench::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Init(a) => cmd::init::run(&a),
+        Command::Auditor(c) => cmd::auditor::run(&c),
+        Command::Log(c) => cmd::log::run(&c),
+        Command::Verify(a) => cmd::verify::run(&a),
+        Command::Bench(c) => cmd::bench::run(&c),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            common::eprint(&format!("error: {e:#}"));
+            ExitCode::from(common::EXIT_ERROR)
+        }
+    }
+}
