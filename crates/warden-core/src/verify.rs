@@ -75,6 +75,8 @@ pub enum Code {
 pub struct Finding {
     pub location: Location,
     pub index: u64,
+    /// Log position (entries read) when it was found; findings are ordered by it.
+    pub position: u64,
     pub code: Code,
     pub message: String,
 }
@@ -144,6 +146,7 @@ pub struct Verifier {
     last_note: Option<String>,
     rotation_at: Option<(u64, Vec<u8>)>,
     trusted: Vec<(Note, Option<Hash>)>,
+    trusted_sizes: Vec<u64>,
     report: Report,
     reported_untrusted: std::collections::HashSet<u64>,
     scratch: Vec<u8>,
@@ -168,6 +171,7 @@ impl Verifier {
             last_note: None,
             rotation_at: None,
             trusted: Vec::new(),
+            trusted_sizes: Vec::new(),
             report: Report::default(),
             reported_untrusted: std::collections::HashSet::new(),
             scratch: Vec::new(),
@@ -257,6 +261,9 @@ impl Verifier {
     /// Registers a checkpoint known to an outside party (SIEM, witness); the log must
     /// contain its tree.
     pub fn add_trusted(&mut self, note: Note) {
+        if let Ok(cp) = Checkpoint::from_text(note.text()) {
+            self.trusted_sizes.push(cp.size);
+        }
         self.trusted.push((note, None));
     }
 
@@ -267,9 +274,14 @@ impl Verifier {
     }
 
     fn find(&mut self, location: Location, index: u64, code: Code, message: impl Into<String>) {
+        let position = match location {
+            Location::Entry => index,
+            Location::Checkpoint => self.range.size(),
+        };
         self.report.findings.push(Finding {
             location,
             index,
+            position,
             code,
             message: message.into(),
         });
@@ -696,6 +708,9 @@ impl Verifier {
     }
 
     fn check_trusted_at(&mut self, size: u64) {
+        if !self.trusted_sizes.contains(&size) {
+            return;
+        }
         let root = self.range.root();
         for t in &mut self.trusted {
             if let Ok(cp) = Checkpoint::from_text(t.0.text())
@@ -728,7 +743,7 @@ impl Verifier {
         }
         self.report
             .findings
-            .sort_by_key(|f| (f.index, f.location == Location::Checkpoint));
+            .sort_by_key(|f| (f.position, f.location == Location::Checkpoint, f.index));
         self.report
     }
 

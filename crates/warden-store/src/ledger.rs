@@ -8,7 +8,7 @@
 
 use crate::durable::{AppendFile, FsFile};
 use crate::error::{AppendError, StoreError, io};
-use crate::keys::{RootKey, random_seed};
+use crate::keys::RootKey;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,28 @@ fn unreachable_ts() -> Timestamp {
     Timestamp::from_micros(0).unwrap_or_else(unreachable_ts)
 }
 
+/// Source of the epoch secrets (signing seeds, data keys, wrapping ephemerals).
+/// Production uses [`SystemEntropy`]; tests may record what they are given so they can
+/// play an attacker who stole an old epoch's key.
+pub trait Entropy: Send + Sync + std::fmt::Debug {
+    /// Fills `buf` with secret random bytes.
+    fn fill(&self, buf: &mut [u8]) -> Result<(), StoreError>;
+}
+
+/// The operating system's CSPRNG through the crypto provider.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemEntropy;
+
+impl Entropy for SystemEntropy {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), StoreError> {
+        aws_lc_rs::rand::fill(buf).map_err(|_| {
+            StoreError::Crypto(warden_core::error::CryptoError::Provider {
+                what: "random generation",
+            })
+        })
+    }
+}
+
 /// A clock that moves only when told to. For tests and simulations.
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<std::sync::atomic::AtomicU64>);
@@ -82,6 +104,7 @@ pub struct LedgerOptions {
     pub strict: bool,
     pub recipients: Vec<RecipientPublicKey>,
     pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
 }
 
 /// Proof that an entry is durable: its index and the signed checkpoint covering it.
@@ -550,17 +573,19 @@ fn new_epoch(
     closes: Option<Closure>,
     reason: &str,
 ) -> Result<(EpochKeys, String), StoreError> {
+    let seed = || -> Result<warden_core::crypto::Seed, StoreError> {
+        let mut s = zeroize::Zeroizing::new([0u8; 32]);
+        opts.entropy.fill(s.as_mut_slice())?;
+        Ok(s)
+    };
     let ephemeral = opts
         .recipients
         .iter()
-        .map(|_| random_seed())
+        .map(|_| seed())
         .collect::<Result<Vec<_>, _>>()?;
-    let mut data_key = zeroize::Zeroizing::new([0u8; 32]);
-    aws_lc_rs::rand::fill(data_key.as_mut_slice())
-        .map_err(|_| StoreError::Config("random generation failed".into()))?;
     let secrets = EpochSecrets {
-        signing_seed: random_seed()?,
-        data_key,
+        signing_seed: seed()?,
+        data_key: seed()?,
         ephemeral,
     };
     let interval_micros = u64::try_from(opts.rotation_interval.as_micros()).unwrap_or(u64::MAX);

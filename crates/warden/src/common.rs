@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use warden_store::config::{Config, DataDir};
 use warden_store::keys::{self, RootKey};
-use warden_store::ledger::{Ledger, LedgerOptions, SystemClock};
+use warden_store::ledger::{Ledger, LedgerOptions, SystemClock, SystemEntropy};
 
 /// Verification found a problem.
 pub const EXIT_INVALID: u8 = 1;
@@ -67,8 +67,14 @@ pub fn unlock(dir: &DataDir) -> Result<RootKey> {
 /// Opens the ledger of a data directory.
 pub fn open_ledger(dir: &DataDir) -> Result<(Ledger, Config)> {
     let cfg = dir.read_config()?;
-    let alg = cfg.validate()?;
     let root = unlock(dir)?;
+    let ledger = open_unlocked(dir, &cfg, root)?;
+    Ok((ledger, cfg))
+}
+
+/// Opens the ledger with a root key already in hand.
+pub fn open_unlocked(dir: &DataDir, cfg: &Config, root: RootKey) -> Result<Ledger> {
+    let alg = cfg.validate()?;
     let opts = LedgerOptions {
         origin: cfg.origin.clone(),
         alg,
@@ -76,13 +82,14 @@ pub fn open_ledger(dir: &DataDir) -> Result<(Ledger, Config)> {
         strict: cfg.strict,
         recipients: dir.read_auditors()?,
         clock: Arc::new(SystemClock),
+        entropy: Arc::new(SystemEntropy),
     };
     if opts.recipients.is_empty() {
         eprint(
             "warning: no auditor keys in auditors/: entries are encrypted but nobody can decrypt them",
         );
     }
-    let ledger = Ledger::open(&dir.log(&cfg), root, opts)?;
+    let ledger = Ledger::open(&dir.log(cfg), root, opts)?;
     let info = ledger.info();
     if info.cut_bytes > 0 {
         eprint(&format!(
@@ -90,7 +97,7 @@ pub fn open_ledger(dir: &DataDir) -> Result<(Ledger, Config)> {
             info.cut_entries, info.cut_bytes
         ));
     }
-    Ok((ledger, cfg))
+    Ok(ledger)
 }
 
 /// Prints a JSON value on one line.

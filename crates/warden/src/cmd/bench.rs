@@ -15,7 +15,9 @@ use warden_core::merkle::leaf_hash;
 use warden_core::time::Timestamp;
 use warden_core::verify::VerifyConfig;
 use warden_store::keys::{self, KdfParams, random_seed};
-use warden_store::ledger::{Ledger, LedgerOptions, SystemClock, Ticket, checkpoints_path};
+use warden_store::ledger::{
+    Ledger, LedgerOptions, SystemClock, SystemEntropy, Ticket, checkpoints_path,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -197,6 +199,7 @@ fn open(fx: &Fixture, name: &str, strict: bool) -> Result<(Ledger, PathBuf)> {
             &fx.root.join("auditor.key.pub"),
         )?],
         clock: Arc::new(SystemClock),
+        entropy: Arc::new(SystemEntropy),
     };
     let log = d.join("model_access.jsonl");
     Ok((Ledger::open(&log, rk, opts)?, log))

@@ -86,16 +86,20 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     warden_store::durable::write_new(&dir.config(), toml.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", dir.config().display()))?;
     let log = dir.log(&cfg);
+    let info = root.origin.clone();
+    // Open the ledger once so it exists from the start, beginning with epoch 0.
+    let key = keys::unlock_root(&dir.root_key(), &pass)?;
+    crate::common::open_unlocked(&dir, &cfg, key)?.close();
     if a.json {
         print_json(&serde_json::json!({
-            "data_dir": dir.root, "origin": root.origin, "signing": alg.name(), "log": log,
+            "data_dir": dir.root, "origin": info, "signing": alg.name(), "log": log,
             "root_public_key": dir.root_pub(), "auditors": auditor_ids, "dev": a.dev,
         }))?;
     } else {
         println!(
             "initialised {} (origin {}, {})",
             dir.root.display(),
-            root.origin,
+            info,
             alg.name()
         );
         println!("  trust anchor for verifiers: {}", dir.root_pub().display());
