@@ -140,6 +140,74 @@ impl EntryRef<'_> {
     }
 }
 
+/// A parsed entry that does not borrow its line: byte ranges into it plus the decoded
+/// fixed fields. Lets one thread parse and another use the result
+/// ([`EntrySpans::entry`]) without parsing again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntrySpans {
+    origin: (u32, u32),
+    kind: (u32, u32),
+    rotation: Option<(u32, u32)>,
+    aad_end: u32,
+    encrypted: (u32, u32),
+    index: u64,
+    time: Timestamp,
+    epoch: u64,
+    nonce: [u8; NONCE_LEN],
+}
+
+impl EntrySpans {
+    /// Parses `line` (see [`parse_line`]).
+    pub fn parse(line: &[u8]) -> Result<Self, DecodeError> {
+        let e = parse_line(line)?;
+        let base = line.as_ptr() as usize;
+        let span = |s: &[u8]| {
+            let start = (s.as_ptr() as usize).wrapping_sub(base);
+            // Lines are at most MAX_LINE_LEN bytes, far below u32::MAX.
+            let a = u32::try_from(start).unwrap_or(u32::MAX);
+            (
+                a,
+                a.saturating_add(u32::try_from(s.len()).unwrap_or(u32::MAX)),
+            )
+        };
+        Ok(Self {
+            origin: span(e.header.origin.as_bytes()),
+            kind: span(e.header.kind.as_bytes()),
+            rotation: e.header.rotation.map(|r| span(r.as_bytes())),
+            aad_end: u32::try_from(e.aad.len()).unwrap_or(u32::MAX),
+            encrypted: span(e.encrypted_hex),
+            index: e.header.index,
+            time: e.header.time,
+            epoch: e.header.epoch,
+            nonce: e.header.nonce,
+        })
+    }
+
+    /// The entry of `line`, which must be the line these spans were parsed from.
+    pub fn entry<'a>(&self, line: &'a [u8]) -> Result<EntryRef<'a>, DecodeError> {
+        let bad = DecodeError::Syntax {
+            what: WHAT,
+            detail: "spans do not belong to this line",
+        };
+        let get = |(a, b): (u32, u32)| line.get(a as usize..b as usize).ok_or(bad.clone());
+        let text =
+            |r: (u32, u32)| get(r).and_then(|b| std::str::from_utf8(b).map_err(|_| bad.clone()));
+        Ok(EntryRef {
+            header: Header {
+                origin: text(self.origin)?,
+                index: self.index,
+                time: self.time,
+                epoch: self.epoch,
+                kind: text(self.kind)?,
+                nonce: self.nonce,
+                rotation: self.rotation.map(text).transpose()?,
+            },
+            aad: line.get(..self.aad_end as usize).ok_or(bad.clone())?,
+            encrypted_hex: get(self.encrypted)?,
+        })
+    }
+}
+
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -238,19 +306,20 @@ pub fn parse_line(line: &[u8]) -> Result<EntryRef<'_>, DecodeError> {
     };
     let aad_end = c.pos;
     c.lit(b",\"encrypted\":\"", "expected encrypted")?;
-    let enc = c.string(|b| b.is_ascii_hexdigit(), "invalid encrypted")?;
+    // The ciphertext runs to the closing `"}` that ends the line; strict hex
+    // validation rejects any quote inside it, so no search is needed.
+    let enc = line
+        .get(c.pos..)
+        .and_then(|r| r.strip_suffix(b"\"}"))
+        .ok_or(DecodeError::Syntax {
+            what: WHAT,
+            detail: "expected end of object",
+        })?;
     hex::validate(enc)?;
     if enc.len() < 2 * TAG_LEN {
         return Err(DecodeError::Syntax {
             what: WHAT,
             detail: "ciphertext shorter than its tag",
-        });
-    }
-    c.lit(b"}", "expected end of object")?;
-    if c.pos != line.len() {
-        return Err(DecodeError::Syntax {
-            what: WHAT,
-            detail: "trailing bytes",
         });
     }
     let origin = std::str::from_utf8(origin).map_err(|_| DecodeError::Syntax {
@@ -324,7 +393,54 @@ pub struct Event {
     pub details: Option<serde_json::Value>,
 }
 
+/// The shape of [`Event`] with borrowed fields, to check a plaintext without building
+/// an `Event` (the verifier checks every entry this way).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct EventShape<'a> {
+    #[serde(default, borrow)]
+    user: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    ip: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    version: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    action: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    decision: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reason: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    request_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    user_agent: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    digest: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    details: Option<serde::de::IgnoredAny>,
+}
+
 impl Event {
+    /// Checks that `bytes` is a valid event plaintext, as [`Event::from_plaintext`]
+    /// would accept, without building one.
+    pub fn check_plaintext(bytes: &[u8]) -> Result<(), DecodeError> {
+        if bytes.len() > MAX_EVENT_LEN {
+            return Err(DecodeError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_EVENT_LEN,
+            });
+        }
+        serde_json::from_slice::<EventShape<'_>>(bytes)
+            .map(|_| ())
+            .map_err(|e| DecodeError::Json {
+                what: "event",
+                detail: e.to_string(),
+            })
+    }
+
     /// Serialises the event for sealing, enforcing [`MAX_EVENT_LEN`].
     pub fn to_plaintext(&self) -> Result<Vec<u8>, DecodeError> {
         let v = serde_json::to_vec(self).map_err(|e| DecodeError::Json {
@@ -358,6 +474,30 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_plaintext_accepts_exactly_what_from_plaintext_accepts() {
+        let cases: [&[u8]; 10] = [
+            br#"{"user":"a","details":{"x":[1,2,{"y":null}]}}"#,
+            br#"{"user":"a\"b","ip":"192.0.2.1"}"#,
+            br#"{}"#,
+            br#"{"user":null}"#,
+            br#"{"unknown":"x"}"#,
+            br#"{"user":1}"#,
+            br#"{"user":"a","user":"b"}"#,
+            br#"[]"#,
+            br#"{"user":"a"} trailing"#,
+            b"{\"user\":\"\xff\"}",
+        ];
+        for c in cases {
+            assert_eq!(
+                Event::check_plaintext(c).is_ok(),
+                Event::from_plaintext(c).is_ok(),
+                "{}",
+                String::from_utf8_lossy(c)
+            );
+        }
+    }
     use proptest::prelude::*;
     use zeroize::Zeroizing;
 

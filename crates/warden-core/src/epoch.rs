@@ -221,11 +221,26 @@ impl EpochKeys {
     /// The next nonce: four zero bytes and a big-endian counter that never repeats
     /// within the epoch, even when a write fails.
     pub fn next_nonce(&mut self) -> [u8; 12] {
-        let mut n = [0u8; 12];
-        n[4..].copy_from_slice(&self.next_nonce.to_be_bytes());
+        let n = nonce_from_counter(self.next_nonce);
         self.next_nonce += 1;
         n
     }
+
+    /// Reserves `n` consecutive nonce counters (for sealing a batch on several threads)
+    /// and returns the first; build each nonce with [`nonce_from_counter`].
+    pub fn reserve_nonces(&mut self, n: u64) -> u64 {
+        let first = self.next_nonce;
+        self.next_nonce = self.next_nonce.saturating_add(n);
+        first
+    }
+}
+
+/// The nonce with counter `counter`: four zero bytes, then the counter big-endian.
+#[must_use]
+pub fn nonce_from_counter(counter: u64) -> [u8; 12] {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_be_bytes());
+    n
 }
 
 /// Extracts the counter from a nonce built by [`EpochKeys::next_nonce`].

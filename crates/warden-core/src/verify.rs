@@ -15,6 +15,7 @@ use crate::record::CheckpointRecord;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What a verifier checks against.
 #[derive(Debug)]
@@ -104,7 +105,7 @@ impl Report {
 #[derive(Debug)]
 struct Epoch {
     info: EpochInfo,
-    data: Option<DataKey>,
+    data: Option<Arc<DataKey>>,
     last_nonce: Option<u64>,
     /// Whether the certificate verified; unverified epochs report once.
     trusted: bool,
@@ -126,6 +127,13 @@ pub struct ResumeState {
     pub rotation_line: String,
     pub last_time: String,
     pub last_nonce: Option<u64>,
+}
+
+/// Decrypts an entry and checks the plaintext is an event; `scratch` is reused.
+pub fn decrypt_check(e: &EntryRef<'_>, key: &DataKey, scratch: &mut Vec<u8>) -> Result<(), String> {
+    e.open(key, scratch).map_err(|err| err.to_string())?;
+    Event::check_plaintext(scratch)
+        .map_err(|err| format!("decrypted payload is not an event: {err}"))
 }
 
 /// The verifier. Feed entries and checkpoints in order, then call [`Verifier::finish`].
@@ -150,6 +158,8 @@ pub struct Verifier {
     report: Report,
     reported_untrusted: std::collections::HashSet<u64>,
     scratch: Vec<u8>,
+    /// With deferred decryption: entries to decrypt, by log position.
+    decrypt_jobs: Option<Vec<(u64, Arc<DataKey>)>>,
 }
 
 impl Verifier {
@@ -175,6 +185,7 @@ impl Verifier {
             report: Report::default(),
             reported_untrusted: std::collections::HashSet::new(),
             scratch: Vec::new(),
+            decrypt_jobs: None,
         }
     }
 
@@ -267,7 +278,13 @@ impl Verifier {
         self.trusted.push((note, None));
     }
 
-    /// Number of entries fed so far.
+    /// Whether an auditor key was given, so entries are decrypted.
+    #[must_use]
+    pub fn decrypts(&self) -> bool {
+        self.cfg.auditor.is_some()
+    }
+
+    /// Entries fed so far.
     #[must_use]
     pub fn position(&self) -> u64 {
         self.range.size()
@@ -289,15 +306,49 @@ impl Verifier {
 
     /// Feeds the next entry line (without newline). `leaf` must be its RFC 6962 leaf hash.
     pub fn entry(&mut self, line: &[u8], leaf: Hash) {
+        self.entry_parsed(line, leaf, entry::parse_line(line));
+    }
+
+    /// Like [`Verifier::entry`], with the line already parsed (and hashed) elsewhere,
+    /// e.g. on another thread. `parsed` must be `parse_line(line)`.
+    pub fn entry_parsed(
+        &mut self,
+        line: &[u8],
+        leaf: Hash,
+        parsed: Result<EntryRef<'_>, crate::error::DecodeError>,
+    ) {
         let p = self.range.size();
         self.range.push(leaf);
         self.batch.push(leaf);
         self.report.entries = p + 1;
-        match entry::parse_line(line) {
+        match parsed {
             Err(e) => self.find(Location::Entry, p, Code::Malformed, e.to_string()),
             Ok(e) => self.check_entry(p, &e, line),
         }
         self.check_trusted_at(p + 1);
+    }
+
+    /// Defers decryption: instead of decrypting as entries arrive, the verifier queues
+    /// (position, key) jobs for [`Verifier::take_decrypt_jobs`]; the caller runs
+    /// [`decrypt_check`] (on any thread) and reports with [`Verifier::decrypted`].
+    pub fn defer_decryption(&mut self) {
+        self.decrypt_jobs.get_or_insert_with(Vec::new);
+    }
+
+    /// The decryption jobs queued since the last call.
+    pub fn take_decrypt_jobs(&mut self) -> Vec<(u64, Arc<DataKey>)> {
+        self.decrypt_jobs
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Records the outcome of a deferred decryption of the entry at `position`.
+    pub fn decrypted(&mut self, position: u64, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => self.report.decrypted += 1,
+            Err(m) => self.find(Location::Entry, position, Code::DecryptFailed, m),
+        }
     }
 
     fn check_entry(&mut self, p: u64, e: &EntryRef<'_>, line: &[u8]) {
@@ -380,14 +431,13 @@ impl Verifier {
         }
         let mut decrypt_err = None;
         if let Some(key) = &ep.data {
-            match e.open(key, &mut self.scratch) {
-                Err(err) => decrypt_err = Some(err.to_string()),
-                Ok(()) => match Event::from_plaintext(&self.scratch) {
-                    Ok(_) => self.report.decrypted += 1,
-                    Err(err) => {
-                        decrypt_err = Some(format!("decrypted payload is not an event: {err}"))
-                    }
-                },
+            if let Some(jobs) = &mut self.decrypt_jobs {
+                jobs.push((p, Arc::clone(key)));
+            } else {
+                match decrypt_check(e, key, &mut self.scratch) {
+                    Ok(()) => self.report.decrypted += 1,
+                    Err(m) => decrypt_err = Some(m),
+                }
             }
         }
         let t = e.header.time;
@@ -499,7 +549,7 @@ impl Verifier {
         let mut data = None;
         if let Some(a) = &self.cfg.auditor {
             match rec.unwrap_data_key(a) {
-                Ok(Some(k)) => data = Some(k),
+                Ok(Some(k)) => data = Some(Arc::new(k)),
                 Ok(None) => self.find(
                     Location::Entry,
                     p,

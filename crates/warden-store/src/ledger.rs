@@ -18,7 +18,9 @@ use std::time::Duration;
 use warden_core::checkpoint::{Checkpoint, sign_checkpoint};
 use warden_core::crypto::{RecipientPublicKey, SigAlg};
 use warden_core::entry::{self, Event, Header, KIND_ROTATION};
-use warden_core::epoch::{Closure, EpochKeys, EpochParams, EpochSecrets, start_epoch};
+use warden_core::epoch::{
+    Closure, EpochKeys, EpochParams, EpochSecrets, nonce_from_counter, start_epoch,
+};
 use warden_core::merkle::{CompactRange, Hash, leaf_hash};
 use warden_core::record::{CheckpointRecord, MAX_BATCH};
 use warden_core::time::Timestamp;
@@ -276,8 +278,8 @@ struct Writer {
     range: CompactRange,
     epoch: EpochKeys,
     last_time: Timestamp,
-    line: Vec<u8>,
-    scratch: Vec<u8>,
+    /// Reused sealing buffers, one per thread.
+    bufs: Vec<Sealed>,
 }
 
 /// Files to write through; tests wrap them to inject faults.
@@ -427,8 +429,7 @@ impl Ledger {
             range,
             epoch,
             last_time: now,
-            line: Vec::new(),
-            scratch: Vec::new(),
+            bufs: Vec::new(),
         };
         let mut first = vec![rotation_item(reason, cut_entries, cut_bytes)?];
         if cut_bytes > 0 {
@@ -693,12 +694,13 @@ impl Writer {
         Ok(o)
     }
 
-    /// Writes, fsyncs, signs and fsyncs; the first item carries `rotation` if given.
+    /// Seals, writes and fsyncs the entries while signing their checkpoint(s), then
+    /// writes and fsyncs the checkpoint records. The first item carries `rotation`.
     fn commit(
         &mut self,
         items: Vec<Pending>,
         now: Timestamp,
-        mut rotation: Option<String>,
+        rotation: Option<String>,
     ) -> Result<Outcome, AppendError> {
         if items.is_empty() {
             return Ok(Outcome {
@@ -708,95 +710,86 @@ impl Writer {
             });
         }
         let first = self.range.size();
+        let sealed = self.seal(&items, first, now, rotation.as_deref())?;
+        let leaves: Vec<Hash> = sealed
+            .iter()
+            .flat_map(|c| c.leaves.iter().copied())
+            .collect();
+
+        // The checkpoints to sign: one per entry in strict mode, else one per MAX_BATCH.
         let origin = self.opts.origin.clone();
-        self.line.clear();
-        let mut leaves = Vec::with_capacity(items.len());
-        for (i, it) in items.iter().enumerate() {
-            let start = self.line.len();
-            let header = Header {
-                origin: &origin,
-                index: first + i as u64,
-                time: now,
-                epoch: self.epoch.epoch,
-                kind: &it.kind,
-                nonce: self.epoch.next_nonce(),
-                rotation: if i == 0 { rotation.as_deref() } else { None },
+        let mut range = self.range.clone();
+        let mut cps = Vec::new();
+        let per = if self.opts.strict {
+            1
+        } else {
+            usize::try_from(MAX_BATCH).unwrap_or(usize::MAX)
+        };
+        for chunk in leaves.chunks(per) {
+            let start = range.size();
+            for l in chunk {
+                range.push(*l);
+            }
+            let cp = Checkpoint {
+                origin: origin.clone(),
+                size: range.size(),
+                root: range.root(),
             };
-            entry::seal_line(
-                &header,
-                &self.epoch.data,
-                &it.plaintext,
-                &mut self.line,
-                &mut self.scratch,
-            )
-            .map_err(|e| AppendError::Invalid(e.to_string()))?;
-            leaves.push(leaf_hash(self.line.get(start..).unwrap_or_default()));
-            self.line.push(b'\n');
+            cps.push((start, chunk.to_vec(), cp));
         }
-        rotation.take();
+
         let before = self.entries.len();
-        if let Err(e) = self
-            .entries
-            .append(&self.line)
-            .and_then(|()| self.entries.sync())
-        {
+        let secs = now.as_micros() / 1_000_000;
+        let strict = self.opts.strict;
+        let (entries, epoch) = (&mut self.entries, &self.epoch);
+        // Sign while the entries reach the disk: the two take about as long.
+        let (stored, signed) = std::thread::scope(|s| {
+            let signer = s.spawn(|| {
+                let only: Vec<Checkpoint> = cps.iter().map(|c| c.2.clone()).collect();
+                if strict && only.len() > 1 {
+                    sign_parallel(&only, epoch, secs)
+                } else {
+                    only.iter()
+                        .map(|cp| {
+                            sign_checkpoint(cp, &epoch.key_name, &epoch.signer, secs)
+                                .map(|n| n.to_string())
+                                .map_err(|e| AppendError::Io(format!("signing: {e}")))
+                        })
+                        .collect()
+                }
+            });
+            let stored = sealed
+                .iter()
+                .try_for_each(|c| entries.append(&c.lines))
+                .and_then(|()| entries.sync());
+            let signed = signer
+                .join()
+                .unwrap_or_else(|_| Err(AppendError::Io("signing thread failed".into())));
+            (stored, signed)
+        });
+        if let Err(e) = stored {
             // Best effort: remove the partial batch so the file stays a clean prefix.
             let _ = self.entries.truncate(before);
             return Err(AppendError::Io(e.to_string()));
         }
-        let mut range = self.range.clone();
-        let secs = now.as_micros() / 1_000_000;
-        let mut records = Vec::new();
-        let notes: Vec<Arc<str>> = if self.opts.strict {
-            let mut cps = Vec::with_capacity(leaves.len());
-            for l in &leaves {
-                range.push(*l);
-                cps.push(Checkpoint {
-                    origin: origin.clone(),
-                    size: range.size(),
-                    root: range.root(),
-                });
+        let signed = match signed {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.entries.truncate(before);
+                return Err(e);
             }
-            let signed = sign_parallel(&cps, &self.epoch, secs)?;
-            for ((cp, note), leaf) in cps.iter().zip(&signed).zip(&leaves) {
-                records.push(CheckpointRecord {
-                    first: cp.size - 1,
-                    size: cp.size,
-                    epoch: self.epoch.epoch,
-                    leaves: vec![*leaf],
-                    note: note.to_string(),
-                });
-            }
-            signed.iter().map(|n| Arc::from(n.as_str())).collect()
-        } else {
-            for chunk in leaves.chunks(usize::try_from(MAX_BATCH).unwrap_or(usize::MAX)) {
-                let start = range.size();
-                for l in chunk {
-                    range.push(*l);
-                }
-                let cp = Checkpoint {
-                    origin: origin.clone(),
-                    size: range.size(),
-                    root: range.root(),
-                };
-                let note = sign_checkpoint(&cp, &self.epoch.key_name, &self.epoch.signer, secs)
-                    .map_err(|e| AppendError::Io(format!("signing: {e}")))?;
-                records.push(CheckpointRecord {
-                    first: start,
-                    size: cp.size,
-                    epoch: self.epoch.epoch,
-                    leaves: chunk.to_vec(),
-                    note: note.to_string(),
-                });
-            }
-            vec![Arc::from(
-                records.last().map(|r| r.note.as_str()).unwrap_or_default(),
-            )]
         };
         let mut buf = Vec::new();
-        for r in &records {
+        for ((start, chunk, cp), note) in cps.into_iter().zip(&signed) {
+            let rec = CheckpointRecord {
+                first: start,
+                size: cp.size,
+                epoch: self.epoch.epoch,
+                leaves: chunk,
+                note: note.clone(),
+            };
             buf.extend_from_slice(
-                &r.encode()
+                &rec.encode()
                     .map_err(|e| AppendError::Invalid(e.to_string()))?,
             );
             buf.push(b'\n');
@@ -814,11 +807,134 @@ impl Writer {
         }
         self.range = range;
         self.last_time = now;
+        self.bufs = sealed;
+        let notes: Vec<Arc<str>> = if strict {
+            signed.iter().map(|n| Arc::from(n.as_str())).collect()
+        } else {
+            vec![Arc::from(
+                signed.last().map(String::as_str).unwrap_or_default(),
+            )]
+        };
         Ok(Outcome {
             first,
             size: self.range.size(),
             notes,
         })
+    }
+
+    /// Seals `items` as entries `first..`, on every core when the batch is large.
+    fn seal(
+        &mut self,
+        items: &[Pending],
+        first: u64,
+        now: Timestamp,
+        rotation: Option<&str>,
+    ) -> Result<Vec<Sealed>, AppendError> {
+        let n = items.len();
+        let threads = if n >= PARALLEL_SEAL_MIN {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        } else {
+            1
+        };
+        let per = n.div_ceil(threads).max(1);
+        let counter = self.epoch.reserve_nonces(n as u64);
+        let job = SealJob {
+            origin: &self.opts.origin,
+            epoch: &self.epoch,
+            now,
+            batch_first: first,
+            rotation,
+        };
+        let mut pool = std::mem::take(&mut self.bufs);
+        pool.resize_with(threads.max(pool.len()), Sealed::default);
+        let result = std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            let mut it = items.chunks(per).zip(pool.iter_mut()).enumerate();
+            let head = it.next();
+            for (k, (chunk, out)) in it {
+                let off = (k * per) as u64;
+                let job = &job;
+                handles.push(s.spawn(move || job.run(chunk, first + off, counter + off, out)));
+            }
+            let mut r = match head {
+                Some((_, (chunk, out))) => job.run(chunk, first, counter, out),
+                None => Ok(()),
+            };
+            for h in handles {
+                let j = h
+                    .join()
+                    .unwrap_or_else(|_| Err(AppendError::Io("sealing thread failed".into())));
+                r = r.and(j);
+            }
+            r
+        });
+        let used = n.div_ceil(per);
+        let mut sealed = pool;
+        sealed.truncate(used);
+        result.map(|()| sealed)
+    }
+}
+
+/// Entries sealed by one thread: their line bytes (with newlines) and leaf hashes.
+#[derive(Default)]
+struct Sealed {
+    lines: Vec<u8>,
+    leaves: Vec<Hash>,
+}
+
+/// Batches at least this large are sealed and hashed on every core.
+const PARALLEL_SEAL_MIN: usize = 512;
+
+struct SealJob<'a> {
+    origin: &'a str,
+    epoch: &'a EpochKeys,
+    now: Timestamp,
+    /// Index of the batch's first entry, the one that carries `rotation`.
+    batch_first: u64,
+    rotation: Option<&'a str>,
+}
+
+impl SealJob<'_> {
+    fn run(
+        &self,
+        items: &[Pending],
+        first: u64,
+        counter: u64,
+        out: &mut Sealed,
+    ) -> Result<(), AppendError> {
+        out.lines.clear();
+        out.leaves.clear();
+        out.leaves.reserve(items.len());
+        let mut scratch = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            let start = out.lines.len();
+            let index = first + i as u64;
+            let header = Header {
+                origin: self.origin,
+                index,
+                time: self.now,
+                epoch: self.epoch.epoch,
+                kind: &it.kind,
+                nonce: nonce_from_counter(counter + i as u64),
+                rotation: if index == self.batch_first {
+                    self.rotation
+                } else {
+                    None
+                },
+            };
+            entry::seal_line(
+                &header,
+                &self.epoch.data,
+                &it.plaintext,
+                &mut out.lines,
+                &mut scratch,
+            )
+            .map_err(|e| AppendError::Invalid(e.to_string()))?;
+            out.leaves
+                .push(leaf_hash(out.lines.get(start..).unwrap_or_default()));
+            out.lines.push(b'\n');
+        }
+        Ok(())
     }
 }
 

@@ -5,8 +5,11 @@ use crate::error::{StoreError, io};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
+use warden_core::entry::EntrySpans;
+use warden_core::error::DecodeError;
 use warden_core::merkle::{Hash, leaf_hash};
 use warden_core::note::Note;
+use warden_core::verify::decrypt_check;
 use warden_core::verify::{Report, ResumeState, Verifier, VerifyConfig};
 
 const CHUNK: usize = 8 * 1024 * 1024;
@@ -51,21 +54,126 @@ fn quick_size(line: &[u8]) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn hash_lines(lines: &[&[u8]]) -> Vec<Hash> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if lines.len() < 256 || threads < 2 {
-        return lines.iter().map(|l| leaf_hash(l)).collect();
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// Runs `f` over `items` split into one contiguous part per core, in order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    par_map_with(items, || (), |(), t| f(t))
+}
+
+/// [`par_map`] with per-thread state made by `init` (e.g. a scratch buffer).
+fn par_map_with<T: Sync, R: Send, S>(
+    items: &[T],
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads();
+    if items.len() < 256 || threads < 2 {
+        let mut st = init();
+        return items.iter().map(|t| f(&mut st, t)).collect();
     }
-    let per = lines.len().div_ceil(threads);
+    let per = items.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let hs: Vec<_> = lines
+        let (f, init) = (&f, &init);
+        let hs: Vec<_> = items
             .chunks(per)
-            .map(|c| s.spawn(move || c.iter().map(|l| leaf_hash(l)).collect::<Vec<_>>()))
+            .map(|c| {
+                s.spawn(move || {
+                    let mut st = init();
+                    c.iter().map(|t| f(&mut st, t)).collect::<Vec<_>>()
+                })
+            })
             .collect();
         hs.into_iter()
             .flat_map(|h| h.join().unwrap_or_default())
             .collect()
     })
+}
+
+/// Reads `f` in large chunks on its own thread, each cut after its last newline (the
+/// final chunk keeps an unterminated tail, which verification reports). Buffers sent
+/// back on `recycle` are reused, which saves zeroing and faulting in fresh memory.
+fn spawn_reader(
+    mut f: File,
+    recycle: std::sync::mpsc::Receiver<Vec<u8>>,
+) -> std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(2);
+    std::thread::spawn(move || {
+        let mut carry: Vec<u8> = Vec::new();
+        loop {
+            let mut buf = recycle.try_recv().unwrap_or_default();
+            buf.clear();
+            buf.extend_from_slice(&carry);
+            let have = buf.len();
+            buf.resize(have + CHUNK, 0);
+            let n = match f.read(buf.get_mut(have..).unwrap_or_default()) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            buf.truncate(have + n);
+            if n == 0 {
+                if !buf.is_empty() {
+                    let _ = tx.send(Ok(buf));
+                }
+                return;
+            }
+            let cut = memchr::memrchr(b'\n', &buf).map_or(0, |p| p + 1);
+            carry.clear();
+            carry.extend_from_slice(buf.get(cut..).unwrap_or_default());
+            buf.truncate(cut);
+            if !buf.is_empty() && tx.send(Ok(buf)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// A chunk of whole lines with each line's bounds, leaf hash and parse.
+struct Prepared {
+    chunk: Vec<u8>,
+    bounds: Vec<(usize, usize)>,
+    parsed: Vec<(Hash, Result<EntrySpans, DecodeError>)>,
+}
+
+/// Splits, hashes and parses each chunk on its own thread (using every core).
+fn spawn_preparer(
+    chunks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+) -> std::sync::mpsc::Receiver<std::io::Result<Prepared>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        for chunk in chunks {
+            let prepared = chunk.map(|chunk| {
+                let mut bounds = Vec::with_capacity(chunk.len() / 256);
+                let mut from = 0;
+                for nl in memchr::memchr_iter(b'\n', &chunk) {
+                    bounds.push((from, nl));
+                    from = nl + 1;
+                }
+                if from < chunk.len() {
+                    bounds.push((from, chunk.len()));
+                }
+                let parsed = par_map(&bounds, |&(a, b)| {
+                    let l = chunk.get(a..b).unwrap_or_default();
+                    (leaf_hash(l), EntrySpans::parse(l))
+                });
+                Prepared {
+                    chunk,
+                    bounds,
+                    parsed,
+                }
+            });
+            if tx.send(prepared).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// Verifies the entries file `log` and its checkpoints file `checkpoints`.
@@ -100,37 +208,51 @@ pub fn verify_files(
         offset: cstart,
     };
     cps.advance().map_err(io("read", checkpoints))?;
+    let decrypt = v.decrypts();
+    if decrypt {
+        v.defer_decryption();
+    }
     let mut offset = start;
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
-    let mut chunk = vec![0u8; CHUNK];
-    let mut eof = false;
-    while !eof {
-        let n = f.read(&mut chunk).map_err(io("read", log))?;
-        if n == 0 {
-            eof = true;
-        }
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        let cut = if eof {
-            buf.len()
-        } else {
-            buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
+    // Reading, and hashing and parsing on every core, run a chunk ahead of the
+    // order-dependent checks on this thread.
+    let (recycle, recycled) = std::sync::mpsc::channel();
+    for prepared in spawn_preparer(spawn_reader(f, recycled)) {
+        let Prepared {
+            chunk,
+            bounds,
+            parsed,
+        } = prepared.map_err(io("read", log))?;
+        let line = |i: usize| {
+            bounds
+                .get(i)
+                .and_then(|&(a, b)| chunk.get(a..b))
+                .unwrap_or_default()
         };
-        if cut == 0 {
-            continue;
-        }
-        let body = buf.get(..cut).unwrap_or_default();
-        let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
-        if lines.last().is_some_and(|l| l.is_empty()) {
-            lines.pop();
-        }
-        let leaves = hash_lines(&lines);
-        for (line, leaf) in lines.iter().zip(leaves) {
+        let first = v.position();
+        for (i, (leaf, spans)) in parsed.iter().enumerate() {
             feed_due(&mut v, &mut cps).map_err(io("read", checkpoints))?;
-            v.entry(line, leaf);
+            let l = line(i);
+            v.entry_parsed(l, *leaf, spans.clone().and_then(|s| s.entry(l)));
         }
-        offset += cut as u64;
-        buf.drain(..cut);
+        if decrypt {
+            let jobs = v.take_decrypt_jobs();
+            let outcomes = par_map_with(&jobs, Vec::new, |scratch, (pos, key)| {
+                let i = usize::try_from(pos - first).unwrap_or(usize::MAX);
+                match parsed
+                    .get(i)
+                    .map(|(_, s)| s.clone().and_then(|s| s.entry(line(i))))
+                {
+                    Some(Ok(e)) => decrypt_check(&e, key, scratch),
+                    _ => Err("entry is not parseable".to_owned()),
+                }
+            });
+            for ((pos, _), r) in jobs.iter().zip(outcomes) {
+                v.decrypted(*pos, r);
+            }
+        }
+        offset += chunk.len() as u64;
         progress(offset, total);
+        let _ = recycle.send(chunk);
     }
     feed_due(&mut v, &mut cps).map_err(io("read", checkpoints))?;
     while let Some((line, _)) = cps.next.take() {
