@@ -739,72 +739,78 @@ impl Writer {
         }
 
         let before = self.entries.len();
+        let cp_before = self.checkpoints.len();
         let secs = now.as_micros() / 1_000_000;
         let strict = self.opts.strict;
-        let (entries, epoch) = (&mut self.entries, &self.epoch);
-        // Sign while the entries reach the disk: the two take about as long.
-        let (stored, signed) = std::thread::scope(|s| {
-            let signer = s.spawn(|| {
-                let only: Vec<Checkpoint> = cps.iter().map(|c| c.2.clone()).collect();
-                if strict && only.len() > 1 {
-                    sign_parallel(&only, epoch, secs)
-                } else {
-                    only.iter()
-                        .map(|cp| {
-                            sign_checkpoint(cp, &epoch.key_name, &epoch.signer, secs)
-                                .map(|n| n.to_string())
-                                .map_err(|e| AppendError::Io(format!("signing: {e}")))
-                        })
-                        .collect()
-                }
-            });
-            let stored = sealed
+        let epoch_no = self.epoch.epoch;
+        let (entries, checkpoints, epoch) = (&mut self.entries, &mut self.checkpoints, &self.epoch);
+        // Checkpoints are signed in groups, each while the previous group's records
+        // (or, first, the entries) are written and fsynced: signing and the disk overlap.
+        let group = if strict { SIGN_GROUP } else { usize::MAX };
+        let groups: Vec<&[(u64, Vec<Hash>, Checkpoint)]> = cps.chunks(group).collect();
+        let outcome: Result<Vec<String>, AppendError> = std::thread::scope(|s| {
+            let spawn = |g: &'_ [(u64, Vec<Hash>, Checkpoint)]| {
+                let only: Vec<Checkpoint> = g.iter().map(|c| c.2.clone()).collect();
+                s.spawn(move || sign_group(&only, epoch, secs, strict))
+            };
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<String>, AppendError>>| {
+                h.join()
+                    .unwrap_or_else(|_| Err(AppendError::Io("signing thread failed".into())))
+            };
+            let mut next = groups.first().map(|g| spawn(g));
+            let mut failed = sealed
                 .iter()
                 .try_for_each(|c| entries.append(&c.lines))
-                .and_then(|()| entries.sync());
-            let signed = signer
-                .join()
-                .unwrap_or_else(|_| Err(AppendError::Io("signing thread failed".into())));
-            (stored, signed)
+                .and_then(|()| entries.sync())
+                .err()
+                .map(|e| AppendError::Io(e.to_string()));
+            let mut notes = Vec::with_capacity(cps.len());
+            for (j, g) in groups.iter().enumerate() {
+                let signed = next.take().map_or(Ok(Vec::new()), join);
+                next = groups.get(j + 1).map(|g| spawn(g));
+                if failed.is_some() {
+                    continue;
+                }
+                let signed = match signed {
+                    Ok(v) => v,
+                    Err(e) => {
+                        failed = Some(e);
+                        continue;
+                    }
+                };
+                let mut buf = Vec::new();
+                for ((start, chunk, cp), note) in g.iter().zip(&signed) {
+                    let rec = CheckpointRecord {
+                        first: *start,
+                        size: cp.size,
+                        epoch: epoch_no,
+                        leaves: chunk.clone(),
+                        note: note.clone(),
+                    };
+                    match rec.encode() {
+                        Ok(line) => buf.extend_from_slice(&line),
+                        Err(e) => failed = Some(AppendError::Invalid(e.to_string())),
+                    }
+                    buf.push(b'\n');
+                }
+                if failed.is_none()
+                    && let Err(e) = checkpoints.append(&buf).and_then(|()| checkpoints.sync())
+                {
+                    failed = Some(AppendError::Io(e.to_string()));
+                }
+                notes.extend(signed);
+            }
+            failed.map_or(Ok(notes), Err)
         });
-        if let Err(e) = stored {
-            // Best effort: remove the partial batch so the file stays a clean prefix.
-            let _ = self.entries.truncate(before);
-            return Err(AppendError::Io(e.to_string()));
-        }
-        let signed = match signed {
-            Ok(s) => s,
+        let signed = match outcome {
+            Ok(n) => n,
             Err(e) => {
+                // Roll both files back so they stay a clean, fully covered prefix.
+                let _ = self.checkpoints.truncate(cp_before);
                 let _ = self.entries.truncate(before);
                 return Err(e);
             }
         };
-        let mut buf = Vec::new();
-        for ((start, chunk, cp), note) in cps.into_iter().zip(&signed) {
-            let rec = CheckpointRecord {
-                first: start,
-                size: cp.size,
-                epoch: self.epoch.epoch,
-                leaves: chunk,
-                note: note.clone(),
-            };
-            buf.extend_from_slice(
-                &rec.encode()
-                    .map_err(|e| AppendError::Invalid(e.to_string()))?,
-            );
-            buf.push(b'\n');
-        }
-        let cp_before = self.checkpoints.len();
-        if let Err(e) = self
-            .checkpoints
-            .append(&buf)
-            .and_then(|()| self.checkpoints.sync())
-        {
-            // Roll both files back so they stay a clean, fully covered prefix.
-            let _ = self.checkpoints.truncate(cp_before);
-            let _ = self.entries.truncate(before);
-            return Err(AppendError::Io(e.to_string()));
-        }
         self.range = range;
         self.last_time = now;
         self.bufs = sealed;
@@ -938,6 +944,29 @@ impl SealJob<'_> {
     }
 }
 
+/// Checkpoints signed per group in strict mode, overlapping with the previous group's
+/// write and fsync.
+const SIGN_GROUP: usize = 256;
+
+/// Signs a group of checkpoints: on every core in strict mode, else in order here.
+fn sign_group(
+    cps: &[Checkpoint],
+    epoch: &EpochKeys,
+    secs: u64,
+    strict: bool,
+) -> Result<Vec<String>, AppendError> {
+    if strict && cps.len() > 1 {
+        return sign_parallel(cps, epoch, secs);
+    }
+    cps.iter()
+        .map(|cp| {
+            sign_checkpoint(cp, &epoch.key_name, &epoch.signer, secs)
+                .map(|n| n.to_string())
+                .map_err(|e| AppendError::Io(format!("signing: {e}")))
+        })
+        .collect()
+}
+
 /// Signs many checkpoints on every core (strict mode).
 fn sign_parallel(
     cps: &[Checkpoint],
@@ -947,20 +976,23 @@ fn sign_parallel(
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
         .min(cps.len().max(1));
-    let per = cps.len().div_ceil(threads.max(1)).max(1);
-    let results: Vec<Result<Vec<String>, AppendError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = cps
-            .chunks(per)
-            .map(|chunk| {
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|cp| {
-                            sign_checkpoint(cp, &epoch.key_name, &epoch.signer, secs)
-                                .map(|n| n.to_string())
-                                .map_err(|e| AppendError::Io(format!("signing: {e}")))
-                        })
-                        .collect::<Result<Vec<_>, _>>()
+    // ML-DSA signing time varies (rejection sampling), so threads take the next
+    // checkpoint as they finish instead of a fixed share.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<(usize, String)>, AppendError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(cp) = cps.get(i) else {
+                            return Ok(mine);
+                        };
+                        let note = sign_checkpoint(cp, &epoch.key_name, &epoch.signer, secs)
+                            .map_err(|e| AppendError::Io(format!("signing: {e}")))?;
+                        mine.push((i, note.to_string()));
+                    }
                 })
             })
             .collect();
@@ -972,11 +1004,12 @@ fn sign_parallel(
             })
             .collect()
     });
-    let mut out = Vec::with_capacity(cps.len());
+    let mut all = Vec::with_capacity(cps.len());
     for r in results {
-        out.extend(r?);
+        all.extend(r?);
     }
-    Ok(out)
+    all.sort_unstable_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, n)| n).collect())
 }
 
 /// Leaf hashes of every complete line in the entries file (for proofs).

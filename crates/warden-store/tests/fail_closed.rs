@@ -204,3 +204,41 @@ fn full_tmpfs_refuses_appends_and_keeps_earlier_entries_verifiable() {
     );
     assert_acknowledged_present(&k, &log, &acked, "tmpfs reopen");
 }
+
+#[test]
+fn strict_mode_failure_between_signing_groups_acknowledges_nothing_unstored() {
+    let k = keys();
+    for at in [3u64, 4, 5, 6, 7, 8] {
+        let ctx = format!("strict, checkpoints fail at op {at}");
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("model_access.jsonl");
+        let wrap = Box::new(move |e: Box<dyn AppendFile>, c: Box<dyn AppendFile>| {
+            (
+                e,
+                Box::new(FaultyFile::new(c, at, Fault::Torn)) as Box<dyn AppendFile>,
+            )
+        });
+        let mut opts = options(&k);
+        opts.strict = true;
+        let root = keys::unlock_root(&k.root_key, b"").unwrap();
+        let ledger = Ledger::open_with(&log, root, opts, wrap).unwrap();
+        // Many entries at once, so batches span several signing groups.
+        let tickets: Vec<_> = (0..1500)
+            .map(|i| (i, ledger.submit("model.access", &event(i)).unwrap()))
+            .collect();
+        let mut acked = Vec::new();
+        let mut failed = 0;
+        for (i, t) in tickets {
+            match t.wait() {
+                Ok(r) => acked.push((i, r)),
+                Err(_) => failed += 1,
+            }
+        }
+        ledger.close();
+        assert!(failed > 0, "{ctx}: nothing failed");
+        let report = verify(&k, &log);
+        assert!(report.is_clean(), "{ctx}: {:?}", report.findings);
+        assert_eq!(report.entries, 1 + acked.len() as u64, "{ctx}");
+        assert_acknowledged_present(&k, &log, &acked, &ctx);
+    }
+}

@@ -77,8 +77,18 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
+/// Best of three runs: a ceiling is what the machine can do, and short runs on a
+/// shared machine are noisy.
 fn sign_ceiling(parallel: usize) -> Result<f64> {
-    let per = 200u64;
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        best = best.max(sign_rate(parallel)?);
+    }
+    Ok(best)
+}
+
+fn sign_rate(parallel: usize) -> Result<f64> {
+    let per = 600u64;
     let start = Instant::now();
     std::thread::scope(|s| -> Result<()> {
         let hs: Vec<_> = (0..parallel)
