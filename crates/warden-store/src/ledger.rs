@@ -719,7 +719,9 @@ impl Writer {
         // The checkpoints to sign: one per entry in strict mode, else one per MAX_BATCH.
         let origin = self.opts.origin.clone();
         let mut range = self.range.clone();
-        let mut cps = Vec::new();
+        // Checkpoints to sign, and each one's (first index, leaves) for its record.
+        let mut cps: Vec<Checkpoint> = Vec::new();
+        let mut spans: Vec<(u64, Vec<Hash>)> = Vec::new();
         let per = if self.opts.strict {
             1
         } else {
@@ -735,7 +737,8 @@ impl Writer {
                 size: range.size(),
                 root: range.root(),
             };
-            cps.push((start, chunk.to_vec(), cp));
+            cps.push(cp);
+            spans.push((start, chunk.to_vec()));
         }
 
         let before = self.entries.len();
@@ -747,17 +750,20 @@ impl Writer {
         // Checkpoints are signed in groups, each while the previous group's records
         // (or, first, the entries) are written and fsynced: signing and the disk overlap.
         let group = if strict { SIGN_GROUP } else { usize::MAX };
-        let groups: Vec<&[(u64, Vec<Hash>, Checkpoint)]> = cps.chunks(group).collect();
+        let groups: Vec<&[Checkpoint]> = cps.chunks(group).collect();
+        let mut group_spans = spans.chunks_mut(group);
         let outcome: Result<Vec<String>, AppendError> = std::thread::scope(|s| {
-            let spawn = |g: &'_ [(u64, Vec<Hash>, Checkpoint)]| {
-                let only: Vec<Checkpoint> = g.iter().map(|c| c.2.clone()).collect();
-                s.spawn(move || sign_group(&only, epoch, secs, strict))
+            let groups = &groups;
+            let spawn = |j: usize| {
+                groups
+                    .get(j)
+                    .map(|&g| s.spawn(move || sign_group(g, epoch, secs, strict)))
             };
             let join = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<String>, AppendError>>| {
                 h.join()
                     .unwrap_or_else(|_| Err(AppendError::Io("signing thread failed".into())))
             };
-            let mut next = groups.first().map(|g| spawn(g));
+            let mut next = spawn(0);
             let mut failed = sealed
                 .iter()
                 .try_for_each(|c| entries.append(&c.lines))
@@ -767,7 +773,7 @@ impl Writer {
             let mut notes = Vec::with_capacity(cps.len());
             for (j, g) in groups.iter().enumerate() {
                 let signed = next.take().map_or(Ok(Vec::new()), join);
-                next = groups.get(j + 1).map(|g| spawn(g));
+                next = spawn(j + 1);
                 if failed.is_some() {
                     continue;
                 }
@@ -779,12 +785,13 @@ impl Writer {
                     }
                 };
                 let mut buf = Vec::new();
-                for ((start, chunk, cp), note) in g.iter().zip(&signed) {
+                let spans = group_spans.next().unwrap_or_default();
+                for ((cp, (start, leaves)), note) in g.iter().zip(spans).zip(&signed) {
                     let rec = CheckpointRecord {
                         first: *start,
                         size: cp.size,
                         epoch: epoch_no,
-                        leaves: chunk.clone(),
+                        leaves: std::mem::take(leaves),
                         note: note.clone(),
                     };
                     match rec.encode() {
