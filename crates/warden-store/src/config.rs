@@ -26,6 +26,25 @@ pub struct Config {
     /// Sign a checkpoint for every entry instead of one per batch.
     #[serde(default)]
     pub strict: bool,
+    /// Registry metadata database (SQLite), relative to the data directory unless absolute.
+    #[serde(default = "default_registry")]
+    pub registry_db: PathBuf,
+    /// Artifact blob store root (local filesystem).
+    #[serde(default = "default_blobs")]
+    pub blobs: PathBuf,
+    /// Directory holding `warden.cedarschema` and `warden.cedar`.
+    #[serde(default = "default_policies")]
+    pub policies: PathBuf,
+}
+
+fn default_registry() -> PathBuf {
+    PathBuf::from("registry/registry.db")
+}
+fn default_blobs() -> PathBuf {
+    PathBuf::from("blobs")
+}
+fn default_policies() -> PathBuf {
+    PathBuf::from("policies")
 }
 
 fn default_log() -> PathBuf {
@@ -48,6 +67,9 @@ impl Config {
             rotation_interval_secs: default_rotation(),
             signing_algorithm: default_alg(),
             strict: false,
+            registry_db: default_registry(),
+            blobs: default_blobs(),
+            policies: default_policies(),
         }
     }
 
@@ -101,11 +123,25 @@ impl DataDir {
     /// The entries file for `cfg`.
     #[must_use]
     pub fn log(&self, cfg: &Config) -> PathBuf {
-        if cfg.log.is_absolute() {
-            cfg.log.clone()
+        self.resolve(&cfg.log)
+    }
+
+    /// `p` relative to the data directory unless absolute.
+    #[must_use]
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
         } else {
-            self.root.join(&cfg.log)
+            self.root.join(p)
         }
+    }
+
+    /// Principals' signing keys created by `warden init` and `warden principal add`.
+    #[must_use]
+    pub fn principal_key(&self, name: &str) -> PathBuf {
+        self.root
+            .join("keys/principals")
+            .join(format!("{name}.key"))
     }
 
     /// Reads and validates `warden.toml`.

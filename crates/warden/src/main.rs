@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod cmd;
 mod common;
+mod registry;
 
 /// Secure, audited access to ML models.
 ///
@@ -29,6 +30,12 @@ enum Command {
     /// Append to, read, and prove entries of the ledger.
     #[command(subcommand)]
     Log(cmd::log::Command),
+    /// Register, promote, revoke and load models through the audited path.
+    #[command(subcommand)]
+    Model(cmd::model::Command),
+    /// Manage users, service accounts, roles and grants.
+    #[command(subcommand)]
+    Principal(cmd::principal::Command),
     /// Verify a ledger offline: every entry, checkpoint, signature and epoch.
     ///
     /// Exit status: 0 all valid; 1 an entry or checkpoint is invalid or a rule is
@@ -45,6 +52,8 @@ fn main() -> ExitCode {
         Command::Init(a) => cmd::init::run(&a),
         Command::Auditor(c) => cmd::auditor::run(&c),
         Command::Log(c) => cmd::log::run(&c),
+        Command::Model(c) => cmd::model::run(&c),
+        Command::Principal(c) => cmd::principal::run(&c),
         Command::Verify(a) => cmd::verify::run(&a),
         Command::Bench(c) => cmd::bench::run(&c),
     };
@@ -52,7 +61,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             common::eprint(&format!("error: {e:#}"));
-            ExitCode::from(common::EXIT_ERROR)
+            ExitCode::from(registry::exit_code(&e).unwrap_or(common::EXIT_ERROR))
         }
     }
 }

@@ -87,13 +87,48 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         .with_context(|| format!("writing {}", dir.config().display()))?;
     let log = dir.log(&cfg);
     let info = root.origin.clone();
-    // Open the ledger once so it exists from the start, beginning with epoch 0.
+    // The shipped policy, for operators to edit; validated at every start.
+    let pdir = dir.resolve(&cfg.policies);
+    std::fs::create_dir_all(&pdir).with_context(|| format!("creating {}", pdir.display()))?;
+    for (name, text) in [
+        ("warden.cedarschema", warden_policy::DEFAULT_SCHEMA),
+        ("warden.cedar", warden_policy::DEFAULT_POLICIES),
+    ] {
+        let p = pdir.join(name);
+        warden_store::durable::write_new(&p, text.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let (engine, digest) = crate::registry::load_policy(&dir, &cfg)?;
+    // Open the ledger so it exists from the start, beginning with epoch 0, and create
+    // the registry with its first principal, `admin`, whose signing key is written 0600.
     let key = keys::unlock_root(&dir.root_key(), &pass)?;
-    crate::common::open_unlocked(&dir, &cfg, key)?.close();
+    let ledger = crate::common::open_unlocked(&dir, &cfg, key)?;
+    let admin_key = dir.principal_key("admin");
+    crate::registry::runtime()?.block_on(async {
+        let m = crate::registry::open_with(&dir, &cfg, ledger, engine, digest).await?;
+        let r = async {
+            let k = warden_registry::keyfile::create(&admin_key, "admin", alg)?;
+            m.add_principal(
+                None,
+                "admin",
+                &["admin".to_owned()],
+                false,
+                Some(&k.key.verifying_key()),
+            )
+            .await?;
+            anyhow::Ok(())
+        }
+        .await;
+        let closed = m.close().await;
+        r?;
+        closed?;
+        anyhow::Ok(())
+    })?;
     if a.json {
         print_json(&serde_json::json!({
             "data_dir": dir.root, "origin": info, "signing": alg.name(), "log": log,
             "root_public_key": dir.root_pub(), "auditors": auditor_ids, "dev": a.dev,
+            "admin_key": admin_key,
         }))?;
     } else {
         println!(
@@ -104,6 +139,10 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         );
         println!("  trust anchor for verifiers: {}", dir.root_pub().display());
         println!("  ledger: {}", log.display());
+        println!(
+            "  principal admin created; its signing key: {}",
+            admin_key.display()
+        );
         if auditor_ids.is_empty() {
             println!(
                 "  no auditor keys yet: `warden auditor keygen --out auditor.key` then `warden auditor add auditor.key.pub`"

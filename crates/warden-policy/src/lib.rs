@@ -1,0 +1,586 @@
+//! Warden's access policy: a Cedar schema and policy set, validated strictly, and
+//! decisions that carry their reasons.
+//!
+//! Pure: no I/O, no clock. The caller builds an [`AccessRequest`] from what it knows
+//! (the principal's roles and grants for the model in question, the version's state, the
+//! request context with the time) and [`Engine::decide`] answers with a [`Decision`]
+//! whose reason is the `@id` of every policy that determined it.
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::str::FromStr;
+use thiserror::Error;
+
+/// The schema shipped with Warden (`policies/warden.cedarschema`).
+pub const DEFAULT_SCHEMA: &str = include_str!("../../../policies/warden.cedarschema");
+/// The default policy set shipped with Warden (`policies/warden.cedar`).
+pub const DEFAULT_POLICIES: &str = include_str!("../../../policies/warden.cedar");
+
+/// Why a policy set could not be loaded.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    #[error("the policy schema does not parse: {0}")]
+    Schema(String),
+    #[error("the policies do not parse: {0}")]
+    Parse(String),
+    #[error("the policies do not validate against the schema: {0}")]
+    Invalid(String),
+    #[error(
+        "policy {policy} has no @id annotation; every policy needs one (it is the audit reason)"
+    )]
+    MissingId { policy: String },
+    #[error("two policies share the @id {id:?}")]
+    DuplicateId { id: String },
+    #[error("invalid request: {0}")]
+    Request(String),
+}
+
+/// The actions the policy speaks of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Action {
+    Read,
+    Write,
+    Register,
+    Deploy,
+    Retire,
+    Load,
+    Revoke,
+    Audit,
+}
+
+impl Action {
+    /// Every action, in schema order.
+    pub const ALL: [Action; 8] = [
+        Action::Read,
+        Action::Write,
+        Action::Register,
+        Action::Deploy,
+        Action::Retire,
+        Action::Load,
+        Action::Revoke,
+        Action::Audit,
+    ];
+
+    /// The action's name in the schema.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Write => "write",
+            Action::Register => "register",
+            Action::Deploy => "deploy",
+            Action::Retire => "retire",
+            Action::Load => "load",
+            Action::Revoke => "revoke",
+            Action::Audit => "audit",
+        }
+    }
+
+    /// Parses an action name.
+    pub fn parse(s: &str) -> Result<Self, PolicyError> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                PolicyError::Request(format!(
+                    "unknown action {s:?} (expected one of read, write, register, deploy, retire, load, revoke, audit)"
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The roles of the default policy. Operators' policies may name others.
+pub const ROLES: [&str; 6] = [
+    "admin",
+    "ml-engineer",
+    "data-scientist",
+    "service",
+    "auditor",
+    "security-officer",
+];
+
+/// Lifecycle state of a model version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum VersionState {
+    Registered,
+    Validated,
+    Production,
+    Retired,
+    Revoked,
+}
+
+impl VersionState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [VersionState; 5] = [
+        VersionState::Registered,
+        VersionState::Validated,
+        VersionState::Production,
+        VersionState::Retired,
+        VersionState::Revoked,
+    ];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionState::Registered => "registered",
+            VersionState::Validated => "validated",
+            VersionState::Production => "production",
+            VersionState::Retired => "retired",
+            VersionState::Revoked => "revoked",
+        }
+    }
+
+    /// Parses a state name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for VersionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What is known of the principal making a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrincipalFacts {
+    pub name: String,
+    /// A service account rather than a person.
+    pub service: bool,
+    pub active: bool,
+    pub roles: Vec<String>,
+    /// Grants the principal holds on the model in question: action and expiry (Unix
+    /// seconds). Expired grants are passed too; the policy decides.
+    pub grants: Vec<(Action, i64)>,
+}
+
+/// The resource a request is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResourceFacts {
+    /// A model as a whole (registering a new version, listing).
+    Model { name: String },
+    /// One version of a model.
+    Version {
+        model: String,
+        version: String,
+        state: VersionState,
+        registrant: String,
+        validated: bool,
+    },
+    /// The audit ledger.
+    Ledger,
+    /// The directory of principals, roles and grants.
+    Directory,
+}
+
+/// The request context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextFacts {
+    /// Decision time, Unix seconds.
+    pub now: i64,
+    pub ip: IpAddr,
+    pub mfa: bool,
+    /// `Some` when the caller presented a scoped token.
+    pub scopes: Option<Vec<String>>,
+    /// For `deploy`: the target state.
+    pub target: Option<VersionState>,
+}
+
+/// One authorization question.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRequest {
+    pub principal: PrincipalFacts,
+    pub action: Action,
+    pub resource: ResourceFacts,
+    pub context: ContextFacts,
+}
+
+/// The answer, with the policies that determined it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "a decision must be acted on"]
+pub struct Decision {
+    pub allowed: bool,
+    /// `@id`s of the determining policies: the permits for an allow, the forbids for a
+    /// deny; empty for a default deny.
+    pub policies: Vec<String>,
+    /// Evaluation errors (a deny when they occur): a policy referred to a missing value.
+    pub errors: Vec<String>,
+}
+
+impl Decision {
+    /// A short reason code for the audit record: `permit:<ids>`, `forbid:<ids>`, or
+    /// `default-deny` when no policy permits the request.
+    #[must_use]
+    pub fn reason(&self) -> String {
+        if self.allowed {
+            format!("permit:{}", self.policies.join(","))
+        } else if !self.policies.is_empty() {
+            format!("forbid:{}", self.policies.join(","))
+        } else if !self.errors.is_empty() {
+            format!("error:{}", self.errors.join("; "))
+        } else {
+            "default-deny".to_owned()
+        }
+    }
+}
+
+/// A loaded, validated policy set.
+#[derive(Debug)]
+pub struct Engine {
+    schema: Schema,
+    policies: PolicySet,
+    ids: HashMap<String, String>,
+    authorizer: Authorizer,
+    types: Types,
+}
+
+#[derive(Debug)]
+struct Types {
+    user: EntityTypeName,
+    role: EntityTypeName,
+    model: EntityTypeName,
+    version: EntityTypeName,
+    ledger: EntityTypeName,
+    directory: EntityTypeName,
+    action: EntityTypeName,
+}
+
+fn type_name(s: &str) -> Result<EntityTypeName, PolicyError> {
+    EntityTypeName::from_str(s).map_err(|e| PolicyError::Schema(e.to_string()))
+}
+
+impl Engine {
+    /// The policy shipped with Warden.
+    pub fn default_policy() -> Result<Self, PolicyError> {
+        Self::new(DEFAULT_SCHEMA, DEFAULT_POLICIES)
+    }
+
+    /// Parses `schema` and `policies` (Cedar syntax) and validates the policies strictly
+    /// against the schema. Every policy must carry a unique `@id`.
+    pub fn new(schema: &str, policies: &str) -> Result<Self, PolicyError> {
+        let (schema, _warnings) =
+            Schema::from_cedarschema_str(schema).map_err(|e| PolicyError::Schema(e.to_string()))?;
+        let policies =
+            PolicySet::from_str(policies).map_err(|e| PolicyError::Parse(e.to_string()))?;
+        let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        if !result.validation_passed() {
+            let msgs: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
+            return Err(PolicyError::Invalid(msgs.join("; ")));
+        }
+        let mut ids = HashMap::new();
+        let mut seen = HashSet::new();
+        for p in policies.policies() {
+            let id = p
+                .annotation("id")
+                .ok_or_else(|| PolicyError::MissingId {
+                    policy: p.id().to_string(),
+                })?
+                .to_owned();
+            if !seen.insert(id.clone()) {
+                return Err(PolicyError::DuplicateId { id });
+            }
+            ids.insert(p.id().to_string(), id);
+        }
+        Ok(Self {
+            schema,
+            policies,
+            ids,
+            authorizer: Authorizer::new(),
+            types: Types {
+                user: type_name("User")?,
+                role: type_name("Role")?,
+                model: type_name("Model")?,
+                version: type_name("ModelVersion")?,
+                ledger: type_name("Ledger")?,
+                directory: type_name("Directory")?,
+                action: type_name("Action")?,
+            },
+        })
+    }
+
+    /// Number of policies.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when the policy set is empty (everything is denied).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Answers one request. A request that does not fit the schema is a deny whose
+    /// reason says so, never an allow.
+    pub fn decide(&self, req: &AccessRequest) -> Decision {
+        match self.try_decide(req) {
+            Ok(d) => d,
+            Err(e) => Decision {
+                allowed: false,
+                policies: Vec::new(),
+                errors: vec![e.to_string()],
+            },
+        }
+    }
+
+    fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+    }
+
+    fn try_decide(&self, req: &AccessRequest) -> Result<Decision, PolicyError> {
+        let t = &self.types;
+        let p = &req.principal;
+        let principal = Self::uid(&t.user, &p.name);
+        let mut grants: Vec<(String, RestrictedExpression)> = Vec::new();
+        for (action, expires) in &p.grants {
+            let name = action.as_str().to_owned();
+            if grants.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            let g = RestrictedExpression::new_record([(
+                "expires".to_owned(),
+                RestrictedExpression::new_long(*expires),
+            )])
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
+            grants.push((name, g));
+        }
+        let grants = RestrictedExpression::new_record(grants)
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let user = Entity::new(
+            principal.clone(),
+            HashMap::from([
+                (
+                    "kind".to_owned(),
+                    RestrictedExpression::new_string(
+                        if p.service { "service" } else { "user" }.to_owned(),
+                    ),
+                ),
+                (
+                    "active".to_owned(),
+                    RestrictedExpression::new_bool(p.active),
+                ),
+                ("grants".to_owned(), grants),
+            ]),
+            p.roles.iter().map(|r| Self::uid(&t.role, r)).collect(),
+        )
+        .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let mut entities = vec![user];
+        entities.extend(
+            p.roles
+                .iter()
+                .map(|r| Entity::new_no_attrs(Self::uid(&t.role, r), HashSet::new())),
+        );
+        let resource = match &req.resource {
+            ResourceFacts::Model { name } => {
+                let uid = Self::uid(&t.model, name);
+                entities.push(model_entity(uid.clone(), name)?);
+                uid
+            }
+            ResourceFacts::Version {
+                model,
+                version,
+                state,
+                registrant,
+                validated,
+            } => {
+                let model_uid = Self::uid(&t.model, model);
+                entities.push(model_entity(model_uid.clone(), model)?);
+                let uid = Self::uid(&t.version, &format!("{model}@{version}"));
+                entities.push(
+                    Entity::new(
+                        uid.clone(),
+                        HashMap::from([
+                            (
+                                "state".to_owned(),
+                                RestrictedExpression::new_string(state.as_str().to_owned()),
+                            ),
+                            (
+                                "registrant".to_owned(),
+                                RestrictedExpression::new_entity_uid(Self::uid(
+                                    &t.user, registrant,
+                                )),
+                            ),
+                            (
+                                "validated".to_owned(),
+                                RestrictedExpression::new_bool(*validated),
+                            ),
+                        ]),
+                        HashSet::from([model_uid]),
+                    )
+                    .map_err(|e| PolicyError::Request(e.to_string()))?,
+                );
+                uid
+            }
+            ResourceFacts::Ledger => {
+                let uid = Self::uid(&t.ledger, "audit");
+                entities.push(Entity::new_no_attrs(uid.clone(), HashSet::new()));
+                uid
+            }
+            ResourceFacts::Directory => {
+                let uid = Self::uid(&t.directory, "principals");
+                entities.push(Entity::new_no_attrs(uid.clone(), HashSet::new()));
+                uid
+            }
+        };
+        let c = &req.context;
+        let mut ctx = vec![
+            ("now".to_owned(), RestrictedExpression::new_long(c.now)),
+            (
+                "ip".to_owned(),
+                RestrictedExpression::new_ip(c.ip.to_string()),
+            ),
+            ("mfa".to_owned(), RestrictedExpression::new_bool(c.mfa)),
+            (
+                "scoped".to_owned(),
+                RestrictedExpression::new_bool(c.scopes.is_some()),
+            ),
+            (
+                "scopes".to_owned(),
+                RestrictedExpression::new_set(
+                    c.scopes
+                        .iter()
+                        .flatten()
+                        .map(|s| RestrictedExpression::new_string(s.clone())),
+                ),
+            ),
+        ];
+        if let Some(target) = c.target {
+            ctx.push((
+                "target".to_owned(),
+                RestrictedExpression::new_string(target.as_str().to_owned()),
+            ));
+        }
+        let context = Context::from_pairs(ctx).map_err(|e| PolicyError::Request(e.to_string()))?;
+        let action = Self::uid(&t.action, req.action.as_str());
+        let request = Request::new(principal, action, resource, context, Some(&self.schema))
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let entities = Entities::from_entities(entities, Some(&self.schema))
+            .map_err(|e| PolicyError::Request(e.to_string()))?;
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
+        let mut policies: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(|id| {
+                self.ids
+                    .get(&id.to_string())
+                    .cloned()
+                    .unwrap_or_else(|| id.to_string())
+            })
+            .collect();
+        policies.sort();
+        let errors = response
+            .diagnostics()
+            .errors()
+            .map(ToString::to_string)
+            .collect();
+        Ok(Decision {
+            allowed: response.decision() == CedarDecision::Allow,
+            policies,
+            errors,
+        })
+    }
+}
+
+fn model_entity(uid: EntityUid, name: &str) -> Result<Entity, PolicyError> {
+    Entity::new(
+        uid,
+        HashMap::from([(
+            "name".to_owned(),
+            RestrictedExpression::new_string(name.to_owned()),
+        )]),
+        HashSet::new(),
+    )
+    .map_err(|e| PolicyError::Request(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(roles: &[&str], action: Action, state: VersionState) -> AccessRequest {
+        AccessRequest {
+            principal: PrincipalFacts {
+                name: "alice".into(),
+                service: false,
+                active: true,
+                roles: roles.iter().map(|s| (*s).to_owned()).collect(),
+                grants: vec![],
+            },
+            action,
+            resource: ResourceFacts::Version {
+                model: "m".into(),
+                version: "1".into(),
+                state,
+                registrant: "bob".into(),
+                validated: true,
+            },
+            context: ContextFacts {
+                now: 1_000,
+                ip: "192.0.2.1".parse().unwrap(),
+                mfa: true,
+                scopes: None,
+                target: None,
+            },
+        }
+    }
+
+    #[test]
+    fn default_policy_validates_strictly() {
+        let e = Engine::default_policy().unwrap();
+        assert!(e.len() > 10);
+    }
+
+    #[test]
+    fn policy_that_misuses_the_schema_is_rejected() {
+        let bad =
+            r#"@id("x") permit(principal, action, resource) when { resource.colour == "red" };"#;
+        assert!(matches!(
+            Engine::new(DEFAULT_SCHEMA, bad),
+            Err(PolicyError::Invalid(_))
+        ));
+        let no_id = "permit(principal, action, resource);";
+        assert!(matches!(
+            Engine::new(DEFAULT_SCHEMA, no_id),
+            Err(PolicyError::MissingId { .. })
+        ));
+    }
+
+    #[test]
+    fn reasons_name_the_policies() {
+        let e = Engine::default_policy().unwrap();
+        let d = e.decide(&req(&["admin"], Action::Load, VersionState::Production));
+        assert!(d.allowed);
+        assert_eq!(d.reason(), "permit:role-admin");
+        let d = e.decide(&req(&["admin"], Action::Load, VersionState::Revoked));
+        assert!(!d.allowed);
+        assert_eq!(d.reason(), "forbid:revoked-version");
+        let d = e.decide(&req(&[], Action::Load, VersionState::Production));
+        assert_eq!(d.reason(), "default-deny");
+    }
+
+    #[test]
+    fn grants_expire() {
+        let e = Engine::default_policy().unwrap();
+        let mut r = req(&[], Action::Load, VersionState::Production);
+        r.principal.grants = vec![(Action::Load, 2_000)];
+        assert!(e.decide(&r).allowed);
+        r.context.now = 2_000;
+        assert!(!e.decide(&r).allowed);
+    }
+}

@@ -1,0 +1,234 @@
+//! Content-addressed artifact storage through `object_store`: a blob's key is
+//! `sha256/<2 hex>/<64 hex>` of its content, so identical files are stored once and a
+//! blob's name states what its bytes must hash to.
+//!
+//! The local filesystem is the default. For it, a new blob is made durable (file and
+//! directory fsync) before registration records it, which `object_store` itself does not
+//! do; cloud stores acknowledge writes durably by contract.
+
+use crate::error::RegistryError;
+use aws_lc_rs::digest;
+use futures_util::StreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjPath;
+use object_store::{GetResultPayload, ObjectStore, WriteMultipart};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use warden_core::hex;
+
+/// Read and upload chunk size.
+pub const CHUNK: usize = 4 << 20;
+
+/// The artifact store.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+    /// Set for the local filesystem store: its root directory.
+    local: Option<PathBuf>,
+}
+
+/// A blob as stored: digest (hex) and size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub digest: String,
+    pub size: u64,
+}
+
+/// Where the bytes of one blob come from when read.
+pub(crate) enum BlobReader {
+    /// A local file (the fast path: large reads, no copies through the runtime).
+    File(std::fs::File),
+    /// Any other store's byte stream.
+    Stream(futures_util::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>),
+}
+
+impl BlobStore {
+    /// A store on the local filesystem under `root` (created if missing).
+    pub fn local(root: &Path) -> Result<Self, RegistryError> {
+        std::fs::create_dir_all(root).map_err(RegistryError::io("create", root))?;
+        let fs = LocalFileSystem::new_with_prefix(root)?;
+        Ok(Self {
+            store: Arc::new(fs),
+            local: Some(root.to_path_buf()),
+        })
+    }
+
+    /// Any `object_store` backend (S3, GCS, Azure, in-memory).
+    #[must_use]
+    pub fn with_store(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store, local: None }
+    }
+
+    /// The key of the blob with hex digest `digest`.
+    #[must_use]
+    pub fn key(digest: &str) -> ObjPath {
+        let prefix = digest.get(..2).unwrap_or("00");
+        ObjPath::from(format!("sha256/{prefix}/{digest}"))
+    }
+
+    /// The local file of a blob, when the store is local (tests tamper with it).
+    #[must_use]
+    pub fn local_path(&self, digest: &str) -> Option<PathBuf> {
+        self.local
+            .as_ref()
+            .map(|r| r.join(Self::key(digest).as_ref()))
+    }
+
+    /// Uploads the file at `path` while hashing it, and stores it under its digest.
+    /// `progress` is called with the number of bytes read after each chunk.
+    pub async fn put_file(
+        &self,
+        path: &Path,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<StoredBlob, RegistryError> {
+        let mut file = std::fs::File::open(path).map_err(RegistryError::io("open", path))?;
+        let staging = ObjPath::from(format!("staging/{}", random_name()?));
+        let upload = self.store.put_multipart(&staging).await?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, CHUNK);
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        let mut buf = vec![0u8; CHUNK];
+        let mut size = 0u64;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    w.abort().await.ok();
+                    return Err(RegistryError::io("read", path)(e));
+                }
+            };
+            let chunk = buf.get(..n).unwrap_or_default();
+            ctx.update(chunk);
+            w.wait_for_capacity(2).await?;
+            w.write(chunk);
+            size += n as u64;
+            progress(size);
+        }
+        w.finish().await?;
+        let digest = hex::encode(ctx.finish().as_ref());
+        let key = Self::key(&digest);
+        match self.store.rename_if_not_exists(&staging, &key).await {
+            Ok(()) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                // Same content already stored; the existing blob is checked on every load.
+                self.store.delete(&staging).await.ok();
+            }
+            Err(e) => {
+                self.store.delete(&staging).await.ok();
+                return Err(e.into());
+            }
+        }
+        self.make_durable(&digest)?;
+        Ok(StoredBlob { digest, size })
+    }
+
+    fn make_durable(&self, digest: &str) -> Result<(), RegistryError> {
+        let Some(p) = self.local_path(digest) else {
+            return Ok(());
+        };
+        let f = std::fs::File::open(&p).map_err(RegistryError::io("open", &p))?;
+        f.sync_all().map_err(RegistryError::io("fsync", &p))?;
+        if let Some(dir) = p.parent() {
+            warden_store::durable::sync_dir(dir).map_err(RegistryError::io("fsync", dir))?;
+        }
+        Ok(())
+    }
+
+    /// Opens a blob for reading. Crate-private: bytes leave the registry only through
+    /// the audited load path.
+    pub(crate) async fn open(&self, digest: &str) -> Result<BlobReader, RegistryError> {
+        let r = self.store.get(&Self::key(digest)).await?;
+        Ok(match r.payload {
+            GetResultPayload::File(f, _) => BlobReader::File(f),
+            GetResultPayload::Stream(s) => BlobReader::Stream(s),
+        })
+    }
+
+    /// Whether a blob exists.
+    pub async fn exists(&self, digest: &str) -> Result<bool, RegistryError> {
+        match self.store.head(&Self::key(digest)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl BlobReader {
+    /// Reads the whole blob through `sink` in chunks, hashing it; returns the digest and
+    /// size. Runs the file case on a blocking thread.
+    pub(crate) async fn drain<S: ChunkSink + Send + 'static>(
+        self,
+        mut sink: S,
+    ) -> Result<(String, u64, S), RegistryError> {
+        match self {
+            BlobReader::File(mut f) => tokio::task::spawn_blocking(move || {
+                let mut ctx = digest::Context::new(&digest::SHA256);
+                let mut size = 0u64;
+                let mut buf = vec![0u8; CHUNK];
+                loop {
+                    let n = match f.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(RegistryError::io("read", Path::new("blob"))(e)),
+                    };
+                    let chunk = buf.get(..n).unwrap_or_default();
+                    ctx.update(chunk);
+                    sink.accept(chunk)?;
+                    size += n as u64;
+                }
+                Ok((hex::encode(ctx.finish().as_ref()), size, sink))
+            })
+            .await
+            .map_err(|e| RegistryError::invalid("blob reader", e.to_string()))?,
+            BlobReader::Stream(mut s) => {
+                let mut ctx = digest::Context::new(&digest::SHA256);
+                let mut size = 0u64;
+                while let Some(chunk) = s.next().await {
+                    let chunk = chunk?;
+                    ctx.update(&chunk);
+                    sink.accept(&chunk)?;
+                    size += chunk.len() as u64;
+                }
+                Ok((hex::encode(ctx.finish().as_ref()), size, sink))
+            }
+        }
+    }
+}
+
+/// Where verified-to-be bytes go while they are hashed.
+pub(crate) trait ChunkSink {
+    fn accept(&mut self, chunk: &[u8]) -> Result<(), RegistryError>;
+}
+
+impl ChunkSink for Vec<u8> {
+    fn accept(&mut self, chunk: &[u8]) -> Result<(), RegistryError> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+/// A private staging file.
+pub(crate) struct FileSink {
+    pub(crate) file: tempfile::NamedTempFile,
+}
+
+impl ChunkSink for FileSink {
+    fn accept(&mut self, chunk: &[u8]) -> Result<(), RegistryError> {
+        use std::io::Write;
+        let path = self.file.path().to_path_buf();
+        self.file
+            .write_all(chunk)
+            .map_err(RegistryError::io("write", &path))
+    }
+}
+
+fn random_name() -> Result<String, RegistryError> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b)
+        .map_err(|_| RegistryError::invalid("entropy", "the system random source failed"))?;
+    Ok(hex::encode(&b))
+}

@@ -1,0 +1,536 @@
+//! Registry metadata in SQL through `sqlx` (SQLite by default).
+//!
+//! Queries are written for both SQLite and PostgreSQL: `$n` placeholders used once each
+//! and in order, standard types (`TEXT`, `BIGINT`, `BOOLEAN`), no `INSERT OR …`.
+
+use crate::error::RegistryError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use std::path::Path;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS principals (
+        name TEXT PRIMARY KEY, service BOOLEAN NOT NULL, active BOOLEAN NOT NULL,
+        signing_alg TEXT, signing_key TEXT, created_at BIGINT NOT NULL, created_by TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS principal_roles (
+        principal TEXT NOT NULL, role TEXT NOT NULL, PRIMARY KEY (principal, role))",
+    "CREATE TABLE IF NOT EXISTS grants (
+        principal TEXT NOT NULL, model TEXT NOT NULL, action TEXT NOT NULL,
+        expires_at BIGINT NOT NULL, created_by TEXT NOT NULL, created_at BIGINT NOT NULL,
+        PRIMARY KEY (principal, model, action))",
+    "CREATE TABLE IF NOT EXISTS models (
+        name TEXT PRIMARY KEY, created_at BIGINT NOT NULL, created_by TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS versions (
+        model TEXT NOT NULL, version TEXT NOT NULL, state TEXT NOT NULL,
+        registrant TEXT NOT NULL, root_digest TEXT NOT NULL, manifest TEXT NOT NULL,
+        created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+        validated_by TEXT, validation TEXT, approved_by TEXT, revoked_reason TEXT,
+        PRIMARY KEY (model, version))",
+    "CREATE TABLE IF NOT EXISTS files (
+        model TEXT NOT NULL, version TEXT NOT NULL, name TEXT NOT NULL,
+        digest TEXT NOT NULL, size BIGINT NOT NULL, PRIMARY KEY (model, version, name))",
+    "CREATE TABLE IF NOT EXISTS aliases (
+        model TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,
+        PRIMARY KEY (model, alias))",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+];
+
+/// A principal as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrincipalRow {
+    pub name: String,
+    pub service: bool,
+    pub active: bool,
+    pub signing_alg: Option<String>,
+    /// Base64 of the ML-DSA public key.
+    pub signing_key: Option<String>,
+    pub roles: Vec<String>,
+    pub created_at: i64,
+}
+
+/// A grant as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRow {
+    pub principal: String,
+    pub model: String,
+    pub action: String,
+    pub expires_at: i64,
+}
+
+/// A model version as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionRow {
+    pub model: String,
+    pub version: String,
+    pub state: String,
+    pub registrant: String,
+    pub root_digest: String,
+    pub manifest: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub validated_by: Option<String>,
+    pub validation: Option<String>,
+    pub approved_by: Option<String>,
+    pub revoked_reason: Option<String>,
+}
+
+/// One file of a version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRow {
+    pub name: String,
+    pub digest: String,
+    pub size: i64,
+}
+
+type VersionTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+const VERSION_COLS: &str = "model, version, state, registrant, root_digest, manifest, created_at, updated_at, validated_by, validation, approved_by, revoked_reason";
+
+fn version_row(t: VersionTuple) -> VersionRow {
+    VersionRow {
+        model: t.0,
+        version: t.1,
+        state: t.2,
+        registrant: t.3,
+        root_digest: t.4,
+        manifest: t.5,
+        created_at: t.6,
+        updated_at: t.7,
+        validated_by: t.8,
+        validation: t.9,
+        approved_by: t.10,
+        revoked_reason: t.11,
+    }
+}
+
+/// The metadata database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: SqlitePool,
+}
+
+impl Db {
+    /// Opens (creating if needed) the SQLite database at `path`: WAL journal, full
+    /// synchronous commits, foreign-key checks on.
+    pub async fn open(path: &Path) -> Result<Self, RegistryError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(RegistryError::io("create", dir))?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        for stmt in SCHEMA {
+            sqlx::query(stmt).execute(&pool).await?;
+        }
+        Ok(Self { pool })
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<Transaction<'static, Sqlite>, RegistryError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, RegistryError> {
+        Ok(
+            sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn set_meta(
+        tx: &mut Transaction<'static, Sqlite>,
+        key: &str,
+        value: &str,
+    ) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM meta WHERE key = $1")
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
+            .bind(key)
+            .bind(value)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- principals
+
+    pub async fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, RegistryError> {
+        let row = sqlx::query_as::<_, (String, bool, bool, Option<String>, Option<String>, i64)>(
+            "SELECT name, service, active, signing_alg, signing_key, created_at FROM principals WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let roles = sqlx::query_scalar::<_, String>(
+            "SELECT role FROM principal_roles WHERE principal = $1 ORDER BY role",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(PrincipalRow {
+            name: r.0,
+            service: r.1,
+            active: r.2,
+            signing_alg: r.3,
+            signing_key: r.4,
+            roles,
+            created_at: r.5,
+        }))
+    }
+
+    pub async fn principals(&self) -> Result<Vec<PrincipalRow>, RegistryError> {
+        let names = sqlx::query_scalar::<_, String>("SELECT name FROM principals ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            if let Some(p) = self.principal(&n).await? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn insert_principal(
+        tx: &mut Transaction<'static, Sqlite>,
+        p: &PrincipalRow,
+        created_by: &str,
+    ) -> Result<(), RegistryError> {
+        sqlx::query(
+            "INSERT INTO principals (name, service, active, signing_alg, signing_key, created_at, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&p.name)
+        .bind(p.service)
+        .bind(p.active)
+        .bind(&p.signing_alg)
+        .bind(&p.signing_key)
+        .bind(p.created_at)
+        .bind(created_by)
+        .execute(&mut **tx)
+        .await?;
+        for r in &p.roles {
+            Self::add_role(tx, &p.name, r).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn add_role(
+        tx: &mut Transaction<'static, Sqlite>,
+        principal: &str,
+        role: &str,
+    ) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM principal_roles WHERE principal = $1 AND role = $2")
+            .bind(principal)
+            .bind(role)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("INSERT INTO principal_roles (principal, role) VALUES ($1, $2)")
+            .bind(principal)
+            .bind(role)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_active(
+        tx: &mut Transaction<'static, Sqlite>,
+        principal: &str,
+        active: bool,
+    ) -> Result<(), RegistryError> {
+        sqlx::query("UPDATE principals SET active = $1 WHERE name = $2")
+            .bind(active)
+            .bind(principal)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- grants
+
+    /// Grants `principal` holds on `model` (including `*` grants), expired ones too.
+    pub async fn grants_for(
+        &self,
+        principal: &str,
+        model: &str,
+    ) -> Result<Vec<GrantRow>, RegistryError> {
+        let rows = sqlx::query_as::<_, (String, String, String, i64)>(
+            "SELECT principal, model, action, expires_at FROM grants
+             WHERE principal = $1 AND (model = $2 OR model = '*') ORDER BY action",
+        )
+        .bind(principal)
+        .bind(model)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| GrantRow {
+                principal: r.0,
+                model: r.1,
+                action: r.2,
+                expires_at: r.3,
+            })
+            .collect())
+    }
+
+    pub async fn grants_of(&self, principal: &str) -> Result<Vec<GrantRow>, RegistryError> {
+        let rows = sqlx::query_as::<_, (String, String, String, i64)>(
+            "SELECT principal, model, action, expires_at FROM grants WHERE principal = $1 ORDER BY model, action",
+        )
+        .bind(principal)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| GrantRow {
+                principal: r.0,
+                model: r.1,
+                action: r.2,
+                expires_at: r.3,
+            })
+            .collect())
+    }
+
+    pub async fn put_grant(
+        tx: &mut Transaction<'static, Sqlite>,
+        g: &GrantRow,
+        by: &str,
+        now: i64,
+    ) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM grants WHERE principal = $1 AND model = $2 AND action = $3")
+            .bind(&g.principal)
+            .bind(&g.model)
+            .bind(&g.action)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO grants (principal, model, action, expires_at, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&g.principal)
+        .bind(&g.model)
+        .bind(&g.action)
+        .bind(g.expires_at)
+        .bind(by)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- models
+
+    pub async fn model_exists(&self, name: &str) -> Result<bool, RegistryError> {
+        Ok(
+            sqlx::query_scalar::<_, String>("SELECT name FROM models WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    pub async fn models(&self) -> Result<Vec<String>, RegistryError> {
+        Ok(
+            sqlx::query_scalar::<_, String>("SELECT name FROM models ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn ensure_model(
+        tx: &mut Transaction<'static, Sqlite>,
+        name: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<(), RegistryError> {
+        let exists = sqlx::query_scalar::<_, String>("SELECT name FROM models WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some();
+        if !exists {
+            sqlx::query("INSERT INTO models (name, created_at, created_by) VALUES ($1, $2, $3)")
+                .bind(name)
+                .bind(now)
+                .bind(by)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn version(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<Option<VersionRow>, RegistryError> {
+        let q = format!("SELECT {VERSION_COLS} FROM versions WHERE model = $1 AND version = $2");
+        Ok(sqlx::query_as::<_, VersionTuple>(&q)
+            .bind(model)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(version_row))
+    }
+
+    pub async fn versions(&self, model: &str) -> Result<Vec<VersionRow>, RegistryError> {
+        let q = format!(
+            "SELECT {VERSION_COLS} FROM versions WHERE model = $1 ORDER BY created_at, version"
+        );
+        Ok(sqlx::query_as::<_, VersionTuple>(&q)
+            .bind(model)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(version_row)
+            .collect())
+    }
+
+    pub async fn insert_version(
+        tx: &mut Transaction<'static, Sqlite>,
+        v: &VersionRow,
+        files: &[FileRow],
+    ) -> Result<(), RegistryError> {
+        sqlx::query(
+            "INSERT INTO versions (model, version, state, registrant, root_digest, manifest, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&v.model)
+        .bind(&v.version)
+        .bind(&v.state)
+        .bind(&v.registrant)
+        .bind(&v.root_digest)
+        .bind(&v.manifest)
+        .bind(v.created_at)
+        .bind(v.updated_at)
+        .execute(&mut **tx)
+        .await?;
+        for f in files {
+            sqlx::query(
+                "INSERT INTO files (model, version, name, digest, size) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&v.model)
+            .bind(&v.version)
+            .bind(&f.name)
+            .bind(&f.digest)
+            .bind(f.size)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the mutable columns of `v` (state and its records).
+    pub async fn update_version(
+        tx: &mut Transaction<'static, Sqlite>,
+        v: &VersionRow,
+    ) -> Result<(), RegistryError> {
+        sqlx::query(
+            "UPDATE versions SET state = $1, updated_at = $2, validated_by = $3, validation = $4,
+             approved_by = $5, revoked_reason = $6 WHERE model = $7 AND version = $8",
+        )
+        .bind(&v.state)
+        .bind(v.updated_at)
+        .bind(&v.validated_by)
+        .bind(&v.validation)
+        .bind(&v.approved_by)
+        .bind(&v.revoked_reason)
+        .bind(&v.model)
+        .bind(&v.version)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn files(&self, model: &str, version: &str) -> Result<Vec<FileRow>, RegistryError> {
+        let rows = sqlx::query_as::<_, (String, String, i64)>(
+            "SELECT name, digest, size FROM files WHERE model = $1 AND version = $2 ORDER BY name",
+        )
+        .bind(model)
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| FileRow {
+                name: r.0,
+                digest: r.1,
+                size: r.2,
+            })
+            .collect())
+    }
+
+    // ---------------------------------------------------------------- aliases
+
+    pub async fn alias(&self, model: &str, alias: &str) -> Result<Option<String>, RegistryError> {
+        Ok(sqlx::query_scalar::<_, String>(
+            "SELECT version FROM aliases WHERE model = $1 AND alias = $2",
+        )
+        .bind(model)
+        .bind(alias)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn aliases(&self, model: &str) -> Result<Vec<(String, String)>, RegistryError> {
+        Ok(sqlx::query_as::<_, (String, String)>(
+            "SELECT alias, version FROM aliases WHERE model = $1 ORDER BY alias",
+        )
+        .bind(model)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn set_alias(
+        tx: &mut Transaction<'static, Sqlite>,
+        model: &str,
+        alias: &str,
+        version: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM aliases WHERE model = $1 AND alias = $2")
+            .bind(model)
+            .bind(alias)
+            .execute(&mut **tx)
+            .await?;
+        if let Some(v) = version {
+            sqlx::query("INSERT INTO aliases (model, alias, version) VALUES ($1, $2, $3)")
+                .bind(model)
+                .bind(alias)
+                .bind(v)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}

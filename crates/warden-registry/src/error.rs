@@ -1,0 +1,89 @@
+//! Registry errors. Each variant maps to one stable exit code in the `warden` binary.
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// What went wrong in the registry or on the load path.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The policy refused the request; the refusal is in the ledger.
+    #[error("access denied: {principal} may not {action} {resource} ({reason})")]
+    Denied {
+        principal: String,
+        action: String,
+        resource: String,
+        reason: String,
+    },
+    /// Stored bytes do not match the signed manifest; an incident is in the ledger.
+    #[error("integrity failure: {what}")]
+    Integrity { what: String },
+    /// The audit entry could not be made durable, so the operation was refused.
+    #[error("refused: the audit ledger could not record this access: {0}")]
+    Audit(#[from] warden_store::error::AppendError),
+    #[error("no model named {model:?}")]
+    UnknownModel { model: String },
+    #[error("model {model:?} has no version or alias {selector:?}")]
+    UnknownVersion { model: String, selector: String },
+    #[error("{model}@{version} has no file {file:?}")]
+    UnknownFile {
+        model: String,
+        version: String,
+        file: String,
+    },
+    #[error("no principal named {name:?}")]
+    UnknownPrincipal { name: String },
+    #[error("{what} {name:?} already exists")]
+    Exists { what: &'static str, name: String },
+    #[error("{model}@{version} is {from}; it cannot become {to}{}", hint.map(|h| format!(": {h}")).unwrap_or_default())]
+    Transition {
+        model: String,
+        version: String,
+        from: String,
+        to: String,
+        hint: Option<&'static str>,
+    },
+    #[error("signer rejected: {0}")]
+    Signer(String),
+    #[error("manifest: {0}")]
+    Manifest(String),
+    #[error("invalid {what}: {detail}")]
+    Invalid { what: &'static str, detail: String },
+    #[error("policy: {0}")]
+    Policy(#[from] warden_policy::PolicyError),
+    #[error("registry database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("blob store: {0}")]
+    Blob(#[from] object_store::Error),
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(#[from] warden_store::error::StoreError),
+    #[error("crypto: {0}")]
+    Crypto(#[from] warden_core::error::CryptoError),
+}
+
+impl RegistryError {
+    pub(crate) fn io<'a>(
+        op: &'static str,
+        path: &'a std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Self + 'a {
+        move |source| Self::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
+        Self::Invalid {
+            what,
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The Warden model registry and `SecureModelManager`, the one audited path through
+//! which model artifacts are registered, promoted, revoked and loaded.
+//!
+//! Metadata lives in SQL (`sqlx`, SQLite by default), artifacts in a content-addressed
+//! blob store (`object_store`, local filesystem by default), decisions come from the
+//! Cedar policy in `warden-policy`, and every decision and mutation is an entry in the
+//! `warden-store` ledger.
+
+pub mod blobs;
+pub mod db;
+pub mod error;
+pub mod keyfile;
+pub mod load;
+pub mod manager;
+pub mod manifest;
+
+pub use error::RegistryError;
+pub use load::{LoadedFile, LoadedModel, Staging};
+pub use manager::{
+    Caller, ManagerOptions, PrincipalKey, Registration, SecureModelManager, Selector,
+};

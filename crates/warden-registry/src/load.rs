@@ -1,0 +1,313 @@
+//! The audited, fail-closed load path (DESIGN.md §4):
+//!
+//! ```text
+//! policy check ─▶ deny: `model.denied` entry ─▶ Denied
+//!              ─▶ allow: verify the signed manifest ─▶ stream every blob into private
+//!                 staging while hashing ─▶ mismatch: `incident` entry ─▶ Integrity
+//!              ─▶ `model.access` entry durable (receipt) ─▶ LoadedModel (bytes)
+//! ```
+//!
+//! Bypass is unrepresentable: model bytes are reachable only through [`LoadedModel`],
+//! whose only constructor is private to this module and takes the ledger's receipt for
+//! the access. The blob store's read is crate-private, so no other code path in the
+//! library can hand out registry bytes.
+
+use crate::blobs::{ChunkSink, FileSink};
+use crate::error::RegistryError;
+use crate::manager::{Caller, SecureModelManager, Selector};
+use crate::manifest;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use warden_policy::Action;
+use warden_store::ledger::Receipt;
+
+/// Where verified bytes are held until they are delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Staging {
+    /// In memory (for loading straight into a framework).
+    Memory,
+    /// Private temporary files in this directory (same filesystem as the destination,
+    /// so delivery is a rename).
+    Dir(PathBuf),
+}
+
+#[derive(Debug)]
+enum Content {
+    Memory(Vec<u8>),
+    File(tempfile::NamedTempFile),
+}
+
+/// One delivered file.
+#[derive(Debug)]
+pub struct LoadedFile {
+    name: String,
+    digest: String,
+    size: u64,
+    content: Content,
+}
+
+impl LoadedFile {
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    #[must_use]
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    /// The bytes, when staged in memory.
+    #[must_use]
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match &self.content {
+            Content::Memory(v) => Some(v),
+            Content::File(_) => None,
+        }
+    }
+}
+
+/// A model version whose access is recorded in the ledger and whose every byte matched
+/// the signed manifest. The only way to obtain model bytes from the registry.
+#[derive(Debug)]
+pub struct LoadedModel {
+    receipt: Receipt,
+    model: String,
+    version: String,
+    root_digest: String,
+    files: Vec<LoadedFile>,
+}
+
+impl LoadedModel {
+    /// Private: built only in [`SecureModelManager::load`], after the access entry is
+    /// durable.
+    fn new(
+        receipt: Receipt,
+        model: String,
+        version: String,
+        root_digest: String,
+        files: Vec<LoadedFile>,
+    ) -> Self {
+        Self {
+            receipt,
+            model,
+            version,
+            root_digest,
+            files,
+        }
+    }
+
+    /// The ledger receipt of this access.
+    #[must_use]
+    pub fn receipt(&self) -> &Receipt {
+        &self.receipt
+    }
+    #[must_use]
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+    #[must_use]
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+    #[must_use]
+    pub fn root_digest(&self) -> &str {
+        &self.root_digest
+    }
+    #[must_use]
+    pub fn files(&self) -> &[LoadedFile] {
+        &self.files
+    }
+
+    /// The bytes of the only file, when staged in memory.
+    pub fn into_single_bytes(self) -> Option<Vec<u8>> {
+        let mut files = self.files;
+        if files.len() != 1 {
+            return None;
+        }
+        match files.pop().map(|f| f.content) {
+            Some(Content::Memory(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Delivers to `out`: the file itself when the load has one file and `out` is not an
+    /// existing directory, otherwise a directory holding every file under its name.
+    /// Files are created 0600 and renamed into place; an existing file is not replaced.
+    pub fn persist(self, out: &Path) -> Result<Vec<PathBuf>, RegistryError> {
+        let single = self.files.len() == 1 && !out.is_dir();
+        let mut written = Vec::new();
+        for f in self.files {
+            let dest = if single {
+                out.to_path_buf()
+            } else {
+                out.join(&f.name)
+            };
+            if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(RegistryError::io("create", parent))?;
+            }
+            match f.content {
+                Content::File(t) => {
+                    t.persist_noclobber(&dest)
+                        .map_err(|e| RegistryError::io("write", &dest)(e.error))?;
+                }
+                Content::Memory(v) => {
+                    warden_store::durable::write_new(&dest, &v, 0o600)
+                        .map_err(RegistryError::io("write", &dest))?;
+                }
+            }
+            written.push(dest);
+        }
+        Ok(written)
+    }
+}
+
+enum Sink {
+    Memory(Vec<u8>),
+    File(FileSink),
+}
+
+impl ChunkSink for Sink {
+    fn accept(&mut self, chunk: &[u8]) -> Result<(), RegistryError> {
+        match self {
+            Sink::Memory(v) => v.accept(chunk),
+            Sink::File(f) => f.accept(chunk),
+        }
+    }
+}
+
+impl SecureModelManager {
+    /// Loads `model` at `selector` (one file when `file` is given) for `caller`.
+    pub async fn load(
+        &self,
+        caller: &Caller,
+        model: &str,
+        selector: &Selector,
+        file: Option<&str>,
+        staging: &Staging,
+    ) -> Result<LoadedModel, RegistryError> {
+        let v = self.resolve(caller, Action::Load, model, selector).await?;
+        let decision = self
+            .authorize(caller, Action::Load, &Self::version_facts(&v), None)
+            .await?;
+        let incident = |what: String, details: serde_json::Value| {
+            let mut ev = Self::event(caller, Action::Load);
+            ev.model = Some(v.model.clone());
+            ev.version = Some(v.version.clone());
+            ev.decision = Some("deny".into());
+            ev.reason = Some("integrity-failure".into());
+            ev.digest = Some(format!("sha256:{}", v.root_digest));
+            ev.details = Some(
+                json!({"severity": "CRITICAL", "type": "integrity", "what": what, "evidence": details}),
+            );
+            (what, ev)
+        };
+        // The signed manifest, checked against the registrant's registered key, is the
+        // reference; the database rows must agree with it.
+        let verified = match self.signer_key(&v.registrant).await.and_then(|k| {
+            let env = manifest::parse_envelope(v.manifest.as_bytes())?;
+            manifest::verify(&env, &v.registrant, &k, &v.model, &v.version)
+        }) {
+            Ok(m) if m.root() == v.root_digest => m,
+            Ok(m) => {
+                let (what, ev) = incident(
+                    "the recorded root digest differs from the signed manifest".into(),
+                    json!({"recorded": v.root_digest, "signed": m.root()}),
+                );
+                self.audit("incident", ev).await?;
+                return Err(RegistryError::Integrity { what });
+            }
+            Err(e) => {
+                let (what, ev) = incident(
+                    format!("the signed manifest does not verify: {e}"),
+                    json!({}),
+                );
+                self.audit("incident", ev).await?;
+                return Err(RegistryError::Integrity { what });
+            }
+        };
+        let wanted: Vec<&manifest::Resource> = match file {
+            Some(name) => {
+                let r = verified
+                    .resources()
+                    .iter()
+                    .find(|r| r.name == name)
+                    .ok_or_else(|| RegistryError::UnknownFile {
+                        model: v.model.clone(),
+                        version: v.version.clone(),
+                        file: name.to_owned(),
+                    })?;
+                vec![r]
+            }
+            None => verified.resources().iter().collect(),
+        };
+        let mut files = Vec::with_capacity(wanted.len());
+        for r in &wanted {
+            let sink = match staging {
+                Staging::Memory => Sink::Memory(Vec::with_capacity(
+                    usize::try_from(r.size).unwrap_or(0).min(1 << 34),
+                )),
+                Staging::Dir(d) => Sink::File(FileSink {
+                    file: tempfile::Builder::new()
+                        .prefix(".warden-load-")
+                        .tempfile_in(d)
+                        .map_err(RegistryError::io("create a staging file in", d))?,
+                }),
+            };
+            let read = match self.blobs.open(&r.digest).await {
+                Ok(reader) => reader.drain(sink).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let (digest, size, sink) = match read {
+                Ok(x) => x,
+                Err(err) => {
+                    let (what, ev) = incident(
+                        format!("{}: the stored blob cannot be read: {err}", r.name),
+                        json!({"file": r.name, "expected": r.digest}),
+                    );
+                    self.audit("incident", ev).await?;
+                    return Err(RegistryError::Integrity { what });
+                }
+            };
+            if digest != r.digest || size != r.size {
+                let (what, ev) = incident(
+                    format!("{}: stored bytes do not match the signed digest", r.name),
+                    json!({"file": r.name, "expected": r.digest, "actual": digest,
+                           "expected_size": r.size, "actual_size": size}),
+                );
+                self.audit("incident", ev).await?;
+                return Err(RegistryError::Integrity { what });
+            }
+            files.push(LoadedFile {
+                name: r.name.clone(),
+                digest,
+                size,
+                content: match sink {
+                    Sink::Memory(v) => Content::Memory(v),
+                    Sink::File(f) => Content::File(f.file),
+                },
+            });
+        }
+        let mut ev = Self::event(caller, Action::Load);
+        ev.model = Some(v.model.clone());
+        ev.version = Some(v.version.clone());
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.digest = Some(format!("sha256:{}", v.root_digest));
+        ev.details = Some(json!({
+            "files": files.iter().map(|f| json!({"name": f.name, "digest": f.digest, "size": f.size})).collect::<Vec<_>>(),
+            "state": v.state,
+        }));
+        // Fail closed: without a durable access entry there is no LoadedModel.
+        let receipt = self.audit("model.access", ev).await?;
+        Ok(LoadedModel::new(
+            receipt,
+            v.model,
+            v.version,
+            v.root_digest,
+            files,
+        ))
+    }
+}

@@ -1,0 +1,1163 @@
+//! `SecureModelManager`: the one path through which models are registered, promoted,
+//! revoked and loaded. Every decision and every mutation is a ledger entry; a mutation is
+//! committed to the database only after its entry is durable, so nothing changes
+//! unaudited (fail closed).
+
+use crate::blobs::BlobStore;
+use crate::db::{Db, FileRow, GrantRow, PrincipalRow, VersionRow};
+use crate::error::RegistryError;
+use crate::manifest::{self, Provenance, Resource};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::json;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use warden_core::crypto::{SigAlg, SigningKey, VerifyingKey};
+use warden_core::entry::Event;
+use warden_policy::{
+    AccessRequest, Action, ContextFacts, Decision, Engine, PrincipalFacts, ResourceFacts,
+    VersionState,
+};
+use warden_store::ledger::{Clock, Ledger, Receipt};
+
+/// Who is asking, from where, and how they authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub principal: String,
+    pub ip: IpAddr,
+    /// Authenticated with a second factor.
+    pub mfa: bool,
+    /// `Some` when the caller holds a scoped token.
+    pub scopes: Option<Vec<String>>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Caller {
+    /// A local caller (the CLI): loopback address, unscoped.
+    #[must_use]
+    pub fn local(principal: &str) -> Self {
+        Self {
+            principal: principal.to_owned(),
+            ip: IpAddr::from([127, 0, 0, 1]),
+            mfa: false,
+            scopes: None,
+            user_agent: None,
+            request_id: None,
+        }
+    }
+}
+
+/// Picks a version: an exact version, an alias (`production`, `latest`, or one an
+/// operator set), or the latest when neither is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    Version(String),
+    Alias(String),
+    Latest,
+}
+
+impl Selector {
+    /// Parses `NAME`, `NAME@VERSION` or `NAME@@ALIAS`… the CLI form: `NAME[@VERSION|@ALIAS]`
+    /// where a known alias wins over a version of the same name only when it is one of
+    /// the reserved aliases.
+    #[must_use]
+    pub fn parse_ref(r: &str) -> (String, Selector) {
+        match r.split_once('@') {
+            None => (r.to_owned(), Selector::Latest),
+            Some((m, s)) if s == "production" || s == "latest" => {
+                (m.to_owned(), Selector::Alias(s.to_owned()))
+            }
+            Some((m, s)) => (m.to_owned(), Selector::Version(s.to_owned())),
+        }
+    }
+}
+
+/// Where the registry keeps its data.
+#[derive(Debug)]
+pub struct ManagerOptions {
+    pub db_path: PathBuf,
+    pub blobs: BlobStore,
+    pub engine: Engine,
+    /// Digest of the policy text, to record policy changes in the ledger.
+    pub policy_digest: String,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The model manager.
+#[derive(Debug)]
+pub struct SecureModelManager {
+    pub(crate) db: Db,
+    pub(crate) blobs: BlobStore,
+    engine: Engine,
+    pub(crate) ledger: Arc<Ledger>,
+    clock: Arc<dyn Clock>,
+}
+
+/// A principal's signing key, read from its key file.
+#[derive(Debug)]
+pub struct PrincipalKey {
+    pub principal: String,
+    pub key: SigningKey,
+}
+
+/// What to register: `path` (a file or a directory) as `model@version`.
+#[derive(Debug)]
+pub struct Registration<'a> {
+    pub model: &'a str,
+    pub version: &'a str,
+    pub path: &'a Path,
+    pub provenance: Provenance,
+}
+
+/// A view of one version for listing and `show`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct VersionInfo {
+    pub model: String,
+    pub version: String,
+    pub state: String,
+    pub registrant: String,
+    pub root_digest: String,
+    pub created_at: i64,
+    pub validated_by: Option<String>,
+    pub approved_by: Option<String>,
+    pub revoked_reason: Option<String>,
+    pub aliases: Vec<String>,
+    pub files: Vec<FileInfo>,
+    pub provenance: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FileInfo {
+    pub name: String,
+    pub digest: String,
+    pub size: i64,
+}
+
+/// Names of models and versions: 1–128 of `A-Z a-z 0-9 . _ - /`, not starting with
+/// `.`, `-` or `/`.
+pub fn check_name(what: &'static str, s: &str) -> Result<(), RegistryError> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+        && !s.starts_with(['.', '-', '/'])
+        && !s.contains("..")
+        && !s.ends_with('/');
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::invalid(
+            what,
+            format!("{s:?}: use 1-128 letters, digits, '.', '_', '-' or '/'"),
+        ))
+    }
+}
+
+/// Principal names: 1–64 of `A-Z a-z 0-9 . _ - @`.
+pub fn check_principal_name(s: &str) -> Result<(), RegistryError> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::invalid(
+            "principal name",
+            format!("{s:?}: use 1-64 letters, digits, '.', '_', '-' or '@'"),
+        ))
+    }
+}
+
+impl SecureModelManager {
+    /// Opens the registry beside an open ledger, records `system.start`, and a
+    /// `policy.change` entry when the policy differs from the one last recorded.
+    pub async fn open(opts: ManagerOptions, ledger: Ledger) -> Result<Self, RegistryError> {
+        let db = Db::open(&opts.db_path).await?;
+        let m = Self {
+            db,
+            blobs: opts.blobs,
+            engine: opts.engine,
+            ledger: Arc::new(ledger),
+            clock: opts.clock,
+        };
+        m.audit(
+            "system.start",
+            Event {
+                user: Some("system".into()),
+                action: Some("start".into()),
+                details: Some(
+                    json!({"policy_digest": opts.policy_digest, "policies": m.engine.len()}),
+                ),
+                ..Event::default()
+            },
+        )
+        .await?;
+        let last = m.db.meta("policy_digest").await?;
+        if last.as_deref() != Some(opts.policy_digest.as_str()) {
+            let mut tx = m.db.begin().await?;
+            Db::set_meta(&mut tx, "policy_digest", &opts.policy_digest).await?;
+            m.audit(
+                "policy.change",
+                Event {
+                    user: Some("system".into()),
+                    action: Some("policy.load".into()),
+                    details: Some(json!({"previous": last, "policy_digest": opts.policy_digest})),
+                    ..Event::default()
+                },
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(m)
+    }
+
+    /// Records `system.stop` and closes the ledger (final checkpoint).
+    pub async fn close(self) -> Result<(), RegistryError> {
+        let r = self
+            .audit(
+                "system.stop",
+                Event {
+                    user: Some("system".into()),
+                    action: Some("stop".into()),
+                    ..Event::default()
+                },
+            )
+            .await;
+        self.db_close().await;
+        if let Ok(l) = Arc::try_unwrap(self.ledger) {
+            l.close();
+        }
+        r.map(|_| ())
+    }
+
+    async fn db_close(&self) {
+        self.db.close().await;
+    }
+
+    /// The policy engine.
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The blob store (tests reach the local files through it).
+    #[must_use]
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    pub(crate) fn now_secs(&self) -> i64 {
+        i64::try_from(self.clock.now().as_micros() / 1_000_000).unwrap_or(i64::MAX)
+    }
+
+    /// Appends one entry and waits until it is durable.
+    pub(crate) async fn audit(&self, kind: &str, event: Event) -> Result<Receipt, RegistryError> {
+        let ledger = Arc::clone(&self.ledger);
+        let kind = kind.to_owned();
+        tokio::task::spawn_blocking(move || ledger.append(&kind, &event))
+            .await
+            .map_err(|e| {
+                RegistryError::Audit(warden_store::error::AppendError::Failed(e.to_string()))
+            })?
+            .map_err(RegistryError::Audit)
+    }
+
+    pub(crate) fn event(caller: &Caller, action: Action) -> Event {
+        Event {
+            user: Some(caller.principal.clone()),
+            ip: Some(caller.ip.to_string()),
+            action: Some(action.as_str().to_owned()),
+            user_agent: caller.user_agent.clone(),
+            request_id: caller.request_id.clone(),
+            ..Event::default()
+        }
+    }
+
+    fn resource_names(resource: &ResourceFacts) -> (Option<String>, Option<String>, String) {
+        match resource {
+            ResourceFacts::Model { name } => (Some(name.clone()), None, format!("model {name}")),
+            ResourceFacts::Version { model, version, .. } => (
+                Some(model.clone()),
+                Some(version.clone()),
+                format!("{model}@{version}"),
+            ),
+            ResourceFacts::Ledger => (None, None, "the audit ledger".into()),
+            ResourceFacts::Directory => (None, None, "the principal directory".into()),
+        }
+    }
+
+    /// Facts about a version for the policy.
+    pub(crate) fn version_facts(v: &VersionRow) -> ResourceFacts {
+        ResourceFacts::Version {
+            model: v.model.clone(),
+            version: v.version.clone(),
+            state: VersionState::parse(&v.state).unwrap_or(VersionState::Revoked),
+            registrant: v.registrant.clone(),
+            validated: v.validated_by.is_some(),
+        }
+    }
+
+    /// Decides without recording (for listings); unknown principals are denied.
+    async fn decide(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: &ResourceFacts,
+        target: Option<VersionState>,
+    ) -> Result<Decision, RegistryError> {
+        let Some(p) = self.db.principal(&caller.principal).await? else {
+            return Ok(Decision {
+                allowed: false,
+                policies: Vec::new(),
+                errors: vec!["unknown principal".into()],
+            });
+        };
+        let model = match resource {
+            ResourceFacts::Model { name } => Some(name.as_str()),
+            ResourceFacts::Version { model, .. } => Some(model.as_str()),
+            _ => None,
+        };
+        let grants = match model {
+            Some(m) => self.db.grants_for(&p.name, m).await?,
+            None => Vec::new(),
+        };
+        let req = AccessRequest {
+            principal: PrincipalFacts {
+                name: p.name.clone(),
+                service: p.service,
+                active: p.active,
+                roles: p.roles.clone(),
+                grants: grants
+                    .iter()
+                    .filter_map(|g| Action::parse(&g.action).ok().map(|a| (a, g.expires_at)))
+                    .collect(),
+            },
+            action,
+            resource: resource.clone(),
+            context: ContextFacts {
+                now: self.now_secs(),
+                ip: caller.ip,
+                mfa: caller.mfa,
+                scopes: caller.scopes.clone(),
+                target,
+            },
+        };
+        Ok(self.engine.decide(&req))
+    }
+
+    /// The policy check of the decision flow. A deny is recorded as `model.denied` and
+    /// returned as [`RegistryError::Denied`]; an allow is returned for the caller to
+    /// record with the operation it permits.
+    pub(crate) async fn authorize(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: &ResourceFacts,
+        target: Option<VersionState>,
+    ) -> Result<Decision, RegistryError> {
+        let d = self.decide(caller, action, resource, target).await?;
+        if d.allowed {
+            return Ok(d);
+        }
+        let (model, version, what) = Self::resource_names(resource);
+        let reason = d.reason();
+        let mut ev = Self::event(caller, action);
+        ev.model = model;
+        ev.version = version;
+        ev.decision = Some("deny".into());
+        ev.reason = Some(reason.clone());
+        if let Some(t) = target {
+            ev.details = Some(json!({"target": t.as_str()}));
+        }
+        self.audit("model.denied", ev).await?;
+        Err(RegistryError::Denied {
+            principal: caller.principal.clone(),
+            action: action.to_string(),
+            resource: what,
+            reason,
+        })
+    }
+
+    /// Answers whether `caller` may `action` the resource, recording the decision
+    /// (`model.decision` when allowed, `model.denied` when not).
+    pub async fn check(
+        &self,
+        caller: &Caller,
+        action: Action,
+        model: &str,
+        selector: Option<&Selector>,
+        target: Option<VersionState>,
+    ) -> Result<Decision, RegistryError> {
+        let resource = match selector {
+            Some(s) => Self::version_facts(&self.resolve(caller, action, model, s).await?),
+            None => ResourceFacts::Model {
+                name: model.to_owned(),
+            },
+        };
+        match self.authorize(caller, action, &resource, target).await {
+            Ok(d) => {
+                let (model, version, _) = Self::resource_names(&resource);
+                let mut ev = Self::event(caller, action);
+                ev.model = model;
+                ev.version = version;
+                ev.decision = Some("allow".into());
+                ev.reason = Some(d.reason());
+                self.audit("model.decision", ev).await?;
+                Ok(d)
+            }
+            Err(RegistryError::Denied { reason, .. }) => Ok(Decision {
+                allowed: false,
+                policies: reason
+                    .strip_prefix("forbid:")
+                    .map(|s| s.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                errors: Vec::new(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Resolves a selector; an unknown model or version is recorded as a denied request
+    /// (reason `not-found`) before the error is returned, so probing is visible.
+    pub(crate) async fn resolve(
+        &self,
+        caller: &Caller,
+        action: Action,
+        model: &str,
+        selector: &Selector,
+    ) -> Result<VersionRow, RegistryError> {
+        let found = self.find(model, selector).await?;
+        if let Some(v) = found {
+            return Ok(v);
+        }
+        let mut ev = Self::event(caller, action);
+        ev.model = Some(model.to_owned());
+        ev.version = match selector {
+            Selector::Version(v) | Selector::Alias(v) => Some(v.clone()),
+            Selector::Latest => None,
+        };
+        ev.decision = Some("deny".into());
+        ev.reason = Some("not-found".into());
+        self.audit("model.denied", ev).await?;
+        if self.db.model_exists(model).await? {
+            Err(RegistryError::UnknownVersion {
+                model: model.to_owned(),
+                selector: match selector {
+                    Selector::Version(v) | Selector::Alias(v) => v.clone(),
+                    Selector::Latest => "latest".into(),
+                },
+            })
+        } else {
+            Err(RegistryError::UnknownModel {
+                model: model.to_owned(),
+            })
+        }
+    }
+
+    async fn find(
+        &self,
+        model: &str,
+        selector: &Selector,
+    ) -> Result<Option<VersionRow>, RegistryError> {
+        let version = match selector {
+            Selector::Version(v) => {
+                if let Some(row) = self.db.version(model, v).await? {
+                    return Ok(Some(row));
+                }
+                // Not a version: maybe an operator-defined alias.
+                self.db.alias(model, v).await?
+            }
+            Selector::Alias(a) => self.db.alias(model, a).await?,
+            Selector::Latest => self.db.alias(model, "latest").await?,
+        };
+        match version {
+            Some(v) => self.db.version(model, &v).await,
+            None => Ok(None),
+        }
+    }
+
+    // ---------------------------------------------------------------- principals
+
+    /// Adds a principal. `caller` must be allowed to `write` the directory; `None` is the
+    /// bootstrap by `warden init` (recorded as `system`).
+    pub async fn add_principal(
+        &self,
+        caller: Option<&Caller>,
+        name: &str,
+        roles: &[String],
+        service: bool,
+        signing_key: Option<&VerifyingKey>,
+    ) -> Result<Receipt, RegistryError> {
+        check_principal_name(name)?;
+        for r in roles {
+            check_principal_name(r)?;
+        }
+        let decision = match caller {
+            Some(c) => Some(
+                self.authorize(c, Action::Write, &ResourceFacts::Directory, None)
+                    .await?,
+            ),
+            None => None,
+        };
+        if self.db.principal(name).await?.is_some() {
+            return Err(RegistryError::Exists {
+                what: "principal",
+                name: name.to_owned(),
+            });
+        }
+        let by = caller.map_or("system", |c| c.principal.as_str());
+        let row = PrincipalRow {
+            name: name.to_owned(),
+            service,
+            active: true,
+            signing_alg: signing_key.map(|k| k.alg().name().to_owned()),
+            signing_key: signing_key.map(|k| B64.encode(k.as_bytes())),
+            roles: roles.to_vec(),
+            created_at: self.now_secs(),
+        };
+        let mut tx = self.db.begin().await?;
+        Db::insert_principal(&mut tx, &row, by).await?;
+        let mut ev = caller.map_or_else(
+            || Event {
+                user: Some("system".into()),
+                action: Some("write".into()),
+                ..Event::default()
+            },
+            |c| Self::event(c, Action::Write),
+        );
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.map_or_else(|| "bootstrap".to_owned(), |d| d.reason()));
+        ev.details = Some(json!({
+            "op": "principal.add", "principal": name, "roles": roles, "service": service,
+            "signing_key": signing_key.map(|k| manifest::key_id(name, k)),
+        }));
+        let receipt = self.audit("registry.principal", ev).await?;
+        tx.commit().await?;
+        Ok(receipt)
+    }
+
+    /// Gives `name` another role.
+    pub async fn grant_role(
+        &self,
+        caller: &Caller,
+        name: &str,
+        role: &str,
+    ) -> Result<Receipt, RegistryError> {
+        check_principal_name(role)?;
+        let decision = self
+            .authorize(caller, Action::Write, &ResourceFacts::Directory, None)
+            .await?;
+        self.require_principal(name).await?;
+        let mut tx = self.db.begin().await?;
+        Db::add_role(&mut tx, name, role).await?;
+        let mut ev = Self::event(caller, Action::Write);
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.details = Some(json!({"op": "principal.grant_role", "principal": name, "role": role}));
+        let r = self.audit("registry.principal", ev).await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// Grants `name` the `actions` on `model` (`*` for every model) until `expires_at`.
+    pub async fn grant(
+        &self,
+        caller: &Caller,
+        name: &str,
+        model: &str,
+        actions: &[Action],
+        expires_at: i64,
+    ) -> Result<Receipt, RegistryError> {
+        if model != "*" {
+            check_name("model name", model)?;
+        }
+        let decision = self
+            .authorize(caller, Action::Write, &ResourceFacts::Directory, None)
+            .await?;
+        self.require_principal(name).await?;
+        let now = self.now_secs();
+        let mut tx = self.db.begin().await?;
+        for a in actions {
+            Db::put_grant(
+                &mut tx,
+                &GrantRow {
+                    principal: name.to_owned(),
+                    model: model.to_owned(),
+                    action: a.as_str().to_owned(),
+                    expires_at,
+                },
+                &caller.principal,
+                now,
+            )
+            .await?;
+        }
+        let mut ev = Self::event(caller, Action::Write);
+        ev.model = (model != "*").then(|| model.to_owned());
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.details = Some(json!({
+            "op": "principal.grant", "principal": name, "model": model,
+            "actions": actions.iter().map(|a| a.as_str()).collect::<Vec<_>>(), "expires_at": expires_at,
+        }));
+        let r = self.audit("registry.principal", ev).await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// Suspends or re-enables a principal.
+    pub async fn set_active(
+        &self,
+        caller: &Caller,
+        name: &str,
+        active: bool,
+    ) -> Result<Receipt, RegistryError> {
+        let decision = self
+            .authorize(caller, Action::Write, &ResourceFacts::Directory, None)
+            .await?;
+        self.require_principal(name).await?;
+        let mut tx = self.db.begin().await?;
+        Db::set_active(&mut tx, name, active).await?;
+        let mut ev = Self::event(caller, Action::Write);
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.details = Some(
+            json!({"op": if active { "principal.enable" } else { "principal.suspend" }, "principal": name}),
+        );
+        let r = self.audit("registry.principal", ev).await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// Every principal with roles and grants; needs `read` on the directory.
+    pub async fn principals(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<(PrincipalRow, Vec<GrantRow>)>, RegistryError> {
+        let decision = self
+            .authorize(caller, Action::Read, &ResourceFacts::Directory, None)
+            .await?;
+        let mut ev = Self::event(caller, Action::Read);
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.details = Some(json!({"op": "principal.list"}));
+        self.audit("registry.read", ev).await?;
+        let mut out = Vec::new();
+        for p in self.db.principals().await? {
+            let g = self.db.grants_of(&p.name).await?;
+            out.push((p, g));
+        }
+        Ok(out)
+    }
+
+    async fn require_principal(&self, name: &str) -> Result<PrincipalRow, RegistryError> {
+        self.db
+            .principal(name)
+            .await?
+            .ok_or_else(|| RegistryError::UnknownPrincipal {
+                name: name.to_owned(),
+            })
+    }
+
+    /// The registered signing key of `name`.
+    pub(crate) async fn signer_key(&self, name: &str) -> Result<VerifyingKey, RegistryError> {
+        let p = self
+            .db
+            .principal(name)
+            .await?
+            .ok_or_else(|| RegistryError::Signer(format!("unknown signer {name:?}")))?;
+        let (Some(alg), Some(key)) = (p.signing_alg, p.signing_key) else {
+            return Err(RegistryError::Signer(format!(
+                "{name} has no registered signing key"
+            )));
+        };
+        let alg = SigAlg::parse(&alg)?;
+        let bytes = B64
+            .decode(key)
+            .map_err(|_| RegistryError::Signer(format!("{name}'s stored key is not base64")))?;
+        Ok(VerifyingKey::from_bytes(alg, &bytes)?)
+    }
+
+    // ---------------------------------------------------------------- registry
+
+    /// Registers `path` (a file or a directory) as `model@version`, signed by the
+    /// caller's key. `progress(done, total)` reports hashed bytes.
+    pub async fn register(
+        &self,
+        caller: &Caller,
+        reg: Registration<'_>,
+        key: &PrincipalKey,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<(VersionInfo, Receipt), RegistryError> {
+        let Registration {
+            model,
+            version,
+            path,
+            provenance,
+        } = reg;
+        check_name("model name", model)?;
+        check_name("version", version)?;
+        if version == "production" || version == "latest" {
+            return Err(RegistryError::invalid(
+                "version",
+                format!("{version:?} is a reserved alias"),
+            ));
+        }
+        let model_facts = ResourceFacts::Model {
+            name: model.to_owned(),
+        };
+        let decision = self
+            .authorize(caller, Action::Register, &model_facts, None)
+            .await?;
+        if key.principal != caller.principal {
+            return Err(RegistryError::Signer(format!(
+                "the key belongs to {}, not to {}",
+                key.principal, caller.principal
+            )));
+        }
+        let registered = self.signer_key(&caller.principal).await?;
+        if self.db.version(model, version).await?.is_some() {
+            return Err(RegistryError::Exists {
+                what: "version",
+                name: format!("{model}@{version}"),
+            });
+        }
+        let files = collect_files(path)?;
+        let total: u64 = files.iter().map(|f| f.2).sum();
+        let mut done_before = 0u64;
+        let mut resources = Vec::with_capacity(files.len());
+        for (name, file, size) in &files {
+            let base = done_before;
+            let blob = self
+                .blobs
+                .put_file(file, &|n| progress(base + n, total))
+                .await?;
+            done_before += size;
+            resources.push(Resource {
+                name: name.clone(),
+                algorithm: "sha256".into(),
+                digest: blob.digest,
+                size: blob.size,
+            });
+        }
+        let st = manifest::statement(model, version, resources, provenance);
+        let env = manifest::sign(&st, &caller.principal, &key.key)?;
+        // The registry accepts only what verifies against the registered key: a key
+        // file that is not the caller's registered key is rejected here.
+        let verified = manifest::verify(&env, &caller.principal, &registered, model, version)?;
+        let envelope = serde_json::to_string(&env)
+            .map_err(|e| RegistryError::Manifest(format!("encoding: {e}")))?;
+        let now = self.now_secs();
+        let row = VersionRow {
+            model: model.to_owned(),
+            version: version.to_owned(),
+            state: VersionState::Registered.as_str().to_owned(),
+            registrant: caller.principal.clone(),
+            root_digest: verified.root().to_owned(),
+            manifest: envelope,
+            created_at: now,
+            updated_at: now,
+            validated_by: None,
+            validation: None,
+            approved_by: None,
+            revoked_reason: None,
+        };
+        let file_rows: Vec<FileRow> = verified
+            .resources()
+            .iter()
+            .map(|r| FileRow {
+                name: r.name.clone(),
+                digest: r.digest.clone(),
+                size: i64::try_from(r.size).unwrap_or(i64::MAX),
+            })
+            .collect();
+        let mut tx = self.db.begin().await?;
+        Db::ensure_model(&mut tx, model, &caller.principal, now).await?;
+        Db::insert_version(&mut tx, &row, &file_rows).await?;
+        Db::set_alias(&mut tx, model, "latest", Some(version)).await?;
+        let mut ev = Self::event(caller, Action::Register);
+        ev.model = Some(model.to_owned());
+        ev.version = Some(version.to_owned());
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.digest = Some(format!("sha256:{}", verified.root()));
+        ev.details = Some(json!({
+            "files": file_rows.len(), "bytes": total,
+            "signer": manifest::key_id(&caller.principal, &registered),
+            "provenance": verified.provenance(),
+        }));
+        let receipt = self.audit("registry.register", ev).await?;
+        tx.commit().await?;
+        let info = self.info(&row).await?;
+        Ok((info, receipt))
+    }
+
+    /// Moves a version along its lifecycle: `validated` (with a validation record) or
+    /// `production` (validated first, approved by someone other than the registrant).
+    pub async fn promote(
+        &self,
+        caller: &Caller,
+        model: &str,
+        selector: &Selector,
+        target: VersionState,
+        evidence: Option<serde_json::Value>,
+    ) -> Result<Receipt, RegistryError> {
+        let mut v = self
+            .resolve(caller, Action::Deploy, model, selector)
+            .await?;
+        let from = VersionState::parse(&v.state).unwrap_or(VersionState::Revoked);
+        let decision = self
+            .authorize(
+                caller,
+                Action::Deploy,
+                &Self::version_facts(&v),
+                Some(target),
+            )
+            .await?;
+        let hint = match (from, target) {
+            (VersionState::Registered, VersionState::Validated)
+            | (VersionState::Validated, VersionState::Production) => None,
+            (VersionState::Registered, VersionState::Production) => {
+                Some("validate it first (promote --to validated)")
+            }
+            (VersionState::Revoked, _) => Some("revocation is final"),
+            _ => Some("allowed moves: registered -> validated -> production"),
+        };
+        if let Some(h) = hint {
+            return Err(RegistryError::Transition {
+                model: v.model,
+                version: v.version,
+                from: from.to_string(),
+                to: target.to_string(),
+                hint: Some(h),
+            });
+        }
+        let now = self.now_secs();
+        v.state = target.as_str().to_owned();
+        v.updated_at = now;
+        if target == VersionState::Validated {
+            v.validated_by = Some(caller.principal.clone());
+            v.validation =
+                Some(json!({"by": caller.principal, "at": now, "evidence": evidence}).to_string());
+        } else {
+            v.approved_by = Some(caller.principal.clone());
+        }
+        let mut tx = self.db.begin().await?;
+        Db::update_version(&mut tx, &v).await?;
+        if target == VersionState::Production {
+            Db::set_alias(&mut tx, &v.model, "production", Some(&v.version)).await?;
+        }
+        let mut ev = Self::event(caller, Action::Deploy);
+        ev.model = Some(v.model.clone());
+        ev.version = Some(v.version.clone());
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.digest = Some(format!("sha256:{}", v.root_digest));
+        ev.details =
+            Some(json!({"from": from.as_str(), "to": target.as_str(), "evidence": evidence}));
+        let r = self.audit("registry.promote", ev).await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// Retires a version (no longer served, except to admins).
+    pub async fn retire(
+        &self,
+        caller: &Caller,
+        model: &str,
+        selector: &Selector,
+    ) -> Result<Receipt, RegistryError> {
+        self.end_state(caller, model, selector, VersionState::Retired, None)
+            .await
+    }
+
+    /// Revokes a version: terminal, from any state, with a reason.
+    pub async fn revoke(
+        &self,
+        caller: &Caller,
+        model: &str,
+        selector: &Selector,
+        reason: &str,
+    ) -> Result<Receipt, RegistryError> {
+        if reason.trim().is_empty() || reason.len() > 1024 {
+            return Err(RegistryError::invalid(
+                "reason",
+                "give a revocation reason of 1 to 1024 bytes",
+            ));
+        }
+        self.end_state(caller, model, selector, VersionState::Revoked, Some(reason))
+            .await
+    }
+
+    async fn end_state(
+        &self,
+        caller: &Caller,
+        model: &str,
+        selector: &Selector,
+        target: VersionState,
+        reason: Option<&str>,
+    ) -> Result<Receipt, RegistryError> {
+        let action = if target == VersionState::Revoked {
+            Action::Revoke
+        } else {
+            Action::Retire
+        };
+        let mut v = self.resolve(caller, action, model, selector).await?;
+        let from = VersionState::parse(&v.state).unwrap_or(VersionState::Revoked);
+        let decision = self
+            .authorize(caller, action, &Self::version_facts(&v), None)
+            .await?;
+        if from == VersionState::Revoked || (from == target) {
+            return Err(RegistryError::Transition {
+                model: v.model,
+                version: v.version,
+                from: from.to_string(),
+                to: target.to_string(),
+                hint: Some(if from == VersionState::Revoked {
+                    "revocation is final"
+                } else {
+                    "it already is"
+                }),
+            });
+        }
+        v.state = target.as_str().to_owned();
+        v.updated_at = self.now_secs();
+        if let Some(r) = reason {
+            v.revoked_reason = Some(r.to_owned());
+        }
+        let mut tx = self.db.begin().await?;
+        Db::update_version(&mut tx, &v).await?;
+        for (alias, version) in self.db.aliases(&v.model).await? {
+            if version == v.version && alias != "latest" {
+                Db::set_alias(&mut tx, &v.model, &alias, None).await?;
+            }
+        }
+        let mut ev = Self::event(caller, action);
+        ev.model = Some(v.model.clone());
+        ev.version = Some(v.version.clone());
+        ev.decision = Some("allow".into());
+        ev.reason = Some(reason.map_or_else(|| decision.reason(), str::to_owned));
+        ev.digest = Some(format!("sha256:{}", v.root_digest));
+        ev.details = Some(
+            json!({"from": from.as_str(), "to": target.as_str(), "policy": decision.reason()}),
+        );
+        let kind = if target == VersionState::Revoked {
+            "registry.revoke"
+        } else {
+            "registry.retire"
+        };
+        let r = self.audit(kind, ev).await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// Points an operator alias at a version (`production` and `latest` are managed by
+    /// the lifecycle and cannot be set by hand).
+    pub async fn set_alias(
+        &self,
+        caller: &Caller,
+        model: &str,
+        alias: &str,
+        version: &str,
+    ) -> Result<Receipt, RegistryError> {
+        check_name("alias", alias)?;
+        if alias == "production" || alias == "latest" {
+            return Err(RegistryError::invalid(
+                "alias",
+                format!("{alias:?} is managed by the lifecycle"),
+            ));
+        }
+        let v = self
+            .resolve(
+                caller,
+                Action::Write,
+                model,
+                &Selector::Version(version.to_owned()),
+            )
+            .await?;
+        if v.version != version {
+            return Err(RegistryError::invalid(
+                "version",
+                "an alias must name a version",
+            ));
+        }
+        let d = self
+            .authorize(caller, Action::Write, &Self::version_facts(&v), None)
+            .await?;
+        if self.db.version(model, alias).await?.is_some() {
+            return Err(RegistryError::invalid(
+                "alias",
+                format!("{alias:?} is already a version of {model}"),
+            ));
+        }
+        let mut tx = self.db.begin().await?;
+        Db::set_alias(&mut tx, model, alias, Some(version)).await?;
+        let mut ev = Self::event(caller, Action::Write);
+        ev.model = Some(model.to_owned());
+        ev.version = Some(version.to_owned());
+        ev.decision = Some("allow".into());
+        ev.reason = Some(d.reason());
+        ev.details = Some(json!({"op": "alias.set", "alias": alias}));
+        let r = self.audit("registry.alias", ev).await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// The versions of every model the caller may read (one `registry.list` entry).
+    pub async fn list(&self, caller: &Caller) -> Result<Vec<VersionInfo>, RegistryError> {
+        let mut out = Vec::new();
+        let mut hidden = 0u64;
+        for m in self.db.models().await? {
+            let facts = ResourceFacts::Model { name: m.clone() };
+            if !self
+                .decide(caller, Action::Read, &facts, None)
+                .await?
+                .allowed
+            {
+                hidden += 1;
+                continue;
+            }
+            for v in self.db.versions(&m).await? {
+                out.push(self.info(&v).await?);
+            }
+        }
+        let mut ev = Self::event(caller, Action::Read);
+        ev.decision = Some(if hidden == 0 { "allow" } else { "partial" }.into());
+        ev.details = Some(json!({"op": "list", "versions": out.len(), "models_hidden": hidden}));
+        self.audit("registry.list", ev).await?;
+        Ok(out)
+    }
+
+    /// One version in full, manifest provenance included.
+    pub async fn show(
+        &self,
+        caller: &Caller,
+        model: &str,
+        selector: &Selector,
+    ) -> Result<VersionInfo, RegistryError> {
+        let v = self.resolve(caller, Action::Read, model, selector).await?;
+        let d = self
+            .authorize(caller, Action::Read, &Self::version_facts(&v), None)
+            .await?;
+        let mut ev = Self::event(caller, Action::Read);
+        ev.model = Some(v.model.clone());
+        ev.version = Some(v.version.clone());
+        ev.decision = Some("allow".into());
+        ev.reason = Some(d.reason());
+        self.audit("registry.read", ev).await?;
+        self.info(&v).await
+    }
+
+    async fn info(&self, v: &VersionRow) -> Result<VersionInfo, RegistryError> {
+        let aliases = self
+            .db
+            .aliases(&v.model)
+            .await?
+            .into_iter()
+            .filter(|(_, ver)| *ver == v.version)
+            .map(|(a, _)| a)
+            .collect();
+        let files = self
+            .db
+            .files(&v.model, &v.version)
+            .await?
+            .into_iter()
+            .map(|f| FileInfo {
+                name: f.name,
+                digest: f.digest,
+                size: f.size,
+            })
+            .collect();
+        let provenance = manifest::parse_envelope(v.manifest.as_bytes())
+            .ok()
+            .and_then(|e| B64.decode(e.payload).ok())
+            .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
+            .and_then(|s| s.pointer("/predicate/provenance").cloned());
+        Ok(VersionInfo {
+            model: v.model.clone(),
+            version: v.version.clone(),
+            state: v.state.clone(),
+            registrant: v.registrant.clone(),
+            root_digest: v.root_digest.clone(),
+            created_at: v.created_at,
+            validated_by: v.validated_by.clone(),
+            approved_by: v.approved_by.clone(),
+            revoked_reason: v.revoked_reason.clone(),
+            aliases,
+            files,
+            provenance,
+        })
+    }
+}
+
+/// The files under `path`: `(name relative to path, full path, size)`, sorted by name.
+/// A single file is named by its file name. Symbolic links are refused.
+fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf, u64)>, RegistryError> {
+    let meta = std::fs::symlink_metadata(path).map_err(RegistryError::io("stat", path))?;
+    let mut out = Vec::new();
+    if meta.is_file() {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| RegistryError::invalid("path", format!("{}", path.display())))?;
+        manifest::check_file_name(name)?;
+        out.push((name.to_owned(), path.to_path_buf(), meta.len()));
+    } else if meta.is_dir() {
+        walk(path, "", &mut out)?;
+    } else {
+        return Err(RegistryError::invalid(
+            "path",
+            format!("{} is not a regular file or directory", path.display()),
+        ));
+    }
+    if out.is_empty() {
+        return Err(RegistryError::invalid(
+            "path",
+            format!("{} holds no files", path.display()),
+        ));
+    }
+    if out.len() > manifest::MAX_FILES {
+        return Err(RegistryError::invalid(
+            "path",
+            format!("more than {} files", manifest::MAX_FILES),
+        ));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, PathBuf, u64)>,
+) -> Result<(), RegistryError> {
+    for e in std::fs::read_dir(dir).map_err(RegistryError::io("list", dir))? {
+        let e = e.map_err(RegistryError::io("list", dir))?;
+        let p = e.path();
+        let name = e
+            .file_name()
+            .into_string()
+            .map_err(|n| RegistryError::invalid("file name", format!("{n:?} is not UTF-8")))?;
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let ft = e.file_type().map_err(RegistryError::io("stat", &p))?;
+        if ft.is_symlink() {
+            return Err(RegistryError::invalid(
+                "path",
+                format!("{} is a symbolic link; links are not followed", p.display()),
+            ));
+        } else if ft.is_dir() {
+            walk(&p, &rel, out)?;
+        } else if ft.is_file() {
+            manifest::check_file_name(&rel)?;
+            let len = e.metadata().map_err(RegistryError::io("stat", &p))?.len();
+            out.push((rel, p, len));
+        }
+    }
+    Ok(())
+}

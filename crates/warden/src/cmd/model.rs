@@ -1,0 +1,428 @@
+//! `warden model`: register, list, show, promote, retire, revoke, alias, check, load.
+
+use crate::common::{DataDirArg, print_json};
+use crate::registry::{CallerArgs, with_manager};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use warden_policy::{Action, VersionState};
+use warden_registry::manager::VersionInfo;
+use warden_registry::manifest::Provenance;
+use warden_registry::{Selector, Staging, keyfile};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Register a file or directory as a new model version: hash every file, store the
+    /// blobs by digest, sign the manifest with your key, record it in the ledger.
+    Register(Register),
+    /// List the versions of every model you may read.
+    List(List),
+    /// Show one version: state, files and digests, aliases, provenance.
+    Show(Show),
+    /// Promote a version: registered -> validated -> production.
+    ///
+    /// Production needs a validated version and an approver other than its registrant
+    /// (two-person rule); the default policy requires --mfa.
+    Promote(Promote),
+    /// Retire a version (it is no longer served, except to admins).
+    Retire(Target),
+    /// Revoke a version: terminal, from any state; it never loads again.
+    Revoke(Revoke),
+    /// Point an alias at a version (`production` and `latest` follow the lifecycle).
+    Alias(Alias),
+    /// Ask the policy whether an action is allowed; the decision is recorded.
+    Check(Check),
+    /// Load a model through the audited path: policy check, integrity check while
+    /// streaming, durable audit entry, then delivery.
+    ///
+    /// Exit status: 0 delivered; 3 denied by policy; 4 integrity failure (an incident
+    /// is recorded); 5 the audit ledger could not record the access; 2 other errors.
+    Load(Load),
+}
+
+#[derive(Args, Debug)]
+pub struct Register {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    caller: CallerArgs,
+    /// Model name.
+    name: String,
+    /// Version to create.
+    #[arg(long)]
+    version: String,
+    /// File or directory to register.
+    path: PathBuf,
+    /// Provenance JSON (datasets, code_commit, config_digest, environment,
+    /// parent_model), included in the signed manifest.
+    #[arg(long)]
+    provenance: Option<PathBuf>,
+    /// Your signing key (default: keys/principals/<you>.key in the data directory).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct List {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    caller: CallerArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Show {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    caller: CallerArgs,
+    /// NAME, NAME@VERSION or NAME@ALIAS.
+    reference: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Promote {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    caller: CallerArgs,
+    /// NAME@VERSION.
+    reference: String,
+    /// Target state: validated or production.
+    #[arg(long)]
+    to: String,
+    /// Validation evidence (JSON file), kept with the validation record.
+    #[arg(long)]
+    evidence: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct Target {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    caller: CallerArgs,
+    /// NAME@VERSION.
+    reference: String,
+}
+
+#[derive(Args, Debug)]
+pub struct Revoke {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    caller: CallerArgs,
+    /// NAME@VERSION.
+    reference: String,
+    /// Why (recorded in the registry and the ledger).
+    #[arg(long)]
+    reason: String,
+}
+
+#[derive(Args, Debug)]
+pub struct Alias {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    caller: CallerArgs,
+    name: String,
+    alias: String,
+    version: String,
+}
+
+#[derive(Args, Debug)]
+pub struct Check {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    caller: CallerArgs,
+    /// NAME, NAME@VERSION or NAME@ALIAS.
+    reference: String,
+    /// read, write, register, deploy, retire, load, revoke or audit.
+    #[arg(long)]
+    action: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Load {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    caller: CallerArgs,
+    /// NAME, NAME@VERSION or NAME@ALIAS (NAME alone is @latest).
+    reference: String,
+    /// Where to deliver: a file for a single-file model, else a directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Load only this file of the version.
+    #[arg(long)]
+    file: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn reference(r: &str) -> Result<(String, Selector)> {
+    let (m, s) = Selector::parse_ref(r);
+    if m.is_empty() {
+        bail!("{r:?}: expected NAME, NAME@VERSION or NAME@ALIAS");
+    }
+    Ok((m, s))
+}
+
+fn versioned(r: &str) -> Result<(String, Selector)> {
+    let (m, s) = reference(r)?;
+    if s == Selector::Latest {
+        bail!("{r:?}: name a version, as NAME@VERSION");
+    }
+    Ok((m, s))
+}
+
+fn print_version(v: &VersionInfo) {
+    println!(
+        "{}@{}  {}  sha256:{}  by {}{}",
+        v.model,
+        v.version,
+        v.state,
+        v.root_digest,
+        v.registrant,
+        if v.aliases.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", v.aliases.join(", "))
+        }
+    );
+}
+
+pub fn run(c: &Command) -> Result<ExitCode> {
+    match c {
+        Command::Register(a) => register(a),
+        Command::List(a) => with_manager(&a.dir, async |m| {
+            let list = m.list(&a.caller.caller()).await?;
+            if a.json {
+                print_json(&serde_json::to_value(&list)?)?;
+            } else {
+                if list.is_empty() {
+                    println!("no models you may read");
+                }
+                list.iter().for_each(print_version);
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Show(a) => with_manager(&a.dir, async |m| {
+            let (model, sel) = reference(&a.reference)?;
+            let v = m.show(&a.caller.caller(), &model, &sel).await?;
+            if a.json {
+                print_json(&serde_json::to_value(&v)?)?;
+            } else {
+                print_version(&v);
+                for f in &v.files {
+                    println!("  {}  {} bytes  sha256:{}", f.name, f.size, f.digest);
+                }
+                if let Some(r) = &v.revoked_reason {
+                    println!("  revoked: {r}");
+                }
+                if let Some(p) = &v.provenance {
+                    println!("  provenance: {p}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Promote(a) => {
+            let target = match a.to.as_str() {
+                "validated" => VersionState::Validated,
+                "production" => VersionState::Production,
+                other => bail!("--to {other:?}: promote to validated or production"),
+            };
+            let evidence = a
+                .evidence
+                .as_ref()
+                .map(|p| -> Result<serde_json::Value> {
+                    let b = crate::common::read_limited(p, 1 << 20)?;
+                    serde_json::from_slice(&b)
+                        .with_context(|| format!("{} is not JSON", p.display()))
+                })
+                .transpose()?;
+            with_manager(&a.dir, async |m| {
+                let (model, sel) = versioned(&a.reference)?;
+                let r = m
+                    .promote(&a.caller.caller(), &model, &sel, target, evidence)
+                    .await?;
+                println!("{} is now {target} (ledger index {})", a.reference, r.index);
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Retire(a) => with_manager(&a.dir, async |m| {
+            let (model, sel) = versioned(&a.reference)?;
+            let r = m.retire(&a.caller.caller(), &model, &sel).await?;
+            println!("{} retired (ledger index {})", a.reference, r.index);
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Revoke(a) => with_manager(&a.dir, async |m| {
+            let (model, sel) = versioned(&a.reference)?;
+            let r = m
+                .revoke(&a.caller.caller(), &model, &sel, &a.reason)
+                .await?;
+            println!("{} revoked (ledger index {})", a.reference, r.index);
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Alias(a) => with_manager(&a.dir, async |m| {
+            let r = m
+                .set_alias(&a.caller.caller(), &a.name, &a.alias, &a.version)
+                .await?;
+            println!(
+                "{}@{} -> {} (ledger index {})",
+                a.name, a.alias, a.version, r.index
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Check(a) => with_manager(&a.dir, async |m| {
+            let action = Action::parse(&a.action)?;
+            let (model, sel) = reference(&a.reference)?;
+            let sel = a.reference.contains('@').then_some(sel);
+            let d = m
+                .check(&a.caller.caller(), action, &model, sel.as_ref(), None)
+                .await?;
+            if a.json {
+                print_json(&json!({"allowed": d.allowed, "reason": d.reason()}))?;
+            } else {
+                println!(
+                    "{}: {}",
+                    if d.allowed { "allow" } else { "deny" },
+                    d.reason()
+                );
+            }
+            Ok(if d.allowed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(crate::registry::EXIT_DENIED)
+            })
+        }),
+        Command::Load(a) => load(a),
+    }
+}
+
+fn register(a: &Register) -> Result<ExitCode> {
+    let provenance: Provenance = match &a.provenance {
+        Some(p) => {
+            let b = crate::common::read_limited(p, 4 << 20)?;
+            serde_json::from_slice(&b)
+                .with_context(|| format!("{}: not a provenance document", p.display()))?
+        }
+        None => Provenance::default(),
+    };
+    let key_path = a
+        .key
+        .clone()
+        .unwrap_or_else(|| a.dir.dir().principal_key(&a.caller.as_principal));
+    let key = keyfile::read(&key_path)
+        .with_context(|| format!("reading the signing key {}", key_path.display()))?;
+    with_manager(&a.dir, async |m| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "hashing {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let (info, receipt) = m
+            .register(
+                &a.caller.caller(),
+                warden_registry::Registration {
+                    model: &a.name,
+                    version: &a.version,
+                    path: &a.path,
+                    provenance,
+                },
+                &key,
+                &|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                },
+            )
+            .await?;
+        bar.finish_and_clear();
+        if a.json {
+            let mut v = serde_json::to_value(&info)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("ledger_index".into(), json!(receipt.index));
+            }
+            print_json(&v)?;
+        } else {
+            println!(
+                "registered {}@{}: {} file(s), root sha256:{} (ledger index {})",
+                info.model,
+                info.version,
+                info.files.len(),
+                info.root_digest,
+                receipt.index
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn load(a: &Load) -> Result<ExitCode> {
+    let out = &a.out;
+    let existing_dir = out.is_dir();
+    if !existing_dir && out.exists() {
+        bail!("{} exists; choose a new path", out.display());
+    }
+    // Staging lives beside the destination, so delivery is a rename.
+    let stage_dir = if existing_dir {
+        out.clone()
+    } else {
+        match out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(p) => p.to_path_buf(),
+            None => PathBuf::from("."),
+        }
+    };
+    std::fs::create_dir_all(&stage_dir)
+        .with_context(|| format!("creating {}", stage_dir.display()))?;
+    with_manager(&a.dir, async |m| {
+        let (model, sel) = reference(&a.reference)?;
+        let loaded = m
+            .load(
+                &a.caller.caller(),
+                &model,
+                &sel,
+                a.file.as_deref(),
+                &Staging::Dir(stage_dir.clone()),
+            )
+            .await?;
+        let receipt = loaded.receipt().clone();
+        let (model, version, root) = (
+            loaded.model().to_owned(),
+            loaded.version().to_owned(),
+            loaded.root_digest().to_owned(),
+        );
+        let files: Vec<_> = loaded
+            .files()
+            .iter()
+            .map(|f| json!({"name": f.name(), "digest": f.digest(), "size": f.size()}))
+            .collect();
+        let written = loaded.persist(out)?;
+        if a.json {
+            print_json(&json!({
+                "model": model, "version": version, "root_digest": root, "files": files,
+                "written": written, "ledger_index": receipt.index, "checkpoint_size": receipt.size,
+            }))?;
+        } else {
+            println!(
+                "loaded {model}@{version} (sha256:{root}) to {}; audit entry {}",
+                out.display(),
+                receipt.index
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,176 @@
+//! Opening the model manager for a command, the caller flags, and the exit codes of the
+//! load path.
+
+use crate::common::{DataDirArg, open_ledger};
+use anyhow::{Context, Result};
+use aws_lc_rs::digest;
+use clap::Args;
+use std::net::IpAddr;
+use std::sync::Arc;
+use warden_core::hex;
+use warden_policy::Engine;
+use warden_registry::blobs::BlobStore;
+use warden_registry::{Caller, ManagerOptions, RegistryError, SecureModelManager};
+use warden_store::config::{Config, DataDir};
+use warden_store::ledger::{Ledger, SystemClock};
+
+/// The policy refused the request.
+pub const EXIT_DENIED: u8 = 3;
+/// Stored bytes did not match the signed manifest.
+pub const EXIT_INTEGRITY: u8 = 4;
+/// The audit ledger could not record the access, so it was refused.
+pub const EXIT_AUDIT: u8 = 5;
+
+/// The exit code for an error: 3 denied, 4 integrity failure, 5 audit failure, else 2.
+pub fn exit_code(e: &anyhow::Error) -> Option<u8> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<RegistryError>())
+        .and_then(|r| match r {
+            RegistryError::Denied { .. } => Some(EXIT_DENIED),
+            RegistryError::Integrity { .. } => Some(EXIT_INTEGRITY),
+            RegistryError::Audit(_) => Some(EXIT_AUDIT),
+            _ => None,
+        })
+}
+
+/// Who is acting. The command line trusts `--as`: it runs as the operator holding the
+/// data directory; network clients authenticate instead (`warden serve`).
+#[derive(Args, Debug, Clone)]
+pub struct CallerArgs {
+    /// Principal performing the action.
+    #[arg(long = "as", env = "WARDEN_USER", value_name = "PRINCIPAL")]
+    pub as_principal: String,
+    /// Client IP address recorded in the audit entry and given to the policy.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ip: IpAddr,
+    /// The principal authenticated with a second factor (the default policy requires
+    /// it for deploy, retire and revoke).
+    #[arg(long)]
+    pub mfa: bool,
+    /// Act with a token's scopes (comma-separated, e.g. model:read,model:load) as the
+    /// network service does; without it the request is unscoped.
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Option<Vec<String>>,
+    /// Request id recorded in the audit entry.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+impl CallerArgs {
+    pub fn caller(&self) -> Caller {
+        Caller {
+            principal: self.as_principal.clone(),
+            ip: self.ip,
+            mfa: self.mfa,
+            scopes: self.scopes.clone(),
+            user_agent: Some(format!("warden-cli/{}", env!("CARGO_PKG_VERSION"))),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
+/// Reads and strictly validates the data directory's policy (the shipped default when
+/// the directory has none), and its digest.
+pub fn load_policy(dir: &DataDir, cfg: &Config) -> Result<(Engine, String)> {
+    let pdir = dir.resolve(&cfg.policies);
+    let schema_p = pdir.join("warden.cedarschema");
+    let policy_p = pdir.join("warden.cedar");
+    let (schema, policy) = if schema_p.exists() || policy_p.exists() {
+        let limit = 4 << 20;
+        let s = crate::common::read_limited(&schema_p, limit)?;
+        let p = crate::common::read_limited(&policy_p, limit)?;
+        (
+            String::from_utf8(s).context("the policy schema is not UTF-8")?,
+            String::from_utf8(p).context("the policy is not UTF-8")?,
+        )
+    } else {
+        crate::common::eprint(&format!(
+            "warning: no policy in {}; using the shipped default",
+            pdir.display()
+        ));
+        (
+            warden_policy::DEFAULT_SCHEMA.to_owned(),
+            warden_policy::DEFAULT_POLICIES.to_owned(),
+        )
+    };
+    let engine = Engine::new(&schema, &policy)
+        .with_context(|| format!("loading the policy from {}", pdir.display()))?;
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(schema.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(policy.as_bytes());
+    Ok((engine, hex::encode(ctx.finish().as_ref())))
+}
+
+/// Opens the manager over an already open ledger.
+pub async fn open_with(
+    dir: &DataDir,
+    cfg: &Config,
+    ledger: Ledger,
+    engine: Engine,
+    policy_digest: String,
+) -> Result<SecureModelManager> {
+    let blobs = BlobStore::local(&dir.resolve(&cfg.blobs))?;
+    Ok(SecureModelManager::open(
+        ManagerOptions {
+            db_path: dir.resolve(&cfg.registry_db),
+            blobs,
+            engine,
+            policy_digest,
+            clock: Arc::new(SystemClock),
+        },
+        ledger,
+    )
+    .await?)
+}
+
+/// A runtime for one command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Runs `f` with the data directory's manager, closing it (final `system.stop` entry and
+/// checkpoint) whatever `f` returns.
+pub fn with_manager<T>(
+    d: &DataDirArg,
+    f: impl AsyncFnOnce(&SecureModelManager) -> Result<T>,
+) -> Result<T> {
+    let dir = d.dir();
+    let cfg = dir.read_config()?;
+    // Validate the policy before touching the ledger: a bad policy stops startup.
+    let (engine, digest) = load_policy(&dir, &cfg)?;
+    let (ledger, cfg) = open_ledger(&dir).map(|(l, _)| (l, cfg))?;
+    runtime()?.block_on(async {
+        let m = open_with(&dir, &cfg, ledger, engine, digest).await?;
+        let r = f(&m).await;
+        let closed = m.close().await;
+        let v = r?;
+        closed?;
+        Ok(v)
+    })
+}
+
+/// Parses a duration like `90s`, `30m`, `12h`, `7d`, `2w` into seconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 30d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(format!("{s:?}: the unit is one of s, m, h, d, w")),
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("{s:?}: out of range"))
+}
