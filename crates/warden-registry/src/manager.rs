@@ -362,23 +362,42 @@ impl SecureModelManager {
         if d.allowed {
             return Ok(d);
         }
-        let (model, version, what) = Self::resource_names(resource);
-        let reason = d.reason();
-        let mut ev = Self::event(caller, action);
-        ev.model = model;
-        ev.version = version;
-        ev.decision = Some("deny".into());
-        ev.reason = Some(reason.clone());
-        if let Some(t) = target {
-            ev.details = Some(json!({"target": t.as_str()}));
-        }
-        self.audit("model.denied", ev).await?;
+        self.record_decision(caller, action, resource, target, &d)
+            .await?;
+        let (_, _, what) = Self::resource_names(resource);
         Err(RegistryError::Denied {
             principal: caller.principal.clone(),
             action: action.to_string(),
             resource: what,
-            reason,
+            reason: d.reason(),
         })
+    }
+
+    /// Records a decision on its own: `model.decision` for an allow, `model.denied` for
+    /// a deny.
+    async fn record_decision(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: &ResourceFacts,
+        target: Option<VersionState>,
+        d: &Decision,
+    ) -> Result<Receipt, RegistryError> {
+        let (model, version, _) = Self::resource_names(resource);
+        let mut ev = Self::event(caller, action);
+        ev.model = model;
+        ev.version = version;
+        ev.decision = Some(if d.allowed { "allow" } else { "deny" }.into());
+        ev.reason = Some(d.reason());
+        if let Some(t) = target {
+            ev.details = Some(json!({"target": t.as_str()}));
+        }
+        let kind = if d.allowed {
+            "model.decision"
+        } else {
+            "model.denied"
+        };
+        self.audit(kind, ev).await
     }
 
     /// Answers whether `caller` may `action` the resource, recording the decision
@@ -397,27 +416,10 @@ impl SecureModelManager {
                 name: model.to_owned(),
             },
         };
-        match self.authorize(caller, action, &resource, target).await {
-            Ok(d) => {
-                let (model, version, _) = Self::resource_names(&resource);
-                let mut ev = Self::event(caller, action);
-                ev.model = model;
-                ev.version = version;
-                ev.decision = Some("allow".into());
-                ev.reason = Some(d.reason());
-                self.audit("model.decision", ev).await?;
-                Ok(d)
-            }
-            Err(RegistryError::Denied { reason, .. }) => Ok(Decision {
-                allowed: false,
-                policies: reason
-                    .strip_prefix("forbid:")
-                    .map(|s| s.split(',').map(str::to_owned).collect())
-                    .unwrap_or_default(),
-                errors: Vec::new(),
-            }),
-            Err(e) => Err(e),
-        }
+        let d = self.decide(caller, action, &resource, target).await?;
+        self.record_decision(caller, action, &resource, target, &d)
+            .await?;
+        Ok(d)
     }
 
     /// Resolves a selector; an unknown model or version is recorded as a denied request
