@@ -246,6 +246,7 @@ pub struct Engine {
     ids: HashMap<String, String>,
     authorizer: Authorizer,
     types: Types,
+    validate_requests: bool,
 }
 
 #[derive(Debug)]
@@ -300,6 +301,7 @@ impl Engine {
             policies,
             ids,
             authorizer: Authorizer::new(),
+            validate_requests: false,
             types: Types {
                 user: type_name("User")?,
                 role: type_name("Role")?,
@@ -310,6 +312,14 @@ impl Engine {
                 action: type_name("Action")?,
             },
         })
+    }
+
+    /// Also validate every request and entity slice against the schema (slower; used by
+    /// tests to prove the slices built here match the schema).
+    #[must_use]
+    pub fn validating_requests(mut self) -> Self {
+        self.validate_requests = true;
+        self
     }
 
     /// Number of policies.
@@ -466,9 +476,17 @@ impl Engine {
         }
         let context = Context::from_pairs(ctx).map_err(|e| PolicyError::Request(e.to_string()))?;
         let action = Self::uid(&t.action, req.action.as_str());
-        let request = Request::new(principal, action, resource, context, Some(&self.schema))
+        // The entity slice and context are built here from typed facts in the shape the
+        // schema declares (the policies were validated strictly against it at load), so
+        // they are not re-validated per request; a test checks the shapes agree.
+        let schema = if self.validate_requests {
+            Some(&self.schema)
+        } else {
+            None
+        };
+        let request = Request::new(principal, action, resource, context, schema)
             .map_err(|e| PolicyError::Request(e.to_string()))?;
-        let entities = Entities::from_entities(entities, Some(&self.schema))
+        let entities = Entities::from_entities(entities, schema)
             .map_err(|e| PolicyError::Request(e.to_string()))?;
         let response = self
             .authorizer
@@ -572,6 +590,40 @@ mod tests {
         assert_eq!(d.reason(), "forbid:revoked-version");
         let d = e.decide(&req(&[], Action::Load, VersionState::Production));
         assert_eq!(d.reason(), "default-deny");
+    }
+
+    #[test]
+    fn entity_slices_match_the_schema_for_every_shape() {
+        let strict = Engine::default_policy().unwrap().validating_requests();
+        let fast = Engine::default_policy().unwrap();
+        let mut compared = 0;
+        for action in Action::ALL {
+            for state in VersionState::ALL {
+                for resource in [
+                    req(&["admin"], action, state).resource,
+                    ResourceFacts::Model { name: "m".into() },
+                    ResourceFacts::Ledger,
+                    ResourceFacts::Directory,
+                ] {
+                    let mut r = req(&["ml-engineer", "auditor"], action, state);
+                    r.resource = resource;
+                    r.principal.grants = vec![(Action::Load, 5), (action, 9_999)];
+                    r.context.scopes = Some(vec!["model:load".into()]);
+                    r.context.target = Some(VersionState::Production);
+                    let a = strict.decide(&r);
+                    let b = fast.decide(&r);
+                    // The strict engine rejects requests the schema does not allow for
+                    // this action/resource pair; every other one must agree exactly.
+                    if a.errors.iter().all(|e| !e.contains("invalid request")) {
+                        assert!(a.errors.is_empty(), "{action} {state}: {:?}", a.errors);
+                        assert_eq!(a, b, "{action} {state}");
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        // Every action applies to versions and models; read/write/audit to more.
+        assert!(compared >= 8 * 5 * 2, "only {compared} requests compared");
     }
 
     #[test]

@@ -300,8 +300,25 @@ impl SecureModelManager {
         }
     }
 
-    /// Decides without recording (for listings); unknown principals are denied.
-    async fn decide(
+    /// The policy facts of `model@version`, read from the database.
+    pub async fn db_version_facts(
+        &self,
+        model: &str,
+        version: &str,
+    ) -> Result<ResourceFacts, RegistryError> {
+        let v = self.db.version(model, version).await?.ok_or_else(|| {
+            RegistryError::UnknownVersion {
+                model: model.to_owned(),
+                selector: version.to_owned(),
+            }
+        })?;
+        Ok(Self::version_facts(&v))
+    }
+
+    /// Decides without recording anything (listings, benchmarks). It grants nothing:
+    /// every operation that acts on a decision goes through the recorded path.
+    /// Unknown principals are denied.
+    pub async fn decide(
         &self,
         caller: &Caller,
         action: Action,

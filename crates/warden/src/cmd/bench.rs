@@ -39,6 +39,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Policy decision latency at scale and the verified load path against plain
+    /// read+hash and the single-core SHA-256 rate.
+    Registry(crate::cmd::bench_registry::Args),
 }
 
 fn event(size: usize, i: u64) -> Event {
@@ -64,7 +67,7 @@ fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
-fn pct(v: &mut [Duration], p: f64) -> f64 {
+pub(crate) fn pct(v: &mut [Duration], p: f64) -> f64 {
     v.sort_unstable();
     if v.is_empty() {
         return 0.0;
@@ -152,13 +155,13 @@ fn fsync_ceiling(dir: &Path) -> Result<f64> {
     Ok(r)
 }
 
-struct Fixture {
-    root: PathBuf,
+pub(crate) struct Fixture {
+    pub(crate) root: PathBuf,
     auditor: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
 
-fn fixture(dir: Option<&PathBuf>) -> Result<Fixture> {
+pub(crate) fn fixture(dir: Option<&PathBuf>) -> Result<Fixture> {
     let (root, tmp) = match dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;
@@ -306,13 +309,19 @@ fn verify_rate(log: &Path, root_pub: &Path, auditor: Option<&Path>) -> Result<(u
 }
 
 pub fn run(c: &Command) -> Result<ExitCode> {
+    if let Command::Registry(a) = c {
+        return crate::cmd::bench_registry::run(a);
+    }
     let Command::Ledger {
         events,
         strict,
         event_size,
         dir,
         json,
-    } = c;
+    } = c
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let fx = fixture(dir.as_ref())?;
     let cores = threads();
     let say = |m: &str| {
