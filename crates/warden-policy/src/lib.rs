@@ -7,8 +7,9 @@
 //! whose reason is the `@id` of every policy that determined it.
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId,
+    EntityTypeName, EntityUid, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
+    Validator,
 };
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -242,12 +243,23 @@ impl Decision {
 #[derive(Debug)]
 pub struct Engine {
     schema: Schema,
-    policies: PolicySet,
+    /// The policies that can apply to each action, in `Action::ALL` order: a policy
+    /// whose action scope excludes an action always evaluates to false for it, so
+    /// leaving it out changes no decision and saves its evaluation.
+    by_action: Vec<PolicySet>,
+    /// Every policy: what the reference mode ([`Engine::validating_requests`]) evaluates.
+    all: PolicySet,
     ids: HashMap<String, String>,
     authorizer: Authorizer,
     types: Types,
     validate_requests: bool,
+    /// Cedar builds an `ip` value by parsing text (about 4 µs); clients repeat, so the
+    /// built expression is kept per address, at most `IP_CACHE` of them.
+    ip_cache: std::sync::Mutex<HashMap<IpAddr, RestrictedExpression>>,
 }
+
+/// Addresses whose Cedar `ip` value is kept; the cache is emptied when it is full.
+const IP_CACHE: usize = 65_536;
 
 #[derive(Debug)]
 struct Types {
@@ -282,6 +294,7 @@ impl Engine {
             let msgs: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
             return Err(PolicyError::Invalid(msgs.join("; ")));
         }
+        let by_action = partition_by_action(&policies)?;
         let mut ids = HashMap::new();
         let mut seen = HashSet::new();
         for p in policies.policies() {
@@ -298,10 +311,12 @@ impl Engine {
         }
         Ok(Self {
             schema,
-            policies,
+            by_action,
+            all: policies,
             ids,
             authorizer: Authorizer::new(),
             validate_requests: false,
+            ip_cache: std::sync::Mutex::new(HashMap::new()),
             types: Types {
                 user: type_name("User")?,
                 role: type_name("Role")?,
@@ -314,8 +329,9 @@ impl Engine {
         })
     }
 
-    /// Also validate every request and entity slice against the schema (slower; used by
-    /// tests to prove the slices built here match the schema).
+    /// Reference mode: validate every request and entity slice against the schema and
+    /// evaluate every policy (slower; tests use it to prove the fast path, which skips
+    /// both, decides identically).
     #[must_use]
     pub fn validating_requests(mut self) -> Self {
         self.validate_requests = true;
@@ -345,6 +361,22 @@ impl Engine {
                 errors: vec![e.to_string()],
             },
         }
+    }
+
+    fn ip_expr(&self, ip: IpAddr) -> RestrictedExpression {
+        let mut cache = self
+            .ip_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = cache.get(&ip) {
+            return e.clone();
+        }
+        let e = RestrictedExpression::new_ip(ip.to_string());
+        if cache.len() >= IP_CACHE {
+            cache.clear();
+        }
+        cache.insert(ip, e.clone());
+        e
     }
 
     fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
@@ -449,10 +481,7 @@ impl Engine {
         let c = &req.context;
         let mut ctx = vec![
             ("now".to_owned(), RestrictedExpression::new_long(c.now)),
-            (
-                "ip".to_owned(),
-                RestrictedExpression::new_ip(c.ip.to_string()),
-            ),
+            ("ip".to_owned(), self.ip_expr(c.ip)),
             ("mfa".to_owned(), RestrictedExpression::new_bool(c.mfa)),
             (
                 "scoped".to_owned(),
@@ -488,9 +517,18 @@ impl Engine {
             .map_err(|e| PolicyError::Request(e.to_string()))?;
         let entities = Entities::from_entities(entities, schema)
             .map_err(|e| PolicyError::Request(e.to_string()))?;
-        let response = self
-            .authorizer
-            .is_authorized(&request, &self.policies, &entities);
+        let slot = Action::ALL
+            .iter()
+            .position(|a| *a == req.action)
+            .unwrap_or_default();
+        let policies = if self.validate_requests {
+            &self.all
+        } else {
+            self.by_action
+                .get(slot)
+                .ok_or_else(|| PolicyError::Request("no policy slice for the action".into()))?
+        };
+        let response = self.authorizer.is_authorized(&request, policies, &entities);
         let mut policies: Vec<String> = response
             .diagnostics()
             .reason()
@@ -513,6 +551,42 @@ impl Engine {
             errors,
         })
     }
+}
+
+/// One policy set per action of [`Action::ALL`]. A scope naming something other than
+/// the plain actions (an action group in an operator's schema) could match through the
+/// hierarchy, so then every slice holds every policy.
+fn partition_by_action(all: &PolicySet) -> Result<Vec<PolicySet>, PolicyError> {
+    let name = |uid: &EntityUid| -> Option<Action> {
+        (uid.type_name().to_string() == "Action")
+            .then(|| Action::parse(uid.id().unescaped()).ok())
+            .flatten()
+    };
+    let mut plain = true;
+    let mut scopes = Vec::new();
+    for p in all.policies() {
+        let set: Option<Vec<Action>> = match p.action_constraint() {
+            ActionConstraint::Any => None,
+            ActionConstraint::Eq(uid) => name(&uid).map(|a| vec![a]),
+            ActionConstraint::In(uids) => uids.iter().map(name).collect(),
+        };
+        if set.is_none() && !matches!(p.action_constraint(), ActionConstraint::Any) {
+            plain = false;
+        }
+        scopes.push((p.clone(), set));
+    }
+    let mut out = Vec::new();
+    for a in Action::ALL {
+        let mut ps = PolicySet::new();
+        for (p, set) in &scopes {
+            if !plain || set.as_ref().is_none_or(|s| s.contains(&a)) {
+                ps.add(p.clone())
+                    .map_err(|e| PolicyError::Parse(e.to_string()))?;
+            }
+        }
+        out.push(ps);
+    }
+    Ok(out)
 }
 
 fn model_entity(uid: EntityUid, name: &str) -> Result<Entity, PolicyError> {

@@ -182,6 +182,105 @@ impl BlobReader {
     }
 }
 
+/// Largest file staged in memory by one load.
+pub const MAX_MEMORY_LOAD: u64 = 16 << 30;
+
+impl BlobReader {
+    /// Reads the whole blob into memory, hashing it. A local file is read straight into
+    /// the returned buffer on this thread while another thread hashes each filled chunk,
+    /// so the bytes are copied once and the load runs at the hashing rate. `expected` is
+    /// the size the signed manifest gives; a longer file is reported as longer (and so
+    /// fails the check) without being read further.
+    pub(crate) async fn drain_to_memory(
+        self,
+        expected: u64,
+    ) -> Result<(String, u64, Vec<u8>), RegistryError> {
+        if expected > MAX_MEMORY_LOAD {
+            return Err(RegistryError::invalid(
+                "load",
+                format!(
+                    "{expected} bytes is more than the {MAX_MEMORY_LOAD} a load stages in memory; load to a file"
+                ),
+            ));
+        }
+        match self {
+            BlobReader::File(f) => {
+                tokio::task::spawn_blocking(move || read_into_memory(f, expected))
+                    .await
+                    .map_err(|e| RegistryError::invalid("blob reader", e.to_string()))?
+            }
+            stream @ BlobReader::Stream(_) => {
+                let cap = usize::try_from(expected).unwrap_or(0);
+                stream.drain(Vec::with_capacity(cap)).await
+            }
+        }
+    }
+}
+
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> Result<usize, RegistryError> {
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
+        match f.read(rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(RegistryError::io("read", Path::new("blob"))(e)),
+        }
+    }
+    Ok(filled)
+}
+
+fn read_into_memory(
+    mut f: std::fs::File,
+    expected: u64,
+) -> Result<(String, u64, Vec<u8>), RegistryError> {
+    let len = usize::try_from(expected)
+        .map_err(|_| RegistryError::invalid("load", "the artifact is too large for memory"))?;
+    // Zeroed allocation: fresh pages from the OS, faulted in by the read itself.
+    let mut buf = vec![0u8; len];
+    let (digest, total, extra) = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<&[u8]>(8);
+        let hasher = scope.spawn(move || {
+            let mut ctx = digest::Context::new(&digest::SHA256);
+            for chunk in rx {
+                ctx.update(chunk);
+            }
+            hex::encode(ctx.finish().as_ref())
+        });
+        let mut total = 0usize;
+        let mut result = Ok(());
+        for chunk in buf.chunks_mut(CHUNK) {
+            let want = chunk.len();
+            let n = match read_full(&mut f, chunk) {
+                Ok(n) => n,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            total += n;
+            let done: &[u8] = chunk;
+            if tx.send(done.get(..n).unwrap_or_default()).is_err() || n < want {
+                break;
+            }
+        }
+        drop(tx);
+        // Anything past the signed size makes the blob the wrong size.
+        let mut probe = [0u8; 1];
+        let extra = if result.is_ok() && total == len {
+            read_full(&mut f, &mut probe).unwrap_or(0)
+        } else {
+            0
+        };
+        let digest = hasher
+            .join()
+            .map_err(|_| RegistryError::invalid("blob reader", "the hashing thread failed"))?;
+        result.map(|()| (digest, total, extra))
+    })?;
+    buf.truncate(total);
+    Ok((digest, (total + extra) as u64, buf))
+}
+
 /// Reads a local blob on this thread (read and stage) while another thread hashes what
 /// was read: the two run in parallel, so the load runs at the slower of the two instead
 /// of their sum. Buffers circulate between the threads; none is allocated per chunk.

@@ -12,7 +12,7 @@
 //! the access. The blob store's read is crate-private, so no other code path in the
 //! library can hand out registry bytes.
 
-use crate::blobs::{ChunkSink, FileSink};
+use crate::blobs::FileSink;
 use crate::error::RegistryError;
 use crate::manager::{Caller, SecureModelManager, Selector};
 use crate::manifest;
@@ -164,20 +164,6 @@ impl LoadedModel {
     }
 }
 
-enum Sink {
-    Memory(Vec<u8>),
-    File(FileSink),
-}
-
-impl ChunkSink for Sink {
-    fn accept(&mut self, chunk: &[u8]) -> Result<(), RegistryError> {
-        match self {
-            Sink::Memory(v) => v.accept(chunk),
-            Sink::File(f) => f.accept(chunk),
-        }
-    }
-}
-
 impl SecureModelManager {
     /// Loads `model` at `selector` (one file when `file` is given) for `caller`.
     pub async fn load(
@@ -243,24 +229,44 @@ impl SecureModelManager {
             }
             None => verified.resources().iter().collect(),
         };
+        if *staging == Staging::Memory
+            && let Some(r) = wanted
+                .iter()
+                .find(|r| r.size > crate::blobs::MAX_MEMORY_LOAD)
+        {
+            return Err(RegistryError::invalid(
+                "load",
+                format!(
+                    "{} is {} bytes, more than a load stages in memory; load it to a file",
+                    r.name, r.size
+                ),
+            ));
+        }
         let mut files = Vec::with_capacity(wanted.len());
         for r in &wanted {
-            let sink = match staging {
-                Staging::Memory => Sink::Memory(Vec::with_capacity(
-                    usize::try_from(r.size).unwrap_or(0).min(1 << 34),
-                )),
-                Staging::Dir(d) => Sink::File(FileSink {
-                    file: tempfile::Builder::new()
-                        .prefix(".warden-load-")
-                        .tempfile_in(d)
-                        .map_err(RegistryError::io("create a staging file in", d))?,
-                }),
-            };
             let read = match self.blobs.open(&r.digest).await {
-                Ok(reader) => reader.drain(sink).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let (digest, size, sink) = match read {
+                Ok(reader) => match staging {
+                    Staging::Memory => reader
+                        .drain_to_memory(r.size)
+                        .await
+                        .map(|(d, n, v)| (d, n, Content::Memory(v))),
+                    Staging::Dir(dir) => match tempfile::Builder::new()
+                        .prefix(".warden-load-")
+                        .tempfile_in(dir)
+                    {
+                        Ok(file) => reader
+                            .drain(FileSink { file })
+                            .await
+                            .map(|(d, n, s)| (d, n, Content::File(s.file))),
+                        Err(e) => {
+                            return Err(RegistryError::io("create a staging file in", dir)(e));
+                        }
+                    },
+                },
+                Err(e) => Err(e),
+            }
+            .map_err(|e| e.to_string());
+            let (digest, size, content) = match read {
                 Ok(x) => x,
                 Err(err) => {
                     let (what, ev) = incident(
@@ -284,10 +290,7 @@ impl SecureModelManager {
                 name: r.name.clone(),
                 digest,
                 size,
-                content: match sink {
-                    Sink::Memory(v) => Content::Memory(v),
-                    Sink::File(f) => Content::File(f.file),
-                },
+                content,
             });
         }
         let mut ev = Self::event(caller, Action::Load);

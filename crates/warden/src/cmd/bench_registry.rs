@@ -256,7 +256,8 @@ async fn measure(
             },
             context: warden_policy::ContextFacts {
                 now: 1_800_000_000,
-                ip: std::net::IpAddr::from([10, 0, 0, 1]),
+                // One address per principal: 1 000 distinct clients.
+                ip: std::net::IpAddr::from([10, 0, (p / 256) as u8, (p % 256) as u8]),
                 mfa: true,
                 scopes: None,
                 target: (action == Action::Deploy).then_some(VersionState::Production),
