@@ -6,6 +6,7 @@ pub mod entry;
 pub mod epoch;
 pub mod error;
 pub mod hex;
+pub mod manifest;
 pub mod merkle;
 pub mod note;
 pub mod record;

@@ -82,6 +82,15 @@ pub struct FileRow {
     pub size: i64,
 }
 
+fn grant_row(r: (String, String, String, i64)) -> GrantRow {
+    GrantRow {
+        principal: r.0,
+        model: r.1,
+        action: r.2,
+        expires_at: r.3,
+    }
+}
+
 type VersionTuple = (
     String,
     String,
@@ -292,15 +301,7 @@ impl Db {
         .bind(model)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| GrantRow {
-                principal: r.0,
-                model: r.1,
-                action: r.2,
-                expires_at: r.3,
-            })
-            .collect())
+        Ok(rows.into_iter().map(grant_row).collect())
     }
 
     pub async fn grants_of(&self, principal: &str) -> Result<Vec<GrantRow>, RegistryError> {
@@ -310,15 +311,7 @@ impl Db {
         .bind(principal)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| GrantRow {
-                principal: r.0,
-                model: r.1,
-                action: r.2,
-                expires_at: r.3,
-            })
-            .collect())
+        Ok(rows.into_iter().map(grant_row).collect())
     }
 
     pub async fn put_grant(

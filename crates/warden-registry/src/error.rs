@@ -87,3 +87,18 @@ impl RegistryError {
         }
     }
 }
+
+impl From<warden_core::manifest::ManifestError> for RegistryError {
+    fn from(e: warden_core::manifest::ManifestError) -> Self {
+        use warden_core::manifest::ManifestError as M;
+        match e {
+            M::Signer(s) => Self::Signer(s),
+            M::FileName(n) => Self::Invalid {
+                what: "file name",
+                detail: format!("{n:?}"),
+            },
+            M::Sign(c) => Self::Crypto(c),
+            other => Self::Manifest(other.to_string()),
+        }
+    }
+}

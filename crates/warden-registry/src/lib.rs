@@ -12,10 +12,11 @@ pub mod error;
 pub mod keyfile;
 pub mod load;
 pub mod manager;
-pub mod manifest;
 
 pub use error::RegistryError;
 pub use load::{LoadedFile, LoadedModel, Staging};
 pub use manager::{
     Caller, ManagerOptions, PrincipalKey, Registration, SecureModelManager, Selector,
 };
+/// The signed manifest format (in `warden-core`, being pure format code).
+pub use warden_core::manifest;

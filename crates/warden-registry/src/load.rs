@@ -194,7 +194,13 @@ impl SecureModelManager {
         // reference; the database rows must agree with it.
         let verified = match self.signer_key(&v.registrant).await.and_then(|k| {
             let env = manifest::parse_envelope(v.manifest.as_bytes())?;
-            manifest::verify(&env, &v.registrant, &k, &v.model, &v.version)
+            Ok(manifest::verify(
+                &env,
+                &v.registrant,
+                &k,
+                &v.model,
+                &v.version,
+            )?)
         }) {
             Ok(m) if m.root() == v.root_digest => m,
             Ok(m) => {

@@ -265,6 +265,15 @@ impl SecureModelManager {
             .map_err(RegistryError::Audit)
     }
 
+    /// The entry of an allowed change to the principal directory.
+    fn directory_event(caller: &Caller, decision: &Decision, details: serde_json::Value) -> Event {
+        let mut ev = Self::event(caller, Action::Write);
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.details = Some(details);
+        ev
+    }
+
     pub(crate) fn event(caller: &Caller, action: Action) -> Event {
         Event {
             user: Some(caller.principal.clone()),
@@ -572,10 +581,11 @@ impl SecureModelManager {
         self.require_principal(name).await?;
         let mut tx = self.db.begin().await?;
         Db::add_role(&mut tx, name, role).await?;
-        let mut ev = Self::event(caller, Action::Write);
-        ev.decision = Some("allow".into());
-        ev.reason = Some(decision.reason());
-        ev.details = Some(json!({"op": "principal.grant_role", "principal": name, "role": role}));
+        let ev = Self::directory_event(
+            caller,
+            &decision,
+            json!({"op": "principal.grant_role", "principal": name, "role": role}),
+        );
         let r = self.audit("registry.principal", ev).await?;
         tx.commit().await?;
         Ok(r)
@@ -639,12 +649,12 @@ impl SecureModelManager {
         self.require_principal(name).await?;
         let mut tx = self.db.begin().await?;
         Db::set_active(&mut tx, name, active).await?;
-        let mut ev = Self::event(caller, Action::Write);
-        ev.decision = Some("allow".into());
-        ev.reason = Some(decision.reason());
-        ev.details = Some(
-            json!({"op": if active { "principal.enable" } else { "principal.suspend" }, "principal": name}),
-        );
+        let op = if active {
+            "principal.enable"
+        } else {
+            "principal.suspend"
+        };
+        let ev = Self::directory_event(caller, &decision, json!({"op": op, "principal": name}));
         let r = self.audit("registry.principal", ev).await?;
         tx.commit().await?;
         Ok(r)

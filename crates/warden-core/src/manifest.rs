@@ -5,13 +5,31 @@
 //! Warden adds two predicate fields: `model` (name and version, so a manifest cannot be
 //! replayed under another version) and `provenance`.
 
-use crate::error::RegistryError;
+use crate::crypto::{SigningKey, VerifyingKey};
+use crate::error::CryptoError;
+use crate::hex;
 use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
-use warden_core::crypto::{SigningKey, VerifyingKey};
-use warden_core::hex;
+use thiserror::Error;
+
+/// Why a manifest was rejected.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// The signature, or who made it, is not acceptable.
+    #[error("signer rejected: {0}")]
+    Signer(String),
+    /// The envelope or statement is malformed or inconsistent.
+    #[error("manifest: {0}")]
+    Invalid(String),
+    /// A file name would leave the model directory or is not printable.
+    #[error("invalid file name {0:?}")]
+    FileName(String),
+    #[error("signing: {0}")]
+    Sign(#[from] CryptoError),
+}
 
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const PREDICATE_TYPE: &str = "https://model_signing/signature/v1.0";
@@ -205,9 +223,9 @@ pub fn statement(
 }
 
 /// Signs `st` as `principal` with `key`.
-pub fn sign(st: &Statement, principal: &str, key: &SigningKey) -> Result<Envelope, RegistryError> {
+pub fn sign(st: &Statement, principal: &str, key: &SigningKey) -> Result<Envelope, ManifestError> {
     let payload =
-        serde_json::to_vec(st).map_err(|e| RegistryError::Manifest(format!("encoding: {e}")))?;
+        serde_json::to_vec(st).map_err(|e| ManifestError::Invalid(format!("encoding: {e}")))?;
     let sig = key.sign(&pae(PAYLOAD_TYPE, &payload))?;
     Ok(Envelope {
         payload_type: PAYLOAD_TYPE.to_owned(),
@@ -254,13 +272,13 @@ impl VerifiedManifest {
 }
 
 /// Parses an envelope (size-limited, unknown fields rejected).
-pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, RegistryError> {
+pub fn parse_envelope(bytes: &[u8]) -> Result<Envelope, ManifestError> {
     if bytes.len() > MAX_ENVELOPE {
-        return Err(RegistryError::Manifest(format!(
+        return Err(ManifestError::Invalid(format!(
             "envelope is larger than {MAX_ENVELOPE} bytes"
         )));
     }
-    serde_json::from_slice(bytes).map_err(|e| RegistryError::Manifest(format!("envelope: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| ManifestError::Invalid(format!("envelope: {e}")))
 }
 
 /// Checks `env`: exactly one signature, by `signer` (whose registered key is `key`),
@@ -272,36 +290,36 @@ pub fn verify(
     key: &VerifyingKey,
     model: &str,
     version: &str,
-) -> Result<VerifiedManifest, RegistryError> {
+) -> Result<VerifiedManifest, ManifestError> {
     if env.payload_type != PAYLOAD_TYPE {
-        return Err(RegistryError::Manifest(format!(
+        return Err(ManifestError::Invalid(format!(
             "payload type {:?} is not {PAYLOAD_TYPE}",
             env.payload_type
         )));
     }
     let [sig] = env.signatures.as_slice() else {
-        return Err(RegistryError::Signer(format!(
+        return Err(ManifestError::Signer(format!(
             "expected exactly one signature, found {}",
             env.signatures.len()
         )));
     };
     let expected = key_id(signer, key);
     if sig.keyid != expected {
-        return Err(RegistryError::Signer(format!(
+        return Err(ManifestError::Signer(format!(
             "signed by {:?}, not by {signer}'s registered key {expected:?}",
             sig.keyid
         )));
     }
     let payload = B64
         .decode(&env.payload)
-        .map_err(|_| RegistryError::Manifest("payload is not base64".into()))?;
+        .map_err(|_| ManifestError::Invalid("payload is not base64".into()))?;
     let sigb = B64
         .decode(&sig.sig)
-        .map_err(|_| RegistryError::Signer("signature is not base64".into()))?;
+        .map_err(|_| ManifestError::Signer("signature is not base64".into()))?;
     key.verify(&pae(&env.payload_type, &payload), &sigb)
-        .map_err(|_| RegistryError::Signer(format!("invalid signature for {signer}")))?;
+        .map_err(|_| ManifestError::Signer(format!("invalid signature for {signer}")))?;
     let st: Statement = serde_json::from_slice(&payload)
-        .map_err(|e| RegistryError::Manifest(format!("statement: {e}")))?;
+        .map_err(|e| ManifestError::Invalid(format!("statement: {e}")))?;
     check_statement(&st, model, version)?;
     Ok(VerifiedManifest {
         statement: st,
@@ -309,8 +327,8 @@ pub fn verify(
     })
 }
 
-fn check_statement(st: &Statement, model: &str, version: &str) -> Result<(), RegistryError> {
-    let bad = |m: String| Err(RegistryError::Manifest(m));
+fn check_statement(st: &Statement, model: &str, version: &str) -> Result<(), ManifestError> {
+    let bad = |m: String| Err(ManifestError::Invalid(m));
     if st.type_ != STATEMENT_TYPE || st.predicate_type != PREDICATE_TYPE {
         return bad("not an in-toto model-signing statement".into());
     }
@@ -355,7 +373,7 @@ fn check_statement(st: &Statement, model: &str, version: &str) -> Result<(), Reg
 
 /// A file name inside a model: relative, `/`-separated, no `.`/`..`/empty parts, no
 /// control characters, at most 1024 bytes.
-pub fn check_file_name(name: &str) -> Result<(), RegistryError> {
+pub fn check_file_name(name: &str) -> Result<(), ManifestError> {
     let ok = !name.is_empty()
         && name.len() <= 1024
         && !name.starts_with('/')
@@ -366,14 +384,14 @@ pub fn check_file_name(name: &str) -> Result<(), RegistryError> {
     if ok {
         Ok(())
     } else {
-        Err(RegistryError::invalid("file name", format!("{name:?}")))
+        Err(ManifestError::FileName(name.to_owned()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warden_core::crypto::SigAlg;
+    use crate::crypto::SigAlg;
     use zeroize::Zeroizing;
 
     fn key(b: u8) -> SigningKey {
@@ -413,7 +431,7 @@ mod tests {
         // Another principal's key, another version, a changed payload: all rejected.
         assert!(matches!(
             verify(&env, "alice", &key(2).verifying_key(), "m", "1"),
-            Err(RegistryError::Signer(_))
+            Err(ManifestError::Signer(_))
         ));
         assert!(verify(&env, "alice", &k.verifying_key(), "m", "2").is_err());
         let mut st2 = st.clone();
@@ -422,7 +440,7 @@ mod tests {
         forged.payload = B64.encode(serde_json::to_vec(&st2).unwrap());
         assert!(matches!(
             verify(&forged, "alice", &k.verifying_key(), "m", "1"),
-            Err(RegistryError::Signer(_))
+            Err(ManifestError::Signer(_))
         ));
     }
 
