@@ -84,6 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 blobs: BlobStore::local(&p.join("blobs"))?,
                 engine: Engine::default_policy()?,
                 policy_digest: "shipped-default".into(),
+                config_digest: None,
                 clock: Arc::new(SystemClock),
             },
             ledger,

@@ -82,6 +82,8 @@ pub struct ManagerOptions {
     pub engine: Engine,
     /// Digest of the policy text, to record policy changes in the ledger.
     pub policy_digest: String,
+    /// Digest of the configuration, to record configuration changes in the ledger.
+    pub config_digest: Option<String>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -195,23 +197,47 @@ impl SecureModelManager {
             },
         )
         .await?;
-        let last = m.db.meta("policy_digest").await?;
-        if last.as_deref() != Some(opts.policy_digest.as_str()) {
-            let mut tx = m.db.begin().await?;
-            Db::set_meta(&mut tx, "policy_digest", &opts.policy_digest).await?;
-            m.audit(
-                "policy.change",
-                Event {
-                    user: Some("system".into()),
-                    action: Some("policy.load".into()),
-                    details: Some(json!({"previous": last, "policy_digest": opts.policy_digest})),
-                    ..Event::default()
-                },
-            )
-            .await?;
-            tx.commit().await?;
+        m.record_change(
+            "policy_digest",
+            "policy.change",
+            "policy.load",
+            &opts.policy_digest,
+        )
+        .await?;
+        if let Some(c) = &opts.config_digest {
+            m.record_change("config_digest", "config.change", "config.load", c)
+                .await?;
         }
         Ok(m)
+    }
+
+    /// Records a `kind` entry when `digest` differs from the one stored under `key`
+    /// (the first start records it too), then stores it.
+    async fn record_change(
+        &self,
+        key: &str,
+        kind: &str,
+        action: &str,
+        digest: &str,
+    ) -> Result<(), RegistryError> {
+        let last = self.db.meta(key).await?;
+        if last.as_deref() == Some(digest) {
+            return Ok(());
+        }
+        let mut tx = self.db.begin().await?;
+        Db::set_meta(&mut tx, key, digest).await?;
+        self.audit(
+            kind,
+            Event {
+                user: Some("system".into()),
+                action: Some(action.into()),
+                details: Some(json!({"previous": last, "digest": digest})),
+                ..Event::default()
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records `system.stop` and closes the ledger (final checkpoint).

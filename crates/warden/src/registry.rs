@@ -117,11 +117,18 @@ pub async fn open_with(
             blobs,
             engine,
             policy_digest,
+            config_digest: config_digest(dir),
             clock: Arc::new(SystemClock),
         },
         ledger,
     )
     .await?)
+}
+
+/// SHA-256 of `warden.toml` as it is on disk.
+fn config_digest(dir: &DataDir) -> Option<String> {
+    let text = std::fs::read(dir.config()).ok()?;
+    Some(hex::encode(digest::digest(&digest::SHA256, &text).as_ref()))
 }
 
 /// A runtime for one command.

@@ -260,11 +260,37 @@ fn registry_workload_through_the_cli_with_exit_codes_and_a_clean_verify() {
     assert_eq!(access[0]["event"]["model"], "fraud");
     assert_eq!(access[0]["event"]["version"], "1.0");
     assert!(all.iter().any(|e| e["kind"] == "policy.change"));
+    assert_eq!(
+        all.iter().filter(|e| e["kind"] == "config.change").count(),
+        1
+    );
+    assert!(all.iter().filter(|e| e["kind"] == "system.start").count() > 10);
     assert!(all.iter().any(|e| e["kind"] == "registry.register"));
 
     // Acceptance 3: the ledger of the whole workload verifies, every entry decrypted.
     let (c, err) = code(p, &["verify", "--auditor-key", "aud.key"]);
     assert_eq!(c, 0, "{err}");
+
+    // Editing the configuration is recorded at the next start.
+    let cfg = std::fs::read_to_string(p.join("d/warden.toml")).unwrap();
+    std::fs::write(
+        p.join("d/warden.toml"),
+        cfg.replace(
+            "rotation_interval_secs = 7200",
+            "rotation_interval_secs = 3600",
+        ),
+    )
+    .unwrap();
+    ok(p, &["model", "list", "--as", "admin"]);
+    let changes: Vec<_> = entries(p)
+        .into_iter()
+        .filter(|e| e["kind"] == "config.change")
+        .collect();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(
+        changes[1]["event"]["details"]["previous"],
+        changes[0]["event"]["details"]["digest"]
+    );
 
     // A policy that does not validate stops every command before anything is written.
     let size = std::fs::metadata(p.join("d/logs/model_access.jsonl"))

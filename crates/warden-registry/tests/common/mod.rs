@@ -114,6 +114,7 @@ impl Fixture {
                     blobs,
                     engine: Engine::default_policy().unwrap(),
                     policy_digest: "test".into(),
+                    config_digest: None,
                     clock: Arc::new(SystemClock),
                 },
                 ledger,

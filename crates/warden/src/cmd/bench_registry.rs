@@ -177,6 +177,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             blobs: BlobStore::local(&root.join("blobs"))?,
             engine: Engine::default_policy()?,
             policy_digest: "bench".into(),
+            config_digest: None,
             clock: Arc::new(SystemClock),
         },
         ledger,
