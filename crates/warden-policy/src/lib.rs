@@ -420,12 +420,11 @@ impl Engine {
             p.roles.iter().map(|r| Self::uid(&t.role, r)).collect(),
         )
         .map_err(|e| PolicyError::Request(e.to_string()))?;
+        // Role entities carry no attributes and `principal in Role::"x"` follows the
+        // user's parent links, so the roles need not be materialised; nor does the model
+        // a version belongs to (the schema gives models no attribute a version policy
+        // could reach).
         let mut entities = vec![user];
-        entities.extend(
-            p.roles
-                .iter()
-                .map(|r| Entity::new_no_attrs(Self::uid(&t.role, r), HashSet::new())),
-        );
         let resource = match &req.resource {
             ResourceFacts::Model { name } => {
                 let uid = Self::uid(&t.model, name);
@@ -440,7 +439,6 @@ impl Engine {
                 validated,
             } => {
                 let model_uid = Self::uid(&t.model, model);
-                entities.push(model_entity(model_uid.clone(), model)?);
                 let uid = Self::uid(&t.version, &format!("{model}@{version}"));
                 entities.push(
                     Entity::new(
