@@ -181,3 +181,37 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         .filter(|v| *v > 0)
         .ok_or_else(|| format!("{s:?}: out of range"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_store::error::AppendError;
+
+    #[test]
+    fn load_path_errors_map_to_their_exit_codes() {
+        let denied = RegistryError::Denied {
+            principal: "p".into(),
+            action: "load".into(),
+            resource: "m@1".into(),
+            reason: "default-deny".into(),
+        };
+        let integrity = RegistryError::Integrity { what: "x".into() };
+        let audit = RegistryError::Audit(AppendError::Closed);
+        assert_eq!(exit_code(&denied.into()), Some(EXIT_DENIED));
+        assert_eq!(exit_code(&integrity.into()), Some(EXIT_INTEGRITY));
+        // Through added context, as the commands report it.
+        let e = anyhow::Error::from(audit).context("loading m@1");
+        assert_eq!(exit_code(&e), Some(EXIT_AUDIT));
+        let other = RegistryError::UnknownModel { model: "m".into() };
+        assert_eq!(exit_code(&other.into()), None);
+    }
+
+    #[test]
+    fn durations_parse_with_units_and_reject_the_rest() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("30d"), Ok(30 * 86_400));
+        for bad in ["", "10", "d", "-5m", "0h", "99999999999999999999w", "5y"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+}
