@@ -198,6 +198,65 @@ fn authorization_matrix_every_role_action_state_and_every_decision_in_the_ledger
     // An unknown principal is denied, not an error.
     check("mallory", ip, true, Action::Load, "v-production", false);
     assert_eq!(cases, ROLES.len() * 8 * 5 * 2 + 6);
+    // Token scopes narrow what a role allows; a suspended principal is refused.
+    let ip: IpAddr = "192.0.2.77".parse().unwrap();
+    let scoped = |scopes: &[&str]| Caller {
+        scopes: Some(scopes.iter().map(|s| (*s).to_owned()).collect()),
+        ..caller("u-admin", ip, true)
+    };
+    let v = Selector::Version("v-production".into());
+    let mut extra = vec![
+        (
+            scoped(&["model:read"]),
+            Action::Load,
+            false,
+            "forbid:scope-model-load",
+        ),
+        (
+            scoped(&["model:load"]),
+            Action::Load,
+            true,
+            "permit:role-admin",
+        ),
+        (
+            scoped(&["model:load"]),
+            Action::Audit,
+            false,
+            "forbid:scope-audit-read",
+        ),
+        (scoped(&[]), Action::Read, false, "forbid:scope-model-read"),
+        (
+            scoped(&["model:read"]),
+            Action::Revoke,
+            false,
+            "forbid:scope-model-admin",
+        ),
+    ];
+    rt.block_on(m.set_active(&admin2, "u-ml-engineer", false))
+        .unwrap();
+    extra.push((
+        caller("u-ml-engineer", ip, true),
+        Action::Load,
+        false,
+        "forbid:inactive-principal",
+    ));
+    for (c, a, want, reason) in extra {
+        let d = rt.block_on(m.check(&c, a, "m", Some(&v), None)).unwrap();
+        assert_eq!(
+            (d.allowed, d.reason().as_str()),
+            (want, reason),
+            "{} {a}",
+            c.principal
+        );
+        recorded.push(Recorded {
+            user: c.principal.clone(),
+            ip: ip.to_string(),
+            version: "v-production".into(),
+            action: a,
+            allowed: d.allowed,
+            reason: d.reason(),
+        });
+    }
     let reasons: Vec<&str> = recorded.iter().map(|r| r.reason.as_str()).collect();
     assert!(reasons.contains(&"forbid:mfa-required"));
     assert!(reasons.iter().any(|r| r.contains("revoked-version")));
