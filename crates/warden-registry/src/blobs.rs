@@ -109,16 +109,11 @@ impl BlobStore {
         w.finish().await?;
         let digest = hex::encode(ctx.finish().as_ref());
         let key = Self::key(&digest);
-        match self.store.rename_if_not_exists(&staging, &key).await {
-            Ok(()) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                // Same content already stored; the existing blob is checked on every load.
-                self.store.delete(&staging).await.ok();
-            }
-            Err(e) => {
-                self.store.delete(&staging).await.ok();
-                return Err(e.into());
-            }
+        // Always install the upload just hashed, even over an existing blob of the same
+        // digest: if that one was damaged, registering the content again repairs it.
+        if let Err(e) = self.store.rename(&staging, &key).await {
+            self.store.delete(&staging).await.ok();
+            return Err(e.into());
         }
         self.make_durable(&digest)?;
         Ok(StoredBlob { digest, size })

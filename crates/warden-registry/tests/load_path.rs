@@ -266,3 +266,38 @@ fn registration_rejects_unknown_and_invalid_signers() {
     fx.close();
     assert_eq!(fx.verify(), Vec::<String>::new());
 }
+
+/// Regression: registering content whose blob already existed but was damaged kept the
+/// damaged blob (the upload was dropped as a duplicate), so the new version never loaded.
+#[test]
+fn reregistering_content_repairs_a_damaged_blob() {
+    let fx = Fixture::new();
+    fx.add("eng", &["ml-engineer"], false, Some("admin"));
+    let file = fx.dir.path().join("w.bin");
+    write_model(&file, 50_000, 5);
+    let root = register(&fx, "eng", "1", &file);
+    let digest = fx
+        .rt
+        .block_on(
+            fx.m()
+                .show(&Caller::local("eng"), "m", &Selector::Version("1".into())),
+        )
+        .unwrap()
+        .files[0]
+        .digest
+        .clone();
+    let blob = fx.m().blobs().local_path(&digest).unwrap();
+    let mut b = std::fs::read(&blob).unwrap();
+    b[10] ^= 1;
+    std::fs::write(&blob, &b).unwrap();
+    assert!(load(&fx, "eng", "1", &Staging::Memory).is_err());
+    assert_eq!(register(&fx, "eng", "2", &file), root);
+    assert_eq!(
+        load(&fx, "eng", "2", &Staging::Memory).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    assert_eq!(
+        load(&fx, "eng", "1", &Staging::Memory).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
