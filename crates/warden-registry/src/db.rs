@@ -33,6 +33,7 @@ const SCHEMA: &[&str] = &[
         model TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,
         PRIMARY KEY (model, alias))",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    crate::tokens::TOKENS_TABLE,
 ];
 
 /// A principal as stored.
@@ -152,6 +153,11 @@ impl Db {
             sqlx::query(stmt).execute(&pool).await?;
         }
         Ok(Self { pool })
+    }
+
+    /// The connection pool.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// Closes every connection.

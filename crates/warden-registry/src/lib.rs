@@ -12,6 +12,7 @@ pub mod error;
 pub mod keyfile;
 pub mod load;
 pub mod manager;
+pub mod tokens;
 
 pub use error::RegistryError;
 pub use load::{LoadedFile, LoadedModel, Staging};

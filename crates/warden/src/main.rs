@@ -36,6 +36,11 @@ enum Command {
     /// Manage users, service accounts, roles and grants.
     #[command(subcommand)]
     Principal(cmd::principal::Command),
+    /// Serve the HTTP API (plain HTTP on loopback only).
+    Serve(cmd::serve::Args),
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(cmd::token::Command),
     /// Verify a ledger offline: every entry, checkpoint, signature and epoch.
     ///
     /// Exit status: 0 all valid; 1 an entry or checkpoint is invalid or a rule is
@@ -54,6 +59,8 @@ fn main() -> ExitCode {
         Command::Log(c) => cmd::log::run(&c),
         Command::Model(c) => cmd::model::run(&c),
         Command::Principal(c) => cmd::principal::run(&c),
+        Command::Serve(a) => cmd::serve::run(&a),
+        Command::Token(c) => cmd::token::run(&c),
         Command::Verify(a) => cmd::verify::run(&a),
         Command::Bench(c) => cmd::bench::run(&c),
     };
@@ -63,5 +70,44 @@ fn main() -> ExitCode {
             common::eprint(&format!("error: {e:#}"));
             ExitCode::from(registry::exit_code(&e).unwrap_or(common::EXIT_ERROR))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command's arguments are consistent (no flag defined twice, as a flattened
+    /// group and a command's own flag could be).
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Regression: `token create --scopes` once filled the caller's scopes instead.
+    #[test]
+    fn token_create_scopes_are_the_tokens() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "warden",
+            "token",
+            "create",
+            "--principal",
+            "p",
+            "--scopes",
+            "model:read,model:load",
+            "--expires",
+            "1h",
+            "--as",
+            "admin",
+        ])
+        .unwrap();
+        let dbg = format!("{cli:?}");
+        assert!(
+            dbg.contains("token_scopes: [\"model:read\", \"model:load\"]"),
+            "{dbg}"
+        );
+        assert!(dbg.contains("scopes: None"), "{dbg}");
     }
 }

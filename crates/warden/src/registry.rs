@@ -49,7 +49,12 @@ pub struct CallerArgs {
     pub mfa: bool,
     /// Act with a token's scopes (comma-separated, e.g. model:read,model:load) as the
     /// network service does; without it the request is unscoped.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(
+        id = "caller_scopes",
+        long = "with-scopes",
+        value_delimiter = ',',
+        value_name = "SCOPES"
+    )]
     pub scopes: Option<Vec<String>>,
     /// Request id recorded in the audit entry.
     #[arg(long)]

@@ -5,4 +5,6 @@ pub mod init;
 pub mod log;
 pub mod model;
 pub mod principal;
+pub mod serve;
+pub mod token;
 pub mod verify;

@@ -1,0 +1,318 @@
+//! Opaque API tokens: 256 random bits shown once, stored only as their SHA-256, scoped,
+//! always expiring, revocable, with a last-used time.
+//!
+//! A presented token is looked up by its hash. The comparison the database makes is not
+//! constant-time, but it compares SHA-256 digests of 256-bit secrets, so timing reveals
+//! nothing an attacker can use to build a valid token.
+
+use crate::error::RegistryError;
+use crate::manager::{Caller, SecureModelManager, check_principal_name};
+use aws_lc_rs::digest;
+use serde_json::json;
+use sqlx::Row;
+use std::net::IpAddr;
+use warden_core::entry::Event;
+use warden_core::hex;
+use warden_policy::{Action, ResourceFacts};
+use warden_store::ledger::Receipt;
+
+/// The scopes a token may carry.
+pub const SCOPES: [&str; 5] = [
+    "model:read",
+    "model:load",
+    "model:register",
+    "model:admin",
+    "audit:read",
+];
+/// Longest token lifetime: one year.
+pub const MAX_TTL_SECS: i64 = 366 * 86_400;
+/// Token text prefix.
+pub const PREFIX: &str = "wdn_";
+/// Longest text accepted as a token.
+pub const MAX_TOKEN_LEN: usize = 128;
+/// `last_used` is written at most this often per token (seconds).
+const LAST_USED_EVERY: i64 = 60;
+
+/// A token as listed (never the secret).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub principal: String,
+    pub scopes: Vec<String>,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub created_by: String,
+    pub revoked: bool,
+    pub last_used: Option<i64>,
+}
+
+/// Why a presented token was not accepted. Callers answer every case alike (401) and
+/// log the detail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthFailure {
+    #[error("no token")]
+    Missing,
+    #[error("malformed token")]
+    Malformed,
+    #[error("unknown token")]
+    Unknown,
+    #[error("expired token")]
+    Expired,
+    #[error("revoked token")]
+    Revoked,
+}
+
+/// A presented token, checked.
+enum Checked {
+    Valid(TokenInfo),
+    /// Why, and the token's id when it was a real (revoked or expired) token.
+    Failed(AuthFailure, Option<String>),
+}
+
+pub(crate) const TOKENS_TABLE: &str = "CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, principal TEXT NOT NULL,
+    scopes TEXT NOT NULL, expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL,
+    created_by TEXT NOT NULL, revoked BOOLEAN NOT NULL, last_used BIGINT)";
+
+fn hash(token: &str) -> String {
+    hex::encode(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
+}
+
+fn info(r: &sqlx::sqlite::SqliteRow) -> Result<TokenInfo, RegistryError> {
+    let scopes: String = r.try_get("scopes")?;
+    Ok(TokenInfo {
+        id: r.try_get("id")?,
+        principal: r.try_get("principal")?,
+        scopes: scopes
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        expires_at: r.try_get("expires_at")?,
+        created_at: r.try_get("created_at")?,
+        created_by: r.try_get("created_by")?,
+        revoked: r.try_get("revoked")?,
+        last_used: r.try_get("last_used")?,
+    })
+}
+
+const COLS: &str = "id, principal, scopes, expires_at, created_at, created_by, revoked, last_used";
+
+impl SecureModelManager {
+    /// Creates a token for `principal` with `scopes`, valid for `ttl_secs`. Returns the
+    /// secret (shown once) and what is stored.
+    pub async fn create_token(
+        &self,
+        caller: &Caller,
+        principal: &str,
+        scopes: &[String],
+        ttl_secs: i64,
+    ) -> Result<(String, TokenInfo, Receipt), RegistryError> {
+        check_principal_name(principal)?;
+        if scopes.is_empty() {
+            return Err(RegistryError::invalid("scopes", "give at least one scope"));
+        }
+        if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+            return Err(RegistryError::invalid(
+                "scope",
+                format!("{bad:?} (known: {})", SCOPES.join(", ")),
+            ));
+        }
+        if !(1..=MAX_TTL_SECS).contains(&ttl_secs) {
+            return Err(RegistryError::invalid(
+                "expiry",
+                format!("a token lives 1 second to {} days", MAX_TTL_SECS / 86_400),
+            ));
+        }
+        let decision = self
+            .authorize(caller, Action::Write, &ResourceFacts::Directory, None)
+            .await?;
+        if self.db.principal(principal).await?.is_none() {
+            return Err(RegistryError::UnknownPrincipal {
+                name: principal.to_owned(),
+            });
+        }
+        let mut secret = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut secret)
+            .map_err(|_| RegistryError::invalid("entropy", "the system random source failed"))?;
+        let token = format!("{PREFIX}{}", hex::encode(&secret));
+        let h = hash(&token);
+        let id = h.get(..16).unwrap_or_default().to_owned();
+        let now = self.now_secs();
+        let mut scopes = scopes.to_vec();
+        scopes.sort();
+        scopes.dedup();
+        let t = TokenInfo {
+            id,
+            principal: principal.to_owned(),
+            scopes,
+            expires_at: now.saturating_add(ttl_secs),
+            created_at: now,
+            created_by: caller.principal.clone(),
+            revoked: false,
+            last_used: None,
+        };
+        let mut tx = self.db.begin().await?;
+        sqlx::query(
+            "INSERT INTO tokens (id, hash, principal, scopes, expires_at, created_at, created_by, revoked)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&t.id)
+        .bind(&h)
+        .bind(&t.principal)
+        .bind(t.scopes.join(" "))
+        .bind(t.expires_at)
+        .bind(t.created_at)
+        .bind(&t.created_by)
+        .bind(false)
+        .execute(&mut *tx)
+        .await?;
+        let mut ev = Self::event(caller, Action::Write);
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.details = Some(
+            json!({"op": "token.create", "token": t.id, "principal": principal,
+            "scopes": t.scopes, "expires_at": t.expires_at}),
+        );
+        let r = self.audit("registry.token", ev).await?;
+        tx.commit().await?;
+        Ok((token, t, r))
+    }
+
+    /// Tokens, optionally of one principal (never their secrets).
+    pub async fn tokens(
+        &self,
+        caller: &Caller,
+        principal: Option<&str>,
+    ) -> Result<Vec<TokenInfo>, RegistryError> {
+        let decision = self
+            .authorize(caller, Action::Read, &ResourceFacts::Directory, None)
+            .await?;
+        let rows = match principal {
+            Some(p) => {
+                sqlx::query(&format!(
+                    "SELECT {COLS} FROM tokens WHERE principal = $1 ORDER BY created_at, id"
+                ))
+                .bind(p)
+                .fetch_all(self.db.pool())
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {COLS} FROM tokens ORDER BY created_at, id"
+                ))
+                .fetch_all(self.db.pool())
+                .await?
+            }
+        };
+        let mut ev = Self::event(caller, Action::Read);
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.details = Some(json!({"op": "token.list", "principal": principal}));
+        self.audit("registry.read", ev).await?;
+        rows.iter().map(info).collect()
+    }
+
+    /// Revokes the token with id `id`.
+    pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<Receipt, RegistryError> {
+        let decision = self
+            .authorize(caller, Action::Write, &ResourceFacts::Directory, None)
+            .await?;
+        let mut tx = self.db.begin().await?;
+        let n = sqlx::query("UPDATE tokens SET revoked = $1 WHERE id = $2")
+            .bind(true)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(RegistryError::invalid(
+                "token",
+                format!("no token with id {id:?}"),
+            ));
+        }
+        let mut ev = Self::event(caller, Action::Write);
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.details = Some(json!({"op": "token.revoke", "token": id}));
+        let r = self.audit("registry.token", ev).await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    /// Turns a presented token into a caller. A failure is recorded as an
+    /// `auth.failure` entry (who it claimed to be is unknown; the IP and reason are
+    /// kept) and returned; a ledger failure is returned as such.
+    pub async fn authenticate(
+        &self,
+        token: Option<&str>,
+        ip: IpAddr,
+        user_agent: Option<&str>,
+        request_id: Option<&str>,
+    ) -> Result<Result<Caller, AuthFailure>, RegistryError> {
+        match self.check_token(token).await? {
+            Checked::Valid(t) => {
+                let now = self.now_secs();
+                if t.last_used.is_none_or(|l| now - l >= LAST_USED_EVERY) {
+                    sqlx::query("UPDATE tokens SET last_used = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(&t.id)
+                        .execute(self.db.pool())
+                        .await?;
+                }
+                Ok(Ok(Caller {
+                    principal: t.principal,
+                    ip,
+                    mfa: false,
+                    scopes: Some(t.scopes),
+                    user_agent: user_agent.map(str::to_owned),
+                    request_id: request_id.map(str::to_owned),
+                }))
+            }
+            Checked::Failed(why, id) => {
+                let ev = Event {
+                    ip: Some(ip.to_string()),
+                    action: Some("authenticate".into()),
+                    decision: Some("deny".into()),
+                    reason: Some(why.to_string()),
+                    user_agent: user_agent.map(str::to_owned),
+                    request_id: request_id.map(str::to_owned),
+                    details: id.map(|id| json!({"token": id})),
+                    ..Event::default()
+                };
+                self.audit("auth.failure", ev).await?;
+                Ok(Err(why))
+            }
+        }
+    }
+
+    async fn check_token(&self, token: Option<&str>) -> Result<Checked, RegistryError> {
+        let Some(token) = token else {
+            return Ok(Checked::Failed(AuthFailure::Missing, None));
+        };
+        if token.len() > MAX_TOKEN_LEN
+            || !token.starts_with(PREFIX)
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Ok(Checked::Failed(AuthFailure::Malformed, None));
+        }
+        let row = sqlx::query(&format!("SELECT {COLS} FROM tokens WHERE hash = $1"))
+            .bind(hash(token))
+            .fetch_optional(self.db.pool())
+            .await?;
+        let Some(row) = row else {
+            return Ok(Checked::Failed(AuthFailure::Unknown, None));
+        };
+        let t = info(&row)?;
+        if t.revoked {
+            return Ok(Checked::Failed(AuthFailure::Revoked, Some(t.id)));
+        }
+        if self.now_secs() >= t.expires_at {
+            return Ok(Checked::Failed(AuthFailure::Expired, Some(t.id)));
+        }
+        Ok(Checked::Valid(t))
+    }
+}

@@ -1,0 +1,446 @@
+//! The HTTP API: token scopes × endpoints, token states, input errors, and every request
+//! that touches a model present in the ledger. Most tests call the router directly
+//! (`oneshot`); one drives a real server on loopback.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+use warden_core::crypto::SigAlg;
+use warden_core::entry::Event;
+use warden_policy::{Engine, VersionState};
+use warden_registry::blobs::BlobStore;
+use warden_registry::manifest::Provenance;
+use warden_registry::{
+    Caller, ManagerOptions, Registration, SecureModelManager, Selector, keyfile,
+};
+use warden_server::{AppState, app};
+use warden_store::keys::{self, KdfParams};
+use warden_store::ledger::{Ledger, LedgerOptions, SystemClock, SystemEntropy};
+
+struct Fx {
+    dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    m: Option<Arc<SecureModelManager>>,
+    weights: Vec<u8>,
+}
+
+impl Fx {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        let kdf = KdfParams {
+            m_kib: 8,
+            t: 1,
+            p: 1,
+        };
+        keys::create_root(
+            &p.join("root.key"),
+            &p.join("root.pub"),
+            "test.local/api",
+            SigAlg::MlDsa65,
+            b"",
+            kdf,
+        )
+        .unwrap();
+        keys::create_recipient(&p.join("aud.key"), &p.join("aud.key.pub")).unwrap();
+        std::fs::create_dir_all(p.join("logs")).unwrap();
+        let ledger = Ledger::open(
+            &p.join("logs/model_access.jsonl"),
+            keys::unlock_root(&p.join("root.key"), b"").unwrap(),
+            LedgerOptions {
+                origin: "test.local/api".into(),
+                alg: SigAlg::MlDsa65,
+                rotation_interval: Duration::from_secs(7200),
+                strict: false,
+                recipients: vec![keys::read_recipient_public(&p.join("aud.key.pub")).unwrap()],
+                clock: Arc::new(SystemClock),
+                entropy: Arc::new(SystemEntropy),
+            },
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let weights: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(p.join("model.safetensors"), &weights).unwrap();
+        let m = rt.block_on(async {
+            let m = SecureModelManager::open(
+                ManagerOptions {
+                    db_path: p.join("registry.db"),
+                    blobs: BlobStore::local(&p.join("blobs")).unwrap(),
+                    engine: Engine::default_policy().unwrap(),
+                    policy_digest: "test".into(),
+                    config_digest: None,
+                    clock: Arc::new(SystemClock),
+                },
+                ledger,
+            )
+            .await
+            .unwrap();
+            m.add_principal(None, "admin", &["admin".into()], false, None)
+                .await
+                .unwrap();
+            let admin = Caller::local("admin");
+            let key = keyfile::create(&p.join("eng.key"), "eng", SigAlg::MlDsa65).unwrap();
+            m.add_principal(
+                Some(&admin),
+                "eng",
+                &["ml-engineer".into()],
+                false,
+                Some(&key.key.verifying_key()),
+            )
+            .await
+            .unwrap();
+            m.register(
+                &Caller::local("eng"),
+                Registration {
+                    model: "fraud",
+                    version: "1.0",
+                    path: &p.join("model.safetensors"),
+                    provenance: Provenance::default(),
+                },
+                &key,
+                &|_, _| {},
+            )
+            .await
+            .unwrap();
+            let approver = Caller {
+                mfa: true,
+                ..Caller::local("admin")
+            };
+            let v = Selector::Version("1.0".into());
+            m.promote(&approver, "fraud", &v, VersionState::Validated, None)
+                .await
+                .unwrap();
+            m.promote(&approver, "fraud", &v, VersionState::Production, None)
+                .await
+                .unwrap();
+            m
+        });
+        Self {
+            dir,
+            rt,
+            m: Some(Arc::new(m)),
+            weights,
+        }
+    }
+
+    fn m(&self) -> &SecureModelManager {
+        self.m.as_ref().unwrap()
+    }
+
+    fn token(&self, principal: &str, scopes: &[&str], ttl: i64) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.rt
+            .block_on(
+                self.m()
+                    .create_token(&Caller::local("admin"), principal, &scopes, ttl),
+            )
+            .unwrap()
+            .0
+    }
+
+    fn router(&self) -> axum::Router {
+        app(AppState {
+            manager: Arc::clone(self.m.as_ref().unwrap()),
+        })
+        .layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))))
+    }
+
+    /// Sends a request; returns status, headers and body.
+    fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        self.rt.block_on(async {
+            let r = self.router().oneshot(req).await.unwrap();
+            let (parts, body) = r.into_parts();
+            (
+                parts.status,
+                parts.headers,
+                body.collect().await.unwrap().to_bytes().to_vec(),
+            )
+        })
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Vec<u8>) {
+        let mut b = Request::get(path)
+            .header("user-agent", "api-test/1")
+            .header("x-request-id", format!("rq-{path}"));
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let (s, _, body) = self.send(b.body(Body::empty()).unwrap());
+        (s, body)
+    }
+
+    fn close_and_read(&mut self) -> Vec<(String, Event)> {
+        let m = Arc::try_unwrap(self.m.take().unwrap()).unwrap();
+        self.rt.block_on(m.close()).unwrap();
+        let p = self.dir.path();
+        let sk = keys::read_recipient_secret(&p.join("aud.key")).unwrap();
+        let data = std::fs::read(p.join("logs/model_access.jsonl")).unwrap();
+        let mut key = None;
+        let mut out = Vec::new();
+        for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let e = warden_core::entry::parse_line(line).unwrap();
+            if let Some(r) = e.header.rotation {
+                key = warden_core::epoch::RotationRecord::decode(r)
+                    .unwrap()
+                    .unwrap_data_key(&sk)
+                    .unwrap();
+            }
+            let mut pt = Vec::new();
+            e.open(key.as_ref().unwrap(), &mut pt).unwrap();
+            out.push((
+                e.header.kind.to_owned(),
+                Event::from_plaintext(&pt).unwrap(),
+            ));
+        }
+        out
+    }
+}
+
+const FILE: &str = "/v1/models/fraud/versions/1.0/files/model.safetensors";
+const SHOW: &str = "/v1/models/fraud/versions/1.0";
+
+#[test]
+fn token_scopes_decide_what_each_endpoint_serves() {
+    let mut fx = Fx::new();
+    let read = fx.token("eng", &["model:read"], 3600);
+    let load = fx.token("eng", &["model:load"], 3600);
+    let both = fx.token("eng", &["model:read", "model:load"], 3600);
+    let audit = fx.token("eng", &["audit:read"], 3600);
+    // (token, endpoint, expected status)
+    let cases = [
+        (&read, SHOW, StatusCode::OK),
+        (&read, FILE, StatusCode::FORBIDDEN),
+        (&load, SHOW, StatusCode::FORBIDDEN),
+        (&load, FILE, StatusCode::OK),
+        (&both, SHOW, StatusCode::OK),
+        (&both, FILE, StatusCode::OK),
+        (&audit, SHOW, StatusCode::FORBIDDEN),
+        (&audit, FILE, StatusCode::FORBIDDEN),
+        (
+            &both,
+            "/v1/models/fraud/versions/production/files/model.safetensors",
+            StatusCode::OK,
+        ),
+        (
+            &both,
+            "/v1/models/fraud/versions/9.9/files/model.safetensors",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            &both,
+            "/v1/models/fraud/versions/1.0/files/missing.bin",
+            StatusCode::NOT_FOUND,
+        ),
+        (&both, "/v1/models/nope/versions/1.0", StatusCode::NOT_FOUND),
+    ];
+    for (t, path, want) in cases {
+        let (s, body) = fx.get(path, Some(t));
+        assert_eq!(s, want, "{path}: {}", String::from_utf8_lossy(&body));
+        if s == StatusCode::OK && path.contains("/files/") {
+            assert_eq!(body, fx.weights);
+        }
+        if s != StatusCode::OK {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(v["error"]["code"].is_string(), "{v}");
+        }
+    }
+    // Listing shows only what the token may read.
+    let (_, body) = fx.get("/v1/models", Some(&read));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["versions"].as_array().unwrap().len(), 1);
+    let (_, body) = fx.get("/v1/models", Some(&load));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["versions"].as_array().unwrap().len(), 0);
+
+    let ev = fx.close_and_read();
+    // Every download is in the ledger, with the token's principal, the client's address,
+    // user agent and request id.
+    let access: Vec<_> = ev.iter().filter(|(k, _)| k == "model.access").collect();
+    assert_eq!(access.len(), 3);
+    for (_, e) in &access {
+        assert_eq!(e.user.as_deref(), Some("eng"));
+        assert_eq!(e.ip.as_deref(), Some("203.0.113.7"));
+        assert_eq!(e.user_agent.as_deref(), Some("api-test/1"));
+        assert!(
+            e.request_id
+                .as_deref()
+                .unwrap()
+                .starts_with("rq-/v1/models/fraud")
+        );
+    }
+    let denied = ev
+        .iter()
+        .filter(|(k, e)| {
+            k == "model.denied" && e.reason.as_deref().is_some_and(|r| r.contains("scope"))
+        })
+        .count();
+    assert_eq!(denied, 4); // the four FORBIDDEN rows above
+}
+
+#[test]
+fn missing_bad_expired_and_revoked_tokens_get_401_and_are_recorded() {
+    let mut fx = Fx::new();
+    let scopes = vec!["model:load".to_owned()];
+    let (revoked, info, _) = fx
+        .rt
+        .block_on(
+            fx.m()
+                .create_token(&Caller::local("admin"), "eng", &scopes, 3600),
+        )
+        .unwrap();
+    let id = info.id;
+    let expiring = fx.token("eng", &["model:load"], 1);
+    // Listing shows both tokens, never their secrets.
+    let listed = fx
+        .rt
+        .block_on(fx.m().tokens(&Caller::local("admin"), Some("eng")))
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(!format!("{listed:?}").contains("wdn_"));
+    fx.rt
+        .block_on(fx.m().revoke_token(&Caller::local("admin"), &id))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let long = "wdn_".to_owned() + &"a".repeat(500);
+    for t in [
+        None,
+        Some("nonsense"),
+        Some("wdn_00"),
+        Some(long.as_str()),
+        Some(revoked.as_str()),
+        Some(expiring.as_str()),
+    ] {
+        let mut b = Request::get(FILE);
+        if let Some(t) = t {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let (s, h, body) = fx.send(b.body(Body::empty()).unwrap());
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{t:?}");
+        assert_eq!(h.get("www-authenticate").unwrap(), "Bearer");
+        assert!(
+            !body.windows(4).any(|w| w == b"wdn_"),
+            "no token text in the answer"
+        );
+    }
+    let ev = fx.close_and_read();
+    let reasons: Vec<_> = ev
+        .iter()
+        .filter(|(k, _)| k == "auth.failure")
+        .map(|(_, e)| e.reason.clone().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "no token",
+            "malformed token",
+            "unknown token",
+            "malformed token",
+            "revoked token",
+            "expired token"
+        ]
+    );
+    assert!(ev.iter().all(|(k, _)| k != "model.access"));
+}
+
+#[test]
+fn bad_input_gets_4xx_json_never_5xx() {
+    let fx = Fx::new();
+    let t = fx.token("eng", &["model:read", "model:load"], 3600);
+    let post = |body: Vec<u8>, ct: &str| {
+        Request::post("/v1/models/fraud/versions/1.0/decision")
+            .header("authorization", format!("Bearer {t}"))
+            .header("content-type", ct)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (s, _, b) = fx.send(post(br#"{"action":"load"}"#.to_vec(), "application/json"));
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["allowed"], true);
+    for (body, ct) in [
+        (br#"{"action":"#.to_vec(), "application/json"),
+        (br#"{"action":"fly"}"#.to_vec(), "application/json"),
+        (
+            br#"{"action":"load","extra":1}"#.to_vec(),
+            "application/json",
+        ),
+        (br#"{"action":"load"}"#.to_vec(), "text/plain"),
+        (vec![b'['; 200_000], "application/json"),
+    ] {
+        let (s, _, b) = fx.send(post(body, ct));
+        assert!(s.is_client_error(), "{s}: {}", String::from_utf8_lossy(&b));
+    }
+    let (s, _) = fx.get("/v1/nothing/here", Some(&t));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = fx.get("/v1/models/..%2F..%2Fetc/versions/1.0", Some(&t));
+    assert!(s.is_client_error(), "{s}");
+}
+
+#[test]
+fn a_real_server_on_loopback_serves_and_records_the_client_address() {
+    use std::io::{Read, Write};
+    let mut fx = Fx::new();
+    let t = fx.token("eng", &["model:load"], 3600);
+    let m = Arc::clone(fx.m.as_ref().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let listener = fx
+        .rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = fx.rt.spawn(async move {
+        axum::serve(
+            listener,
+            app(AppState { manager: m }).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            rx.await.ok();
+        })
+        .await
+        .unwrap();
+    });
+    let fetch = |path: &str, auth: bool| -> Vec<u8> {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let auth = if auth {
+            format!("Authorization: Bearer {t}\r\n")
+        } else {
+            String::new()
+        };
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        out
+    };
+    assert!(fetch("/healthz", false).starts_with(b"HTTP/1.1 200"));
+    let r = fetch(FILE, true);
+    assert!(
+        r.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&r[..100.min(r.len())])
+    );
+    assert!(r.ends_with(&fx.weights));
+    tx.send(()).unwrap();
+    fx.rt.block_on(server).unwrap();
+    let ev = fx.close_and_read();
+    let (_, e) = ev.iter().find(|(k, _)| k == "model.access").unwrap();
+    assert_eq!(e.ip.as_deref(), Some("127.0.0.1"));
+}
