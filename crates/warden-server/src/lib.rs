@@ -6,6 +6,8 @@
 //! path. One error type maps each failure to a fixed status and stable code; details go
 //! to the log, never to the client.
 
+pub mod tls;
+
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;

@@ -444,3 +444,71 @@ fn a_real_server_on_loopback_serves_and_records_the_client_address() {
     let (_, e) = ev.iter().find(|(k, _)| k == "model.access").unwrap();
     assert_eq!(e.ip.as_deref(), Some("127.0.0.1"));
 }
+
+/// TLS 1.3 only: a TLS 1.3 client is served, a TLS 1.2-only client is refused.
+#[test]
+fn tls_serves_1_3_and_refuses_1_2() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fx = Fx::new();
+    let (cert, key) = (
+        fx.dir.path().join("tls/c.pem"),
+        fx.dir.path().join("tls/k.pem"),
+    );
+    warden_server::tls::write_dev_certificate(&cert, &key).unwrap();
+    let cfg = warden_server::tls::server_config(&cert, &key).unwrap();
+    let m = Arc::clone(fx.m.as_ref().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let listener = fx
+        .rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = fx.rt.spawn(warden_server::tls::serve_tls(
+        listener,
+        app(AppState { manager: m }),
+        cfg,
+        async {
+            rx.await.ok();
+        },
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    let client = |v: &'static rustls::SupportedProtocolVersion| {
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[v])
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    };
+    fx.rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut tls = client(&rustls::version::TLS13)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        tls.read_to_end(&mut out).await.ok();
+        assert!(
+            out.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let r = client(&rustls::version::TLS12)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await;
+        assert!(r.is_err(), "a TLS 1.2 handshake must fail");
+    });
+    tx.send(()).unwrap();
+    fx.rt.block_on(server).unwrap();
+}

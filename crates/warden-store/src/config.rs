@@ -35,6 +35,20 @@ pub struct Config {
     /// Directory holding `warden.cedarschema` and `warden.cedar`.
     #[serde(default = "default_policies")]
     pub policies: PathBuf,
+    /// TLS certificate chain (PEM) for `warden serve`; `warden init` writes a
+    /// self-signed development certificate here.
+    #[serde(default = "default_tls_cert")]
+    pub tls_cert: PathBuf,
+    /// TLS private key (PEM, 0600).
+    #[serde(default = "default_tls_key")]
+    pub tls_key: PathBuf,
+}
+
+fn default_tls_cert() -> PathBuf {
+    PathBuf::from("tls/server.crt")
+}
+fn default_tls_key() -> PathBuf {
+    PathBuf::from("tls/server.key")
 }
 
 fn default_registry() -> PathBuf {
@@ -70,6 +84,8 @@ impl Config {
             registry_db: default_registry(),
             blobs: default_blobs(),
             policies: default_policies(),
+            tls_cert: default_tls_cert(),
+            tls_key: default_tls_key(),
         }
     }
 

@@ -292,6 +292,13 @@ fn registry_workload_through_the_cli_with_exit_codes_and_a_clean_verify() {
         changes[0]["event"]["details"]["digest"]
     );
 
+    // Off loopback, serving needs TLS: without a certificate it refuses to start.
+    std::fs::rename(p.join("d/tls/server.crt"), p.join("d/tls/moved.crt")).unwrap();
+    let (c, err) = code(p, &["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(c, 2);
+    assert!(err.contains("TLS is required"), "{err}");
+    std::fs::rename(p.join("d/tls/moved.crt"), p.join("d/tls/server.crt")).unwrap();
+
     // A policy that does not validate stops every command before anything is written.
     let size = std::fs::metadata(p.join("d/logs/model_access.jsonl"))
         .unwrap()

@@ -99,6 +99,12 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     let (engine, digest) = crate::registry::load_policy(&dir, &cfg)?;
+    // A development certificate for `warden serve --tls`; replace it for production.
+    warden_server::tls::write_dev_certificate(
+        &dir.resolve(&cfg.tls_cert),
+        &dir.resolve(&cfg.tls_key),
+    )
+    .context("writing the development TLS certificate")?;
     // Open the ledger so it exists from the start, beginning with epoch 0, and create
     // the registry with its first principal, `admin`, whose signing key is written 0600.
     let key = keys::unlock_root(&dir.root_key(), &pass)?;
@@ -142,6 +148,10 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         println!(
             "  principal admin created; its signing key: {}",
             admin_key.display()
+        );
+        println!(
+            "  development TLS certificate (self-signed, localhost): {}",
+            dir.resolve(&cfg.tls_cert).display()
         );
         if auditor_ids.is_empty() {
             println!(

@@ -2,7 +2,7 @@
 
 use crate::common::{DataDirArg, eprint, open_ledger};
 use crate::registry::{load_policy, open_with, runtime};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -13,21 +13,42 @@ use warden_server::{AppState, app};
 pub struct Args {
     #[command(flatten)]
     dir: DataDirArg,
-    /// Address to listen on. Plain HTTP is served on loopback addresses only; other
-    /// addresses need TLS 1.3, which this version does not serve yet.
+    /// Address to listen on. Plain HTTP is served on loopback addresses only; any other
+    /// address is served over TLS 1.3.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve TLS 1.3 on loopback too.
+    #[arg(long)]
+    tls: bool,
+    /// Certificate chain (PEM); default: tls_cert in warden.toml (the development
+    /// certificate `warden init` wrote).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: &Args) -> Result<ExitCode> {
-    if !a.listen.ip().is_loopback() {
-        bail!(
-            "refusing to serve plain HTTP on {}: off loopback Warden requires TLS 1.3, which `warden serve` does not provide yet; listen on 127.0.0.1 or ::1 behind a TLS-terminating proxy on the same host",
-            a.listen
-        );
-    }
     let dir = a.dir.dir();
     let cfg = dir.read_config()?;
+    // Plain HTTP on loopback only: anything else is TLS 1.3.
+    let tls = if a.tls || !a.listen.ip().is_loopback() {
+        let cert = a
+            .tls_cert
+            .clone()
+            .unwrap_or_else(|| dir.resolve(&cfg.tls_cert));
+        let key = a
+            .tls_key
+            .clone()
+            .unwrap_or_else(|| dir.resolve(&cfg.tls_key));
+        Some(
+            warden_server::tls::server_config(&cert, &key)
+                .with_context(|| format!("TLS is required on {}", a.listen))?,
+        )
+    } else {
+        None
+    };
     let (engine, digest) = load_policy(&dir, &cfg)?;
     let (ledger, _) = open_ledger(&dir)?;
     runtime()?.block_on(async {
@@ -37,17 +58,22 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("listening on {}", a.listen))?;
             let local = listener.local_addr()?;
-            eprint(&format!("warden: serving http://{local}"));
-            axum::serve(
-                listener,
-                app(AppState {
-                    manager: Arc::clone(&m),
-                })
-                .into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown())
-            .await
-            .context("serving")
+            let router = app(AppState {
+                manager: Arc::clone(&m),
+            });
+            match tls {
+                Some(cfg) => {
+                    eprint(&format!("warden: serving https://{local} (TLS 1.3)"));
+                    warden_server::tls::serve_tls(listener, router, cfg, shutdown()).await;
+                    anyhow::Ok(())
+                }
+                None => {
+                    eprint(&format!("warden: serving http://{local}"));
+                    warden_server::tls::serve_plain(listener, router, shutdown())
+                        .await
+                        .context("serving")
+                }
+            }
         }
         .await;
         // In-flight requests have drained; record the stop and the final checkpoint.

@@ -1,0 +1,172 @@
+//! TLS 1.3 termination (rustls with the aws-lc-rs provider) and the accept loop that
+//! serves the router over it.
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long a client has to finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send a request's headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest PEM file read.
+const MAX_PEM: u64 = 1 << 20;
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {detail}", path.display())]
+    Pem {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("certificate generation: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    let io = |source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_PEM {
+        return Err(TlsError::Pem {
+            path: path.to_path_buf(),
+            detail: format!("larger than {MAX_PEM} bytes"),
+        });
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// A server configuration that speaks TLS 1.3 only, from PEM files.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let pem = |path: &Path, detail: String| TlsError::Pem {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let cert_pem = read(cert)?;
+    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem(cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem(cert, "no certificate found".into()));
+    }
+    let key_pem = zeroize::Zeroizing::new(read(key)?);
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| pem(key, e.to_string()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])?
+    .with_no_client_auth()
+    .with_single_cert(certs, key_der)?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Writes a self-signed development certificate for `localhost`, 127.0.0.1 and ::1
+/// (the key file 0600). Clients must be told to trust it; it is for development only.
+pub fn write_dev_certificate(cert: &Path, key: &Path) -> Result<(), TlsError> {
+    let ck = rcgen::generate_simple_self_signed(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ])?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TlsError::Io { path, source }
+    };
+    for p in [cert, key] {
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+    }
+    let key_pem = zeroize::Zeroizing::new(ck.signing_key.serialize_pem());
+    warden_store::durable::write_new(key, key_pem.as_bytes(), 0o600).map_err(io(key))?;
+    warden_store::durable::write_new(cert, ck.cert.pem().as_bytes(), 0o644).map_err(io(cert))?;
+    Ok(())
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` completes, then stops
+/// accepting and lets every open connection finish its request.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            r = listener.accept() => r,
+        };
+        while tasks.try_join_next().is_some() {}
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(_) => {
+                // Out of descriptors or a reset before accept: back off briefly.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(
+                router.layer(axum::Extension(ConnectInfo(peer))),
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Serves plain HTTP (loopback only; the caller checks) with the same shutdown contract.
+pub async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
