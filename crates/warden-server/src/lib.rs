@@ -6,6 +6,7 @@
 //! path. One error type maps each failure to a fixed status and stable code; details go
 //! to the log, never to the client.
 
+pub mod limits;
 pub mod tls;
 
 use axum::body::Body;
@@ -32,6 +33,18 @@ pub const MAX_REQUEST_ID: usize = 128;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub manager: Arc<SecureModelManager>,
+    pub limits: Arc<limits::Limits>,
+}
+
+impl AppState {
+    /// State with the default rate limits.
+    #[must_use]
+    pub fn new(manager: Arc<SecureModelManager>) -> Self {
+        Self {
+            manager,
+            limits: Arc::new(limits::Limits::new(limits::LimitConfig::default())),
+        }
+    }
 }
 
 /// Builds the router.
@@ -66,6 +79,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    #[error("rate limited by {}", .0.policy)]
+    RateLimited(limits::Limited),
 }
 
 impl IntoResponse for ApiError {
@@ -79,6 +94,11 @@ impl IntoResponse for ApiError {
             ),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such resource".into()),
+            ApiError::RateLimited(l) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; retry after {} s", l.retry_after),
+            ),
             ApiError::Registry(e) => match e {
                 R::Denied { reason, .. } => (
                     StatusCode::FORBIDDEN,
@@ -119,6 +139,24 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::RateLimited(l) = &self {
+            let h = r.headers_mut();
+            for (name, value) in [
+                ("retry-after", l.retry_after.to_string()),
+                (
+                    "ratelimit-policy",
+                    format!("\"{}\";q={};w={}", l.policy, l.quota, l.window_secs),
+                ),
+                (
+                    "ratelimit",
+                    format!("\"{}\";r=0;t={}", l.policy, l.retry_after),
+                ),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    h.insert(name, v);
+                }
+            }
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut()
@@ -183,13 +221,26 @@ impl FromRequestParts<AppState> for Authenticated {
         let ua = header_str(&parts.headers, header::USER_AGENT, 512).map(str::to_owned);
         let rid = request_id(&parts.headers);
         let ip = client_ip(parts, state).await;
+        state.limits.check_ip(ip).map_err(ApiError::RateLimited)?;
         match state
             .manager
             .authenticate(token.as_deref(), ip, ua.as_deref(), Some(&rid))
             .await?
         {
-            Ok(c) => Ok(Authenticated(c)),
-            Err(why) => Err(ApiError::Unauthenticated(why)),
+            Ok(c) => {
+                state
+                    .limits
+                    .check_principal(&c.principal)
+                    .map_err(ApiError::RateLimited)?;
+                Ok(Authenticated(c))
+            }
+            Err(why) => {
+                state
+                    .limits
+                    .auth_failed(ip)
+                    .map_err(ApiError::RateLimited)?;
+                Err(ApiError::Unauthenticated(why))
+            }
         }
     }
 }

@@ -33,6 +33,7 @@ struct Fx {
     rt: tokio::runtime::Runtime,
     m: Option<Arc<SecureModelManager>>,
     weights: Vec<u8>,
+    limits: Arc<warden_server::limits::Limits>,
 }
 
 impl Fx {
@@ -135,6 +136,14 @@ impl Fx {
             rt,
             m: Some(Arc::new(m)),
             weights,
+            limits: Arc::new(warden_server::limits::Limits::new(
+                warden_server::limits::LimitConfig {
+                    auth_failures_per_min: 8,
+                    per_principal_per_sec: 5,
+                    per_principal_burst: 30,
+                    ..Default::default()
+                },
+            )),
         }
     }
 
@@ -156,6 +165,7 @@ impl Fx {
     fn router(&self) -> axum::Router {
         app(AppState {
             manager: Arc::clone(self.m.as_ref().unwrap()),
+            limits: Arc::clone(&self.limits),
         })
         .layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))))
     }
@@ -406,7 +416,7 @@ fn a_real_server_on_loopback_serves_and_records_the_client_address() {
     let server = fx.rt.spawn(async move {
         axum::serve(
             listener,
-            app(AppState { manager: m }).into_make_service_with_connect_info::<SocketAddr>(),
+            app(AppState::new(m)).into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async {
             rx.await.ok();
@@ -467,7 +477,7 @@ fn tls_serves_1_3_and_refuses_1_2() {
     let addr = listener.local_addr().unwrap();
     let server = fx.rt.spawn(warden_server::tls::serve_tls(
         listener,
-        app(AppState { manager: m }),
+        app(AppState::new(m)),
         cfg,
         async {
             rx.await.ok();
@@ -511,4 +521,62 @@ fn tls_serves_1_3_and_refuses_1_2() {
     });
     tx.send(()).unwrap();
     fx.rt.block_on(server).unwrap();
+}
+
+#[test]
+fn rate_limits_answer_429_with_retry_after_and_ratelimit_fields() {
+    let fx = Fx::new();
+    // Failed authentications from one address: 8 answers of 401, then 429.
+    let mut codes = Vec::new();
+    for _ in 0..10 {
+        let req = Request::get(SHOW)
+            .header("authorization", "Bearer wdn_ffff")
+            .body(Body::empty())
+            .unwrap();
+        codes.push(fx.send(req).0);
+    }
+    assert_eq!(&codes[..8], &[StatusCode::UNAUTHORIZED; 8]);
+    assert_eq!(&codes[8..], &[StatusCode::TOO_MANY_REQUESTS; 2]);
+    let req = Request::get(SHOW)
+        .header("authorization", "Bearer wdn_ffff")
+        .body(Body::empty())
+        .unwrap();
+    let (s, h, _) = fx.send(req);
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        h.get("retry-after")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        h.get("ratelimit-policy").unwrap(),
+        "\"auth-failures\";q=8;w=60"
+    );
+    assert!(
+        h.get("ratelimit")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("\"auth-failures\";r=0;t=")
+    );
+    // A valid token from that address still works: the failure budget only stops guessing.
+    let t = fx.token("eng", &["model:read"], 3600);
+    assert_eq!(fx.get(SHOW, Some(&t)).0, StatusCode::OK);
+    // Per principal: a burst of 30, then 429 with the principal policy.
+    let mut limited = None;
+    for i in 0..40 {
+        let (s, _) = fx.get(SHOW, Some(&t));
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(i);
+            break;
+        }
+    }
+    assert!(
+        limited.is_some_and(|i| (25..40).contains(&i)),
+        "{limited:?}"
+    );
 }

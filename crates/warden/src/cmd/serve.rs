@@ -27,11 +27,27 @@ pub struct Args {
     /// Private key (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Requests per second per client address (burst: twice this).
+    #[arg(long, default_value_t = 500)]
+    rate_ip: u32,
+    /// Requests per second per principal (burst: twice this).
+    #[arg(long, default_value_t = 200)]
+    rate_principal: u32,
+    /// Failed authentications per minute per client address before answers turn to 429.
+    #[arg(long, default_value_t = 10)]
+    auth_failures_per_min: u32,
 }
 
 pub fn run(a: &Args) -> Result<ExitCode> {
     let dir = a.dir.dir();
     let cfg = dir.read_config()?;
+    let limits = warden_server::limits::LimitConfig {
+        per_ip_per_sec: a.rate_ip,
+        per_ip_burst: a.rate_ip.saturating_mul(2),
+        per_principal_per_sec: a.rate_principal,
+        per_principal_burst: a.rate_principal.saturating_mul(2),
+        auth_failures_per_min: a.auth_failures_per_min,
+    };
     // Plain HTTP on loopback only: anything else is TLS 1.3.
     let tls = if a.tls || !a.listen.ip().is_loopback() {
         let cert = a
@@ -60,6 +76,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             let local = listener.local_addr()?;
             let router = app(AppState {
                 manager: Arc::clone(&m),
+                limits: Arc::new(warden_server::limits::Limits::new(limits)),
             });
             match tls {
                 Some(cfg) => {
