@@ -46,7 +46,7 @@ pub(crate) enum BlobReader {
 impl BlobStore {
     /// A store on the local filesystem under `root` (created if missing).
     pub fn local(root: &Path) -> Result<Self, RegistryError> {
-        std::fs::create_dir_all(root).map_err(RegistryError::io("create", root))?;
+        crate::db::private_dir(root)?;
         let fs = LocalFileSystem::new_with_prefix(root)?;
         Ok(Self {
             store: Arc::new(fs),

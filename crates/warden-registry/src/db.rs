@@ -6,6 +6,7 @@
 use crate::error::RegistryError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 const SCHEMA: &[&str] = &[
@@ -35,6 +36,15 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     crate::tokens::TOKENS_TABLE,
 ];
+
+/// Creates `dir` (and parents) with mode 0700 where it does not exist yet.
+pub(crate) fn private_dir(dir: &Path) -> Result<(), RegistryError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(RegistryError::io("create", dir))
+}
 
 /// A principal as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,8 +147,15 @@ impl Db {
     /// synchronous commits, foreign-key checks on.
     pub async fn open(path: &Path) -> Result<Self, RegistryError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(RegistryError::io("create", dir))?;
+            private_dir(dir)?;
         }
+        // Created 0600 before SQLite opens it; its -wal and -shm files take the same mode.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(RegistryError::io("create", path))?;
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

@@ -53,6 +53,15 @@ fn registry_workload_through_the_cli_with_exit_codes_and_a_clean_verify() {
     let p = t.path();
     ok(p, &["auditor", "keygen", "--out", "aud.key"]);
     ok(p, &["init", "--dev", "--auditor", "aud.key.pub"]);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |f: &str| std::fs::metadata(p.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("d"), 0o700, "the data directory is owner-only");
+        assert_eq!(mode("d/blobs"), 0o700);
+        assert_eq!(mode("d/registry/registry.db"), 0o600);
+        assert_eq!(mode("d/keys/principals/admin.key"), 0o600);
+        assert_eq!(mode("d/tls/server.key"), 0o600);
+    }
     for (name, role) in [("eng", "ml-engineer"), ("approver", "ml-engineer")] {
         ok(
             p,

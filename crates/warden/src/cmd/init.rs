@@ -62,6 +62,15 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     if !pass.is_empty() && a.dev {
         bail!("--dev uses an empty passphrase; unset WARDEN_PASSPHRASE or drop --dev");
     }
+    // The data directory holds keys, metadata and artifacts: owner only, so no local
+    // user can read models around the audited path.
+    std::fs::create_dir_all(&dir.root)
+        .with_context(|| format!("creating {}", dir.root.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir.root, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {} to its owner", dir.root.display()))?;
+    }
     for sub in ["keys", "auditors", "logs"] {
         std::fs::create_dir_all(dir.root.join(sub))
             .with_context(|| format!("creating {}", dir.root.join(sub).display()))?;
