@@ -211,12 +211,18 @@ fn aws_rand(b: &mut [u8]) {
     let _ = aws_lc_rs::rand::fill(b);
 }
 
+/// The credentials of a `Bearer` authorization (the scheme is case-insensitive).
+fn bearer(v: &str) -> Option<&str> {
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+}
+
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = header_str(&parts.headers, header::AUTHORIZATION, 512)
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer)
             .map(|t| t.trim().to_owned());
         let ua = header_str(&parts.headers, header::USER_AGENT, 512).map(str::to_owned);
         let rid = request_id(&parts.headers);

@@ -269,6 +269,12 @@ fn token_scopes_decide_what_each_endpoint_serves() {
             assert!(v["error"]["code"].is_string(), "{v}");
         }
     }
+    // The auth scheme is case-insensitive.
+    let req = Request::get(SHOW)
+        .header("authorization", format!("bearer {read}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(fx.send(req).0, StatusCode::OK);
     // Listing shows only what the token may read.
     let (_, body) = fx.get("/v1/models", Some(&read));
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
