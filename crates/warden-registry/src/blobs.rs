@@ -306,15 +306,11 @@ fn drain_file<S: ChunkSink>(
         let mut size = 0u64;
         let mut result = Ok(());
         while let Ok(mut buf) = free_rx.recv() {
-            let n = match f.read(&mut buf) {
+            let n = match read_full(&mut f, &mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                    free_rx_return(&full_tx, buf, 0);
-                    continue;
-                }
                 Err(e) => {
-                    result = Err(RegistryError::io("read", Path::new("blob"))(e));
+                    result = Err(e);
                     break;
                 }
             };
@@ -334,11 +330,6 @@ fn drain_file<S: ChunkSink>(
         result.map(|()| (digest, size))
     })
     .map(|(d, n)| (d, n, sink))
-}
-
-/// Hands an unused buffer back through the hasher (as an empty chunk).
-fn free_rx_return(full_tx: &std::sync::mpsc::SyncSender<(Vec<u8>, usize)>, buf: Vec<u8>, n: usize) {
-    full_tx.send((buf, n)).ok();
 }
 
 /// Where verified-to-be bytes go while they are hashed.

@@ -179,12 +179,8 @@ impl SecureModelManager {
             .authorize(caller, Action::Load, &Self::version_facts(&v), None)
             .await?;
         let incident = |what: String, details: serde_json::Value| {
-            let mut ev = Self::event(caller, Action::Load);
-            ev.model = Some(v.model.clone());
-            ev.version = Some(v.version.clone());
-            ev.decision = Some("deny".into());
-            ev.reason = Some("integrity-failure".into());
-            ev.digest = Some(format!("sha256:{}", v.root_digest));
+            let mut ev =
+                Self::version_event(caller, Action::Load, &v, "deny", "integrity-failure".into());
             ev.details = Some(
                 json!({"severity": "CRITICAL", "type": "integrity", "what": what, "evidence": details}),
             );
@@ -299,12 +295,7 @@ impl SecureModelManager {
                 content,
             });
         }
-        let mut ev = Self::event(caller, Action::Load);
-        ev.model = Some(v.model.clone());
-        ev.version = Some(v.version.clone());
-        ev.decision = Some("allow".into());
-        ev.reason = Some(decision.reason());
-        ev.digest = Some(format!("sha256:{}", v.root_digest));
+        let mut ev = Self::version_event(caller, Action::Load, &v, "allow", decision.reason());
         ev.details = Some(json!({
             "files": files.iter().map(|f| json!({"name": f.name, "digest": f.digest, "size": f.size})).collect::<Vec<_>>(),
             "state": v.state,

@@ -59,17 +59,22 @@ pub enum Selector {
 }
 
 impl Selector {
-    /// Parses `NAME`, `NAME@VERSION` or `NAME@@ALIAS`… the CLI form: `NAME[@VERSION|@ALIAS]`
-    /// where a known alias wins over a version of the same name only when it is one of
-    /// the reserved aliases.
+    /// The part after `@`: a reserved alias (`production`, `latest`) or a version (which
+    /// falls back to an operator alias of that name when no such version exists).
+    #[must_use]
+    pub fn parse(s: &str) -> Selector {
+        match s {
+            "production" | "latest" => Selector::Alias(s.to_owned()),
+            _ => Selector::Version(s.to_owned()),
+        }
+    }
+
+    /// Parses the command-line form `NAME[@VERSION|@ALIAS]`; `NAME` alone is the latest.
     #[must_use]
     pub fn parse_ref(r: &str) -> (String, Selector) {
         match r.split_once('@') {
             None => (r.to_owned(), Selector::Latest),
-            Some((m, s)) if s == "production" || s == "latest" => {
-                (m.to_owned(), Selector::Alias(s.to_owned()))
-            }
-            Some((m, s)) => (m.to_owned(), Selector::Version(s.to_owned())),
+            Some((m, s)) => (m.to_owned(), Selector::parse(s)),
         }
     }
 }
@@ -252,15 +257,11 @@ impl SecureModelManager {
                 },
             )
             .await;
-        self.db_close().await;
+        self.db.close().await;
         if let Ok(l) = Arc::try_unwrap(self.ledger) {
             l.close();
         }
         r.map(|_| ())
-    }
-
-    async fn db_close(&self) {
-        self.db.close().await;
     }
 
     /// The policy engine.
@@ -297,6 +298,24 @@ impl SecureModelManager {
         ev.decision = Some("allow".into());
         ev.reason = Some(decision.reason());
         ev.details = Some(details);
+        ev
+    }
+
+    /// The entry of a decision about one version: who, from where, which version (and
+    /// its root digest), the outcome and why.
+    pub(crate) fn version_event(
+        caller: &Caller,
+        action: Action,
+        v: &VersionRow,
+        decision: &str,
+        reason: String,
+    ) -> Event {
+        let mut ev = Self::event(caller, action);
+        ev.model = Some(v.model.clone());
+        ev.version = Some(v.version.clone());
+        ev.decision = Some(decision.to_owned());
+        ev.reason = Some(reason);
+        ev.digest = Some(format!("sha256:{}", v.root_digest));
         ev
     }
 
@@ -832,12 +851,8 @@ impl SecureModelManager {
         Db::ensure_model(&mut tx, model, &caller.principal, now).await?;
         Db::insert_version(&mut tx, &row, &file_rows).await?;
         Db::set_alias(&mut tx, model, "latest", Some(version)).await?;
-        let mut ev = Self::event(caller, Action::Register);
-        ev.model = Some(model.to_owned());
-        ev.version = Some(version.to_owned());
-        ev.decision = Some("allow".into());
-        ev.reason = Some(decision.reason());
-        ev.digest = Some(format!("sha256:{}", verified.root()));
+        let mut ev =
+            Self::version_event(caller, Action::Register, &row, "allow", decision.reason());
         ev.details = Some(json!({
             "files": file_rows.len(), "bytes": total,
             "signer": manifest::key_id(&caller.principal, &registered),
@@ -904,12 +919,7 @@ impl SecureModelManager {
         if target == VersionState::Production {
             Db::set_alias(&mut tx, &v.model, "production", Some(&v.version)).await?;
         }
-        let mut ev = Self::event(caller, Action::Deploy);
-        ev.model = Some(v.model.clone());
-        ev.version = Some(v.version.clone());
-        ev.decision = Some("allow".into());
-        ev.reason = Some(decision.reason());
-        ev.digest = Some(format!("sha256:{}", v.root_digest));
+        let mut ev = Self::version_event(caller, Action::Deploy, &v, "allow", decision.reason());
         ev.details =
             Some(json!({"from": from.as_str(), "to": target.as_str(), "evidence": evidence}));
         let r = self.audit("registry.promote", ev).await?;
@@ -989,12 +999,13 @@ impl SecureModelManager {
                 Db::set_alias(&mut tx, &v.model, &alias, None).await?;
             }
         }
-        let mut ev = Self::event(caller, action);
-        ev.model = Some(v.model.clone());
-        ev.version = Some(v.version.clone());
-        ev.decision = Some("allow".into());
-        ev.reason = Some(reason.map_or_else(|| decision.reason(), str::to_owned));
-        ev.digest = Some(format!("sha256:{}", v.root_digest));
+        let mut ev = Self::version_event(
+            caller,
+            action,
+            &v,
+            "allow",
+            reason.map_or_else(|| decision.reason(), str::to_owned),
+        );
         ev.details = Some(
             json!({"from": from.as_str(), "to": target.as_str(), "policy": decision.reason()}),
         );
@@ -1049,11 +1060,7 @@ impl SecureModelManager {
         }
         let mut tx = self.db.begin().await?;
         Db::set_alias(&mut tx, model, alias, Some(version)).await?;
-        let mut ev = Self::event(caller, Action::Write);
-        ev.model = Some(model.to_owned());
-        ev.version = Some(version.to_owned());
-        ev.decision = Some("allow".into());
-        ev.reason = Some(d.reason());
+        let mut ev = Self::version_event(caller, Action::Write, &v, "allow", d.reason());
         ev.details = Some(json!({"op": "alias.set", "alias": alias}));
         let r = self.audit("registry.alias", ev).await?;
         tx.commit().await?;
@@ -1096,11 +1103,7 @@ impl SecureModelManager {
         let d = self
             .authorize(caller, Action::Read, &Self::version_facts(&v), None)
             .await?;
-        let mut ev = Self::event(caller, Action::Read);
-        ev.model = Some(v.model.clone());
-        ev.version = Some(v.version.clone());
-        ev.decision = Some("allow".into());
-        ev.reason = Some(d.reason());
+        let ev = Self::version_event(caller, Action::Read, &v, "allow", d.reason());
         self.audit("registry.read", ev).await?;
         self.info(&v).await
     }

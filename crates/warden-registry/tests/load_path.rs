@@ -43,6 +43,21 @@ fn load(fx: &Fixture, who: &str, sel: &str, staging: &Staging) -> Result<Vec<u8>
         .map(|l| l.into_single_bytes().unwrap_or_default())
 }
 
+/// The digest and stored file of the first file of `m@version` (to damage it).
+fn first_blob(fx: &Fixture, version: &str) -> (String, std::path::PathBuf) {
+    let info = fx
+        .rt
+        .block_on(fx.m().show(
+            &Caller::local("eng"),
+            "m",
+            &Selector::Version(version.into()),
+        ))
+        .unwrap();
+    let digest = info.files[0].digest.clone();
+    let blob = fx.m().blobs().local_path(&digest).unwrap();
+    (digest, blob)
+}
+
 fn staging_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).unwrap().count()
 }
@@ -59,17 +74,7 @@ fn tampered_blob_is_refused_with_an_incident_and_nothing_is_delivered() {
         std::fs::read(&file).unwrap()
     );
     // Flip one byte of the stored blob.
-    let digest = fx
-        .rt
-        .block_on(
-            fx.m()
-                .show(&Caller::local("eng"), "m", &Selector::Version("1".into())),
-        )
-        .unwrap()
-        .files[0]
-        .digest
-        .clone();
-    let blob = fx.m().blobs().local_path(&digest).unwrap();
+    let (digest, blob) = first_blob(&fx, "1");
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[4242] ^= 0x01;
     std::fs::write(&blob, &bytes).unwrap();
@@ -276,17 +281,7 @@ fn reregistering_content_repairs_a_damaged_blob() {
     let file = fx.dir.path().join("w.bin");
     write_model(&file, 50_000, 5);
     let root = register(&fx, "eng", "1", &file);
-    let digest = fx
-        .rt
-        .block_on(
-            fx.m()
-                .show(&Caller::local("eng"), "m", &Selector::Version("1".into())),
-        )
-        .unwrap()
-        .files[0]
-        .digest
-        .clone();
-    let blob = fx.m().blobs().local_path(&digest).unwrap();
+    let (_, blob) = first_blob(&fx, "1");
     let mut b = std::fs::read(&blob).unwrap();
     b[10] ^= 1;
     std::fs::write(&blob, &b).unwrap();

@@ -272,7 +272,7 @@ async fn list_models(
 }
 
 fn selector(version: &str) -> Selector {
-    Selector::parse_ref(&format!("m@{version}")).1
+    Selector::parse(version)
 }
 
 async fn show_version(
