@@ -30,6 +30,9 @@ pub struct Caller {
     pub mfa: bool,
     /// `Some` when the caller holds a scoped token.
     pub scopes: Option<Vec<String>>,
+    /// Roles asserted by a trusted identity provider (a JWT's mapped claim), added to
+    /// the principal's registered roles for this request.
+    pub idp_roles: Vec<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
 }
@@ -43,6 +46,7 @@ impl Caller {
             ip: IpAddr::from([127, 0, 0, 1]),
             mfa: false,
             scopes: None,
+            idp_roles: Vec::new(),
             user_agent: None,
             request_id: None,
         }
@@ -400,7 +404,15 @@ impl SecureModelManager {
                 name: p.name.clone(),
                 service: p.service,
                 active: p.active,
-                roles: p.roles.clone(),
+                roles: {
+                    let mut roles = p.roles.clone();
+                    for r in &caller.idp_roles {
+                        if !roles.contains(r) {
+                            roles.push(r.clone());
+                        }
+                    }
+                    roles
+                },
                 grants: grants
                     .iter()
                     .filter_map(|g| Action::parse(&g.action).ok().map(|a| (a, g.expires_at)))

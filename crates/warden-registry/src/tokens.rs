@@ -61,6 +61,18 @@ pub enum AuthFailure {
     Expired,
     #[error("revoked token")]
     Revoked,
+    #[error("token signature invalid or signed by an unknown key")]
+    BadSignature,
+    #[error("token from an untrusted issuer")]
+    WrongIssuer,
+    #[error("token for another audience")]
+    WrongAudience,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("token names no registered, active principal")]
+    UnknownPrincipal,
+    #[error("token kind not accepted by this server")]
+    NotAccepted,
 }
 
 /// A presented token, checked.
@@ -266,25 +278,52 @@ impl SecureModelManager {
                     ip,
                     mfa: false,
                     scopes: Some(t.scopes),
+                    idp_roles: Vec::new(),
                     user_agent: user_agent.map(str::to_owned),
                     request_id: request_id.map(str::to_owned),
                 }))
             }
             Checked::Failed(why, id) => {
-                let ev = Event {
-                    ip: Some(ip.to_string()),
-                    action: Some("authenticate".into()),
-                    decision: Some("deny".into()),
-                    reason: Some(why.to_string()),
-                    user_agent: user_agent.map(str::to_owned),
-                    request_id: request_id.map(str::to_owned),
-                    details: id.map(|id| json!({"token": id})),
-                    ..Event::default()
-                };
-                self.audit("auth.failure", ev).await?;
+                self.record_auth_failure(
+                    why,
+                    ip,
+                    user_agent,
+                    request_id,
+                    id.map(|id| json!({"token": id})),
+                )
+                .await?;
                 Ok(Err(why))
             }
         }
+    }
+
+    /// Records a refused authentication as an `auth.failure` entry: the address, the
+    /// reason, and `details` (a token id or a JWT's issuer and subject, never a secret).
+    pub async fn record_auth_failure(
+        &self,
+        why: AuthFailure,
+        ip: IpAddr,
+        user_agent: Option<&str>,
+        request_id: Option<&str>,
+        details: Option<serde_json::Value>,
+    ) -> Result<Receipt, RegistryError> {
+        let ev = Event {
+            ip: Some(ip.to_string()),
+            action: Some("authenticate".into()),
+            decision: Some("deny".into()),
+            reason: Some(why.to_string()),
+            user_agent: user_agent.map(str::to_owned),
+            request_id: request_id.map(str::to_owned),
+            details,
+            ..Event::default()
+        };
+        self.audit("auth.failure", ev).await
+    }
+
+    /// Whether `name` is a registered, active principal (for identities asserted by an
+    /// external issuer, which must map to one).
+    pub async fn principal_is_active(&self, name: &str) -> Result<bool, RegistryError> {
+        Ok(self.db.principal(name).await?.is_some_and(|p| p.active))
     }
 
     async fn check_token(&self, token: Option<&str>) -> Result<Checked, RegistryError> {

@@ -61,6 +61,7 @@ fn caller(name: &str, ip: IpAddr, mfa: bool) -> Caller {
         ip,
         mfa,
         scopes: None,
+        idp_roles: Vec::new(),
         user_agent: Some("matrix-test".into()),
         request_id: None,
     }

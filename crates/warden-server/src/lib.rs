@@ -6,6 +6,7 @@
 //! path. One error type maps each failure to a fixed status and stable code; details go
 //! to the log, never to the client.
 
+pub mod jwt;
 pub mod limits;
 pub mod tls;
 
@@ -34,6 +35,8 @@ pub const MAX_REQUEST_ID: usize = 128;
 pub struct AppState {
     pub manager: Arc<SecureModelManager>,
     pub limits: Arc<limits::Limits>,
+    /// Accepts JWTs from an identity provider when configured.
+    pub jwt: Option<Arc<jwt::JwtVerifier>>,
 }
 
 impl AppState {
@@ -43,6 +46,7 @@ impl AppState {
         Self {
             manager,
             limits: Arc::new(limits::Limits::new(limits::LimitConfig::default())),
+            jwt: None,
         }
     }
 }
@@ -221,18 +225,25 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = header_str(&parts.headers, header::AUTHORIZATION, 512)
+        let token = header_str(&parts.headers, header::AUTHORIZATION, jwt::MAX_JWT_LEN + 16)
             .and_then(bearer)
             .map(|t| t.trim().to_owned());
         let ua = header_str(&parts.headers, header::USER_AGENT, 512).map(str::to_owned);
         let rid = request_id(&parts.headers);
         let ip = client_ip(parts, state).await;
         state.limits.check_ip(ip).map_err(ApiError::RateLimited)?;
-        match state
-            .manager
-            .authenticate(token.as_deref(), ip, ua.as_deref(), Some(&rid))
-            .await?
-        {
+        let outcome = match token.as_deref() {
+            Some(t) if jwt::looks_like_jwt(t) => {
+                authenticate_jwt(state, t, ip, ua.as_deref(), &rid).await?
+            }
+            t => {
+                state
+                    .manager
+                    .authenticate(t, ip, ua.as_deref(), Some(&rid))
+                    .await?
+            }
+        };
+        match outcome {
             Ok(c) => {
                 state
                     .limits
@@ -249,6 +260,45 @@ impl FromRequestParts<AppState> for Authenticated {
             }
         }
     }
+}
+
+/// Verifies a JWT and maps it to a caller; a refusal is recorded like a bad token.
+async fn authenticate_jwt(
+    state: &AppState,
+    token: &str,
+    ip: IpAddr,
+    ua: Option<&str>,
+    rid: &str,
+) -> Result<Result<Caller, AuthFailure>, ApiError> {
+    let verified = match &state.jwt {
+        None => Err(AuthFailure::NotAccepted),
+        Some(v) => v.verify(token),
+    };
+    let refused = match verified {
+        Ok(id) => {
+            if !id.principal.is_empty() && state.manager.principal_is_active(&id.principal).await? {
+                return Ok(Ok(Caller {
+                    principal: id.principal,
+                    ip,
+                    mfa: id.mfa,
+                    scopes: Some(id.scopes),
+                    idp_roles: id.roles,
+                    user_agent: ua.map(str::to_owned),
+                    request_id: Some(rid.to_owned()),
+                }));
+            }
+            (
+                AuthFailure::UnknownPrincipal,
+                Some(json!({"jwt": id.details})),
+            )
+        }
+        Err(why) => (why, jwt::unverified_details(token)),
+    };
+    state
+        .manager
+        .record_auth_failure(refused.0, ip, ua, Some(rid), refused.1)
+        .await?;
+    Ok(Err(refused.0))
 }
 
 async fn healthz() -> &'static str {

@@ -34,6 +34,42 @@ struct Fx {
     m: Option<Arc<SecureModelManager>>,
     weights: Vec<u8>,
     limits: Arc<warden_server::limits::Limits>,
+    jwt: Option<Arc<warden_server::jwt::JwtVerifier>>,
+    /// The identity provider's Ed25519 key (PKCS#8) and a rogue one.
+    idp: Vec<u8>,
+    rogue: Vec<u8>,
+}
+
+const ISSUER: &str = "https://idp.test.local";
+const AUDIENCE: &str = "warden-api";
+
+fn ed25519() -> (Vec<u8>, Vec<u8>) {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    let doc = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap();
+    (doc.as_ref().to_vec(), pair.public_key().as_ref().to_vec())
+}
+
+fn jwt_verifier(public: &[u8]) -> warden_server::jwt::JwtVerifier {
+    use base64::Engine as _;
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public);
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "idp-1", "alg": "EdDSA", "use": "sig"}
+    ]});
+    let cfg: warden_store::config::JwtConfig = toml::from_str(&format!(
+        r#"
+        issuer = "{ISSUER}"
+        audience = "{AUDIENCE}"
+        jwks = "jwks.json"
+        role_claim = "groups"
+        [scope_map]
+        "warden.read" = ["model:read"]
+        [role_map]
+        "ml-team" = "ml-engineer"
+        "#
+    ))
+    .unwrap();
+    warden_server::jwt::JwtVerifier::new(cfg, jwks.to_string().as_bytes()).unwrap()
 }
 
 impl Fx {
@@ -131,7 +167,12 @@ impl Fx {
                 .unwrap();
             m
         });
+        let (idp, idp_pub) = ed25519();
+        let (rogue, _) = ed25519();
         Self {
+            jwt: Some(Arc::new(jwt_verifier(&idp_pub))),
+            idp,
+            rogue,
             dir,
             rt,
             m: Some(Arc::new(m)),
@@ -162,10 +203,32 @@ impl Fx {
             .0
     }
 
+    /// A JWT over `claims`, signed by the identity provider's key (or the rogue one),
+    /// with the standard claims filled in unless `claims` sets them.
+    fn jwt(&self, claims: serde_json::Value, rogue: bool) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut c = serde_json::json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": "eng",
+            "iat": now, "nbf": now - 5, "exp": now + 300, "jti": "j-1",
+        });
+        for (k, v) in claims.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        h.kid = Some("idp-1".into());
+        let key =
+            jsonwebtoken::EncodingKey::from_ed_der(if rogue { &self.rogue } else { &self.idp });
+        jsonwebtoken::encode(&h, &c, &key).unwrap()
+    }
+
     fn router(&self) -> axum::Router {
         app(AppState {
             manager: Arc::clone(self.m.as_ref().unwrap()),
             limits: Arc::clone(&self.limits),
+            jwt: self.jwt.clone(),
         })
         .layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))))
     }
@@ -584,5 +647,150 @@ fn rate_limits_answer_429_with_retry_after_and_ratelimit_fields() {
     assert!(
         limited.is_some_and(|i| (25..40).contains(&i)),
         "{limited:?}"
+    );
+}
+
+#[test]
+fn jwt_bearer_tokens_are_verified_mapped_and_every_refusal_recorded() {
+    let mut fx = Fx::new();
+    fx.rt
+        .block_on(
+            fx.m()
+                .add_principal(Some(&Caller::local("admin")), "dana", &[], false, None),
+        )
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let bearer = |t: &str| format!("Bearer {t}");
+    let get = |fx: &Fx, path: &str, t: &str| {
+        let req = Request::get(path)
+            .header("authorization", bearer(t))
+            .body(Body::empty())
+            .unwrap();
+        fx.send(req).0
+    };
+    // Accepted: scopes from the claim, a provider scope mapped to a Warden scope.
+    let good = fx.jwt(serde_json::json!({"scope": "model:read model:load"}), false);
+    assert_eq!(get(&fx, FILE, &good), StatusCode::OK);
+    let mapped = fx.jwt(serde_json::json!({"scope": "warden.read openid"}), false);
+    assert_eq!(get(&fx, SHOW, &mapped), StatusCode::OK);
+    assert_eq!(
+        get(&fx, FILE, &mapped),
+        StatusCode::FORBIDDEN,
+        "no model:load"
+    );
+    // A mapped group adds a role: dana has none of her own.
+    let plain = fx.jwt(
+        serde_json::json!({"sub": "dana", "scope": "model:load"}),
+        false,
+    );
+    assert_eq!(get(&fx, FILE, &plain), StatusCode::FORBIDDEN);
+    let grouped = fx.jwt(
+        serde_json::json!({"sub": "dana", "scope": "model:load", "groups": ["ml-team", "x"]}),
+        false,
+    );
+    assert_eq!(get(&fx, FILE, &grouped), StatusCode::OK);
+    // `amr` carries MFA: revoking needs it.
+    let decide = |fx: &Fx, t: &str| {
+        let req = Request::post("/v1/models/fraud/versions/1.0/decision")
+            .header("authorization", bearer(t))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"action":"revoke"}"#))
+            .unwrap();
+        let (s, _, body) = fx.send(req);
+        assert_eq!(s, StatusCode::OK);
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["allowed"].clone()
+    };
+    let pwd = fx.jwt(
+        serde_json::json!({"sub": "admin", "scope": "model:admin", "amr": ["pwd"]}),
+        false,
+    );
+    assert_eq!(decide(&fx, &pwd), false);
+    let hwk = fx.jwt(
+        serde_json::json!({"sub": "admin", "scope": "model:admin", "amr": ["pwd", "hwk"]}),
+        false,
+    );
+    assert_eq!(decide(&fx, &hwk), true);
+
+    // Refused, each for its reason.
+    let hs256 = {
+        let c = serde_json::json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "eng", "exp": now + 300});
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some("idp-1".into());
+        jsonwebtoken::encode(&h, &c, &jsonwebtoken::EncodingKey::from_secret(b"k")).unwrap()
+    };
+    let mut tampered = good.clone();
+    let mid = tampered.len() / 2;
+    tampered.replace_range(mid..=mid, if &good[mid..=mid] == "A" { "B" } else { "A" });
+    let scope = serde_json::json!("model:read model:load");
+    // Eight cases: the fixture allows eight failed authentications a minute per address.
+    let cases = [
+        (
+            fx.jwt(serde_json::json!({"scope": scope}), true),
+            "token signature invalid or signed by an unknown key",
+        ),
+        (hs256, "token signature invalid or signed by an unknown key"),
+        (
+            tampered,
+            "token signature invalid or signed by an unknown key",
+        ),
+        (
+            fx.jwt(serde_json::json!({"iss": "https://evil.test"}), false),
+            "token from an untrusted issuer",
+        ),
+        (
+            fx.jwt(serde_json::json!({"aud": "another-api"}), false),
+            "token for another audience",
+        ),
+        (
+            fx.jwt(serde_json::json!({"exp": now - 120}), false),
+            "expired token",
+        ),
+        (
+            fx.jwt(serde_json::json!({"nbf": now + 600}), false),
+            "token not yet valid",
+        ),
+        (
+            fx.jwt(serde_json::json!({"sub": "ghost"}), false),
+            "token names no registered, active principal",
+        ),
+    ];
+    for (t, _) in &cases {
+        let (s, h, body) = fx.send(
+            Request::get(FILE)
+                .header("authorization", bearer(t))
+                .body(Body::empty())
+                .unwrap(),
+        );
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{t}");
+        assert_eq!(h.get("www-authenticate").unwrap(), "Bearer");
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body["error"]["code"], "unauthenticated",
+            "one answer for every cause"
+        );
+    }
+    let ev = fx.close_and_read();
+    let reasons: Vec<_> = ev
+        .iter()
+        .filter(|(k, _)| k == "auth.failure")
+        .map(|(_, e)| e.reason.clone().unwrap())
+        .collect();
+    let expected: Vec<_> = cases.iter().map(|(_, r)| (*r).to_owned()).collect();
+    assert_eq!(reasons, expected);
+    // The accepted JWTs acted as their principals, from the client's address.
+    let loads: Vec<_> = ev
+        .iter()
+        .filter(|(k, _)| k == "model.access")
+        .map(|(_, e)| (e.user.clone().unwrap(), e.ip.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        loads,
+        [
+            ("eng".to_owned(), "203.0.113.7".to_owned()),
+            ("dana".into(), "203.0.113.7".into())
+        ]
     );
 }

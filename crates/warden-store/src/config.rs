@@ -42,6 +42,66 @@ pub struct Config {
     /// TLS private key (PEM, 0600).
     #[serde(default = "default_tls_key")]
     pub tls_key: PathBuf,
+    /// Accept JWT bearer tokens from an identity provider (`[jwt]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtConfig>,
+}
+
+/// JWT bearer tokens from an external identity provider. A token is accepted when its
+/// signature verifies against a key of the JWKS, `iss` and `aud` match, and it is
+/// within `nbf`..`exp`; the principal claim must name a registered, active principal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud` (one of the token's audiences).
+    pub audience: String,
+    /// The JWKS: a file path (relative to the data directory unless absolute).
+    pub jwks: PathBuf,
+    /// Accepted signature algorithms (asymmetric only).
+    #[serde(default = "default_jwt_algs")]
+    pub algorithms: Vec<String>,
+    /// Claim naming the Warden principal.
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
+    /// Claim holding scopes (a space-separated string or an array).
+    #[serde(default = "default_scope_claim")]
+    pub scope_claim: String,
+    /// Provider scope → Warden scopes. Provider scopes that are Warden scopes pass as
+    /// they are; other unmapped scopes are ignored.
+    #[serde(default)]
+    pub scope_map: std::collections::BTreeMap<String, Vec<String>>,
+    /// Claim holding groups or roles (a string or an array), mapped by `role_map`.
+    #[serde(default)]
+    pub role_claim: Option<String>,
+    /// Provider group → Warden role, added to the principal's roles for the request.
+    #[serde(default)]
+    pub role_map: std::collections::BTreeMap<String, String>,
+    /// `amr` values that count as multi-factor authentication.
+    #[serde(default = "default_mfa_amr")]
+    pub mfa_amr: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+fn default_jwt_algs() -> Vec<String> {
+    ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_principal_claim() -> String {
+    "sub".into()
+}
+fn default_scope_claim() -> String {
+    "scope".into()
+}
+fn default_mfa_amr() -> Vec<String> {
+    ["mfa", "otp", "hwk"].map(String::from).to_vec()
+}
+fn default_leeway() -> u64 {
+    30
 }
 
 fn default_tls_cert() -> PathBuf {
@@ -86,6 +146,7 @@ impl Config {
             policies: default_policies(),
             tls_cert: default_tls_cert(),
             tls_key: default_tls_key(),
+            jwt: None,
         }
     }
 

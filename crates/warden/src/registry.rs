@@ -68,6 +68,7 @@ impl CallerArgs {
             ip: self.ip,
             mfa: self.mfa,
             scopes: self.scopes.clone(),
+            idp_roles: Vec::new(),
             user_agent: Some(format!("warden-cli/{}", env!("CARGO_PKG_VERSION"))),
             request_id: self.request_id.clone(),
         }

@@ -65,6 +65,19 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     } else {
         None
     };
+    let jwt = match &cfg.jwt {
+        None => None,
+        Some(j) => {
+            let path = dir.resolve(&j.jwks);
+            let doc = read_limited(&path, warden_server::jwt::MAX_JWKS_LEN)
+                .with_context(|| format!("reading the JWKS {}", path.display()))?;
+            Some(Arc::new(
+                warden_server::jwt::JwtVerifier::new(j.clone(), &doc)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("[jwt] in {}", dir.config().display()))?,
+            ))
+        }
+    };
     let (engine, digest) = load_policy(&dir, &cfg)?;
     let (ledger, _) = open_ledger(&dir)?;
     runtime()?.block_on(async {
@@ -77,6 +90,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             let router = app(AppState {
                 manager: Arc::clone(&m),
                 limits: Arc::new(warden_server::limits::Limits::new(limits)),
+                jwt: jwt.clone(),
             });
             match tls {
                 Some(cfg) => {
@@ -102,6 +116,17 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         served
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a file of at most `max` bytes.
+fn read_limited(path: &std::path::Path, max: usize) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?
+        .take(u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut buf)?;
+    anyhow::ensure!(buf.len() <= max, "larger than {max} bytes");
+    Ok(buf)
 }
 
 async fn shutdown() {
