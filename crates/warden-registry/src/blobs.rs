@@ -83,40 +83,36 @@ impl BlobStore {
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<StoredBlob, RegistryError> {
         let mut file = std::fs::File::open(path).map_err(RegistryError::io("open", path))?;
-        let staging = ObjPath::from(format!("staging/{}", random_name()?));
-        let upload = self.store.put_multipart(&staging).await?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, CHUNK);
-        let mut ctx = digest::Context::new(&digest::SHA256);
+        let mut w = self.writer().await?;
         let mut buf = vec![0u8; CHUNK];
-        let mut size = 0u64;
         loop {
             let n = match file.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    w.abort().await.ok();
+                    w.abort().await;
                     return Err(RegistryError::io("read", path)(e));
                 }
             };
-            let chunk = buf.get(..n).unwrap_or_default();
-            ctx.update(chunk);
-            w.wait_for_capacity(2).await?;
-            w.write(chunk);
-            size += n as u64;
-            progress(size);
+            w.write(buf.get(..n).unwrap_or_default()).await?;
+            progress(w.size());
         }
-        w.finish().await?;
-        let digest = hex::encode(ctx.finish().as_ref());
-        let key = Self::key(&digest);
-        // Always install the upload just hashed, even over an existing blob of the same
-        // digest: if that one was damaged, registering the content again repairs it.
-        if let Err(e) = self.store.rename(&staging, &key).await {
-            self.store.delete(&staging).await.ok();
-            return Err(e.into());
-        }
-        self.make_durable(&digest)?;
-        Ok(StoredBlob { digest, size })
+        w.finish(None).await
+    }
+
+    /// A writer that stages a new blob, hashing what it is given; `finish` installs it
+    /// under its digest.
+    pub async fn writer(&self) -> Result<BlobWriter, RegistryError> {
+        let staging = ObjPath::from(format!("staging/{}", random_name()?));
+        let upload = self.store.put_multipart(&staging).await?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            staging,
+            w: WriteMultipart::new_with_chunk_size(upload, CHUNK),
+            ctx: digest::Context::new(&digest::SHA256),
+            size: 0,
+        })
     }
 
     fn make_durable(&self, digest: &str) -> Result<(), RegistryError> {
@@ -141,6 +137,15 @@ impl BlobStore {
         })
     }
 
+    /// The size of a stored blob, or `None` when there is none.
+    pub async fn size(&self, digest: &str) -> Result<Option<u64>, RegistryError> {
+        match self.store.head(&Self::key(digest)).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether a blob exists.
     pub async fn exists(&self, digest: &str) -> Result<bool, RegistryError> {
         match self.store.head(&Self::key(digest)).await {
@@ -148,6 +153,80 @@ impl BlobStore {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// A blob being written: bytes are hashed as they arrive and staged; nothing is
+/// visible under a digest until [`BlobWriter::finish`] checks it.
+pub struct BlobWriter {
+    store: BlobStore,
+    staging: ObjPath,
+    w: WriteMultipart,
+    ctx: digest::Context,
+    size: u64,
+}
+
+impl std::fmt::Debug for BlobWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter")
+            .field("staging", &self.staging)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends `chunk` (waits while two chunks are in flight).
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), RegistryError> {
+        self.ctx.update(chunk);
+        if let Err(e) = self.w.wait_for_capacity(2).await {
+            return Err(e.into());
+        }
+        self.w.write(chunk);
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Drops the staged upload.
+    pub async fn abort(self) {
+        self.w.abort().await.ok();
+        self.store.store.delete(&self.staging).await.ok();
+    }
+
+    /// Completes the upload and installs it under its digest. With `expected`, a
+    /// different digest removes the upload and fails with [`RegistryError::DigestMismatch`].
+    pub async fn finish(self, expected: Option<&str>) -> Result<StoredBlob, RegistryError> {
+        let BlobWriter {
+            store,
+            staging,
+            w,
+            ctx,
+            size,
+        } = self;
+        w.finish().await?;
+        let digest = hex::encode(ctx.finish().as_ref());
+        if let Some(want) = expected.filter(|want| *want != digest) {
+            store.store.delete(&staging).await.ok();
+            return Err(RegistryError::DigestMismatch {
+                expected: want.to_owned(),
+                actual: digest,
+            });
+        }
+        let key = BlobStore::key(&digest);
+        // Always install the upload just hashed, even over an existing blob of the same
+        // digest: if that one was damaged, storing the content again repairs it.
+        if let Err(e) = store.store.rename(&staging, &key).await {
+            store.store.delete(&staging).await.ok();
+            return Err(e.into());
+        }
+        store.make_durable(&digest)?;
+        Ok(StoredBlob { digest, size })
     }
 }
 

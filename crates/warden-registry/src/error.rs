@@ -21,6 +21,12 @@ pub enum RegistryError {
     /// The audit entry could not be made durable, so the operation was refused.
     #[error("refused: the audit ledger could not record this access: {0}")]
     Audit(#[from] warden_store::error::AppendError),
+    #[error("the uploaded bytes hash to sha256:{actual}, not the sha256:{expected} given")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("larger than the {limit}-byte limit")]
+    TooLarge { limit: u64 },
+    #[error("the requested range is outside the file's {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
     #[error("no model named {model:?}")]
     UnknownModel { model: String },
     #[error("model {model:?} has no version or alias {selector:?}")]

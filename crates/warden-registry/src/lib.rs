@@ -8,6 +8,7 @@
 
 pub mod blobs;
 pub mod db;
+pub mod download;
 pub mod error;
 pub mod keyfile;
 pub mod load;

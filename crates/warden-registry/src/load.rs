@@ -164,27 +164,49 @@ impl LoadedModel {
     }
 }
 
+/// An allowed access, before any byte is read: the version, the decision, and the
+/// files the signed manifest lists (one when a file was named).
+pub(crate) struct Prepared {
+    pub(crate) v: crate::db::VersionRow,
+    pub(crate) decision: warden_policy::Decision,
+    pub(crate) wanted: Vec<manifest::Resource>,
+}
+
 impl SecureModelManager {
-    /// Loads `model` at `selector` (one file when `file` is given) for `caller`.
-    pub async fn load(
+    /// The `incident` entry of an integrity failure on `v`.
+    pub(crate) fn integrity_incident(
+        caller: &Caller,
+        v: &crate::db::VersionRow,
+        what: String,
+        details: serde_json::Value,
+    ) -> warden_core::entry::Event {
+        let mut ev =
+            Self::version_event(caller, Action::Load, v, "deny", "integrity-failure".into());
+        ev.details = Some(
+            json!({"severity": "CRITICAL", "type": "integrity", "what": what, "evidence": details}),
+        );
+        ev
+    }
+
+    /// The checks before bytes are read: the policy (a deny is recorded), then the
+    /// signed manifest against the registrant's registered key and the recorded root
+    /// digest (a failure is recorded as a CRITICAL incident).
+    pub(crate) async fn prepare_access(
         &self,
         caller: &Caller,
         model: &str,
         selector: &Selector,
         file: Option<&str>,
-        staging: &Staging,
-    ) -> Result<LoadedModel, RegistryError> {
+    ) -> Result<Prepared, RegistryError> {
         let v = self.resolve(caller, Action::Load, model, selector).await?;
         let decision = self
             .authorize(caller, Action::Load, &Self::version_facts(&v), None)
             .await?;
         let incident = |what: String, details: serde_json::Value| {
-            let mut ev =
-                Self::version_event(caller, Action::Load, &v, "deny", "integrity-failure".into());
-            ev.details = Some(
-                json!({"severity": "CRITICAL", "type": "integrity", "what": what, "evidence": details}),
-            );
-            (what, ev)
+            (
+                what.clone(),
+                Self::integrity_incident(caller, &v, what, details),
+            )
         };
         // The signed manifest, checked against the registrant's registered key, is the
         // reference; the database rows must agree with it.
@@ -216,7 +238,7 @@ impl SecureModelManager {
                 return Err(RegistryError::Integrity { what });
             }
         };
-        let wanted: Vec<&manifest::Resource> = match file {
+        let wanted: Vec<manifest::Resource> = match file {
             Some(name) => {
                 let r = verified
                     .resources()
@@ -227,9 +249,36 @@ impl SecureModelManager {
                         version: v.version.clone(),
                         file: name.to_owned(),
                     })?;
-                vec![r]
+                vec![r.clone()]
             }
-            None => verified.resources().iter().collect(),
+            None => verified.resources().to_vec(),
+        };
+        Ok(Prepared {
+            v,
+            decision,
+            wanted,
+        })
+    }
+
+    /// Loads `model` at `selector` (one file when `file` is given) for `caller`.
+    pub async fn load(
+        &self,
+        caller: &Caller,
+        model: &str,
+        selector: &Selector,
+        file: Option<&str>,
+        staging: &Staging,
+    ) -> Result<LoadedModel, RegistryError> {
+        let Prepared {
+            v,
+            decision,
+            wanted,
+        } = self.prepare_access(caller, model, selector, file).await?;
+        let incident = |what: String, details: serde_json::Value| {
+            (
+                what.clone(),
+                Self::integrity_incident(caller, &v, what, details),
+            )
         };
         if *staging == Staging::Memory
             && let Some(r) = wanted

@@ -783,32 +783,12 @@ impl SecureModelManager {
             path,
             provenance,
         } = reg;
-        check_name("model name", model)?;
-        check_name("version", version)?;
-        if version == "production" || version == "latest" {
-            return Err(RegistryError::invalid(
-                "version",
-                format!("{version:?} is a reserved alias"),
-            ));
-        }
-        let model_facts = ResourceFacts::Model {
-            name: model.to_owned(),
-        };
-        let decision = self
-            .authorize(caller, Action::Register, &model_facts, None)
-            .await?;
+        let decision = self.may_register(caller, model, version).await?;
         if key.principal != caller.principal {
             return Err(RegistryError::Signer(format!(
                 "the key belongs to {}, not to {}",
                 key.principal, caller.principal
             )));
-        }
-        let registered = self.signer_key(&caller.principal).await?;
-        if self.db.version(model, version).await?.is_some() {
-            return Err(RegistryError::Exists {
-                what: "version",
-                name: format!("{model}@{version}"),
-            });
         }
         let files = collect_files(path)?;
         let total: u64 = files.iter().map(|f| f.2).sum();
@@ -830,10 +810,151 @@ impl SecureModelManager {
         }
         let st = manifest::statement(model, version, resources, provenance);
         let env = manifest::sign(&st, &caller.principal, &key.key)?;
+        self.commit_registration(caller, model, version, &env, &decision)
+            .await
+    }
+
+    /// Registers `model@version` from a manifest the registrant signed elsewhere (the
+    /// HTTP API): every file it names must already be in the blob store with its
+    /// digest and size.
+    pub async fn register_signed(
+        &self,
+        caller: &Caller,
+        model: &str,
+        version: &str,
+        envelope: &manifest::Envelope,
+    ) -> Result<(VersionInfo, Receipt), RegistryError> {
+        let decision = self.may_register(caller, model, version).await?;
+        self.commit_registration(caller, model, version, envelope, &decision)
+            .await
+    }
+
+    /// Stores one file for a later [`Self::register_signed`]: allowed when the caller may
+    /// register versions of `model`; streamed into the blob store while hashing, kept
+    /// only when its SHA-256 is `expected` and it is at most `max` bytes; recorded as a
+    /// `registry.upload` entry.
+    pub async fn upload<S, E>(
+        &self,
+        caller: &Caller,
+        model: &str,
+        expected: &str,
+        max: u64,
+        mut body: S,
+    ) -> Result<(crate::blobs::StoredBlob, Receipt), RegistryError>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        use futures_util::StreamExt as _;
+        check_name("model name", model)?;
+        if expected.len() != 64
+            || !expected
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Err(RegistryError::invalid(
+                "digest",
+                "give the SHA-256 as 64 lowercase hex digits",
+            ));
+        }
+        let facts = ResourceFacts::Model {
+            name: model.to_owned(),
+        };
+        let decision = self
+            .authorize(caller, Action::Register, &facts, None)
+            .await?;
+        let mut w = self.blobs.writer().await?;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    w.abort().await;
+                    return Err(RegistryError::invalid(
+                        "upload",
+                        format!("the body was cut short: {e}"),
+                    ));
+                }
+            };
+            if w.size().saturating_add(chunk.len() as u64) > max {
+                w.abort().await;
+                return Err(RegistryError::TooLarge { limit: max });
+            }
+            if let Err(e) = w.write(&chunk).await {
+                w.abort().await;
+                return Err(e);
+            }
+        }
+        let blob = w.finish(Some(expected)).await?;
+        let mut ev = Self::event(caller, Action::Register);
+        ev.model = Some(model.to_owned());
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.digest = Some(format!("sha256:{}", blob.digest));
+        ev.details = Some(json!({"op": "upload", "size": blob.size}));
+        let receipt = self.audit("registry.upload", ev).await?;
+        Ok((blob, receipt))
+    }
+
+    /// The checks before a registration: names, the policy, and that the version is new.
+    async fn may_register(
+        &self,
+        caller: &Caller,
+        model: &str,
+        version: &str,
+    ) -> Result<Decision, RegistryError> {
+        check_name("model name", model)?;
+        check_name("version", version)?;
+        if version == "production" || version == "latest" {
+            return Err(RegistryError::invalid(
+                "version",
+                format!("{version:?} is a reserved alias"),
+            ));
+        }
+        let model_facts = ResourceFacts::Model {
+            name: model.to_owned(),
+        };
+        let decision = self
+            .authorize(caller, Action::Register, &model_facts, None)
+            .await?;
+        if self.db.version(model, version).await?.is_some() {
+            return Err(RegistryError::Exists {
+                what: "version",
+                name: format!("{model}@{version}"),
+            });
+        }
+        Ok(decision)
+    }
+
+    /// Verifies the signed manifest against the caller's registered key, checks that
+    /// every file's blob is stored, records the registration and commits it.
+    async fn commit_registration(
+        &self,
+        caller: &Caller,
+        model: &str,
+        version: &str,
+        env: &manifest::Envelope,
+        decision: &Decision,
+    ) -> Result<(VersionInfo, Receipt), RegistryError> {
+        let registered = self.signer_key(&caller.principal).await?;
         // The registry accepts only what verifies against the registered key: a key
         // file that is not the caller's registered key is rejected here.
-        let verified = manifest::verify(&env, &caller.principal, &registered, model, version)?;
-        let envelope = serde_json::to_string(&env)
+        let verified = manifest::verify(env, &caller.principal, &registered, model, version)?;
+        let mut total = 0u64;
+        for r in verified.resources() {
+            match self.blobs.size(&r.digest).await? {
+                Some(n) if n == r.size => total = total.saturating_add(n),
+                _ => {
+                    return Err(RegistryError::invalid(
+                        "manifest",
+                        format!(
+                            "file {} (sha256:{}, {} bytes) has not been uploaded",
+                            r.name, r.digest, r.size
+                        ),
+                    ));
+                }
+            }
+        }
+        let envelope = serde_json::to_string(env)
             .map_err(|e| RegistryError::Manifest(format!("encoding: {e}")))?;
         let now = self.now_secs();
         let row = VersionRow {

@@ -6,27 +6,32 @@
 //! path. One error type maps each failure to a fixed status and stable code; details go
 //! to the log, never to the client.
 
+mod admin;
 pub mod jwt;
 pub mod limits;
+mod models;
 pub mod tls;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use warden_policy::Action;
 use warden_registry::tokens::AuthFailure;
-use warden_registry::{Caller, RegistryError, SecureModelManager, Selector, Staging};
+use warden_registry::{Caller, RegistryError, SecureModelManager};
 
 /// Largest request body accepted (JSON endpoints).
 pub const MAX_BODY: usize = 64 * 1024;
+/// Largest registration body (a signed manifest listing many files).
+pub const MAX_MANIFEST_BODY: usize = 4 * 1024 * 1024;
+/// Deepest JSON nesting accepted in a request body.
+pub const MAX_JSON_DEPTH: usize = 32;
+/// Default largest uploaded file.
+pub const DEFAULT_MAX_UPLOAD: u64 = 64 << 30;
 /// Longest `X-Request-Id` kept; longer ones are replaced.
 pub const MAX_REQUEST_ID: usize = 128;
 
@@ -37,6 +42,8 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// Accepts JWTs from an identity provider when configured.
     pub jwt: Option<Arc<jwt::JwtVerifier>>,
+    /// Largest file accepted by an upload.
+    pub max_upload: u64,
 }
 
 impl AppState {
@@ -47,28 +54,119 @@ impl AppState {
             manager,
             limits: Arc::new(limits::Limits::new(limits::LimitConfig::default())),
             jwt: None,
+            max_upload: DEFAULT_MAX_UPLOAD,
         }
     }
 }
 
 /// Builds the router.
 pub fn app(state: AppState) -> Router {
+    use axum::routing::{delete, put};
+    let version = "/v1/models/{model}/versions/{version}";
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/v1/models", get(list_models))
-        .route("/v1/models/{model}/versions/{version}", get(show_version))
+        .route("/v1/models", get(models::list_models))
         .route(
-            "/v1/models/{model}/versions/{version}/files/{*file}",
-            get(download),
+            version,
+            get(models::show_version)
+                .post(models::register)
+                .layer(DefaultBodyLimit::max(MAX_MANIFEST_BODY)),
         )
         .route(
-            "/v1/models/{model}/versions/{version}/decision",
-            post(decision),
+            "/v1/models/{model}/blobs/{digest}",
+            put(models::upload).layer(DefaultBodyLimit::disable()),
         )
+        .route(&format!("{version}/files/{{*file}}"), get(models::download))
+        .route(&format!("{version}/decision"), post(models::decision))
+        .route(&format!("{version}/promote"), post(models::promote))
+        .route(&format!("{version}/retire"), post(models::retire))
+        .route(&format!("{version}/revoke"), post(models::revoke))
+        .route("/v1/models/{model}/aliases/{alias}", put(models::set_alias))
+        .route(
+            "/v1/principals",
+            get(admin::list_principals).post(admin::add_principal),
+        )
+        .route("/v1/principals/{name}/roles", post(admin::grant_role))
+        .route("/v1/principals/{name}/grants", post(admin::grant))
+        .route("/v1/principals/{name}/suspend", post(admin::suspend))
+        .route("/v1/principals/{name}/enable", post(admin::enable))
+        .route(
+            "/v1/tokens",
+            get(admin::list_tokens).post(admin::create_token),
+        )
+        .route("/v1/tokens/{id}", delete(admin::revoke_token))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// A JSON request body: at most the route's body limit, at most [`MAX_JSON_DEPTH`]
+/// deep, and of the expected shape; anything else is a 400 (413 when too large).
+#[derive(Debug)]
+pub struct JsonIn<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonIn<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE)
+            && !ct.to_str().is_ok_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            })
+        {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::BodyTooLarge
+                } else {
+                    ApiError::BadRequest(e.body_text())
+                }
+            })?;
+        if json_depth(&bytes) > MAX_JSON_DEPTH {
+            return Err(ApiError::BadRequest(format!(
+                "JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            )));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonIn)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// The deepest nesting of arrays and objects in `b` (strings skipped).
+fn json_depth(b: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for &c in b {
+        if in_str {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// The API's errors: a fixed status and public code per variant.
@@ -85,6 +183,10 @@ pub enum ApiError {
     NotFound,
     #[error("rate limited by {}", .0.policy)]
     RateLimited(limits::Limited),
+    #[error("request body too large")]
+    BodyTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
 }
 
 impl IntoResponse for ApiError {
@@ -98,6 +200,16 @@ impl IntoResponse for ApiError {
             ),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such resource".into()),
+            ApiError::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than this endpoint accepts".into(),
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json".into(),
+            ),
             ApiError::RateLimited(l) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -109,7 +221,10 @@ impl IntoResponse for ApiError {
                     "denied",
                     format!("the policy refused this request ({reason})"),
                 ),
-                R::UnknownModel { .. } | R::UnknownVersion { .. } | R::UnknownFile { .. } => {
+                R::UnknownModel { .. }
+                | R::UnknownVersion { .. }
+                | R::UnknownFile { .. }
+                | R::UnknownPrincipal { .. } => {
                     (StatusCode::NOT_FOUND, "not_found", e.to_string())
                 }
                 R::Integrity { .. } => (
@@ -122,9 +237,21 @@ impl IntoResponse for ApiError {
                     "audit_unavailable",
                     "the audit ledger cannot record this request, so it was refused".into(),
                 ),
-                R::Invalid { .. } | R::Transition { .. } | R::Exists { .. } => {
+                R::Invalid { .. } | R::Transition { .. } | R::Exists { .. } | R::Signer(_)
+                | R::Manifest(_) => {
                     (StatusCode::BAD_REQUEST, "bad_request", e.to_string())
                 }
+                R::DigestMismatch { .. } => {
+                    (StatusCode::BAD_REQUEST, "digest_mismatch", e.to_string())
+                }
+                R::TooLarge { .. } => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", e.to_string())
+                }
+                R::RangeNotSatisfiable { .. } => (
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range_not_satisfiable",
+                    e.to_string(),
+                ),
                 _ => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -161,6 +288,11 @@ impl IntoResponse for ApiError {
                     h.insert(name, v);
                 }
             }
+        }
+        if let ApiError::Registry(RegistryError::RangeNotSatisfiable { size }) = &self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            r.headers_mut().insert(header::CONTENT_RANGE, v);
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut()
@@ -311,91 +443,4 @@ async fn readyz() -> &'static str {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
-}
-
-async fn list_models(
-    State(s): State<AppState>,
-    Authenticated(c): Authenticated,
-) -> Result<Response, ApiError> {
-    let list = s.manager.list(&c).await?;
-    Ok(Json(json!({"versions": list})).into_response())
-}
-
-fn selector(version: &str) -> Selector {
-    Selector::parse(version)
-}
-
-async fn show_version(
-    State(s): State<AppState>,
-    Authenticated(c): Authenticated,
-    Path((model, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let v = s.manager.show(&c, &model, &selector(&version)).await?;
-    Ok(Json(v).into_response())
-}
-
-async fn download(
-    State(s): State<AppState>,
-    Authenticated(c): Authenticated,
-    Path((model, version, file)): Path<(String, String, String)>,
-) -> Result<Response, ApiError> {
-    let loaded = s
-        .manager
-        .load(
-            &c,
-            &model,
-            &selector(&version),
-            Some(&file),
-            &Staging::Memory,
-        )
-        .await?;
-    let index = loaded.receipt().index;
-    let (digest, version) = (
-        loaded
-            .files()
-            .first()
-            .map(|f| f.digest().to_owned())
-            .unwrap_or_default(),
-        loaded.version().to_owned(),
-    );
-    let bytes = loaded
-        .into_single_bytes()
-        .ok_or_else(|| ApiError::BadRequest("name one file of the version".into()))?;
-    let mut r = Response::new(Body::from(bytes));
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    for (name, value) in [
-        ("x-warden-digest", format!("sha256:{digest}")),
-        ("x-warden-version", version),
-        ("x-warden-audit-index", index.to_string()),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
-        }
-    }
-    Ok(r)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DecisionBody {
-    action: String,
-}
-
-async fn decision(
-    State(s): State<AppState>,
-    Authenticated(c): Authenticated,
-    Path((model, version)): Path<(String, String)>,
-    body: Result<Json<DecisionBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let action = Action::parse(&body.action).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let d = s
-        .manager
-        .check(&c, action, &model, Some(&selector(&version)), None)
-        .await?;
-    Ok(Json(json!({"allowed": d.allowed, "reason": d.reason()})).into_response())
 }

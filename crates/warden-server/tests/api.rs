@@ -229,6 +229,7 @@ impl Fx {
             manager: Arc::clone(self.m.as_ref().unwrap()),
             limits: Arc::clone(&self.limits),
             jwt: self.jwt.clone(),
+            max_upload: 1 << 20,
         })
         .layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))))
     }
@@ -792,5 +793,412 @@ fn jwt_bearer_tokens_are_verified_mapped_and_every_refusal_recorded() {
             ("eng".to_owned(), "203.0.113.7".to_owned()),
             ("dana".into(), "203.0.113.7".into())
         ]
+    );
+}
+
+/// Sends `method path` with a bearer token and an optional JSON body; returns status
+/// and parsed JSON (Null when the body is not JSON).
+fn call(
+    fx: &Fx,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-request-id", format!("rq-{method}-{path}"));
+    let req = match body {
+        Some(v) => b
+            .header("content-type", "application/json")
+            .body(Body::from(v.to_string())),
+        None => b.body(Body::empty()),
+    }
+    .unwrap();
+    let (s, _, body) = fx.send(req);
+    (s, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    warden_core::hex::encode(&warden_core::merkle::sha256(b))
+}
+
+#[test]
+fn the_whole_lifecycle_over_http_is_in_the_ledger() {
+    let mut fx = Fx::new();
+    let p = fx.dir.path().to_path_buf();
+    // The registrant uploads with a register-scoped token and signs the manifest on
+    // its own side; the server never holds its key.
+    let eng = fx.token("eng", &["model:register", "model:read"], 3600);
+    let weights: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let digest = sha256_hex(&weights);
+    let put = |token: &str, digest: &str, body: Vec<u8>| {
+        let req = Request::put(format!("/v1/models/churn/blobs/sha256:{digest}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from(body))
+            .unwrap();
+        let (s, _, b) = fx.send(req);
+        (
+            s,
+            serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_default(),
+        )
+    };
+    let (s, v) = put(&eng, &"0".repeat(64), weights.clone());
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("digest_mismatch"))
+    );
+    let (s, v) = put(&eng, &digest, vec![7u8; (1 << 20) + 1]);
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large"))
+    );
+    let reader = fx.token("eng", &["model:read"], 3600);
+    assert_eq!(
+        put(&reader, &digest, weights.clone()).0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, v) = put(&eng, &digest, weights.clone());
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["digest"], format!("sha256:{digest}"));
+
+    let key = keyfile::read(&p.join("eng.key")).unwrap();
+    let signed = |files: Vec<warden_registry::manifest::Resource>| {
+        let st = warden_registry::manifest::statement("churn", "2.0", files, Provenance::default());
+        warden_registry::manifest::sign(&st, "eng", &key.key).unwrap()
+    };
+    let file = |name: &str, digest: &str, size: u64| warden_registry::manifest::Resource {
+        name: name.into(),
+        algorithm: "sha256".into(),
+        digest: digest.into(),
+        size,
+    };
+    // A manifest naming a file that was never uploaded is refused.
+    let missing = signed(vec![file("w.bin", &"1".repeat(64), 5)]);
+    let (s, v) = call(
+        &fx,
+        "POST",
+        "/v1/models/churn/versions/2.0",
+        &eng,
+        Some(serde_json::json!({"envelope": missing})),
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let env = signed(vec![file("w.bin", &digest, weights.len() as u64)]);
+    let (s, v) = call(
+        &fx,
+        "POST",
+        "/v1/models/churn/versions/2.0",
+        &eng,
+        Some(serde_json::json!({"envelope": env})),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["version"]["state"], "registered");
+
+    // An administrator with MFA (from the identity provider) runs the lifecycle.
+    let admin = fx.jwt(
+        serde_json::json!({"sub": "admin", "scope": "model:admin model:read model:load", "amr": ["hwk"]}),
+        false,
+    );
+    let base = "/v1/models/churn/versions/2.0";
+    let (s, v) = call(
+        &fx,
+        "POST",
+        &format!("{base}/promote"),
+        &admin,
+        Some(serde_json::json!({"to": "validated", "evidence": {"auc": 0.91}})),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = call(
+        &fx,
+        "POST",
+        &format!("{base}/promote"),
+        &admin,
+        Some(serde_json::json!({"to": "production"})),
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = call(
+        &fx,
+        "POST",
+        &format!("{base}/promote"),
+        &admin,
+        Some(serde_json::json!({"to": "revoked"})),
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = call(
+        &fx,
+        "PUT",
+        "/v1/models/churn/aliases/stable",
+        &admin,
+        Some(serde_json::json!({"version": "2.0"})),
+    );
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(
+        &fx,
+        "GET",
+        "/v1/models/churn/versions/stable/files/w.bin",
+        &admin,
+        None,
+    );
+    assert_eq!(s, StatusCode::OK);
+    // Directory: a new principal, a grant, a token for it, then its revocation.
+    let (s, v) = call(
+        &fx,
+        "POST",
+        "/v1/principals",
+        &admin,
+        Some(serde_json::json!({"name": "svc-scoring", "roles": ["service"], "service": true})),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _) = call(
+        &fx,
+        "POST",
+        "/v1/principals/svc-scoring/grants",
+        &admin,
+        Some(serde_json::json!({"model": "churn", "actions": ["load"], "expires_in_secs": 600})),
+    );
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = call(
+        &fx,
+        "POST",
+        "/v1/tokens",
+        &admin,
+        Some(
+            serde_json::json!({"principal": "svc-scoring", "scopes": ["model:load"], "expires_in_secs": 600}),
+        ),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let svc = v["token"].as_str().unwrap().to_owned();
+    let id = v["info"]["id"].as_str().unwrap().to_owned();
+    let (s, v) = call(&fx, "GET", "/v1/tokens?principal=svc-scoring", &admin, None);
+    assert_eq!(
+        (s, v["tokens"].as_array().unwrap().len()),
+        (StatusCode::OK, 1)
+    );
+    assert!(
+        !v.to_string().contains(&svc),
+        "a listing never shows a secret"
+    );
+    let (s, _) = call(
+        &fx,
+        "GET",
+        "/v1/models/churn/versions/production/files/w.bin",
+        &svc,
+        None,
+    );
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&fx, "DELETE", &format!("/v1/tokens/{id}"), &admin, None);
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(
+        &fx,
+        "GET",
+        "/v1/models/churn/versions/production/files/w.bin",
+        &svc,
+        None,
+    );
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "a revoked token is refused at once"
+    );
+    let (s, v) = call(&fx, "GET", "/v1/principals", &admin, None);
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        v["principals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "svc-scoring")
+    );
+    // Revocation needs MFA; with it, the version is gone for everyone.
+    let no_mfa = fx.jwt(
+        serde_json::json!({"sub": "admin", "scope": "model:admin"}),
+        false,
+    );
+    let (s, _) = call(
+        &fx,
+        "POST",
+        &format!("{base}/revoke"),
+        &no_mfa,
+        Some(serde_json::json!({"reason": "leak"})),
+    );
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(
+        &fx,
+        "POST",
+        &format!("{base}/revoke"),
+        &admin,
+        Some(serde_json::json!({"reason": "training data leak"})),
+    );
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&fx, "GET", &format!("{base}/files/w.bin"), &admin, None);
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    let ev = fx.close_and_read();
+    let seen =
+        |kind: &str, pred: &dyn Fn(&Event) -> bool| ev.iter().any(|(k, e)| k == kind && pred(e));
+    let rid = |e: &Event, m: &str| e.request_id.as_deref().is_some_and(|r| r.starts_with(m));
+    assert!(seen("registry.upload", &|e| e.digest.as_deref()
+        == Some(&format!("sha256:{digest}"))
+        && e.user.as_deref() == Some("eng")));
+    assert!(seen("registry.register", &|e| e.version.as_deref()
+        == Some("2.0")
+        && rid(e, "rq-POST")));
+    assert!(seen("model.denied", &|e| e.user.as_deref() == Some("eng")
+        && e.action.as_deref() == Some("register")));
+    let changes: Vec<_> = ev
+        .iter()
+        .filter(|(k, e)| k.starts_with("registry.") && e.model.as_deref() == Some("churn"))
+        .map(|(k, e)| (k.as_str(), e.action.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("registry.upload", "register".to_owned()),
+            ("registry.register", "register".into()),
+            ("registry.promote", "deploy".into()),
+            ("registry.promote", "deploy".into()),
+            ("registry.alias", "write".into()),
+            ("registry.principal", "write".into()), // the grant on churn
+            ("registry.revoke", "revoke".into()),
+        ],
+        "every model-affecting request, in order"
+    );
+    let accesses: Vec<_> = ev
+        .iter()
+        .filter(|(k, e)| k == "model.access" && e.model.as_deref() == Some("churn"))
+        .map(|(_, e)| e.user.clone().unwrap())
+        .collect();
+    assert_eq!(accesses, ["admin", "svc-scoring"]);
+    assert!(seen("registry.token", &|e| e
+        .details
+        .as_ref()
+        .is_some_and(|d| d["op"] == "token.revoke")));
+}
+
+#[test]
+fn ranges_are_served_from_a_verified_stream() {
+    let fx = Fx::new();
+    let t = fx.token("eng", &["model:load"], 3600);
+    let get = |range: Option<&str>| {
+        let mut b = Request::get(FILE).header("authorization", format!("Bearer {t}"));
+        if let Some(r) = range {
+            b = b.header("range", r);
+        }
+        fx.send(b.body(Body::empty()).unwrap())
+    };
+    let (s, h, body) = get(None);
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body, fx.weights);
+    assert_eq!(h["etag"], format!("\"{}\"", sha256_hex(&fx.weights)));
+    assert_eq!(h["accept-ranges"], "bytes");
+    let (s, h, body) = get(Some("bytes=1000-1999"));
+    assert_eq!(s, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, &fx.weights[1000..2000]);
+    assert_eq!(
+        h["content-range"],
+        format!("bytes 1000-1999/{}", fx.weights.len())
+    );
+    let (s, _, body) = get(Some("bytes=-10"));
+    assert_eq!(
+        (s, body.as_slice()),
+        (
+            StatusCode::PARTIAL_CONTENT,
+            &fx.weights[fx.weights.len() - 10..]
+        )
+    );
+    let (s, h, _) = get(Some("bytes=999999999-"));
+    assert_eq!(s, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(h["content-range"], format!("bytes */{}", fx.weights.len()));
+}
+
+#[test]
+fn a_blob_tampered_after_registration_never_completes_a_download() {
+    let mut fx = Fx::new();
+    let t = fx.token("eng", &["model:load"], 3600);
+    let digest = sha256_hex(&fx.weights);
+    let blob = fx.m().blobs().local_path(&digest).unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[150_000] ^= 1;
+    std::fs::write(&blob, &bytes).unwrap();
+    for range in [None, Some("bytes=0-99")] {
+        let mut b = Request::get(FILE).header("authorization", format!("Bearer {t}"));
+        if let Some(r) = range {
+            b = b.header("range", r);
+        }
+        let body = fx.rt.block_on(async {
+            let r = fx
+                .router()
+                .oneshot(b.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            r.into_body().collect().await
+        });
+        assert!(
+            body.is_err(),
+            "the stream ends in an error, not a complete body ({range:?})"
+        );
+    }
+    let ev = fx.close_and_read();
+    let incidents: Vec<_> = ev
+        .iter()
+        .filter(|(k, _)| k == "incident")
+        .map(|(_, e)| e.details.clone().unwrap())
+        .collect();
+    assert_eq!(incidents.len(), 2);
+    for d in incidents {
+        assert_eq!(d["severity"], "CRITICAL");
+        assert_eq!(d["evidence"]["expected"], digest);
+        assert_ne!(d["evidence"]["actual"], digest);
+    }
+}
+
+#[test]
+fn json_bodies_are_limited_in_type_depth_and_size() {
+    let fx = Fx::new();
+    let admin = fx.jwt(
+        serde_json::json!({"sub": "admin", "scope": "model:admin", "amr": ["hwk"]}),
+        false,
+    );
+    let send = |path: &str, ct: &str, body: Vec<u8>| {
+        let req = Request::post(path)
+            .header("authorization", format!("Bearer {admin}"))
+            .header("content-type", ct)
+            .body(Body::from(body))
+            .unwrap();
+        let (s, _, b) = fx.send(req);
+        (
+            s,
+            serde_json::from_slice::<serde_json::Value>(&b).unwrap()["error"]["code"].clone(),
+        )
+    };
+    let deep = format!(
+        "{{\"to\":\"validated\",\"evidence\":{}1{}}}",
+        "[".repeat(40),
+        "]".repeat(40)
+    );
+    assert_eq!(
+        send(
+            &format!("{SHOW}/promote"),
+            "application/json",
+            deep.into_bytes()
+        ),
+        (StatusCode::BAD_REQUEST, "bad_request".into())
+    );
+    assert_eq!(
+        send(&format!("{SHOW}/promote"), "text/plain", b"{}".to_vec()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type".into()
+        )
+    );
+    assert_eq!(
+        send("/v1/principals", "application/json", vec![b' '; 100_000]),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large".into())
+    );
+    assert_eq!(
+        send(SHOW, "application/json", vec![b' '; 5 << 20]),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large".into())
     );
 }

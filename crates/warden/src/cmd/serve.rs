@@ -36,6 +36,9 @@ pub struct Args {
     /// Failed authentications per minute per client address before answers turn to 429.
     #[arg(long, default_value_t = 10)]
     auth_failures_per_min: u32,
+    /// Largest file accepted by an upload, in bytes.
+    #[arg(long, default_value_t = warden_server::DEFAULT_MAX_UPLOAD)]
+    max_upload: u64,
 }
 
 pub fn run(a: &Args) -> Result<ExitCode> {
@@ -91,6 +94,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 manager: Arc::clone(&m),
                 limits: Arc::new(warden_server::limits::Limits::new(limits)),
                 jwt: jwt.clone(),
+                max_upload: a.max_upload,
             });
             match tls {
                 Some(cfg) => {
