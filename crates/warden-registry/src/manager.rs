@@ -296,6 +296,24 @@ impl SecureModelManager {
             .map_err(RegistryError::Audit)
     }
 
+    /// Allows an auditor's read of the ledger (`audit` on the ledger), recording it as an
+    /// `audit.read` entry with `what` was read; returns the entries file to read.
+    pub async fn audit_read(
+        &self,
+        caller: &Caller,
+        what: serde_json::Value,
+    ) -> Result<PathBuf, RegistryError> {
+        let decision = self
+            .authorize(caller, Action::Audit, &ResourceFacts::Ledger, None)
+            .await?;
+        let mut ev = Self::event(caller, Action::Audit);
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.details = Some(what);
+        self.audit("audit.read", ev).await?;
+        Ok(self.ledger.path().to_path_buf())
+    }
+
     /// The entry of an allowed change to the principal directory.
     fn directory_event(caller: &Caller, decision: &Decision, details: serde_json::Value) -> Event {
         let mut ev = Self::event(caller, Action::Write);

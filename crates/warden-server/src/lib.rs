@@ -7,6 +7,7 @@
 //! to the log, never to the client.
 
 mod admin;
+mod audit;
 pub mod jwt;
 pub mod limits;
 mod models;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub jwt: Option<Arc<jwt::JwtVerifier>>,
     /// Largest file accepted by an upload.
     pub max_upload: u64,
+    /// Decrypts entries for the audit endpoints when set.
+    pub auditor: Option<Arc<warden_core::crypto::RecipientSecretKey>>,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
             limits: Arc::new(limits::Limits::new(limits::LimitConfig::default())),
             jwt: None,
             max_upload: DEFAULT_MAX_UPLOAD,
+            auditor: None,
         }
     }
 }
@@ -96,6 +100,10 @@ pub fn app(state: AppState) -> Router {
             get(admin::list_tokens).post(admin::create_token),
         )
         .route("/v1/tokens/{id}", delete(admin::revoke_token))
+        .route("/v1/audit/entries", get(audit::entries))
+        .route("/v1/audit/checkpoint", get(audit::checkpoint))
+        .route("/v1/audit/proof/inclusion", get(audit::inclusion))
+        .route("/v1/audit/proof/consistency", get(audit::consistency))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -187,6 +195,8 @@ pub enum ApiError {
     BodyTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl IntoResponse for ApiError {
@@ -200,6 +210,11 @@ impl IntoResponse for ApiError {
             ),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such resource".into()),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error".into(),
+            ),
             ApiError::BodyTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",

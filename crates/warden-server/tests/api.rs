@@ -230,6 +230,9 @@ impl Fx {
             limits: Arc::clone(&self.limits),
             jwt: self.jwt.clone(),
             max_upload: 1 << 20,
+            auditor: Some(Arc::new(
+                keys::read_recipient_secret(&self.dir.path().join("aud.key")).unwrap(),
+            )),
         })
         .layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))))
     }
@@ -1200,5 +1203,123 @@ fn json_bodies_are_limited_in_type_depth_and_size() {
     assert_eq!(
         send(SHOW, "application/json", vec![b' '; 5 << 20]),
         (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large".into())
+    );
+}
+
+#[test]
+fn auditors_read_decrypted_entries_and_proofs_that_verify() {
+    use warden_core::checkpoint::{Checkpoint, TlogProof};
+    use warden_core::merkle::{leaf_hash, verify_consistency, verify_inclusion};
+    let mut fx = Fx::new();
+    let admin = Caller::local("admin");
+    fx.rt
+        .block_on(
+            fx.m()
+                .add_principal(Some(&admin), "aud", &["auditor".into()], false, None),
+        )
+        .unwrap();
+    let auditor = fx.token("aud", &["audit:read"], 3600);
+    let no_scope = fx.token("aud", &["model:read"], 3600);
+    let engineer = fx.token("eng", &["audit:read", "model:load"], 3600);
+    assert_eq!(
+        call(&fx, "GET", "/v1/audit/checkpoint", &no_scope, None).0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&fx, "GET", "/v1/audit/checkpoint", &engineer, None).0,
+        StatusCode::FORBIDDEN,
+        "role"
+    );
+
+    let note_of = |fx: &Fx| {
+        let req = Request::get("/v1/audit/checkpoint")
+            .header("authorization", format!("Bearer {auditor}"))
+            .body(Body::empty())
+            .unwrap();
+        let (s, _, b) = fx.send(req);
+        assert_eq!(s, StatusCode::OK);
+        let note = warden_core::note::Note::parse(&b).unwrap();
+        Checkpoint::from_text(note.text()).unwrap()
+    };
+    let old = note_of(&fx);
+    for _ in 0..3 {
+        assert_eq!(fx.get(FILE, Some(&engineer)).0, StatusCode::OK);
+    }
+    let new = note_of(&fx);
+    assert!(new.size > old.size);
+    let (s, v) = call(
+        &fx,
+        "GET",
+        &format!("/v1/audit/proof/consistency?old={}", old.size),
+        &auditor,
+        None,
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let hashes: Vec<[u8; 32]> = v["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| b64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    let served = Checkpoint::from_text(
+        warden_core::note::Note::parse(v["checkpoint"].as_str().unwrap().as_bytes())
+            .unwrap()
+            .text(),
+    )
+    .unwrap();
+    verify_consistency(old.size, served.size, &old.root, &served.root, &hashes).unwrap();
+
+    // Entries: decrypted, filtered, paged.
+    let (s, v) = call(
+        &fx,
+        "GET",
+        "/v1/audit/entries?kind=model.access&user=eng&limit=2",
+        &auditor,
+        None,
+    );
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let list = v["entries"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(v["next"].is_u64(), "a third access remains");
+    for e in list {
+        assert_eq!(e["event"]["user"], "eng");
+        assert_eq!(e["event"]["model"], "fraud");
+        assert_eq!(e["event"]["ip"], "203.0.113.7");
+    }
+    let index = list[0]["index"].as_u64().unwrap();
+    let req = Request::get(format!("/v1/audit/proof/inclusion?index={index}"))
+        .header("authorization", format!("Bearer {auditor}"))
+        .body(Body::empty())
+        .unwrap();
+    let (s, _, b) = fx.send(req);
+    assert_eq!(s, StatusCode::OK);
+    let proof = TlogProof::parse(&b).unwrap();
+    assert_eq!(proof.index, index);
+    let cp = Checkpoint::from_text(proof.checkpoint.text()).unwrap();
+    let leaf = leaf_hash(proof.extra.as_deref().unwrap());
+    verify_inclusion(&leaf, index, cp.size, &proof.hashes, &cp.root).unwrap();
+    // Bad requests are 400s, not 500s.
+    for q in [
+        "/v1/audit/proof/inclusion?index=99999999",
+        "/v1/audit/proof/inclusion?index=x",
+        "/v1/audit/proof/consistency?old=99999999",
+        "/v1/audit/entries?bogus=1",
+    ] {
+        assert_eq!(
+            call(&fx, "GET", q, &auditor, None).0,
+            StatusCode::BAD_REQUEST,
+            "{q}"
+        );
+    }
+    let ev = fx.close_and_read();
+    let reads = ev
+        .iter()
+        .filter(|(k, e)| k == "audit.read" && e.user.as_deref() == Some("aud"))
+        .count();
+    assert_eq!(
+        reads, 7,
+        "every authorized audit read is recorded, even one it cannot answer"
     );
 }

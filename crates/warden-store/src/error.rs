@@ -20,6 +20,9 @@ pub enum StoreError {
     BadPassphrase { path: PathBuf },
     #[error("{0}")]
     Config(String),
+    /// A request the ledger cannot answer as asked (an index past the end, ...).
+    #[error("{0}")]
+    Request(String),
     #[error("the ledger {} is in use by another process", path.display())]
     Locked { path: PathBuf },
     #[error(

@@ -208,6 +208,7 @@ pub struct Ledger {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     info: LedgerInfo,
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -473,7 +474,14 @@ impl Ledger {
             shared,
             thread: Some(thread),
             info,
+            path: log.to_path_buf(),
         })
+    }
+
+    /// The entries file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// What opening found.

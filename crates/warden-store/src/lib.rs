@@ -2,6 +2,7 @@
 //! recovery ([`ledger`]), key files ([`keys`]), the data directory ([`config`]), and the
 //! file-reading verification driver ([`verify`]).
 
+pub mod audit;
 pub mod config;
 pub mod durable;
 pub mod error;

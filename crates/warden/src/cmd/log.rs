@@ -3,18 +3,12 @@
 use crate::common::{DataDirArg, EXIT_ERROR, open_ledger, print_json};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use warden_core::checkpoint::TlogProof;
-use warden_core::crypto::DataKey;
-use warden_core::entry::{self, Event, KIND_ROTATION};
-use warden_core::epoch::RotationRecord;
-use warden_core::merkle::inclusion_proof;
-use warden_core::note::Note;
+use warden_core::entry::Event;
 use warden_store::keys;
-use warden_store::ledger::{Receipt, Ticket, checkpoints_path, read_leaves};
+use warden_store::ledger::{Receipt, Ticket};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -107,12 +101,9 @@ pub fn run(c: &Command) -> Result<ExitCode> {
         Command::Checkpoint { dir, json } => {
             let d = dir.dir();
             let cfg = d.read_config()?;
-            let cp = checkpoints_path(&d.log(&cfg));
-            let data = std::fs::read(&cp).with_context(|| format!("reading {}", cp.display()))?;
-            let Some(line) = data.split(|&b| b == b'\n').rfind(|l| !l.is_empty()) else {
+            let Some(rec) = warden_store::audit::latest_checkpoint(&d.log(&cfg))? else {
                 bail!("the ledger has no checkpoint yet")
             };
-            let rec = warden_core::record::CheckpointRecord::decode(line)?;
             if *json {
                 print_json(
                     &serde_json::json!({"size": rec.size, "epoch": rec.epoch, "note": rec.note}),
@@ -125,31 +116,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
         Command::Prove { index, dir } => {
             let d = dir.dir();
             let cfg = d.read_config()?;
-            let log = d.log(&cfg);
-            let data = std::fs::read(checkpoints_path(&log))?;
-            let Some(line) = data.split(|&b| b == b'\n').rfind(|l| !l.is_empty()) else {
-                bail!("the ledger has no checkpoint yet")
-            };
-            let rec = warden_core::record::CheckpointRecord::decode(line)?;
-            let (leaves, lines) = read_leaves(&log)?;
-            let size = usize::try_from(rec.size)?;
-            if *index >= rec.size {
-                bail!(
-                    "index {index} is not covered by the latest checkpoint (size {})",
-                    rec.size
-                );
-            }
-            let leaves = leaves
-                .get(..size)
-                .context("entries file is shorter than the checkpoint")?;
-            let hashes = inclusion_proof(leaves, *index)?;
-            let extra = lines.get(usize::try_from(*index)?).cloned();
-            let proof = TlogProof {
-                extra,
-                index: *index,
-                hashes,
-                checkpoint: Note::parse(rec.note.as_bytes())?,
-            };
+            let proof = warden_store::audit::inclusion(&d.log(&cfg), *index)?;
             print!("{}", proof.to_text());
             Ok(ExitCode::SUCCESS)
         }
@@ -252,82 +219,40 @@ fn show(
     let sk = auditor
         .map(|p| keys::read_recipient_secret(p))
         .transpose()?;
-    let file = std::fs::File::open(&log).with_context(|| format!("opening {}", log.display()))?;
-    let mut keys_by_epoch: HashMap<u64, Option<DataKey>> = HashMap::new();
     let mut out = std::io::stdout().lock();
-    let mut buf = Vec::new();
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut index = 0u64;
     let mut bad = false;
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
-        if buf.last() == Some(&b'\n') {
-            buf.pop();
-        }
-        let i = index;
-        index += 1;
-        if to.is_some_and(|t| i > t) {
-            break;
-        }
-        let Ok(e) = entry::parse_line(&buf) else {
+    let filter = warden_store::audit::EntryFilter {
+        from,
+        to,
+        ..Default::default()
+    };
+    warden_store::audit::for_each_entry(&log, sk.as_ref(), &filter, |e| {
+        if matches!(e.error, Some("malformed line" | "decryption failed")) {
             bad = true;
-            if i >= from {
-                writeln!(out, "{i}\tMALFORMED")?;
-            }
-            continue;
-        };
-        if e.header.kind == KIND_ROTATION
-            && let Some(sk) = &sk
-        {
-            let k = RotationRecord::decode(e.header.rotation.unwrap_or_default())
-                .ok()
-                .and_then(|r| r.unwrap_data_key(sk).ok().flatten());
-            keys_by_epoch.insert(e.header.epoch, k);
         }
-        if i < from {
-            continue;
-        }
-        let mut event = serde_json::Value::Null;
-        let mut note = "";
-        if sk.is_some() {
-            match keys_by_epoch.get(&e.header.epoch) {
-                Some(Some(k)) => {
-                    let mut pt = Vec::new();
-                    match e.open(k, &mut pt) {
-                        Ok(()) => {
-                            event = serde_json::from_slice(&pt).unwrap_or(serde_json::Value::Null)
-                        }
-                        Err(_) => {
-                            note = "DECRYPTION FAILED";
-                            bad = true;
-                        }
-                    }
-                }
-                _ => note = "not wrapped to this auditor",
-            }
-        }
-        if json {
+        let written = if e.error == Some("malformed line") {
+            writeln!(out, "{}\tMALFORMED", e.index)
+        } else if json {
             let v = serde_json::json!({
-                "index": i, "time": e.header.time.to_string(), "epoch": e.header.epoch, "kind": e.header.kind,
-                "event": event, "error": if note.is_empty() { serde_json::Value::Null } else { note.into() },
+                "index": e.index, "time": e.time, "epoch": e.epoch, "kind": e.kind,
+                "event": e.event, "error": e.error.map(str::to_uppercase),
             });
-            writeln!(out, "{v}")?;
+            writeln!(out, "{v}")
         } else {
-            let ev = if event.is_null() {
-                note.to_owned()
-            } else {
-                event.to_string()
+            let ev = match (&e.event, e.error) {
+                (Some(v), _) => v.to_string(),
+                (None, Some(why)) => why.to_uppercase(),
+                (None, None) => String::new(),
             };
             writeln!(
                 out,
-                "{i}\t{}\tepoch {}\t{}\t{ev}",
-                e.header.time, e.header.epoch, e.header.kind
-            )?;
-        }
-    }
+                "{}\t{}\tepoch {}\t{}\t{ev}",
+                e.index, e.time, e.epoch, e.kind
+            )
+        };
+        // A closed pipe (`| head`) ends the listing.
+        Ok(written.is_ok())
+    })?;
     Ok(if bad {
         ExitCode::from(EXIT_ERROR)
     } else {

@@ -36,6 +36,10 @@ pub struct Args {
     /// Failed authentications per minute per client address before answers turn to 429.
     #[arg(long, default_value_t = 10)]
     auth_failures_per_min: u32,
+    /// Auditor secret key: lets the audit endpoints return decrypted events. Without
+    /// it they return the public headers only.
+    #[arg(long)]
+    auditor_key: Option<std::path::PathBuf>,
     /// Largest file accepted by an upload, in bytes.
     #[arg(long, default_value_t = warden_server::DEFAULT_MAX_UPLOAD)]
     max_upload: u64,
@@ -81,6 +85,15 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             ))
         }
     };
+    let auditor = a
+        .auditor_key
+        .as_ref()
+        .map(|p| {
+            warden_store::keys::read_recipient_secret(p)
+                .with_context(|| format!("reading the auditor key {}", p.display()))
+        })
+        .transpose()?
+        .map(Arc::new);
     let (engine, digest) = load_policy(&dir, &cfg)?;
     let (ledger, _) = open_ledger(&dir)?;
     runtime()?.block_on(async {
@@ -95,6 +108,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 limits: Arc::new(warden_server::limits::Limits::new(limits)),
                 jwt: jwt.clone(),
                 max_upload: a.max_upload,
+                auditor: auditor.clone(),
             });
             match tls {
                 Some(cfg) => {

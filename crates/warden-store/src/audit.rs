@@ -1,0 +1,268 @@
+//! The read side of the ledger for auditors: the latest signed checkpoint, inclusion
+//! and consistency proofs against it, and entries (decrypted with an auditor key),
+//! filtered and paged. Shared by `warden log` and the HTTP API.
+//!
+//! Each call reads the files afresh (entries are found by a scan from the start, since
+//! an entry's key comes from its epoch's rotation record): simple and always current,
+//! at a cost linear in the ledger's size.
+
+use crate::error::{StoreError, io};
+use crate::ledger::{checkpoints_path, read_leaves};
+use std::collections::HashMap;
+use std::io::BufRead as _;
+use std::path::Path;
+use warden_core::checkpoint::TlogProof;
+use warden_core::crypto::{DataKey, RecipientSecretKey};
+use warden_core::entry::{self, KIND_ROTATION};
+use warden_core::epoch::RotationRecord;
+use warden_core::merkle::{Hash, consistency_proof, inclusion_proof};
+use warden_core::note::Note;
+use warden_core::record::CheckpointRecord;
+
+/// Most entries one [`read_entries`] call returns.
+pub const MAX_PAGE: usize = 1000;
+
+fn bad(detail: impl Into<String>) -> StoreError {
+    StoreError::Request(detail.into())
+}
+
+/// The latest checkpoint record, if the ledger has one.
+pub fn latest_checkpoint(log: &Path) -> Result<Option<CheckpointRecord>, StoreError> {
+    let path = checkpoints_path(log);
+    let data = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("read", &path)(e)),
+    };
+    match data.split(|&b| b == b'\n').rfind(|l| !l.is_empty()) {
+        None => Ok(None),
+        Some(line) => Ok(Some(CheckpointRecord::decode(line)?)),
+    }
+}
+
+fn require_checkpoint(log: &Path) -> Result<CheckpointRecord, StoreError> {
+    latest_checkpoint(log)?.ok_or_else(|| bad("the ledger has no checkpoint yet"))
+}
+
+/// Leaf hashes and lines of the first `size` entries.
+fn leaves_upto(log: &Path, size: u64) -> Result<(Vec<Hash>, Vec<Vec<u8>>), StoreError> {
+    let (mut leaves, mut lines) = read_leaves(log)?;
+    let n = usize::try_from(size).map_err(|_| bad("size out of range"))?;
+    if leaves.len() < n {
+        return Err(StoreError::Corrupt {
+            detail: "the entries file is shorter than its latest checkpoint".into(),
+        });
+    }
+    leaves.truncate(n);
+    lines.truncate(n);
+    Ok((leaves, lines))
+}
+
+/// A C2SP tlog-proof of entry `index` against the latest checkpoint, carrying the
+/// entry line as its extra data.
+pub fn inclusion(log: &Path, index: u64) -> Result<TlogProof, StoreError> {
+    let rec = require_checkpoint(log)?;
+    if index >= rec.size {
+        return Err(bad(format!(
+            "index {index} is not covered by the latest checkpoint (size {})",
+            rec.size
+        )));
+    }
+    let (leaves, lines) = leaves_upto(log, rec.size)?;
+    let hashes = inclusion_proof(&leaves, index).map_err(|e| bad(e.to_string()))?;
+    let extra = usize::try_from(index)
+        .ok()
+        .and_then(|i| lines.get(i))
+        .cloned();
+    Ok(TlogProof {
+        extra,
+        index,
+        hashes,
+        checkpoint: Note::parse(rec.note.as_bytes())?,
+    })
+}
+
+/// A consistency proof from the tree of `old_size` entries to the latest checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consistency {
+    pub old_size: u64,
+    pub new_size: u64,
+    pub hashes: Vec<Hash>,
+    /// The signed checkpoint of `new_size`.
+    pub checkpoint: String,
+}
+
+/// Proves that the tree of `old_size` entries is a prefix of the latest checkpoint's.
+pub fn consistency(log: &Path, old_size: u64) -> Result<Consistency, StoreError> {
+    let rec = require_checkpoint(log)?;
+    if old_size > rec.size {
+        return Err(bad(format!(
+            "old size {old_size} is larger than the latest checkpoint (size {})",
+            rec.size
+        )));
+    }
+    let (leaves, _) = leaves_upto(log, rec.size)?;
+    let hashes = consistency_proof(&leaves, old_size).map_err(|e| bad(e.to_string()))?;
+    Ok(Consistency {
+        old_size,
+        new_size: rec.size,
+        hashes,
+        checkpoint: rec.note.to_string(),
+    })
+}
+
+/// Which entries to return.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryFilter {
+    /// First index.
+    pub from: u64,
+    /// Last index (inclusive).
+    pub to: Option<u64>,
+    /// Only this public kind.
+    pub kind: Option<String>,
+    /// Only entries whose decrypted event names this user (needs the auditor key).
+    pub user: Option<String>,
+    /// Only entries whose decrypted event names this model (needs the auditor key).
+    pub model: Option<String>,
+    /// Most entries to return (capped at [`MAX_PAGE`]).
+    pub limit: usize,
+}
+
+/// One entry as shown to an auditor.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EntryView {
+    pub index: u64,
+    pub time: String,
+    pub epoch: u64,
+    pub kind: String,
+    /// The decrypted event, when an auditor key was given and could open it.
+    pub event: Option<serde_json::Value>,
+    /// Why the event is missing or the line is unusable.
+    pub error: Option<&'static str>,
+}
+
+/// Reads entries matching `f`; returns them and the index to continue from when the
+/// page (`f.limit`, at most [`MAX_PAGE`]) filled up.
+pub fn read_entries(
+    log: &Path,
+    auditor: Option<&RecipientSecretKey>,
+    f: &EntryFilter,
+) -> Result<(Vec<EntryView>, Option<u64>), StoreError> {
+    let limit = f.limit.clamp(1, MAX_PAGE);
+    let mut out = Vec::new();
+    let mut next = None;
+    for_each_entry(log, auditor, f, |e| {
+        if out.len() == limit {
+            next = Some(e.index);
+            return Ok(false);
+        }
+        out.push(e);
+        Ok(true)
+    })?;
+    Ok((out, next))
+}
+
+/// Calls `visit` with every entry matching `f` (`f.limit` is ignored) in order, until
+/// it returns false.
+pub fn for_each_entry(
+    log: &Path,
+    auditor: Option<&RecipientSecretKey>,
+    f: &EntryFilter,
+    mut visit: impl FnMut(EntryView) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    if auditor.is_none() && (f.user.is_some() || f.model.is_some()) {
+        return Err(bad(
+            "filtering by user or model needs the auditor key: events are encrypted",
+        ));
+    }
+    let file = std::fs::File::open(log).map_err(io("open", log))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut keys: HashMap<u64, Option<DataKey>> = HashMap::new();
+    let mut buf = Vec::new();
+    let mut index = 0u64;
+    loop {
+        buf.clear();
+        if reader
+            .read_until(b'\n', &mut buf)
+            .map_err(io("read", log))?
+            == 0
+        {
+            return Ok(());
+        }
+        if buf.last() != Some(&b'\n') {
+            // A torn tail is not an entry yet.
+            return Ok(());
+        }
+        buf.pop();
+        let i = index;
+        index += 1;
+        if f.to.is_some_and(|t| i > t) {
+            return Ok(());
+        }
+        let Ok(e) = entry::parse_line(&buf) else {
+            if i >= f.from
+                && f.kind.is_none()
+                && f.user.is_none()
+                && f.model.is_none()
+                && !visit(EntryView {
+                    index: i,
+                    time: String::new(),
+                    epoch: 0,
+                    kind: String::new(),
+                    event: None,
+                    error: Some("malformed line"),
+                })?
+            {
+                return Ok(());
+            }
+            continue;
+        };
+        if e.header.kind == KIND_ROTATION
+            && let Some(sk) = auditor
+        {
+            let k = RotationRecord::decode(e.header.rotation.unwrap_or_default())
+                .ok()
+                .and_then(|r| r.unwrap_data_key(sk).ok().flatten());
+            keys.insert(e.header.epoch, k);
+        }
+        if i < f.from || f.kind.as_deref().is_some_and(|k| k != e.header.kind) {
+            continue;
+        }
+        let (mut event, mut error) = (None, None);
+        if auditor.is_some() {
+            match keys.get(&e.header.epoch) {
+                Some(Some(k)) => {
+                    let mut pt = Vec::new();
+                    match e.open(k, &mut pt) {
+                        Ok(()) => event = serde_json::from_slice(&pt).ok(),
+                        Err(_) => error = Some("decryption failed"),
+                    }
+                }
+                _ => error = Some("not wrapped to this auditor"),
+            }
+        }
+        let field = |name: &str| {
+            event
+                .as_ref()
+                .and_then(|v: &serde_json::Value| v.get(name))
+                .and_then(|v| v.as_str())
+        };
+        if f.user.as_deref().is_some_and(|u| field("user") != Some(u))
+            || f.model
+                .as_deref()
+                .is_some_and(|m| field("model") != Some(m))
+        {
+            continue;
+        }
+        if !visit(EntryView {
+            index: i,
+            time: e.header.time.to_string(),
+            epoch: e.header.epoch,
+            kind: e.header.kind.to_owned(),
+            event,
+            error,
+        })? {
+            return Ok(());
+        }
+    }
+}
