@@ -157,7 +157,7 @@ impl std::fmt::Display for VersionState {
 }
 
 /// What is known of the principal making a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PrincipalFacts {
     pub name: String,
     /// A service account rather than a person.
@@ -170,7 +170,7 @@ pub struct PrincipalFacts {
 }
 
 /// The resource a request is about.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ResourceFacts {
     /// A model as a whole (registering a new version, listing).
     Model { name: String },
@@ -189,7 +189,7 @@ pub enum ResourceFacts {
 }
 
 /// The request context.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ContextFacts {
     /// Decision time, Unix seconds.
     pub now: i64,
@@ -202,7 +202,7 @@ pub struct ContextFacts {
 }
 
 /// One authorization question.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AccessRequest {
     pub principal: PrincipalFacts,
     pub action: Action,
@@ -256,10 +256,24 @@ pub struct Engine {
     /// Cedar builds an `ip` value by parsing text (about 4 µs); clients repeat, so the
     /// built expression is kept per address, at most `IP_CACHE` of them.
     ip_cache: std::sync::Mutex<HashMap<IpAddr, RestrictedExpression>>,
+    /// Decisions by their complete request (every fact a policy can see, the time in
+    /// seconds included): a decision is a pure function of its request and this policy
+    /// set, so a repeated request within the same second gets the same answer without
+    /// re-evaluation. At most `DECISION_CACHE` entries; emptied when full.
+    decisions: std::sync::RwLock<HashMap<AccessRequest, Decision>>,
 }
 
 /// Addresses whose Cedar `ip` value is kept; the cache is emptied when it is full.
 const IP_CACHE: usize = 65_536;
+/// Decisions kept (see `Engine::decisions`).
+const DECISION_CACHE: usize = 16_384;
+
+/// Whether a decision was evaluated or repeated from the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evaluated {
+    Fresh,
+    Cached,
+}
 
 #[derive(Debug)]
 struct Types {
@@ -317,6 +331,7 @@ impl Engine {
             authorizer: Authorizer::new(),
             validate_requests: false,
             ip_cache: std::sync::Mutex::new(HashMap::new()),
+            decisions: std::sync::RwLock::new(HashMap::new()),
             types: Types {
                 user: type_name("User")?,
                 role: type_name("Role")?,
@@ -353,14 +368,35 @@ impl Engine {
     /// Answers one request. A request that does not fit the schema is a deny whose
     /// reason says so, never an allow.
     pub fn decide(&self, req: &AccessRequest) -> Decision {
-        match self.try_decide(req) {
+        self.decide_cached(req).0
+    }
+
+    /// [`Engine::decide`], saying whether the answer was evaluated or repeated.
+    pub fn decide_cached(&self, req: &AccessRequest) -> (Decision, Evaluated) {
+        if !self.validate_requests
+            && let Ok(cache) = self.decisions.read()
+            && let Some(d) = cache.get(req)
+        {
+            return (d.clone(), Evaluated::Cached);
+        }
+        let d = match self.try_decide(req) {
             Ok(d) => d,
             Err(e) => Decision {
                 allowed: false,
                 policies: Vec::new(),
                 errors: vec![e.to_string()],
             },
+        };
+        if !self.validate_requests
+            && d.errors.is_empty()
+            && let Ok(mut cache) = self.decisions.write()
+        {
+            if cache.len() >= DECISION_CACHE {
+                cache.clear();
+            }
+            cache.insert(req.clone(), d.clone());
         }
+        (d, Evaluated::Fresh)
     }
 
     fn ip_expr(&self, ip: IpAddr) -> RestrictedExpression {

@@ -130,6 +130,12 @@ impl BlobStore {
     /// Opens a blob for reading. Crate-private: bytes leave the registry only through
     /// the audited load path.
     pub(crate) async fn open(&self, digest: &str) -> Result<BlobReader, RegistryError> {
+        // The local store's file is opened directly: no hop through a blocking thread.
+        if let Some(p) = self.local_path(digest) {
+            return std::fs::File::open(&p)
+                .map(BlobReader::File)
+                .map_err(RegistryError::io("open", &p));
+        }
         let r = self.store.get(&Self::key(digest)).await?;
         Ok(match r.payload {
             GetResultPayload::File(f, _) => BlobReader::File(f),

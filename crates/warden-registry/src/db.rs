@@ -3,6 +3,7 @@
 //! Queries are written for both SQLite and PostgreSQL: `$n` placeholders used once each
 //! and in order, standard types (`TEXT`, `BIGINT`, `BOOLEAN`), no `INSERT OR …`.
 
+use crate::cache::{Cached, Generation};
 use crate::error::RegistryError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
@@ -140,6 +141,19 @@ fn version_row(t: VersionTuple) -> VersionRow {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: SqlitePool,
+    cache: std::sync::Arc<ReadCache>,
+}
+
+/// What the hot path reads, cached (see `cache.rs`).
+#[derive(Debug, Default)]
+pub(crate) struct ReadCache {
+    pub(crate) generation: Generation,
+    principals: Cached<String, Option<PrincipalRow>>,
+    grants: Cached<(String, String), Vec<GrantRow>>,
+    versions: Cached<(String, String), Option<VersionRow>>,
+    aliases: Cached<(String, String), Option<String>>,
+    /// Tokens by hash; only found ones (unknown tokens are not cached).
+    pub(crate) tokens: Cached<String, crate::tokens::TokenInfo>,
 }
 
 impl Db {
@@ -169,7 +183,28 @@ impl Db {
         for stmt in SCHEMA {
             sqlx::query(stmt).execute(&pool).await?;
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            cache: std::sync::Arc::default(),
+        })
+    }
+
+    /// The read cache.
+    pub(crate) fn cache(&self) -> &ReadCache {
+        &self.cache
+    }
+
+    /// Drops everything cached (after a write outside a transaction).
+    pub(crate) fn invalidate(&self) {
+        self.cache.generation.bump();
+    }
+
+    /// Commits a write transaction, invalidating the cache before and after.
+    pub async fn commit(&self, tx: Transaction<'static, Sqlite>) -> Result<(), RegistryError> {
+        self.cache.generation.bump();
+        let r = tx.commit().await;
+        self.cache.generation.bump();
+        Ok(r?)
     }
 
     /// The connection pool.
@@ -182,8 +217,9 @@ impl Db {
         self.pool.close().await;
     }
 
-    /// Starts a transaction.
+    /// Starts a transaction; commit it with [`Db::commit`].
     pub async fn begin(&self) -> Result<Transaction<'static, Sqlite>, RegistryError> {
+        self.cache.generation.bump();
         Ok(self.pool.begin().await?)
     }
 
@@ -216,6 +252,18 @@ impl Db {
     // ---------------------------------------------------------------- principals
 
     pub async fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, RegistryError> {
+        let g = self.cache.generation.current();
+        if let Some(v) = self.cache.principals.get(&name.to_owned(), g) {
+            return Ok(v);
+        }
+        let v = self.principal_uncached(name).await?;
+        self.cache
+            .principals
+            .put(&self.cache.generation, g, name.to_owned(), v.clone());
+        Ok(v)
+    }
+
+    async fn principal_uncached(&self, name: &str) -> Result<Option<PrincipalRow>, RegistryError> {
         let row = sqlx::query_as::<_, (String, bool, bool, Option<String>, Option<String>, i64)>(
             "SELECT name, service, active, signing_alg, signing_key, created_at FROM principals WHERE name = $1",
         )
@@ -316,6 +364,11 @@ impl Db {
         principal: &str,
         model: &str,
     ) -> Result<Vec<GrantRow>, RegistryError> {
+        let key = (principal.to_owned(), model.to_owned());
+        let g = self.cache.generation.current();
+        if let Some(v) = self.cache.grants.get(&key, g) {
+            return Ok(v);
+        }
         let rows = sqlx::query_as::<_, (String, String, String, i64)>(
             "SELECT principal, model, action, expires_at FROM grants
              WHERE principal = $1 AND (model = $2 OR model = '*') ORDER BY action",
@@ -324,7 +377,11 @@ impl Db {
         .bind(model)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(grant_row).collect())
+        let v: Vec<GrantRow> = rows.into_iter().map(grant_row).collect();
+        self.cache
+            .grants
+            .put(&self.cache.generation, g, key, v.clone());
+        Ok(v)
     }
 
     pub async fn grants_of(&self, principal: &str) -> Result<Vec<GrantRow>, RegistryError> {
@@ -411,13 +468,22 @@ impl Db {
         model: &str,
         version: &str,
     ) -> Result<Option<VersionRow>, RegistryError> {
+        let key = (model.to_owned(), version.to_owned());
+        let g = self.cache.generation.current();
+        if let Some(v) = self.cache.versions.get(&key, g) {
+            return Ok(v);
+        }
         let q = format!("SELECT {VERSION_COLS} FROM versions WHERE model = $1 AND version = $2");
-        Ok(sqlx::query_as::<_, VersionTuple>(&q)
+        let v = sqlx::query_as::<_, VersionTuple>(&q)
             .bind(model)
             .bind(version)
             .fetch_optional(&self.pool)
             .await?
-            .map(version_row))
+            .map(version_row);
+        self.cache
+            .versions
+            .put(&self.cache.generation, g, key, v.clone());
+        Ok(v)
     }
 
     pub async fn versions(&self, model: &str) -> Result<Vec<VersionRow>, RegistryError> {
@@ -510,13 +576,22 @@ impl Db {
     // ---------------------------------------------------------------- aliases
 
     pub async fn alias(&self, model: &str, alias: &str) -> Result<Option<String>, RegistryError> {
-        Ok(sqlx::query_scalar::<_, String>(
+        let key = (model.to_owned(), alias.to_owned());
+        let g = self.cache.generation.current();
+        if let Some(v) = self.cache.aliases.get(&key, g) {
+            return Ok(v);
+        }
+        let v = sqlx::query_scalar::<_, String>(
             "SELECT version FROM aliases WHERE model = $1 AND alias = $2",
         )
         .bind(model)
         .bind(alias)
         .fetch_optional(&self.pool)
-        .await?)
+        .await?;
+        self.cache
+            .aliases
+            .put(&self.cache.generation, g, key, v.clone());
+        Ok(v)
     }
 
     pub async fn aliases(&self, model: &str) -> Result<Vec<(String, String)>, RegistryError> {

@@ -7,6 +7,7 @@
 //! `warden-store` ledger.
 
 pub mod blobs;
+mod cache;
 pub mod db;
 pub mod download;
 pub mod error;

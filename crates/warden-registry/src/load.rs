@@ -210,16 +210,7 @@ impl SecureModelManager {
         };
         // The signed manifest, checked against the registrant's registered key, is the
         // reference; the database rows must agree with it.
-        let verified = match self.signer_key(&v.registrant).await.and_then(|k| {
-            let env = manifest::parse_envelope(v.manifest.as_bytes())?;
-            Ok(manifest::verify(
-                &env,
-                &v.registrant,
-                &k,
-                &v.model,
-                &v.version,
-            )?)
-        }) {
+        let verified = match self.verified_manifest(&v).await {
             Ok(m) if m.root() == v.root_digest => m,
             Ok(m) => {
                 let (what, ev) = incident(

@@ -104,6 +104,18 @@ pub struct SecureModelManager {
     engine: Engine,
     pub(crate) ledger: Arc<Ledger>,
     clock: Arc<dyn Clock>,
+    /// The last verified manifest of each version, with the inputs it was verified from.
+    manifests: crate::cache::Cached<(String, String), Arc<VerifiedEntry>>,
+    manifests_generation: crate::cache::Generation,
+}
+
+/// A verified manifest and exactly what it was verified from.
+#[derive(Debug)]
+struct VerifiedEntry {
+    registrant: String,
+    key: (Option<String>, Option<String>),
+    envelope: String,
+    verified: manifest::VerifiedManifest,
 }
 
 /// A principal's signing key, read from its key file.
@@ -193,6 +205,8 @@ impl SecureModelManager {
             engine: opts.engine,
             ledger: Arc::new(ledger),
             clock: opts.clock,
+            manifests: crate::cache::Cached::default(),
+            manifests_generation: crate::cache::Generation::default(),
         };
         m.audit(
             "system.start",
@@ -245,7 +259,7 @@ impl SecureModelManager {
             },
         )
         .await?;
-        tx.commit().await?;
+        self.db.commit(tx).await?;
         Ok(())
     }
 
@@ -286,14 +300,16 @@ impl SecureModelManager {
 
     /// Appends one entry and waits until it is durable.
     pub(crate) async fn audit(&self, kind: &str, event: Event) -> Result<Receipt, RegistryError> {
-        let ledger = Arc::clone(&self.ledger);
-        let kind = kind.to_owned();
-        tokio::task::spawn_blocking(move || ledger.append(&kind, &event))
-            .await
-            .map_err(|e| {
-                RegistryError::Audit(warden_store::error::AppendError::Failed(e.to_string()))
-            })?
-            .map_err(RegistryError::Audit)
+        let t = std::time::Instant::now();
+        // Submitting only queues (it blocks just when the queue is full); the task then
+        // parks until the sequencer has made the batch durable.
+        let r = match self.ledger.submit(kind, &event) {
+            Ok(ticket) => ticket.await.map_err(RegistryError::Audit),
+            Err(e) => Err(RegistryError::Audit(e)),
+        };
+        metrics::histogram!("warden_audit_append_duration_seconds", "kind" => kind.to_owned())
+            .record(t.elapsed().as_secs_f64());
+        r
     }
 
     /// Allows an auditor's read of the ledger (`audit` on the ledger), recording it as an
@@ -446,7 +462,12 @@ impl SecureModelManager {
                 target,
             },
         };
-        Ok(self.engine.decide(&req))
+        let t = std::time::Instant::now();
+        let (d, how) = self.engine.decide_cached(&req);
+        metrics::histogram!("warden_policy_evaluation_duration_seconds",
+            "cache" => if how == warden_policy::Evaluated::Cached { "hit" } else { "miss" })
+        .record(t.elapsed().as_secs_f64());
+        Ok(d)
     }
 
     /// The policy check of the decision flow. A deny is recorded as `model.denied` and
@@ -459,7 +480,11 @@ impl SecureModelManager {
         resource: &ResourceFacts,
         target: Option<VersionState>,
     ) -> Result<Decision, RegistryError> {
+        let t = std::time::Instant::now();
         let d = self.decide(caller, action, resource, target).await?;
+        metrics::histogram!("warden_decision_duration_seconds",
+            "outcome" => if d.allowed { "allow" } else { "deny" })
+        .record(t.elapsed().as_secs_f64());
         if d.allowed {
             return Ok(d);
         }
@@ -638,7 +663,7 @@ impl SecureModelManager {
             "signing_key": signing_key.map(|k| manifest::key_id(name, k)),
         }));
         let receipt = self.audit("registry.principal", ev).await?;
-        tx.commit().await?;
+        self.db.commit(tx).await?;
         Ok(receipt)
     }
 
@@ -662,7 +687,7 @@ impl SecureModelManager {
             json!({"op": "principal.grant_role", "principal": name, "role": role}),
         );
         let r = self.audit("registry.principal", ev).await?;
-        tx.commit().await?;
+        self.db.commit(tx).await?;
         Ok(r)
     }
 
@@ -707,7 +732,7 @@ impl SecureModelManager {
             "actions": actions.iter().map(|a| a.as_str()).collect::<Vec<_>>(), "expires_at": expires_at,
         }));
         let r = self.audit("registry.principal", ev).await?;
-        tx.commit().await?;
+        self.db.commit(tx).await?;
         Ok(r)
     }
 
@@ -731,7 +756,7 @@ impl SecureModelManager {
         };
         let ev = Self::directory_event(caller, &decision, json!({"op": op, "principal": name}));
         let r = self.audit("registry.principal", ev).await?;
-        tx.commit().await?;
+        self.db.commit(tx).await?;
         Ok(r)
     }
 
@@ -766,22 +791,64 @@ impl SecureModelManager {
     }
 
     /// The registered signing key of `name`.
+    /// Verifies `v`'s signed manifest against its registrant's registered key. A
+    /// verification is reused only for byte-identical inputs (registrant, stored key,
+    /// envelope): the same bytes verify the same way.
+    pub(crate) async fn verified_manifest(
+        &self,
+        v: &VersionRow,
+    ) -> Result<manifest::VerifiedManifest, RegistryError> {
+        let p =
+            self.db.principal(&v.registrant).await?.ok_or_else(|| {
+                RegistryError::Signer(format!("unknown signer {:?}", v.registrant))
+            })?;
+        let stored_key = (p.signing_alg.clone(), p.signing_key.clone());
+        let slot = (v.model.clone(), v.version.clone());
+        if let Some(hit) = self.manifests.get(&slot, 0)
+            && hit.registrant == v.registrant
+            && hit.key == stored_key
+            && hit.envelope == v.manifest
+        {
+            return Ok(hit.verified.clone());
+        }
+        let k = Self::stored_key(&p)?;
+        let env = manifest::parse_envelope(v.manifest.as_bytes())?;
+        let verified = manifest::verify(&env, &v.registrant, &k, &v.model, &v.version)?;
+        self.manifests.put(
+            &self.manifests_generation,
+            0,
+            slot,
+            Arc::new(VerifiedEntry {
+                registrant: v.registrant.clone(),
+                key: stored_key,
+                envelope: v.manifest.clone(),
+                verified: verified.clone(),
+            }),
+        );
+        Ok(verified)
+    }
+
+    fn stored_key(p: &PrincipalRow) -> Result<VerifyingKey, RegistryError> {
+        let name = &p.name;
+        let (Some(alg), Some(key)) = (&p.signing_alg, &p.signing_key) else {
+            return Err(RegistryError::Signer(format!(
+                "{name} has no registered signing key"
+            )));
+        };
+        let alg = SigAlg::parse(alg)?;
+        let bytes = B64
+            .decode(key)
+            .map_err(|_| RegistryError::Signer(format!("{name}'s stored key is not base64")))?;
+        Ok(VerifyingKey::from_bytes(alg, &bytes)?)
+    }
+
     pub(crate) async fn signer_key(&self, name: &str) -> Result<VerifyingKey, RegistryError> {
         let p = self
             .db
             .principal(name)
             .await?
             .ok_or_else(|| RegistryError::Signer(format!("unknown signer {name:?}")))?;
-        let (Some(alg), Some(key)) = (p.signing_alg, p.signing_key) else {
-            return Err(RegistryError::Signer(format!(
-                "{name} has no registered signing key"
-            )));
-        };
-        let alg = SigAlg::parse(&alg)?;
-        let bytes = B64
-            .decode(key)
-            .map_err(|_| RegistryError::Signer(format!("{name}'s stored key is not base64")))?;
-        Ok(VerifyingKey::from_bytes(alg, &bytes)?)
+        Self::stored_key(&p)
     }
 
     // ---------------------------------------------------------------- registry
@@ -1010,7 +1077,7 @@ impl SecureModelManager {
             "provenance": verified.provenance(),
         }));
         let receipt = self.audit("registry.register", ev).await?;
-        tx.commit().await?;
+        self.db.commit(tx).await?;
         let info = self.info(&row).await?;
         Ok((info, receipt))
     }
@@ -1074,7 +1141,7 @@ impl SecureModelManager {
         ev.details =
             Some(json!({"from": from.as_str(), "to": target.as_str(), "evidence": evidence}));
         let r = self.audit("registry.promote", ev).await?;
-        tx.commit().await?;
+        self.db.commit(tx).await?;
         Ok(r)
     }
 
@@ -1166,7 +1233,7 @@ impl SecureModelManager {
             "registry.retire"
         };
         let r = self.audit(kind, ev).await?;
-        tx.commit().await?;
+        self.db.commit(tx).await?;
         Ok(r)
     }
 
@@ -1214,7 +1281,7 @@ impl SecureModelManager {
         let mut ev = Self::version_event(caller, Action::Write, &v, "allow", d.reason());
         ev.details = Some(json!({"op": "alias.set", "alias": alias}));
         let r = self.audit("registry.alias", ev).await?;
-        tx.commit().await?;
+        self.db.commit(tx).await?;
         Ok(r)
     }
 

@@ -188,7 +188,7 @@ impl SecureModelManager {
             "scopes": t.scopes, "expires_at": t.expires_at}),
         );
         let r = self.audit("registry.token", ev).await?;
-        tx.commit().await?;
+        self.db.commit(tx).await?;
         Ok((token, t, r))
     }
 
@@ -249,7 +249,7 @@ impl SecureModelManager {
         ev.reason = Some(decision.reason());
         ev.details = Some(json!({"op": "token.revoke", "token": id}));
         let r = self.audit("registry.token", ev).await?;
-        tx.commit().await?;
+        self.db.commit(tx).await?;
         Ok(r)
     }
 
@@ -272,6 +272,8 @@ impl SecureModelManager {
                         .bind(&t.id)
                         .execute(self.db.pool())
                         .await?;
+                    // The cached copy holds the old time.
+                    self.db.invalidate();
                 }
                 Ok(Ok(Caller {
                     principal: t.principal,
@@ -338,14 +340,24 @@ impl SecureModelManager {
         {
             return Ok(Checked::Failed(AuthFailure::Malformed, None));
         }
-        let row = sqlx::query(&format!("SELECT {COLS} FROM tokens WHERE hash = $1"))
-            .bind(hash(token))
-            .fetch_optional(self.db.pool())
-            .await?;
-        let Some(row) = row else {
-            return Ok(Checked::Failed(AuthFailure::Unknown, None));
+        let h = hash(token);
+        let cache = self.db.cache();
+        let g = cache.generation.current();
+        let t = match cache.tokens.get(&h, g) {
+            Some(t) => t,
+            None => {
+                let row = sqlx::query(&format!("SELECT {COLS} FROM tokens WHERE hash = $1"))
+                    .bind(&h)
+                    .fetch_optional(self.db.pool())
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(Checked::Failed(AuthFailure::Unknown, None));
+                };
+                let t = info(&row)?;
+                cache.tokens.put(&cache.generation, g, h, t.clone());
+                t
+            }
         };
-        let t = info(&row)?;
         if t.revoked {
             return Ok(Checked::Failed(AuthFailure::Revoked, Some(t.id)));
         }

@@ -10,6 +10,7 @@ mod admin;
 mod audit;
 pub mod jwt;
 pub mod limits;
+pub mod metrics;
 mod models;
 pub mod tls;
 
@@ -63,13 +64,15 @@ impl AppState {
     }
 }
 
-/// Builds the router.
+/// Builds the router (and installs the metrics recorder on first use).
 pub fn app(state: AppState) -> Router {
+    metrics::install();
     use axum::routing::{delete, put};
     let version = "/v1/models/{model}/versions/{version}";
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
         .route("/v1/models", get(models::list_models))
         .route(
             version,
@@ -105,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -379,17 +383,23 @@ impl FromRequestParts<AppState> for Authenticated {
         let rid = request_id(&parts.headers);
         let ip = client_ip(parts, state).await;
         state.limits.check_ip(ip).map_err(ApiError::RateLimited)?;
-        let outcome = match token.as_deref() {
-            Some(t) if jwt::looks_like_jwt(t) => {
-                authenticate_jwt(state, t, ip, ua.as_deref(), &rid).await?
-            }
-            t => {
+        let start = std::time::Instant::now();
+        let (method, outcome) = match token.as_deref() {
+            Some(t) if jwt::looks_like_jwt(t) => (
+                "jwt",
+                authenticate_jwt(state, t, ip, ua.as_deref(), &rid).await?,
+            ),
+            t => (
+                "token",
                 state
                     .manager
                     .authenticate(t, ip, ua.as_deref(), Some(&rid))
-                    .await?
-            }
+                    .await?,
+            ),
         };
+        ::metrics::histogram!("warden_auth_duration_seconds",
+            "method" => method, "outcome" => if outcome.is_ok() { "ok" } else { "failure" })
+        .record(start.elapsed().as_secs_f64());
         match outcome {
             Ok(c) => {
                 state

@@ -131,6 +131,9 @@ struct Outcome {
 struct Slot {
     done: Mutex<Option<Result<Arc<Outcome>, AppendError>>>,
     cv: Condvar,
+    /// Tasks awaiting a ticket of this batch; pushed and taken under `done`'s lock, so
+    /// a completion never misses one.
+    wakers: Mutex<Vec<std::task::Waker>>,
 }
 
 /// A queued append; [`Ticket::wait`] blocks until it is durable or failed.
@@ -141,32 +144,13 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// Waits for the entry's receipt.
+    /// Waits for the entry's receipt (blocking the thread; in async code, `.await` the
+    /// ticket instead).
     pub fn wait(self) -> Result<Receipt, AppendError> {
         let mut g = lock(&self.slot.done);
         loop {
             if let Some(r) = g.as_ref() {
-                let o = r.clone()?;
-                let index = o.first + self.pos as u64;
-                let (size, checkpoint) = if o.notes.len() == 1 {
-                    (
-                        o.size,
-                        o.notes.first().cloned().unwrap_or_else(|| Arc::from("")),
-                    )
-                } else {
-                    (
-                        index + 1,
-                        o.notes
-                            .get(self.pos)
-                            .cloned()
-                            .unwrap_or_else(|| Arc::from("")),
-                    )
-                };
-                return Ok(Receipt {
-                    index,
-                    size,
-                    checkpoint,
-                });
+                return self.receipt(r);
             }
             g = self
                 .slot
@@ -174,6 +158,50 @@ impl Ticket {
                 .wait(g)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
+    }
+
+    fn receipt(&self, r: &Result<Arc<Outcome>, AppendError>) -> Result<Receipt, AppendError> {
+        let o = r.clone()?;
+        let index = o.first + self.pos as u64;
+        let (size, checkpoint) = if o.notes.len() == 1 {
+            (
+                o.size,
+                o.notes.first().cloned().unwrap_or_else(|| Arc::from("")),
+            )
+        } else {
+            (
+                index + 1,
+                o.notes
+                    .get(self.pos)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from("")),
+            )
+        };
+        Ok(Receipt {
+            index,
+            size,
+            checkpoint,
+        })
+    }
+}
+
+/// Awaiting a ticket parks the task, not a thread, until the entry is durable.
+impl std::future::Future for Ticket {
+    type Output = Result<Receipt, AppendError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let g = lock(&self.slot.done);
+        if let Some(r) = g.as_ref() {
+            return std::task::Poll::Ready(self.receipt(r));
+        }
+        let mut w = lock(&self.slot.wakers);
+        if !w.iter().any(|x| x.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+        std::task::Poll::Pending
     }
 }
 
@@ -652,8 +680,15 @@ fn sequencer(shared: &Shared, mut w: Writer) {
             lock(&shared.queue).failed = Some(m.clone());
             shared.space.notify_all();
         }
-        *lock(&slot.done) = Some(result.map(Arc::new));
+        let wakers = {
+            let mut done = lock(&slot.done);
+            *done = Some(result.map(Arc::new));
+            std::mem::take(&mut *lock(&slot.wakers))
+        };
         slot.cv.notify_all();
+        for w in wakers {
+            w.wake();
+        }
     }
 }
 
