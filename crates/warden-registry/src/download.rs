@@ -113,11 +113,9 @@ impl Download {
         self.len() == 0
     }
 
-    /// The bytes, verified as described in the module documentation.
-    pub fn into_stream(
-        mut self,
-    ) -> impl futures_util::Stream<Item = Result<Bytes, StreamIntegrityError>> + Send + 'static
-    {
+    /// The bytes, verified as described in the module documentation: a small local
+    /// file is read and checked now and comes back whole; anything else streams.
+    pub fn into_body(mut self) -> DownloadBody {
         let (tx, rx) = mpsc::channel::<Result<Bytes, StreamIntegrityError>>(DEPTH);
         let check = Check {
             hold: HoldBack::new(self.range.unwrap_or(ByteRange {
@@ -134,7 +132,9 @@ impl Download {
         };
         match self.reader.take() {
             Some(BlobReader::File(f)) if self.size <= INLINE_MAX => {
-                check.run_inline(f, tx);
+                if let Some(whole) = check.run_inline(f, tx) {
+                    return DownloadBody::Complete(whole);
+                }
             }
             Some(BlobReader::File(f)) => {
                 tokio::task::spawn_blocking(move || check.run_file(f, &tx));
@@ -144,9 +144,27 @@ impl Download {
             }
             None => {}
         }
-        futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })
+        DownloadBody::Stream(Box::pin(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+        )))
+    }
+}
+
+/// A download's verified bytes.
+pub enum DownloadBody {
+    /// Read and verified already.
+    Complete(Bytes),
+    /// Verified as it streams; ends in an error if the blob does not match.
+    Stream(futures_util::stream::BoxStream<'static, Result<Bytes, StreamIntegrityError>>),
+}
+
+impl std::fmt::Debug for DownloadBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownloadBody::Complete(b) => write!(f, "Complete({} bytes)", b.len()),
+            DownloadBody::Stream(_) => f.write_str("Stream"),
+        }
     }
 }
 
@@ -220,34 +238,36 @@ impl Check {
         Err(StreamIntegrityError)
     }
 
-    /// Reads a small file now; a match is queued as one chunk at once, a mismatch is
-    /// recorded on a blocking thread.
+    /// Reads a small file now and returns it when it matches; a mismatch is recorded
+    /// on a blocking thread and reported through `tx`.
     fn run_inline(
         mut self,
         mut f: std::fs::File,
         tx: mpsc::Sender<Result<Bytes, StreamIntegrityError>>,
-    ) {
+    ) -> Option<Bytes> {
         let mut buf = Vec::with_capacity(usize::try_from(self.limit).unwrap_or(0) + 1);
-        let read = (&mut f).take(self.limit + 1).read_to_end(&mut buf);
-        let error = read.err().map(|e| e.to_string());
+        let error = (&mut f)
+            .take(self.limit + 1)
+            .read_to_end(&mut buf)
+            .err()
+            .map(|e| e.to_string());
         if error.is_none() {
-            // Bounded by the channel's depth: this first send never waits.
-            let _ = self.take(Bytes::from(buf));
-        }
-        let actual_ok = error.is_none() && self.read == self.limit;
-        if actual_ok {
-            let digest = hex::encode(self.ctx.clone().finish().as_ref());
-            if digest == self.digest {
-                if let Some(last) = self.hold.held.take() {
-                    let _ = tx.try_send(Ok(last));
-                }
-                return;
+            let first = self.take(Bytes::from(buf));
+            debug_assert!(
+                first.is_none(),
+                "one chunk: nothing is released before the end"
+            );
+            if self.read == self.limit
+                && hex::encode(self.ctx.clone().finish().as_ref()) == self.digest
+            {
+                return Some(self.hold.held.take().unwrap_or_default());
             }
         }
         tokio::task::spawn_blocking(move || {
             let out = self.verdict(error);
             let _ = tx.blocking_send(out.and_then(|o| o.ok_or(StreamIntegrityError)));
         });
+        None
     }
 
     fn run_file(
@@ -263,11 +283,11 @@ impl Check {
             if want == 0 {
                 break;
             }
-            let mut buf = vec![0u8; want];
-            match f.read(&mut buf) {
+            // Read into spare capacity: no zeroing of each new chunk.
+            let mut buf = Vec::with_capacity(want);
+            match (&mut f).take(want as u64).read_to_end(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => {
-                    buf.truncate(n);
+                Ok(_) => {
                     if let Some(out) = self.take(Bytes::from(buf))
                         && tx.blocking_send(Ok(out)).is_err()
                     {

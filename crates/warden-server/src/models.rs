@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use warden_policy::{Action, VersionState};
 use warden_registry::Selector;
+use warden_registry::download::DownloadBody;
 use warden_registry::manifest::Envelope;
 use warden_store::ledger::Receipt;
 
@@ -235,7 +236,11 @@ pub(crate) async fn download(
         ("x-warden-version", d.version().to_owned()),
         ("x-warden-audit-index", d.receipt().index.to_string()),
     ];
-    let mut r = Response::new(Body::from_stream(d.into_stream()));
+    let body = match d.into_body() {
+        DownloadBody::Complete(b) => Body::from(b),
+        DownloadBody::Stream(s) => Body::from_stream(s),
+    };
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
     for (name, value) in fields {
