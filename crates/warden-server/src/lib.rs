@@ -73,6 +73,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/models", get(models::list_models))
         .route(
             version,
@@ -456,6 +457,18 @@ async fn authenticate_jwt(
         .record_auth_failure(refused.0, ip, ua, Some(rid), refused.1)
         .await?;
     Ok(Err(refused.0))
+}
+
+/// The OpenAPI 3.1 description of this API.
+pub const OPENAPI: &str = include_str!("../api/openapi.json");
+
+async fn openapi() -> Response {
+    let mut r = Response::new(axum::body::Body::from(OPENAPI));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 async fn healthz() -> &'static str {

@@ -1323,3 +1323,43 @@ fn auditors_read_decrypted_entries_and_proofs_that_verify() {
         "every authorized audit read is recorded, even one it cannot answer"
     );
 }
+
+#[test]
+fn every_path_in_the_openapi_document_is_served() {
+    let fx = Fx::new();
+    let doc: serde_json::Value = serde_json::from_str(warden_server::OPENAPI).unwrap();
+    let (s, body) = fx.get("/v1/openapi.json", None);
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        doc
+    );
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{model}", "fraud")
+            .replace("{version}", "1.0")
+            .replace("{file}", "model.safetensors")
+            .replace("{digest}", &format!("sha256:{}", "0".repeat(64)))
+            .replace("{alias}", "stable")
+            .replace("{name}", "eng")
+            .replace("{id}", "0123456789abcdef");
+        for method in ["get", "put", "post", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let req = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&concrete)
+                .body(Body::empty())
+                .unwrap();
+            let (s, _, _) = fx.send(req);
+            assert!(
+                ![StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED].contains(&s),
+                "{method} {path}: {s}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 27);
+}
