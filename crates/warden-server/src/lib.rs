@@ -30,6 +30,10 @@ use warden_registry::{Caller, RegistryError, SecureModelManager};
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest registration body (a signed manifest listing many files).
 pub const MAX_MANIFEST_BODY: usize = 4 * 1024 * 1024;
+/// Longest request target (path and query) accepted.
+pub const MAX_URI: usize = 4096;
+/// Most bytes of request header fields (names and values) accepted.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Deepest JSON nesting accepted in a request body.
 pub const MAX_JSON_DEPTH: usize = 32;
 /// Default largest uploaded file.
@@ -110,8 +114,27 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit/proof/consistency", get(audit::consistency))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(limit_head))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// Refuses, before routing, request targets longer than [`MAX_URI`] and header fields
+/// larger than [`MAX_HEADER_BYTES`] in all.
+async fn limit_head(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len > MAX_URI {
+        return ApiError::UriTooLong.into_response();
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge.into_response();
+    }
+    next.run(req).await
 }
 
 /// A JSON request body: at most the route's body limit, at most [`MAX_JSON_DEPTH`]
@@ -202,6 +225,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("internal: {0}")]
     Internal(String),
+    #[error("request target too long")]
+    UriTooLong,
+    #[error("request header fields too large")]
+    HeadersTooLarge,
 }
 
 impl IntoResponse for ApiError {
@@ -219,6 +246,16 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "internal error".into(),
+            ),
+            ApiError::UriTooLong => (
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!("the request target is longer than {MAX_URI} bytes"),
+            ),
+            ApiError::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                format!("the request header fields exceed {MAX_HEADER_BYTES} bytes"),
             ),
             ApiError::BodyTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -5,7 +5,6 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +101,11 @@ pub fn write_dev_certificate(cert: &Path, key: &Path) -> Result<(), TlsError> {
     Ok(())
 }
 
+/// Most request header fields accepted; more is a 431.
+pub const MAX_HEADERS: usize = 64;
+/// Largest buffered request head (request line and headers), in bytes.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// Serves `router` over TLS on `listener` until `shutdown` completes, then stops
 /// accepting and lets every open connection finish its request.
 pub async fn serve_tls(
@@ -110,7 +114,27 @@ pub async fn serve_tls(
     config: Arc<rustls::ServerConfig>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    serve(listener, router, Some(config), shutdown).await;
+}
+
+/// Serves plain HTTP (loopback only; the caller checks) with the same contract.
+pub async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    serve(listener, router, None, shutdown).await;
+}
+
+/// The one accept loop: TLS when `tls` is given, the same HTTP/1.1 limits and timeouts
+/// either way (header count and size, header read timeout, handshake timeout).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -128,27 +152,19 @@ pub async fn serve_tls(
                 continue;
             }
         };
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let router = router.clone();
-        let mut stop = stop_rx.clone();
+        let router = router.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let stop = stop_rx.clone();
         tasks.spawn(async move {
-            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            else {
-                return;
-            };
-            let svc = hyper_util::service::TowerToHyperService::new(
-                router.layer(axum::Extension(ConnectInfo(peer))),
-            );
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match acceptor {
+                None => connection(tcp, router, stop).await,
+                Some(acceptor) => {
+                    if let Ok(Ok(tls)) =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                    {
+                        connection(tls, router, stop).await;
+                    }
                 }
             }
         });
@@ -157,16 +173,23 @@ pub async fn serve_tls(
     while tasks.join_next().await.is_some() {}
 }
 
-/// Serves plain HTTP (loopback only; the caller checks) with the same shutdown contract.
-pub async fn serve_plain(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+async fn connection<IO>(io: IO, router: Router, mut stop: tokio::sync::watch::Receiver<bool>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper_util::service::TowerToHyperService::new(router);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }

@@ -1363,3 +1363,52 @@ fn every_path_in_the_openapi_document_is_served() {
     }
     assert_eq!(checked, 27);
 }
+
+#[test]
+fn oversized_request_heads_and_targets_are_refused_with_4xx() {
+    use std::io::{Read, Write};
+    let fx = Fx::new();
+    let (s, body) = fx.get(&format!("/v1/models/{}", "m".repeat(5000)), None);
+    assert_eq!(s, StatusCode::URI_TOO_LONG);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "uri_too_long");
+    // Through a real server: too many header fields, and a head larger than the limit.
+    let listener = fx
+        .rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = fx.rt.spawn(warden_server::tls::serve_plain(
+        listener,
+        app(AppState::new(Arc::clone(fx.m.as_ref().unwrap()))),
+        async {
+            rx.await.ok();
+        },
+    ));
+    let status_of = |head: String| {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = c.write_all(head.as_bytes());
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        String::from_utf8_lossy(&out)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let head = |extra: &str| {
+        format!("GET /healthz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n{extra}\r\n")
+    };
+    let many: String = (0..100).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let line = status_of(head(&many));
+    assert!(line.contains(" 431 "), "{line}");
+    let big = format!("x-big: {}\r\n", "a".repeat(20_000));
+    let line = status_of(head(&big));
+    assert!(line.contains(" 431 "), "{line}");
+    let ok = status_of("GET /healthz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n".into());
+    assert!(ok.contains(" 200 "), "{ok}");
+    tx.send(()).unwrap();
+    fx.rt.block_on(server).unwrap();
+}
