@@ -373,12 +373,22 @@ impl Engine {
 
     /// [`Engine::decide`], saying whether the answer was evaluated or repeated.
     pub fn decide_cached(&self, req: &AccessRequest) -> (Decision, Evaluated) {
-        if !self.validate_requests
-            && let Ok(cache) = self.decisions.read()
-            && let Some(d) = cache.get(req)
-        {
-            return (d.clone(), Evaluated::Cached);
+        match self.cached(req) {
+            Some(d) => (d, Evaluated::Cached),
+            None => (self.evaluate(req), Evaluated::Fresh),
         }
+    }
+
+    /// The decision already made for exactly this request, if it is still kept.
+    pub fn cached(&self, req: &AccessRequest) -> Option<Decision> {
+        if self.validate_requests {
+            return None;
+        }
+        self.decisions.read().ok()?.get(req).cloned()
+    }
+
+    /// Evaluates the policies for `req` and keeps the decision for repeats.
+    pub fn evaluate(&self, req: &AccessRequest) -> Decision {
         let d = match self.try_decide(req) {
             Ok(d) => d,
             Err(e) => Decision {
@@ -396,7 +406,7 @@ impl Engine {
             }
             cache.insert(req.clone(), d.clone());
         }
-        (d, Evaluated::Fresh)
+        d
     }
 
     fn ip_expr(&self, ip: IpAddr) -> RestrictedExpression {

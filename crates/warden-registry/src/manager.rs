@@ -463,10 +463,22 @@ impl SecureModelManager {
             },
         };
         let t = std::time::Instant::now();
-        let (d, how) = self.engine.decide_cached(&req);
-        metrics::histogram!("warden_policy_evaluation_duration_seconds",
-            "cache" => if how == warden_policy::Evaluated::Cached { "hit" } else { "miss" })
-        .record(t.elapsed().as_secs_f64());
+        if let Some(d) = self.engine.cached(&req) {
+            metrics::histogram!("warden_policy_evaluation_duration_seconds", "cache" => "hit")
+                .record(t.elapsed().as_secs_f64());
+            return Ok(d);
+        }
+        // A fresh evaluation also records the evaluating thread's CPU time: its cost
+        // without the time the thread spent descheduled (wall-clock figures include that
+        // on a busy host).
+        let cpu = cpu_time::ThreadTime::try_now().ok();
+        let d = self.engine.evaluate(&req);
+        metrics::histogram!("warden_policy_evaluation_duration_seconds", "cache" => "miss")
+            .record(t.elapsed().as_secs_f64());
+        if let Some(cpu) = cpu {
+            metrics::histogram!("warden_policy_evaluation_cpu_seconds", "cache" => "miss")
+                .record(cpu.elapsed().as_secs_f64());
+        }
         Ok(d)
     }
 

@@ -9,11 +9,14 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// Bucket bounds for every `*_duration_seconds` histogram.
+/// Bucket bounds for every `*_duration_seconds` and `*_cpu_seconds` histogram.
 pub const BUCKETS: [f64; 24] = [
     5e-6, 1e-5, 2e-5, 3e-5, 4e-5, 5e-5, 7.5e-5, 1e-4, 2.5e-4, 5e-4, 7.5e-4, 1e-3, 2.5e-3, 5e-3,
     7.5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
+
+/// How often buffered histogram samples are folded into their buckets.
+const UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -25,9 +28,23 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), &BUCKETS)
                 .ok()?
+                .set_buckets_for_metric(Matcher::Suffix("_cpu_seconds".into()), &BUCKETS)
+                .ok()?
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            // Histogram samples are buffered until drained: drain them on a timer so
+            // memory stays bounded when nobody scrapes.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("warden-metrics".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP);
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
             Some(handle)
         })
         .as_ref()
