@@ -12,6 +12,7 @@ pub mod jwt;
 pub mod limits;
 pub mod metrics;
 mod models;
+pub mod mtls;
 pub mod tls;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
@@ -52,6 +53,8 @@ pub struct AppState {
     pub max_upload: u64,
     /// Decrypts entries for the audit endpoints when set.
     pub auditor: Option<Arc<warden_core::crypto::RecipientSecretKey>>,
+    /// Scopes of callers identified by a client certificate (mTLS).
+    pub mtls_scopes: Vec<String>,
 }
 
 impl AppState {
@@ -64,8 +67,15 @@ impl AppState {
             jwt: None,
             max_upload: DEFAULT_MAX_UPLOAD,
             auditor: None,
+            mtls_scopes: default_mtls_scopes(),
         }
     }
+}
+
+/// The scopes a client certificate carries unless configured: read and load.
+#[must_use]
+pub fn default_mtls_scopes() -> Vec<String> {
+    vec!["model:load".into(), "model:read".into()]
 }
 
 /// Builds the router (and installs the metrics recorder on first use).
@@ -422,7 +432,12 @@ impl FromRequestParts<AppState> for Authenticated {
         let ip = client_ip(parts, state).await;
         state.limits.check_ip(ip).map_err(ApiError::RateLimited)?;
         let start = std::time::Instant::now();
+        let client_cert = parts.extensions.get::<mtls::ClientIdentity>().cloned();
         let (method, outcome) = match token.as_deref() {
+            None if client_cert.is_some() => (
+                "mtls",
+                authenticate_cert(state, client_cert, ip, ua.as_deref(), &rid).await?,
+            ),
             Some(t) if jwt::looks_like_jwt(t) => (
                 "jwt",
                 authenticate_jwt(state, t, ip, ua.as_deref(), &rid).await?,
@@ -455,6 +470,41 @@ impl FromRequestParts<AppState> for Authenticated {
             }
         }
     }
+}
+
+/// Maps a verified client certificate to a caller; a name that is not a registered,
+/// active principal is refused and recorded like a bad token.
+async fn authenticate_cert(
+    state: &AppState,
+    id: Option<mtls::ClientIdentity>,
+    ip: IpAddr,
+    ua: Option<&str>,
+    rid: &str,
+) -> Result<Result<Caller, AuthFailure>, ApiError> {
+    let name = id.map(|i| i.0).unwrap_or_default();
+    if !name.is_empty() && state.manager.principal_is_active(&name).await? {
+        return Ok(Ok(Caller {
+            principal: name,
+            ip,
+            mfa: false,
+            scopes: Some(state.mtls_scopes.clone()),
+            idp_roles: Vec::new(),
+            user_agent: ua.map(str::to_owned),
+            request_id: Some(rid.to_owned()),
+        }));
+    }
+    let short: String = name.chars().take(128).collect();
+    state
+        .manager
+        .record_auth_failure(
+            AuthFailure::UnknownPrincipal,
+            ip,
+            ua,
+            Some(rid),
+            Some(json!({"client_certificate": {"cn": short}})),
+        )
+        .await?;
+    Ok(Err(AuthFailure::UnknownPrincipal))
 }
 
 /// Verifies a JWT and maps it to a caller; a refusal is recorded like a bad token.

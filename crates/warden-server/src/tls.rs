@@ -55,6 +55,18 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// A server configuration that speaks TLS 1.3 only, from PEM files.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config_with_clients(cert, key, None)
+}
+
+/// [`server_config`], optionally asking clients for a certificate that chains to one of
+/// the CA certificates in `client_ca` (PEM). Clients without one may still connect and
+/// authenticate with a bearer token; a presented certificate that does not verify
+/// fails the handshake.
+pub fn server_config_with_clients(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let pem = |path: &Path, detail: String| TlsError::Pem {
         path: path.to_path_buf(),
         detail,
@@ -68,12 +80,33 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     }
     let key_pem = zeroize::Zeroizing::new(read(key)?);
     let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| pem(key, e.to_string()))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])?
-    .with_no_client_auth()
-    .with_single_cert(certs, key_der)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let ca_pem = read(ca)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(&ca_pem) {
+                roots
+                    .add(c.map_err(|e| pem(ca, e.to_string()))?)
+                    .map_err(|e| pem(ca, e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(pem(ca, "no CA certificate found".into()));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| pem(ca, e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder.with_single_cert(certs, key_der)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -163,6 +196,19 @@ pub async fn serve(
                     if let Ok(Ok(tls)) =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
                     {
+                        // A verified client certificate names the caller (mTLS).
+                        let id = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(crate::mtls::common_name);
+                        let router = match id {
+                            Some(name) => {
+                                router.layer(axum::Extension(crate::mtls::ClientIdentity(name)))
+                            }
+                            None => router,
+                        };
                         connection(tls, router, stop).await;
                     }
                 }

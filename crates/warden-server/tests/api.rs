@@ -224,6 +224,31 @@ impl Fx {
         jsonwebtoken::encode(&h, &c, &key).unwrap()
     }
 
+    /// Starts the real accept loop on a loopback port (TLS when `tls` is given) with
+    /// the default state; returns its address, the stop signal and the task.
+    fn serve(
+        &self,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let listener = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app(AppState::new(Arc::clone(self.m.as_ref().unwrap())));
+        let server = self
+            .rt
+            .spawn(warden_server::tls::serve(listener, router, tls, async {
+                rx.await.ok();
+            }));
+        (addr, tx, server)
+    }
+
     fn router(&self) -> axum::Router {
         app(AppState {
             manager: Arc::clone(self.m.as_ref().unwrap()),
@@ -233,6 +258,7 @@ impl Fx {
             auditor: Some(Arc::new(
                 keys::read_recipient_secret(&self.dir.path().join("aud.key")).unwrap(),
             )),
+            mtls_scopes: warden_server::default_mtls_scopes(),
         })
         .layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))))
     }
@@ -479,24 +505,7 @@ fn a_real_server_on_loopback_serves_and_records_the_client_address() {
     use std::io::{Read, Write};
     let mut fx = Fx::new();
     let t = fx.token("eng", &["model:load"], 3600);
-    let m = Arc::clone(fx.m.as_ref().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let listener = fx
-        .rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = fx.rt.spawn(async move {
-        axum::serve(
-            listener,
-            app(AppState::new(m)).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            rx.await.ok();
-        })
-        .await
-        .unwrap();
-    });
+    let (addr, tx, server) = fx.serve(None);
     let fetch = |path: &str, auth: bool| -> Vec<u8> {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         let auth = if auth {
@@ -541,21 +550,7 @@ fn tls_serves_1_3_and_refuses_1_2() {
     );
     warden_server::tls::write_dev_certificate(&cert, &key).unwrap();
     let cfg = warden_server::tls::server_config(&cert, &key).unwrap();
-    let m = Arc::clone(fx.m.as_ref().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let listener = fx
-        .rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = fx.rt.spawn(warden_server::tls::serve_tls(
-        listener,
-        app(AppState::new(m)),
-        cfg,
-        async {
-            rx.await.ok();
-        },
-    ));
+    let (addr, tx, server) = fx.serve(Some(cfg));
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_file(&cert).unwrap())
@@ -1373,19 +1368,7 @@ fn oversized_request_heads_and_targets_are_refused_with_4xx() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"]["code"], "uri_too_long");
     // Through a real server: too many header fields, and a head larger than the limit.
-    let listener = fx
-        .rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = fx.rt.spawn(warden_server::tls::serve_plain(
-        listener,
-        app(AppState::new(Arc::clone(fx.m.as_ref().unwrap()))),
-        async {
-            rx.await.ok();
-        },
-    ));
+    let (addr, tx, server) = fx.serve(None);
     let status_of = |head: String| {
         let mut c = std::net::TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -1411,4 +1394,114 @@ fn oversized_request_heads_and_targets_are_refused_with_4xx() {
     assert!(ok.contains(" 200 "), "{ok}");
     tx.send(()).unwrap();
     fx.rt.block_on(server).unwrap();
+}
+
+#[test]
+fn client_certificates_identify_principals_over_mtls() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut fx = Fx::new();
+    let p = fx.dir.path().to_path_buf();
+    let (cert, key, ca_file) = (
+        p.join("tls/c.pem"),
+        p.join("tls/k.pem"),
+        p.join("tls/ca.pem"),
+    );
+    warden_server::tls::write_dev_certificate(&cert, &key).unwrap();
+    let ca_of = |name: &str| {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
+    };
+    let ca = ca_of("Warden test client CA");
+    let rogue_ca = ca_of("Someone else's CA");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let client_cert = |cn: &str, issuer: &rcgen::CertifiedIssuer<'_, rcgen::KeyPair>| {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let k = rcgen::KeyPair::generate().unwrap();
+        let c = params.signed_by(&k, issuer).unwrap();
+        (
+            c.der().clone(),
+            PrivateKeyDer::try_from(k.serialize_der()).unwrap(),
+        )
+    };
+    let cfg = warden_server::tls::server_config_with_clients(&cert, &key, Some(&ca_file)).unwrap();
+    let (addr, tx, server) = fx.serve(Some(cfg));
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    // The status line of GET FILE, or None when the connection failed.
+    let fetch = |identity: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>| {
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots.clone());
+        let cfg = match identity {
+            Some((c, k)) => builder.with_client_auth_cert(vec![c], k).unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        fx.rt.block_on(async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .ok()?;
+            tls.write_all(
+                format!("GET {FILE} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .ok()?;
+            let mut out = Vec::new();
+            tls.read_to_end(&mut out).await.ok()?;
+            String::from_utf8_lossy(&out)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+    };
+    let status = |s: Option<String>| s.unwrap_or_default();
+    assert!(
+        status(fetch(Some(client_cert("eng", &ca)))).contains(" 200 "),
+        "a registered principal"
+    );
+    assert!(
+        status(fetch(Some(client_cert("ghost", &ca)))).contains(" 401 "),
+        "an unknown name"
+    );
+    assert!(
+        status(fetch(None)).contains(" 401 "),
+        "no certificate and no token"
+    );
+    let rogue = status(fetch(Some(client_cert("eng", &rogue_ca))));
+    assert!(
+        !rogue.contains(" 200 "),
+        "a certificate from another CA: {rogue}"
+    );
+    tx.send(()).unwrap();
+    fx.rt.block_on(server).unwrap();
+    let ev = fx.close_and_read();
+    let access: Vec<_> = ev
+        .iter()
+        .filter(|(k, _)| k == "model.access")
+        .map(|(_, e)| (e.user.clone().unwrap(), e.ip.clone().unwrap()))
+        .collect();
+    assert_eq!(access, [("eng".to_owned(), "127.0.0.1".to_owned())]);
+    assert!(ev.iter().any(|(k, e)| {
+        k == "auth.failure"
+            && e.details
+                .as_ref()
+                .is_some_and(|d| d["client_certificate"]["cn"] == "ghost")
+    }));
 }

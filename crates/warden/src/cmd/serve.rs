@@ -36,6 +36,13 @@ pub struct Args {
     /// Failed authentications per minute per client address before answers turn to 429.
     #[arg(long, default_value_t = 10)]
     auth_failures_per_min: u32,
+    /// CA certificates (PEM) for optional client certificates (mTLS): a certificate
+    /// chaining to one identifies the principal named by its subject CN. Needs TLS.
+    #[arg(long)]
+    client_ca: Option<std::path::PathBuf>,
+    /// Scopes of callers identified by a client certificate.
+    #[arg(long, value_delimiter = ',', default_value = "model:read,model:load")]
+    mtls_scopes: Vec<String>,
     /// Auditor secret key: lets the audit endpoints return decrypted events. Without
     /// it they return the public headers only.
     #[arg(long)]
@@ -66,12 +73,15 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| dir.resolve(&cfg.tls_key));
         Some(
-            warden_server::tls::server_config(&cert, &key)
+            warden_server::tls::server_config_with_clients(&cert, &key, a.client_ca.as_deref())
                 .with_context(|| format!("TLS is required on {}", a.listen))?,
         )
     } else {
         None
     };
+    if a.client_ca.is_some() && !a.tls && a.listen.ip().is_loopback() {
+        anyhow::bail!("--client-ca needs TLS: add --tls (or listen off loopback)");
+    }
     let jwt = match &cfg.jwt {
         None => None,
         Some(j) => {
@@ -109,6 +119,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 jwt: jwt.clone(),
                 max_upload: a.max_upload,
                 auditor: auditor.clone(),
+                mtls_scopes: a.mtls_scopes.clone(),
             });
             match tls {
                 Some(cfg) => {
