@@ -13,6 +13,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use warden_registry::tokens::{AuthFailure, SCOPES};
 use warden_store::config::JwtConfig;
 
@@ -38,11 +39,14 @@ struct Key {
     key: DecodingKey,
 }
 
-/// Verifies JWTs against one issuer's key set.
+/// Verifies JWTs against one issuer's key set (replaceable: a JWKS URL is fetched
+/// again on a schedule).
 pub struct JwtVerifier {
     cfg: JwtConfig,
     algorithms: Vec<Algorithm>,
-    keys: Vec<Key>,
+    keys: std::sync::RwLock<Arc<Vec<Key>>>,
+    /// Set when a token named a `kid` the set lacks: the refresher fetches early.
+    unknown_kid: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -50,7 +54,7 @@ impl std::fmt::Debug for JwtVerifier {
         f.debug_struct("JwtVerifier")
             .field("issuer", &self.cfg.issuer)
             .field("audience", &self.cfg.audience)
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys.read().map(|k| k.len()).unwrap_or(0))
             .finish_non_exhaustive()
     }
 }
@@ -73,9 +77,6 @@ impl JwtVerifier {
         if cfg.issuer.is_empty() || cfg.audience.is_empty() {
             return Err("[jwt] needs a non-empty issuer and audience".into());
         }
-        if jwks.len() > MAX_JWKS_LEN {
-            return Err(format!("the JWKS is larger than {MAX_JWKS_LEN} bytes"));
-        }
         let mut algorithms = Vec::new();
         for a in &cfg.algorithms {
             let alg = Algorithm::from_str(a).map_err(|_| format!("unknown JWT algorithm {a:?}"))?;
@@ -94,38 +95,30 @@ impl JwtVerifier {
                 return Err(format!("scope_map {from:?} names unknown scope {bad:?}"));
             }
         }
-        let set: JwkSet =
-            serde_json::from_slice(jwks).map_err(|e| format!("the JWKS is not valid: {e}"))?;
-        let mut keys = Vec::new();
-        for jwk in &set.keys {
-            // Keys for other uses (encryption) or that the library cannot use are skipped.
-            if matches!(
-                jwk.common.public_key_use,
-                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
-            ) {
-                continue;
-            }
-            let Ok(key) = DecodingKey::from_jwk(jwk) else {
-                continue;
-            };
-            let alg = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| Algorithm::from_str(&a.to_string()).ok());
-            keys.push(Key {
-                kid: jwk.common.key_id.clone(),
-                alg,
-                key,
-            });
-        }
-        if keys.is_empty() {
-            return Err("the JWKS holds no usable signature key".into());
-        }
+        let keys = parse_keys(jwks)?;
         Ok(Self {
             cfg,
             algorithms,
-            keys,
+            keys: std::sync::RwLock::new(Arc::new(keys)),
+            unknown_kid: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Replaces the key set with the one in `jwks`; on error the old set stays.
+    /// Returns the number of usable keys.
+    pub fn set_keys(&self, jwks: &[u8]) -> Result<usize, String> {
+        let keys = parse_keys(jwks)?;
+        let n = keys.len();
+        if let Ok(mut k) = self.keys.write() {
+            *k = Arc::new(keys);
+        }
+        Ok(n)
+    }
+
+    /// Whether a token recently named a key the set lacks (clears the flag).
+    pub fn take_unknown_kid(&self) -> bool {
+        self.unknown_kid
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
     }
 
     /// Verifies `token` and maps its claims. A failure carries what may be logged.
@@ -137,12 +130,23 @@ impl JwtVerifier {
         if !self.algorithms.contains(&header.alg) {
             return Err(AuthFailure::BadSignature);
         }
+        let keys = self
+            .keys
+            .read()
+            .map(|k| Arc::clone(&k))
+            .map_err(|_| AuthFailure::BadSignature)?;
         let key = match &header.kid {
-            Some(kid) => self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
-            None if self.keys.len() == 1 => self.keys.first(),
+            Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
+            None if keys.len() == 1 => keys.first(),
             None => None,
-        }
-        .ok_or(AuthFailure::BadSignature)?;
+        };
+        let Some(key) = key else {
+            if header.kid.is_some() {
+                self.unknown_kid
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+            return Err(AuthFailure::BadSignature);
+        };
         if key.alg.is_some_and(|a| a != header.alg) {
             return Err(AuthFailure::BadSignature);
         }
@@ -215,6 +219,41 @@ impl JwtVerifier {
             details,
         }
     }
+}
+
+/// The usable signature keys of a JWKS document.
+fn parse_keys(jwks: &[u8]) -> Result<Vec<Key>, String> {
+    if jwks.len() > MAX_JWKS_LEN {
+        return Err(format!("the JWKS is larger than {MAX_JWKS_LEN} bytes"));
+    }
+    let set: JwkSet =
+        serde_json::from_slice(jwks).map_err(|e| format!("the JWKS is not valid: {e}"))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        // Keys for other uses (encryption) or that the library cannot use are skipped.
+        if matches!(
+            jwk.common.public_key_use,
+            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+        ) {
+            continue;
+        }
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        let alg = jwk
+            .common
+            .key_algorithm
+            .and_then(|a| Algorithm::from_str(&a.to_string()).ok());
+        keys.push(Key {
+            kid: jwk.common.key_id.clone(),
+            alg,
+            key,
+        });
+    }
+    if keys.is_empty() {
+        return Err("the JWKS holds no usable signature key".into());
+    }
+    Ok(keys)
 }
 
 /// A claim that is a string (space-separated) or an array of strings.

@@ -8,6 +8,7 @@
 
 mod admin;
 mod audit;
+pub mod jwks;
 pub mod jwt;
 pub mod limits;
 pub mod metrics;
@@ -370,7 +371,7 @@ impl IntoResponse for ApiError {
 }
 
 #[expect(clippy::print_stderr, reason = "the server logs to stderr")]
-fn log(msg: &str) {
+pub(crate) fn log(msg: &str) {
     eprintln!("warden-server: {msg}");
 }
 

@@ -1505,3 +1505,87 @@ fn client_certificates_identify_principals_over_mtls() {
                 .is_some_and(|d| d["client_certificate"]["cn"] == "ghost")
     }));
 }
+
+#[test]
+fn a_jwks_url_is_fetched_and_refetched_when_the_provider_rotates_keys() {
+    use base64::Engine as _;
+    let fx = Fx::new();
+    let jwk = |public: &[u8], kid: &str| {
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public);
+        serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA"})
+    };
+    let (old_key, old_pub) = ed25519();
+    let (new_key, new_pub) = ed25519();
+    let doc = Arc::new(std::sync::Mutex::new(
+        serde_json::json!({"keys": [jwk(&old_pub, "k-old")]}).to_string(),
+    ));
+    // The identity provider's JWKS endpoint, on loopback.
+    let served = Arc::clone(&doc);
+    let idp = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let d = served.lock().unwrap().clone();
+            async move { d }
+        }),
+    );
+    let listener = fx
+        .rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    fx.rt
+        .spawn(async move { axum::serve(listener, idp).await.ok() });
+
+    let fetched = fx
+        .rt
+        .block_on(warden_server::jwks::fetch(&url, None))
+        .unwrap();
+    let mut cfg: warden_store::config::JwtConfig = toml::from_str(&format!(
+        "issuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\njwks = \"{url}\"\n"
+    ))
+    .unwrap();
+    cfg.scope_map.clear();
+    let v = warden_server::jwt::JwtVerifier::new(cfg, &fetched).unwrap();
+    let token = |key: &[u8], kid: &str| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        h.kid = Some(kid.into());
+        let c = serde_json::json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "eng", "exp": now + 60});
+        jsonwebtoken::encode(&h, &c, &jsonwebtoken::EncodingKey::from_ed_der(key)).unwrap()
+    };
+    assert!(v.verify(&token(&old_key, "k-old")).is_ok());
+    // The provider rotates: a token with the new key is refused until the set is fetched
+    // again, and the refusal asks for an early fetch.
+    *doc.lock().unwrap() = serde_json::json!({"keys": [jwk(&new_pub, "k-new")]}).to_string();
+    assert!(v.verify(&token(&new_key, "k-new")).is_err());
+    assert!(v.take_unknown_kid());
+    let again = fx
+        .rt
+        .block_on(warden_server::jwks::fetch(&url, None))
+        .unwrap();
+    assert_eq!(v.set_keys(&again).unwrap(), 1);
+    assert!(v.verify(&token(&new_key, "k-new")).is_ok());
+    assert!(
+        v.verify(&token(&old_key, "k-old")).is_err(),
+        "the retired key is gone"
+    );
+    // A broken document keeps the keys in force.
+    assert!(v.set_keys(b"{not json").is_err());
+    assert!(v.verify(&token(&new_key, "k-new")).is_ok());
+    // Plain http is for loopback only; other schemes are refused.
+    for bad in [
+        "http://192.0.2.1/jwks.json",
+        "ftp://127.0.0.1/jwks.json",
+        "jwks.json",
+    ] {
+        assert!(
+            fx.rt
+                .block_on(warden_server::jwks::fetch(bad, None))
+                .is_err(),
+            "{bad}"
+        );
+    }
+}

@@ -57,8 +57,16 @@ pub struct JwtConfig {
     pub issuer: String,
     /// Required `aud` (one of the token's audiences).
     pub audience: String,
-    /// The JWKS: a file path (relative to the data directory unless absolute).
+    /// The JWKS: an `https://` URL (or `http://` on a loopback address), or a file path
+    /// (relative to the data directory unless absolute).
     pub jwks: PathBuf,
+    /// Seconds between fetches of a JWKS URL (keys are also fetched again, at most once
+    /// a minute, when a token names an unknown `kid`).
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// CA certificates (PEM) trusted for the JWKS URL; default: the system bundle.
+    #[serde(default)]
+    pub jwks_ca: Option<PathBuf>,
     /// Accepted signature algorithms (asymmetric only).
     #[serde(default = "default_jwt_algs")]
     pub algorithms: Vec<String>,
@@ -99,6 +107,9 @@ fn default_scope_claim() -> String {
 }
 fn default_mfa_amr() -> Vec<String> {
     ["mfa", "otp", "hwk"].map(String::from).to_vec()
+}
+fn default_jwks_refresh() -> u64 {
+    300
 }
 fn default_leeway() -> u64 {
     30

@@ -82,18 +82,16 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     if a.client_ca.is_some() && !a.tls && a.listen.ip().is_loopback() {
         anyhow::bail!("--client-ca needs TLS: add --tls (or listen off loopback)");
     }
-    let jwt = match &cfg.jwt {
-        None => None,
-        Some(j) => {
+    // A JWKS file is read now; a JWKS URL is fetched once the runtime runs.
+    let jwt_file = match &cfg.jwt {
+        Some(j) if !warden_server::jwks::is_url(&j.jwks.to_string_lossy()) => {
             let path = dir.resolve(&j.jwks);
-            let doc = read_limited(&path, warden_server::jwt::MAX_JWKS_LEN)
-                .with_context(|| format!("reading the JWKS {}", path.display()))?;
-            Some(Arc::new(
-                warden_server::jwt::JwtVerifier::new(j.clone(), &doc)
-                    .map_err(anyhow::Error::msg)
-                    .with_context(|| format!("[jwt] in {}", dir.config().display()))?,
-            ))
+            Some(
+                read_limited(&path, warden_server::jwt::MAX_JWKS_LEN)
+                    .with_context(|| format!("reading the JWKS {}", path.display()))?,
+            )
         }
+        _ => None,
     };
     let auditor = a
         .auditor_key
@@ -107,6 +105,34 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     let (engine, digest) = load_policy(&dir, &cfg)?;
     let (ledger, _) = open_ledger(&dir)?;
     runtime()?.block_on(async {
+        let jwt = match &cfg.jwt {
+            None => None,
+            Some(j) => {
+                let url = j.jwks.to_string_lossy().into_owned();
+                let ca = j.jwks_ca.as_ref().map(|p| dir.resolve(p));
+                let doc = match &jwt_file {
+                    Some(doc) => doc.clone(),
+                    None => warden_server::jwks::fetch(&url, ca.as_deref())
+                        .await
+                        .map_err(anyhow::Error::msg)
+                        .context("[jwt] jwks")?,
+                };
+                let v = Arc::new(
+                    warden_server::jwt::JwtVerifier::new(j.clone(), &doc)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| format!("[jwt] in {}", dir.config().display()))?,
+                );
+                if jwt_file.is_none() {
+                    warden_server::jwks::spawn_refresh(
+                        Arc::clone(&v),
+                        url,
+                        ca,
+                        std::time::Duration::from_secs(j.jwks_refresh_secs.max(10)),
+                    );
+                }
+                Some(v)
+            }
+        };
         let m = Arc::new(open_with(&dir, &cfg, ledger, engine, digest).await?);
         let served = async {
             let listener = tokio::net::TcpListener::bind(a.listen)
