@@ -2,9 +2,9 @@
 //! policy's `write` on the directory).
 
 use crate::models::receipt_json;
-use crate::{ApiError, AppState, Authenticated, JsonIn};
+use crate::{ApiError, AppState, Authenticated, JsonIn, PathIn};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -98,7 +98,7 @@ pub(crate) struct RoleBody {
 pub(crate) async fn grant_role(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path(name): Path<String>,
+    PathIn(name): PathIn<String>,
     JsonIn(body): JsonIn<RoleBody>,
 ) -> Result<Response, ApiError> {
     let r = s.manager.grant_role(&c, &name, &body.role).await?;
@@ -118,7 +118,7 @@ pub(crate) struct GrantBody {
 pub(crate) async fn grant(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path(name): Path<String>,
+    PathIn(name): PathIn<String>,
     JsonIn(body): JsonIn<GrantBody>,
 ) -> Result<Response, ApiError> {
     let actions = body
@@ -165,7 +165,7 @@ async fn set_active(
 pub(crate) async fn suspend(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path(name): Path<String>,
+    PathIn(name): PathIn<String>,
 ) -> Result<Response, ApiError> {
     set_active(&s, &c, &name, false).await
 }
@@ -173,7 +173,7 @@ pub(crate) async fn suspend(
 pub(crate) async fn enable(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path(name): Path<String>,
+    PathIn(name): PathIn<String>,
 ) -> Result<Response, ApiError> {
     set_active(&s, &c, &name, true).await
 }
@@ -221,7 +221,7 @@ pub(crate) async fn create_token(
 pub(crate) async fn revoke_token(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path(id): Path<String>,
+    PathIn(id): PathIn<String>,
 ) -> Result<Response, ApiError> {
     let r = s.manager.revoke_token(&c, &id).await?;
     Ok(Json(json!({"id": id, "revoked": true, "audit": receipt_json(&r)})).into_response())

@@ -124,6 +124,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(limit_head))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -131,7 +132,7 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Refuses, before routing, request targets longer than [`MAX_URI`] and header fields
-/// larger than [`MAX_HEADER_BYTES`] in all.
+/// larger than [`MAX_HEADER_BYTES`] in all; gives every request an id.
 async fn limit_head(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if len > MAX_URI {
@@ -145,7 +146,41 @@ async fn limit_head(req: axum::extract::Request, next: axum::middleware::Next) -
     if header_bytes > MAX_HEADER_BYTES {
         return ApiError::HeadersTooLarge.into_response();
     }
-    next.run(req).await
+    // Every request has an id (the client's, if usable), carried into its audit entry
+    // and echoed in the response.
+    let mut req = req;
+    let rid = request_id(req.headers());
+    let value = HeaderValue::from_str(&rid).ok();
+    if let Some(v) = &value {
+        req.headers_mut().insert(X_REQUEST_ID, v.clone());
+    }
+    let mut r = next.run(req).await;
+    if let Some(v) = value {
+        r.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    r
+}
+
+const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// Path parameters; a target that does not decode (bad percent-encoding, not UTF-8)
+/// is a 400 JSON error like any other bad input.
+#[derive(Debug)]
+pub struct PathIn<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for PathIn<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| PathIn(v))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
 }
 
 /// A JSON request body: at most the route's body limit, at most [`MAX_JSON_DEPTH`]
@@ -238,6 +273,8 @@ pub enum ApiError {
     Internal(String),
     #[error("request target too long")]
     UriTooLong,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("request header fields too large")]
     HeadersTooLarge,
 }
@@ -257,6 +294,11 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "internal error".into(),
+            ),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this resource does not support the method".into(),
             ),
             ApiError::UriTooLong => (
                 StatusCode::URI_TOO_LONG,
@@ -569,4 +611,8 @@ async fn readyz() -> &'static str {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }

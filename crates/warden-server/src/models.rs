@@ -1,10 +1,10 @@
 //! Model endpoints: list, show, upload and register, lifecycle, aliases, decisions and
 //! verified, streamed downloads.
 
-use crate::{ApiError, AppState, Authenticated, JsonIn};
+use crate::{ApiError, AppState, Authenticated, JsonIn, PathIn};
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -30,7 +30,7 @@ pub(crate) async fn list_models(
 pub(crate) async fn show_version(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path((model, version)): Path<(String, String)>,
+    PathIn((model, version)): PathIn<(String, String)>,
 ) -> Result<Response, ApiError> {
     let v = s
         .manager
@@ -47,7 +47,7 @@ fn digest_param(d: &str) -> &str {
 pub(crate) async fn upload(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path((model, digest)): Path<(String, String)>,
+    PathIn((model, digest)): PathIn<(String, String)>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (blob, r) = s
@@ -80,7 +80,7 @@ pub(crate) struct RegisterBody {
 pub(crate) async fn register(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path((model, version)): Path<(String, String)>,
+    PathIn((model, version)): PathIn<(String, String)>,
     JsonIn(body): JsonIn<RegisterBody>,
 ) -> Result<Response, ApiError> {
     let (info, r) = s
@@ -105,7 +105,7 @@ pub(crate) struct PromoteBody {
 pub(crate) async fn promote(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path((model, version)): Path<(String, String)>,
+    PathIn((model, version)): PathIn<(String, String)>,
     JsonIn(body): JsonIn<PromoteBody>,
 ) -> Result<Response, ApiError> {
     let target = match VersionState::parse(&body.to) {
@@ -132,7 +132,7 @@ pub(crate) async fn promote(
 pub(crate) async fn retire(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path((model, version)): Path<(String, String)>,
+    PathIn((model, version)): PathIn<(String, String)>,
 ) -> Result<Response, ApiError> {
     let r = s
         .manager
@@ -150,7 +150,7 @@ pub(crate) struct RevokeBody {
 pub(crate) async fn revoke(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path((model, version)): Path<(String, String)>,
+    PathIn((model, version)): PathIn<(String, String)>,
     JsonIn(body): JsonIn<RevokeBody>,
 ) -> Result<Response, ApiError> {
     let r = s
@@ -169,7 +169,7 @@ pub(crate) struct AliasBody {
 pub(crate) async fn set_alias(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path((model, alias)): Path<(String, String)>,
+    PathIn((model, alias)): PathIn<(String, String)>,
     JsonIn(body): JsonIn<AliasBody>,
 ) -> Result<Response, ApiError> {
     let r = s
@@ -191,7 +191,7 @@ pub(crate) struct DecisionBody {
 pub(crate) async fn decision(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path((model, version)): Path<(String, String)>,
+    PathIn((model, version)): PathIn<(String, String)>,
     JsonIn(body): JsonIn<DecisionBody>,
 ) -> Result<Response, ApiError> {
     let action = Action::parse(&body.action).map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -206,7 +206,7 @@ pub(crate) async fn decision(
 pub(crate) async fn download(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
-    Path((model, version, file)): Path<(String, String, String)>,
+    PathIn((model, version, file)): PathIn<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());

@@ -1589,3 +1589,46 @@ fn a_jwks_url_is_fetched_and_refetched_when_the_provider_rotates_keys() {
         );
     }
 }
+
+#[test]
+fn undecodable_paths_and_wrong_methods_get_json_errors_and_every_answer_a_request_id() {
+    let fx = Fx::new();
+    let t = fx.token("eng", &["model:read"], 3600);
+    let send = |method: &str, path: &str, rid: Option<&str>| {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {t}"));
+        if let Some(r) = rid {
+            b = b.header("x-request-id", r);
+        }
+        let (s, h, body) = fx.send(b.body(Body::empty()).unwrap());
+        let code = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default()["error"]
+            ["code"]
+            .clone();
+        (
+            s,
+            code,
+            h.get("x-request-id")
+                .map(|v| v.to_str().unwrap().to_owned()),
+        )
+    };
+    let (s, code, _) = send("GET", "/v1/models/%FF%FE/versions/1.0", None);
+    assert_eq!(
+        (s, code.as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_request"))
+    );
+    let (s, code, _) = send("DELETE", "/v1/models", None);
+    assert_eq!(
+        (s, code.as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
+    let (_, _, rid) = send("GET", SHOW, Some("trace-42"));
+    assert_eq!(rid.as_deref(), Some("trace-42"));
+    let (_, _, rid) = send("GET", SHOW, Some("bad id with spaces"));
+    let rid = rid.unwrap();
+    assert!(
+        rid.len() == 24 && rid.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{rid}"
+    );
+}
