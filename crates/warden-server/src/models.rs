@@ -231,11 +231,13 @@ pub(crate) async fn download(
             format!("bytes {}-{}/{}", r.start, r.end - 1, d.size()),
         ));
     }
-    let extra = [
+    for (name, value) in [
         ("x-warden-digest", format!("sha256:{}", d.digest())),
         ("x-warden-version", d.version().to_owned()),
         ("x-warden-audit-index", d.receipt().index.to_string()),
-    ];
+    ] {
+        fields.push((header::HeaderName::from_static(name), value));
+    }
     let body = match d.into_body() {
         DownloadBody::Complete(b) => Body::from(b),
         DownloadBody::Stream(s) => Body::from_stream(s),
@@ -244,11 +246,6 @@ pub(crate) async fn download(
     *r.status_mut() = status;
     let h = r.headers_mut();
     for (name, value) in fields {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
-        }
-    }
-    for (name, value) in extra {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(name, v);
         }
