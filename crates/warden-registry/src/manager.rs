@@ -294,7 +294,8 @@ impl SecureModelManager {
         &self.blobs
     }
 
-    pub(crate) fn now_secs(&self) -> i64 {
+    /// The registry clock's time, in seconds (grant and token expiries use it).
+    pub fn now_secs(&self) -> i64 {
         i64::try_from(self.clock.now().as_micros() / 1_000_000).unwrap_or(i64::MAX)
     }
 

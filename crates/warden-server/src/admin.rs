@@ -132,13 +132,7 @@ pub(crate) async fn grant(
             "expires_in_secs must be between 1 and one year".into(),
         ));
     }
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    )
-    .unwrap_or(i64::MAX);
+    let now = s.manager.now_secs();
     let r = s
         .manager
         .grant(
