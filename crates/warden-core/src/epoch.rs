@@ -209,7 +209,8 @@ impl RotationRecord {
 #[derive(Debug)]
 pub struct EpochKeys {
     pub epoch: u64,
-    pub signer: SigningKey,
+    /// Shared with the ledger's signing thread; zeroized when the last holder drops it.
+    pub signer: std::sync::Arc<SigningKey>,
     pub data: DataKey,
     pub not_before: Timestamp,
     pub not_after: Timestamp,
@@ -320,7 +321,7 @@ pub fn start_epoch(
     };
     let keys = EpochKeys {
         epoch: p.epoch,
-        signer,
+        signer: std::sync::Arc::new(signer),
         data,
         not_before: p.not_before,
         not_after,

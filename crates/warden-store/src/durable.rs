@@ -58,12 +58,14 @@ impl AppendFile for FsFile {
 
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
         let r = self.file.write_all(data);
-        // Re-read the length: a failed write may have written a prefix.
-        self.len = self
-            .file
-            .metadata()
-            .map(|m| m.len())
-            .unwrap_or(self.len + data.len() as u64);
+        self.len = match r {
+            Ok(()) => self.len + data.len() as u64,
+            // Re-read the length: a failed write may have written a prefix.
+            Err(_) => self
+                .file
+                .metadata()
+                .map_or(self.len + data.len() as u64, |m| m.len()),
+        };
         r
     }
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use warden_core::checkpoint::{Checkpoint, sign_checkpoint};
-use warden_core::crypto::{RecipientPublicKey, SigAlg};
+use warden_core::crypto::{RecipientPublicKey, SigAlg, SigningKey};
 use warden_core::entry::{self, Event, Header, KIND_ROTATION};
 use warden_core::epoch::{
     Closure, EpochKeys, EpochParams, EpochSecrets, nonce_from_counter, start_epoch,
@@ -309,6 +309,7 @@ struct Writer {
     last_time: Timestamp,
     /// Reused sealing buffers, one per thread.
     bufs: Vec<Sealed>,
+    signer: SignWorker,
 }
 
 /// Files to write through; tests wrap them to inject faults.
@@ -459,6 +460,7 @@ impl Ledger {
             epoch,
             last_time: now,
             bufs: Vec::new(),
+            signer: SignWorker::start().map_err(io("starting the signing thread for", log))?,
         };
         let mut first = vec![rotation_item(reason, cut_entries, cut_bytes)?];
         if cut_bytes > 0 {
@@ -795,18 +797,20 @@ impl Writer {
         let group = if strict { SIGN_GROUP } else { usize::MAX };
         let groups: Vec<&[Checkpoint]> = cps.chunks(group).collect();
         let mut group_spans = spans.chunks_mut(group);
-        let outcome: Result<Vec<String>, AppendError> = std::thread::scope(|s| {
-            let groups = &groups;
-            let spawn = |j: usize| {
-                groups
-                    .get(j)
-                    .map(|&g| s.spawn(move || sign_group(g, epoch, secs, strict)))
-            };
-            let join = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<String>, AppendError>>| {
-                h.join()
-                    .unwrap_or_else(|_| Err(AppendError::Io("signing thread failed".into())))
-            };
-            let mut next = spawn(0);
+        let signer = &self.signer;
+        let submit = |j: usize| {
+            groups.get(j).map(|&g| {
+                signer.submit(SignJob {
+                    cps: g.to_vec(),
+                    key: Arc::clone(&epoch.signer),
+                    key_name: epoch.key_name.clone(),
+                    secs,
+                    strict,
+                })
+            })
+        };
+        let outcome: Result<Vec<String>, AppendError> = {
+            let mut next = submit(0);
             let mut failed = sealed
                 .iter()
                 .try_for_each(|c| entries.append(&c.lines))
@@ -815,8 +819,8 @@ impl Writer {
                 .map(|e| AppendError::Io(e.to_string()));
             let mut notes = Vec::with_capacity(cps.len());
             for (j, g) in groups.iter().enumerate() {
-                let signed = next.take().map_or(Ok(Vec::new()), join);
-                next = spawn(j + 1);
+                let signed = next.take().map_or(Ok(Vec::new()), SignWorker::wait);
+                next = submit(j + 1);
                 if failed.is_some() {
                     continue;
                 }
@@ -851,7 +855,7 @@ impl Writer {
                 notes.extend(signed);
             }
             failed.map_or(Ok(notes), Err)
-        });
+        };
         let signed = match outcome {
             Ok(n) => n,
             Err(e) => {
@@ -998,19 +1002,85 @@ impl SealJob<'_> {
 /// write and fsync.
 const SIGN_GROUP: usize = 256;
 
+/// A thread that signs checkpoints while the sequencer writes and fsyncs. It lives as
+/// long as the ledger, so no batch pays for starting a thread.
+struct SignWorker {
+    tx: Option<std::sync::mpsc::Sender<(SignJob, SignAnswer)>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// Checkpoints to sign with an epoch key.
+struct SignJob {
+    cps: Vec<Checkpoint>,
+    key: Arc<SigningKey>,
+    key_name: String,
+    secs: u64,
+    strict: bool,
+}
+
+type SignReply = std::sync::mpsc::Receiver<Result<Vec<String>, AppendError>>;
+type SignAnswer = std::sync::mpsc::SyncSender<Result<Vec<String>, AppendError>>;
+
+impl SignWorker {
+    fn start() -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<(SignJob, SignAnswer)>();
+        let handle = std::thread::Builder::new()
+            .name("warden-sign".into())
+            .spawn(move || {
+                for (job, reply) in rx {
+                    let r = sign_group(&job.cps, &job.key_name, &job.key, job.secs, job.strict);
+                    // The job's key reference is dropped before the reply, so a retired
+                    // epoch key is zeroized as soon as its last checkpoint is signed.
+                    drop(job);
+                    let _ = reply.send(r);
+                }
+            })?;
+        Ok(Self {
+            tx: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    /// Queues `job`; [`SignWorker::wait`] on the answer.
+    fn submit(&self, job: SignJob) -> SignReply {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        if let Some(tx) = &self.tx {
+            // If the worker is gone, `reply` is dropped with the job and `wait` reports it.
+            let _ = tx.send((job, reply));
+        }
+        answer
+    }
+
+    fn wait(answer: SignReply) -> Result<Vec<String>, AppendError> {
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(AppendError::Io("signing thread failed".into())))
+    }
+}
+
+impl Drop for SignWorker {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Signs a group of checkpoints: on every core in strict mode, else in order here.
 fn sign_group(
     cps: &[Checkpoint],
-    epoch: &EpochKeys,
+    key_name: &str,
+    key: &SigningKey,
     secs: u64,
     strict: bool,
 ) -> Result<Vec<String>, AppendError> {
     if strict && cps.len() > 1 {
-        return sign_parallel(cps, epoch, secs);
+        return sign_parallel(cps, key_name, key, secs);
     }
     cps.iter()
         .map(|cp| {
-            sign_checkpoint(cp, &epoch.key_name, &epoch.signer, secs)
+            sign_checkpoint(cp, key_name, key, secs)
                 .map(|n| n.to_string())
                 .map_err(|e| AppendError::Io(format!("signing: {e}")))
         })
@@ -1020,7 +1090,8 @@ fn sign_group(
 /// Signs many checkpoints on every core (strict mode).
 fn sign_parallel(
     cps: &[Checkpoint],
-    epoch: &EpochKeys,
+    key_name: &str,
+    key: &SigningKey,
     secs: u64,
 ) -> Result<Vec<String>, AppendError> {
     let threads = std::thread::available_parallelism()
@@ -1039,7 +1110,7 @@ fn sign_parallel(
                         let Some(cp) = cps.get(i) else {
                             return Ok(mine);
                         };
-                        let note = sign_checkpoint(cp, &epoch.key_name, &epoch.signer, secs)
+                        let note = sign_checkpoint(cp, key_name, key, secs)
                             .map_err(|e| AppendError::Io(format!("signing: {e}")))?;
                         mine.push((i, note.to_string()));
                     }
