@@ -436,7 +436,7 @@ impl SecureModelManager {
                     what.clone(),
                     json!({"file": r.name, "expected": r.digest}),
                 );
-                self.audit("incident", ev).await?;
+                self.audit("incident", &ev).await?;
                 return Err(RegistryError::Integrity { what });
             }
         };
@@ -453,15 +453,13 @@ impl SecureModelManager {
             "stream": true,
             "range": range.map(|g| [g.start, g.end]),
         }));
-        let receipt = self.audit("model.access", ev).await?;
-        // Completed with the evidence if the bytes turn out not to match.
-        let incident = Self::version_event(
-            caller,
-            warden_policy::Action::Load,
-            &v,
-            "deny",
-            "integrity-failure".into(),
-        );
+        let receipt = self.audit("model.access", &ev).await?;
+        // The same facts become the incident, completed with the evidence, if the bytes
+        // turn out not to match.
+        let mut incident = ev;
+        incident.decision = Some("deny".into());
+        incident.reason = Some("integrity-failure".into());
+        incident.details = None;
         Ok(Download {
             receipt,
             model: v.model,

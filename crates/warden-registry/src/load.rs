@@ -217,7 +217,7 @@ impl SecureModelManager {
                     "the recorded root digest differs from the signed manifest".into(),
                     json!({"recorded": v.root_digest, "signed": m.root()}),
                 );
-                self.audit("incident", ev).await?;
+                self.audit("incident", &ev).await?;
                 return Err(RegistryError::Integrity { what });
             }
             Err(e) => {
@@ -225,7 +225,7 @@ impl SecureModelManager {
                     format!("the signed manifest does not verify: {e}"),
                     json!({}),
                 );
-                self.audit("incident", ev).await?;
+                self.audit("incident", &ev).await?;
                 return Err(RegistryError::Integrity { what });
             }
         };
@@ -315,7 +315,7 @@ impl SecureModelManager {
                         format!("{}: the stored blob cannot be read: {err}", r.name),
                         json!({"file": r.name, "expected": r.digest}),
                     );
-                    self.audit("incident", ev).await?;
+                    self.audit("incident", &ev).await?;
                     return Err(RegistryError::Integrity { what });
                 }
             };
@@ -325,7 +325,7 @@ impl SecureModelManager {
                     json!({"file": r.name, "expected": r.digest, "actual": digest,
                            "expected_size": r.size, "actual_size": size}),
                 );
-                self.audit("incident", ev).await?;
+                self.audit("incident", &ev).await?;
                 return Err(RegistryError::Integrity { what });
             }
             files.push(LoadedFile {
@@ -341,7 +341,7 @@ impl SecureModelManager {
             "state": v.state,
         }));
         // Fail closed: without a durable access entry there is no LoadedModel.
-        let receipt = self.audit("model.access", ev).await?;
+        let receipt = self.audit("model.access", &ev).await?;
         Ok(LoadedModel::new(
             receipt,
             v.model,

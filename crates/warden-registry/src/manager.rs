@@ -210,7 +210,7 @@ impl SecureModelManager {
         };
         m.audit(
             "system.start",
-            Event {
+            &Event {
                 user: Some("system".into()),
                 action: Some("start".into()),
                 details: Some(
@@ -239,7 +239,7 @@ impl SecureModelManager {
     async fn record_change(
         &self,
         key: &str,
-        kind: &str,
+        kind: &'static str,
         action: &str,
         digest: &str,
     ) -> Result<(), RegistryError> {
@@ -251,7 +251,7 @@ impl SecureModelManager {
         Db::set_meta(&mut tx, key, digest).await?;
         self.audit(
             kind,
-            Event {
+            &Event {
                 user: Some("system".into()),
                 action: Some(action.into()),
                 details: Some(json!({"previous": last, "digest": digest})),
@@ -268,7 +268,7 @@ impl SecureModelManager {
         let r = self
             .audit(
                 "system.stop",
-                Event {
+                &Event {
                     user: Some("system".into()),
                     action: Some("stop".into()),
                     ..Event::default()
@@ -300,15 +300,19 @@ impl SecureModelManager {
     }
 
     /// Appends one entry and waits until it is durable.
-    pub(crate) async fn audit(&self, kind: &str, event: Event) -> Result<Receipt, RegistryError> {
+    pub(crate) async fn audit(
+        &self,
+        kind: &'static str,
+        event: &Event,
+    ) -> Result<Receipt, RegistryError> {
         let t = std::time::Instant::now();
         // Submitting only queues (it blocks just when the queue is full); the task then
         // parks until the sequencer has made the batch durable.
-        let r = match self.ledger.submit(kind, &event) {
+        let r = match self.ledger.submit(kind, event) {
             Ok(ticket) => ticket.await.map_err(RegistryError::Audit),
             Err(e) => Err(RegistryError::Audit(e)),
         };
-        metrics::histogram!("warden_audit_append_duration_seconds", "kind" => kind.to_owned())
+        metrics::histogram!("warden_audit_append_duration_seconds", "kind" => kind)
             .record(t.elapsed().as_secs_f64());
         r
     }
@@ -327,7 +331,7 @@ impl SecureModelManager {
         ev.decision = Some("allow".into());
         ev.reason = Some(decision.reason());
         ev.details = Some(what);
-        self.audit("audit.read", ev).await?;
+        self.audit("audit.read", &ev).await?;
         Ok(self.ledger.path().to_path_buf())
     }
 
@@ -536,7 +540,7 @@ impl SecureModelManager {
         } else {
             "model.denied"
         };
-        self.audit(kind, ev).await
+        self.audit(kind, &ev).await
     }
 
     /// Answers whether `caller` may `action` the resource, recording the decision
@@ -582,7 +586,7 @@ impl SecureModelManager {
         };
         ev.decision = Some("deny".into());
         ev.reason = Some("not-found".into());
-        self.audit("model.denied", ev).await?;
+        self.audit("model.denied", &ev).await?;
         if self.db.model_exists(model).await? {
             Err(RegistryError::UnknownVersion {
                 model: model.to_owned(),
@@ -675,7 +679,7 @@ impl SecureModelManager {
             "op": "principal.add", "principal": name, "roles": roles, "service": service,
             "signing_key": signing_key.map(|k| manifest::key_id(name, k)),
         }));
-        let receipt = self.audit("registry.principal", ev).await?;
+        let receipt = self.audit("registry.principal", &ev).await?;
         self.db.commit(tx).await?;
         Ok(receipt)
     }
@@ -699,7 +703,7 @@ impl SecureModelManager {
             &decision,
             json!({"op": "principal.grant_role", "principal": name, "role": role}),
         );
-        let r = self.audit("registry.principal", ev).await?;
+        let r = self.audit("registry.principal", &ev).await?;
         self.db.commit(tx).await?;
         Ok(r)
     }
@@ -744,7 +748,7 @@ impl SecureModelManager {
             "op": "principal.grant", "principal": name, "model": model,
             "actions": actions.iter().map(|a| a.as_str()).collect::<Vec<_>>(), "expires_at": expires_at,
         }));
-        let r = self.audit("registry.principal", ev).await?;
+        let r = self.audit("registry.principal", &ev).await?;
         self.db.commit(tx).await?;
         Ok(r)
     }
@@ -768,7 +772,7 @@ impl SecureModelManager {
             "principal.suspend"
         };
         let ev = Self::directory_event(caller, &decision, json!({"op": op, "principal": name}));
-        let r = self.audit("registry.principal", ev).await?;
+        let r = self.audit("registry.principal", &ev).await?;
         self.db.commit(tx).await?;
         Ok(r)
     }
@@ -785,7 +789,7 @@ impl SecureModelManager {
         ev.decision = Some("allow".into());
         ev.reason = Some(decision.reason());
         ev.details = Some(json!({"op": "principal.list"}));
-        self.audit("registry.read", ev).await?;
+        self.audit("registry.read", &ev).await?;
         let mut out = Vec::new();
         for p in self.db.principals().await? {
             let g = self.db.grants_of(&p.name).await?;
@@ -989,7 +993,7 @@ impl SecureModelManager {
         ev.reason = Some(decision.reason());
         ev.digest = Some(format!("sha256:{}", blob.digest));
         ev.details = Some(json!({"op": "upload", "size": blob.size}));
-        let receipt = self.audit("registry.upload", ev).await?;
+        let receipt = self.audit("registry.upload", &ev).await?;
         Ok((blob, receipt))
     }
 
@@ -1089,7 +1093,7 @@ impl SecureModelManager {
             "signer": manifest::key_id(&caller.principal, &registered),
             "provenance": verified.provenance(),
         }));
-        let receipt = self.audit("registry.register", ev).await?;
+        let receipt = self.audit("registry.register", &ev).await?;
         self.db.commit(tx).await?;
         let info = self.info(&row).await?;
         Ok((info, receipt))
@@ -1153,7 +1157,7 @@ impl SecureModelManager {
         let mut ev = Self::version_event(caller, Action::Deploy, &v, "allow", decision.reason());
         ev.details =
             Some(json!({"from": from.as_str(), "to": target.as_str(), "evidence": evidence}));
-        let r = self.audit("registry.promote", ev).await?;
+        let r = self.audit("registry.promote", &ev).await?;
         self.db.commit(tx).await?;
         Ok(r)
     }
@@ -1245,7 +1249,7 @@ impl SecureModelManager {
         } else {
             "registry.retire"
         };
-        let r = self.audit(kind, ev).await?;
+        let r = self.audit(kind, &ev).await?;
         self.db.commit(tx).await?;
         Ok(r)
     }
@@ -1293,7 +1297,7 @@ impl SecureModelManager {
         Db::set_alias(&mut tx, model, alias, Some(version)).await?;
         let mut ev = Self::version_event(caller, Action::Write, &v, "allow", d.reason());
         ev.details = Some(json!({"op": "alias.set", "alias": alias}));
-        let r = self.audit("registry.alias", ev).await?;
+        let r = self.audit("registry.alias", &ev).await?;
         self.db.commit(tx).await?;
         Ok(r)
     }
@@ -1319,7 +1323,7 @@ impl SecureModelManager {
         let mut ev = Self::event(caller, Action::Read);
         ev.decision = Some(if hidden == 0 { "allow" } else { "partial" }.into());
         ev.details = Some(json!({"op": "list", "versions": out.len(), "models_hidden": hidden}));
-        self.audit("registry.list", ev).await?;
+        self.audit("registry.list", &ev).await?;
         Ok(out)
     }
 
@@ -1335,7 +1339,7 @@ impl SecureModelManager {
             .authorize(caller, Action::Read, &Self::version_facts(&v), None)
             .await?;
         let ev = Self::version_event(caller, Action::Read, &v, "allow", d.reason());
-        self.audit("registry.read", ev).await?;
+        self.audit("registry.read", &ev).await?;
         self.info(&v).await
     }
 

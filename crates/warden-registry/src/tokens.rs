@@ -187,7 +187,7 @@ impl SecureModelManager {
             json!({"op": "token.create", "token": t.id, "principal": principal,
             "scopes": t.scopes, "expires_at": t.expires_at}),
         );
-        let r = self.audit("registry.token", ev).await?;
+        let r = self.audit("registry.token", &ev).await?;
         self.db.commit(tx).await?;
         Ok((token, t, r))
     }
@@ -222,7 +222,7 @@ impl SecureModelManager {
         ev.decision = Some("allow".into());
         ev.reason = Some(decision.reason());
         ev.details = Some(json!({"op": "token.list", "principal": principal}));
-        self.audit("registry.read", ev).await?;
+        self.audit("registry.read", &ev).await?;
         rows.iter().map(info).collect()
     }
 
@@ -248,7 +248,7 @@ impl SecureModelManager {
         ev.decision = Some("allow".into());
         ev.reason = Some(decision.reason());
         ev.details = Some(json!({"op": "token.revoke", "token": id}));
-        let r = self.audit("registry.token", ev).await?;
+        let r = self.audit("registry.token", &ev).await?;
         self.db.commit(tx).await?;
         Ok(r)
     }
@@ -319,7 +319,7 @@ impl SecureModelManager {
             details,
             ..Event::default()
         };
-        self.audit("auth.failure", ev).await
+        self.audit("auth.failure", &ev).await
     }
 
     /// Whether `name` is a registered, active principal (for identities asserted by an

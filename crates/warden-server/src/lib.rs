@@ -55,7 +55,7 @@ pub struct AppState {
     /// Decrypts entries for the audit endpoints when set.
     pub auditor: Option<Arc<warden_core::crypto::RecipientSecretKey>>,
     /// Scopes of callers identified by a client certificate (mTLS).
-    pub mtls_scopes: Vec<String>,
+    pub mtls_scopes: Arc<[String]>,
 }
 
 impl AppState {
@@ -75,8 +75,8 @@ impl AppState {
 
 /// The scopes a client certificate carries unless configured: read and load.
 #[must_use]
-pub fn default_mtls_scopes() -> Vec<String> {
-    vec!["model:load".into(), "model:read".into()]
+pub fn default_mtls_scopes() -> Arc<[String]> {
+    Arc::from(["model:load".to_owned(), "model:read".to_owned()])
 }
 
 /// Builds the router (and installs the metrics recorder on first use).
@@ -444,17 +444,23 @@ fn request_id(h: &HeaderMap) -> String {
     .filter(|v| v.bytes().all(|b| b.is_ascii_graphic()))
     {
         Some(v) => v.to_owned(),
-        None => {
-            let mut b = [0u8; 12];
-            aws_rand(&mut b);
-            warden_core::hex::encode(&b)
-        }
+        None => new_request_id(),
     }
 }
 
-fn aws_rand(b: &mut [u8]) {
-    // A request id need not be secret; on failure it stays zero.
-    let _ = aws_lc_rs::rand::fill(b);
+/// A fresh request id: a random per-process prefix and a counter, so ids are unique
+/// across restarts and nodes without a random draw per request (they need not be
+/// secret).
+fn new_request_id() -> String {
+    static PREFIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut b = [0u8; 6];
+        // On failure the prefix stays zero; ids are still unique within the process.
+        let _ = aws_lc_rs::rand::fill(&mut b);
+        warden_core::hex::encode(&b)
+    });
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff_ffff_ffff;
+    format!("{}{n:012x}", *PREFIX)
 }
 
 /// The credentials of a `Bearer` authorization (the scheme is case-insensitive).
@@ -530,7 +536,7 @@ async fn authenticate_cert(
             principal: name,
             ip,
             mfa: false,
-            scopes: Some(state.mtls_scopes.clone()),
+            scopes: Some(state.mtls_scopes.to_vec()),
             idp_roles: Vec::new(),
             user_agent: ua.map(str::to_owned),
             request_id: Some(rid.to_owned()),

@@ -3,10 +3,13 @@
 //! names or addresses: routes appear as their templates.
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock, RwLock};
 use std::time::Instant;
 
 /// Bucket bounds for every `*_duration_seconds` and `*_cpu_seconds` histogram.
@@ -53,20 +56,49 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 /// Counts and times every request by method, route template and status.
 pub(crate) async fn track(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let r = next.run(req).await;
-    let status = r.status().as_u16().to_string();
-    metrics::histogram!("warden_http_request_duration_seconds",
-        "method" => method.clone(), "route" => route.clone())
-    .record(start.elapsed().as_secs_f64());
-    metrics::counter!("warden_http_requests_total",
-        "method" => method, "route" => route, "status" => status)
-    .increment(1);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (duration, count) = HTTP.handles(route, &method, r.status().as_u16());
+    duration.record(start.elapsed().as_secs_f64());
+    count.increment(1);
     r
+}
+
+/// The request histogram and counter of each route, method and status, registered on
+/// first use: recording then touches no registry and allocates nothing. Routes are the
+/// router's own patterns and methods are bounded by the router, so this stays small.
+struct HttpHandles {
+    #[allow(clippy::type_complexity)]
+    by_route: RwLock<HashMap<String, HashMap<(Method, u16), (Histogram, Counter)>>>,
+}
+
+static HTTP: LazyLock<HttpHandles> = LazyLock::new(|| HttpHandles {
+    by_route: RwLock::new(HashMap::new()),
+});
+
+impl HttpHandles {
+    fn handles(&self, route: &str, method: &Method, status: u16) -> (Histogram, Counter) {
+        if let Ok(m) = self.by_route.read()
+            && let Some(h) = m.get(route).and_then(|r| r.get(&(method.clone(), status)))
+        {
+            return h.clone();
+        }
+        let (m, r) = (method.as_str().to_owned(), route.to_owned());
+        let h = (
+            metrics::histogram!("warden_http_request_duration_seconds",
+                "method" => m.clone(), "route" => r.clone()),
+            metrics::counter!("warden_http_requests_total",
+                "method" => m, "route" => r, "status" => status.to_string()),
+        );
+        if let Ok(mut map) = self.by_route.write() {
+            map.entry(route.to_owned())
+                .or_default()
+                .insert((method.clone(), status), h.clone());
+        }
+        h
+    }
 }
 
 pub(crate) async fn render() -> Response {

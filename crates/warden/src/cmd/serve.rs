@@ -145,7 +145,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 jwt: jwt.clone(),
                 max_upload: a.max_upload,
                 auditor: auditor.clone(),
-                mtls_scopes: a.mtls_scopes.clone(),
+                mtls_scopes: a.mtls_scopes.clone().into(),
             });
             match tls {
                 Some(cfg) => {
