@@ -15,6 +15,7 @@ use object_store::{GetResultPayload, ObjectStore, WriteMultipart};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 use warden_core::hex;
 
 /// Read and upload chunk size.
@@ -26,6 +27,75 @@ pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
     /// Set for the local filesystem store: its root directory.
     local: Option<PathBuf>,
+    /// Recently opened local blobs, shared by concurrent readers.
+    open: Arc<OpenFiles>,
+}
+
+/// How long an opened local blob is reused before it is opened again by name. Reads
+/// are positional on the shared handle, so a blob changed in place is seen (and fails
+/// verification) at once; a blob replaced by a new file is read from the file it
+/// replaced, whose bytes are still verified, until the handle is refreshed.
+const OPEN_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most local blob handles kept open.
+const OPEN_MAX: usize = 1024;
+
+/// Open handles of local blobs by digest, each with the time it was opened.
+#[derive(Debug, Default)]
+struct OpenFiles(
+    std::sync::Mutex<std::collections::HashMap<String, (Arc<std::fs::File>, Instant)>>,
+);
+
+impl OpenFiles {
+    fn forget(&self, digest: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(digest);
+    }
+
+    fn get(&self, digest: &str, path: &Path) -> std::io::Result<Arc<std::fs::File>> {
+        let now = Instant::now();
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((f, at)) = map.get(digest)
+            && now.duration_since(*at) < OPEN_TTL
+        {
+            return Ok(Arc::clone(f));
+        }
+        // Opened under the lock: concurrent first requests for one blob open it once.
+        let f = Arc::new(std::fs::File::open(path)?);
+        if map.len() >= OPEN_MAX {
+            map.retain(|_, (_, at)| now.duration_since(*at) < OPEN_TTL);
+            if map.len() >= OPEN_MAX {
+                map.clear();
+            }
+        }
+        map.insert(digest.to_owned(), (Arc::clone(&f), now));
+        Ok(f)
+    }
+}
+
+/// A reader over a (possibly shared) blob file that reads at its own offset.
+#[derive(Debug)]
+pub(crate) struct BlobFile {
+    file: Arc<std::fs::File>,
+    pos: u64,
+}
+
+impl BlobFile {
+    fn new(file: Arc<std::fs::File>) -> Self {
+        Self { file, pos: 0 }
+    }
+}
+
+impl Read for BlobFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(&*self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 /// A blob as stored: digest (hex) and size.
@@ -38,7 +108,7 @@ pub struct StoredBlob {
 /// Where the bytes of one blob come from when read.
 pub(crate) enum BlobReader {
     /// A local file (the fast path: large reads, no copies through the runtime).
-    File(std::fs::File),
+    File(BlobFile),
     /// Any other store's byte stream.
     Stream(futures_util::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>),
 }
@@ -51,13 +121,18 @@ impl BlobStore {
         Ok(Self {
             store: Arc::new(fs),
             local: Some(root.to_path_buf()),
+            open: Arc::default(),
         })
     }
 
     /// Any `object_store` backend (S3, GCS, Azure, in-memory).
     #[must_use]
     pub fn with_store(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store, local: None }
+        Self {
+            store,
+            local: None,
+            open: Arc::default(),
+        }
     }
 
     /// The key of the blob with hex digest `digest`.
@@ -130,15 +205,18 @@ impl BlobStore {
     /// Opens a blob for reading. Crate-private: bytes leave the registry only through
     /// the audited load path.
     pub(crate) async fn open(&self, digest: &str) -> Result<BlobReader, RegistryError> {
-        // The local store's file is opened directly: no hop through a blocking thread.
+        // The local store's file is opened directly (no hop through a blocking thread)
+        // and its handle reused for a moment by the next requests for the same blob.
         if let Some(p) = self.local_path(digest) {
-            return std::fs::File::open(&p)
-                .map(BlobReader::File)
+            return self
+                .open
+                .get(digest, &p)
+                .map(|f| BlobReader::File(BlobFile::new(f)))
                 .map_err(RegistryError::io("open", &p));
         }
         let r = self.store.get(&Self::key(digest)).await?;
         Ok(match r.payload {
-            GetResultPayload::File(f, _) => BlobReader::File(f),
+            GetResultPayload::File(f, _) => BlobReader::File(BlobFile::new(Arc::new(f))),
             GetResultPayload::Stream(s) => BlobReader::Stream(s),
         })
     }
@@ -232,6 +310,8 @@ impl BlobWriter {
             return Err(e.into());
         }
         store.make_durable(&digest)?;
+        // Readers now open the file just installed, not a handle to the one it replaced.
+        store.open.forget(&digest);
         Ok(StoredBlob { digest, size })
     }
 }
@@ -297,7 +377,7 @@ impl BlobReader {
     }
 }
 
-fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> Result<usize, RegistryError> {
+fn read_full(f: &mut BlobFile, buf: &mut [u8]) -> Result<usize, RegistryError> {
     let mut filled = 0;
     while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
         match f.read(rest) {
@@ -311,7 +391,7 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> Result<usize, RegistryErr
 }
 
 fn read_into_memory(
-    mut f: std::fs::File,
+    mut f: BlobFile,
     expected: u64,
 ) -> Result<(String, u64, Vec<u8>), RegistryError> {
     let len = usize::try_from(expected)
@@ -365,7 +445,7 @@ fn read_into_memory(
 /// was read: the two run in parallel, so the load runs at the slower of the two instead
 /// of their sum. Buffers circulate between the threads; none is allocated per chunk.
 fn drain_file<S: ChunkSink>(
-    mut f: std::fs::File,
+    mut f: BlobFile,
     mut sink: S,
 ) -> Result<(String, u64, S), RegistryError> {
     use std::sync::mpsc::sync_channel;

@@ -242,7 +242,7 @@ impl Check {
     /// on a blocking thread and reported through `tx`.
     fn run_inline(
         mut self,
-        mut f: std::fs::File,
+        mut f: crate::blobs::BlobFile,
         tx: mpsc::Sender<Result<Bytes, StreamIntegrityError>>,
     ) -> Option<Bytes> {
         let mut buf = Vec::with_capacity(usize::try_from(self.limit).unwrap_or(0) + 1);
@@ -272,7 +272,7 @@ impl Check {
 
     fn run_file(
         mut self,
-        mut f: std::fs::File,
+        mut f: crate::blobs::BlobFile,
         tx: &mpsc::Sender<Result<Bytes, StreamIntegrityError>>,
     ) {
         let mut error = None;

@@ -1152,6 +1152,34 @@ fn a_blob_tampered_after_registration_never_completes_a_download() {
     }
 }
 
+/// Blob handles are reused between requests; reads are positional on the shared handle,
+/// so a change made in place after a download is caught by the very next one.
+#[test]
+fn a_blob_changed_in_place_after_a_download_is_caught_by_the_next_download() {
+    let mut fx = Fx::new();
+    let t = fx.token("eng", &["model:load"], 3600);
+    let get = |fx: &Fx| {
+        let req = Request::get(FILE)
+            .header("authorization", format!("Bearer {t}"))
+            .body(Body::empty())
+            .unwrap();
+        fx.rt.block_on(async {
+            let r = fx.router().oneshot(req).await.unwrap();
+            r.into_body().collect().await.map(|b| b.to_bytes())
+        })
+    };
+    assert_eq!(get(&fx).unwrap(), fx.weights.as_slice());
+    let digest = sha256_hex(&fx.weights);
+    let blob = fx.m().blobs().local_path(&digest).unwrap();
+    let mut f = std::fs::OpenOptions::new().write(true).open(&blob).unwrap();
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(1000)).unwrap();
+    std::io::Write::write_all(&mut f, &[fx.weights[1000] ^ 1]).unwrap();
+    drop(f);
+    assert!(get(&fx).is_err(), "the changed blob is not served whole");
+    let ev = fx.close_and_read();
+    assert_eq!(ev.iter().filter(|(k, _)| k == "incident").count(), 1);
+}
+
 #[test]
 fn json_bodies_are_limited_in_type_depth_and_size() {
     let fx = Fx::new();
