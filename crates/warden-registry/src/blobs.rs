@@ -94,7 +94,7 @@ impl BlobFile {
     /// A handle of this reader's own, read sequentially: std reads a `File` straight
     /// into a vector's spare capacity, where a positional reader's bytes would first
     /// be zeroed.
-    fn into_own(self) -> std::io::Result<std::fs::File> {
+    pub(crate) fn into_own(self) -> std::io::Result<std::fs::File> {
         match self.path {
             Some(p) => std::fs::File::open(p),
             None => Arc::try_unwrap(self.file).or_else(|f| f.try_clone()),

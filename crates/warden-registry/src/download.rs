@@ -270,37 +270,70 @@ impl Check {
         None
     }
 
+    /// Streams a file: one thread reads chunks while this one hashes and forwards
+    /// them, so a download runs at the hashing rate rather than read plus hash.
     fn run_file(
         mut self,
-        mut f: crate::blobs::BlobFile,
+        f: crate::blobs::BlobFile,
         tx: &mpsc::Sender<Result<Bytes, StreamIntegrityError>>,
     ) {
-        let mut error = None;
-        loop {
-            // Read at most one byte past the signed size: a longer file fails anyway.
-            let room = (self.limit + 1).saturating_sub(self.read);
-            let want = usize::try_from(room.min(CHUNK as u64)).unwrap_or(CHUNK);
-            if want == 0 {
-                break;
-            }
-            // Read into spare capacity: no zeroing of each new chunk.
-            let mut buf = Vec::with_capacity(want);
-            match (&mut f).take(want as u64).read_to_end(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => {
-                    if let Some(out) = self.take(Bytes::from(buf))
-                        && tx.blocking_send(Ok(out)).is_err()
-                    {
+        let limit = self.limit;
+        let error = std::thread::scope(|scope| {
+            let (chunks, rx) = std::sync::mpsc::sync_channel::<Result<Bytes, String>>(DEPTH);
+            scope.spawn(move || {
+                // A handle of the reader's own: std reads a `File` straight into a
+                // vector's spare capacity, with no zeroing of each new chunk.
+                let mut f = match f.into_own() {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let _ = chunks.send(Err(e.to_string()));
                         return;
                     }
+                };
+                let mut read = 0u64;
+                loop {
+                    // At most one byte past the signed size: a longer file fails anyway.
+                    let room = (limit + 1).saturating_sub(read);
+                    let want = usize::try_from(room.min(CHUNK as u64)).unwrap_or(CHUNK);
+                    if want == 0 {
+                        return;
+                    }
+                    let mut buf = Vec::with_capacity(want);
+                    match (&mut f).take(want as u64).read_to_end(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            read += n as u64;
+                            // The receiver is gone when the client left.
+                            if chunks.send(Ok(Bytes::from(buf))).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let _ = chunks.send(Err(e.to_string()));
+                            return;
+                        }
+                    }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    error = Some(e.to_string());
-                    break;
+            });
+            for chunk in rx {
+                match chunk {
+                    Ok(chunk) => {
+                        if let Some(out) = self.take(chunk)
+                            && tx.blocking_send(Ok(out)).is_err()
+                        {
+                            return Err(());
+                        }
+                    }
+                    Err(e) => return Ok(Some(e)),
                 }
             }
-        }
+            Ok(None)
+        });
+        // The client left: nothing more to send or record.
+        let Ok(error) = error else {
+            return;
+        };
         match self.verdict(error) {
             Ok(Some(last)) => {
                 let _ = tx.blocking_send(Ok(last));

@@ -74,6 +74,12 @@ fn jwt_verifier(public: &[u8]) -> warden_server::jwt::JwtVerifier {
 
 impl Fx {
     fn new() -> Self {
+        Self::with_weights(200_000)
+    }
+
+    /// A fixture whose model file is `size` bytes (over 256 KiB streams from a reader
+    /// thread instead of being read inline).
+    fn with_weights(size: u32) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         let kdf = KdfParams {
@@ -111,7 +117,7 @@ impl Fx {
             .enable_all()
             .build()
             .unwrap();
-        let weights: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let weights: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
         std::fs::write(p.join("model.safetensors"), &weights).unwrap();
         let m = rt.block_on(async {
             let m = SecureModelManager::open(
@@ -1150,6 +1156,46 @@ fn a_blob_tampered_after_registration_never_completes_a_download() {
         assert_eq!(d["evidence"]["expected"], digest);
         assert_ne!(d["evidence"]["actual"], digest);
     }
+}
+
+/// Files over the inline size stream from a reader thread in 1 MiB chunks: whole and
+/// ranged downloads are exact, and damage in the first or the last chunk never yields a
+/// complete body.
+#[test]
+fn streamed_downloads_are_exact_and_cut_short_on_damage_in_any_chunk() {
+    let mut fx = Fx::with_weights(3 * 1024 * 1024 + 17);
+    let t = fx.token("eng", &["model:load"], 3600);
+    let get = |fx: &Fx, range: Option<&str>| {
+        let mut b = Request::get(FILE).header("authorization", format!("Bearer {t}"));
+        if let Some(r) = range {
+            b = b.header("range", r);
+        }
+        fx.rt.block_on(async {
+            let r = fx
+                .router()
+                .oneshot(b.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            r.into_body().collect().await.map(|b| b.to_bytes())
+        })
+    };
+    assert_eq!(get(&fx, None).unwrap(), fx.weights.as_slice());
+    let (a, z) = (1_048_570usize, 2_097_160usize);
+    assert_eq!(
+        get(&fx, Some(&format!("bytes={a}-{z}"))).unwrap(),
+        &fx.weights[a..=z]
+    );
+    let digest = sha256_hex(&fx.weights);
+    let blob = fx.m().blobs().local_path(&digest).unwrap();
+    for at in [10, fx.weights.len() - 5] {
+        let mut bytes = fx.weights.clone();
+        bytes[at] ^= 1;
+        std::fs::write(&blob, &bytes).unwrap();
+        assert!(get(&fx, None).is_err(), "damage at {at} is caught");
+        assert!(get(&fx, Some("bytes=0-99")).is_err(), "also for a range");
+    }
+    let ev = fx.close_and_read();
+    assert_eq!(ev.iter().filter(|(k, _)| k == "incident").count(), 4);
 }
 
 /// Blob handles are reused between requests; reads are positional on the shared handle,
