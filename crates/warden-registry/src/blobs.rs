@@ -366,7 +366,7 @@ impl BlobReader {
     pub(crate) async fn drain_to_memory(
         self,
         expected: u64,
-    ) -> Result<(String, u64, Vec<u8>), RegistryError> {
+    ) -> Result<(String, u64, MemoryBlob), RegistryError> {
         if expected > MAX_MEMORY_LOAD {
             return Err(RegistryError::invalid(
                 "load",
@@ -383,13 +383,14 @@ impl BlobReader {
             }
             stream @ BlobReader::Stream(_) => {
                 let cap = usize::try_from(expected).unwrap_or(0);
-                stream.drain(Vec::with_capacity(cap)).await
+                let (d, n, v) = stream.drain(Vec::with_capacity(cap)).await?;
+                Ok((d, n, MemoryBlob(Memory::Heap(v))))
             }
         }
     }
 }
 
-fn read_full(f: &mut BlobFile, buf: &mut [u8]) -> Result<usize, RegistryError> {
+fn read_full(f: &mut impl Read, buf: &mut [u8]) -> Result<usize, RegistryError> {
     let mut filled = 0;
     while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
         match f.read(rest) {
@@ -402,69 +403,95 @@ fn read_full(f: &mut BlobFile, buf: &mut [u8]) -> Result<usize, RegistryError> {
     Ok(filled)
 }
 
-fn read_into_memory(f: BlobFile, expected: u64) -> Result<(String, u64, Vec<u8>), RegistryError> {
-    use std::sync::mpsc::sync_channel;
-    const BUFFERS: usize = 4;
+fn read_into_memory(
+    f: BlobFile,
+    expected: u64,
+) -> Result<(String, u64, MemoryBlob), RegistryError> {
     let len = usize::try_from(expected)
         .map_err(|_| RegistryError::invalid("load", "the artifact is too large for memory"))?;
-    // Capacity only, filled by the reads themselves: a zeroed buffer costs a zeroing
-    // pass over the whole artifact before the first read when the allocator cannot
-    // prove its memory fresh (mimalloc's case), which cut the load rate by a third.
-    // One byte more than the signed size is read, so a longer file shows as longer.
-    let mut buf: Vec<u8> = Vec::with_capacity(len.saturating_add(1));
+    // A fresh anonymous mapping, not the allocator's memory: its pages are zero-filled
+    // by the kernel as the reads first touch them, with no zeroing pass and without the
+    // transparent-huge-page advice mimalloc gives its own memory (under which the page
+    // faults of a 1 GiB load cost about a quarter of its rate).
+    let mut map = memmap2::MmapMut::map_anon(len.max(1))
+        .map_err(|e| RegistryError::io("map", Path::new("memory"))(e))?;
     let mut f = f
         .into_own()
         .map_err(|e| RegistryError::io("open", Path::new("blob"))(e))?;
-    let (full_tx, full_rx) = sync_channel::<Vec<u8>>(BUFFERS);
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(BUFFERS);
-    for _ in 0..BUFFERS {
-        free_tx
-            .send(Vec::with_capacity(CHUNK))
-            .map_err(|_| RegistryError::invalid("blob reader", "buffer pool"))?;
-    }
-    let digest = std::thread::scope(|scope| {
-        // The hasher hashes a copy of each chunk, taken from the returned buffer itself:
-        // exactly the bytes returned are the bytes hashed.
+    let (digest, total, extra) = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<&[u8]>(8);
         let hasher = scope.spawn(move || {
             let mut ctx = digest::Context::new(&digest::SHA256);
-            while let Ok(chunk) = full_rx.recv() {
-                ctx.update(&chunk);
-                if free_tx.send(chunk).is_err() {
-                    break;
-                }
+            for chunk in rx {
+                ctx.update(chunk);
             }
             hex::encode(ctx.finish().as_ref())
         });
+        let mut total = 0usize;
         let mut result = Ok(());
-        loop {
-            let start = buf.len();
-            let want = CHUNK.min(len.saturating_add(1) - start);
-            if want == 0 {
-                break;
-            }
-            if let Err(e) = (&mut f).take(want as u64).read_to_end(&mut buf) {
-                result = Err(RegistryError::io("read", Path::new("blob"))(e));
-                break;
-            }
-            let n = buf.len() - start;
-            let Ok(mut copy) = free_rx.recv() else {
-                break;
+        for chunk in map.get_mut(..len).unwrap_or_default().chunks_mut(CHUNK) {
+            let want = chunk.len();
+            let n = match read_full(&mut f, chunk) {
+                Ok(n) => n,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             };
-            copy.clear();
-            copy.extend_from_slice(buf.get(start..).unwrap_or_default());
-            if full_tx.send(copy).is_err() || n < want {
+            total += n;
+            let done: &[u8] = chunk;
+            if tx.send(done.get(..n).unwrap_or_default()).is_err() || n < want {
                 break;
             }
         }
-        drop(full_tx);
+        drop(tx);
+        // Anything past the signed size makes the blob the wrong size.
+        let mut probe = [0u8; 1];
+        let extra = if result.is_ok() && total == len {
+            read_full(&mut f, &mut probe).unwrap_or(0)
+        } else {
+            0
+        };
         let digest = hasher
             .join()
             .map_err(|_| RegistryError::invalid("blob reader", "the hashing thread failed"))?;
-        result.map(|()| digest)
+        result.map(|()| (digest, total, extra))
     })?;
-    let total = buf.len() as u64;
-    buf.truncate(len);
-    Ok((digest, total, buf))
+    let map = map
+        .make_read_only()
+        .map_err(|e| RegistryError::io("map", Path::new("memory"))(e))?;
+    Ok((
+        digest,
+        (total + extra) as u64,
+        MemoryBlob(Memory::Mapped { map, len: total }),
+    ))
+}
+
+/// A blob read into memory: a local file into an anonymous mapping of its own
+/// (read-only once loaded), any other store's stream into a vector.
+#[derive(Debug)]
+pub struct MemoryBlob(Memory);
+
+#[derive(Debug)]
+enum Memory {
+    Mapped { map: memmap2::Mmap, len: usize },
+    Heap(Vec<u8>),
+}
+
+impl std::ops::Deref for MemoryBlob {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Memory::Mapped { map, len } => map.get(..*len).unwrap_or_default(),
+            Memory::Heap(v) => v,
+        }
+    }
+}
+
+impl AsRef<[u8]> for MemoryBlob {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
 }
 
 /// Reads a local blob on this thread (read and stage) while another thread hashes what

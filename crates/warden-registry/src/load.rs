@@ -33,7 +33,7 @@ pub enum Staging {
 
 #[derive(Debug)]
 enum Content {
-    Memory(Vec<u8>),
+    Memory(crate::blobs::MemoryBlob),
     File(tempfile::NamedTempFile),
 }
 
@@ -122,7 +122,7 @@ impl LoadedModel {
     }
 
     /// The bytes of the only file, when staged in memory.
-    pub fn into_single_bytes(self) -> Option<Vec<u8>> {
+    pub fn into_single_bytes(self) -> Option<crate::blobs::MemoryBlob> {
         let mut files = self.files;
         if files.len() != 1 {
             return None;

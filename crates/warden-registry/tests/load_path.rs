@@ -40,7 +40,11 @@ fn load(fx: &Fixture, who: &str, sel: &str, staging: &Staging) -> Result<Vec<u8>
     let (m, s) = Selector::parse_ref(&format!("m@{sel}"));
     fx.rt
         .block_on(fx.m().load(&Caller::local(who), &m, &s, None, staging))
-        .map(|l| l.into_single_bytes().unwrap_or_default())
+        .map(|l| {
+            l.into_single_bytes()
+                .map(|b| b.to_vec())
+                .unwrap_or_default()
+        })
 }
 
 /// The digest and stored file of the first file of `m@version` (to damage it).
