@@ -404,7 +404,7 @@ fn read_full(f: &mut impl Read, buf: &mut [u8]) -> Result<usize, RegistryError> 
 }
 
 fn read_into_memory(
-    f: BlobFile,
+    mut f: BlobFile,
     expected: u64,
 ) -> Result<(String, u64, MemoryBlob), RegistryError> {
     let len = usize::try_from(expected)
@@ -415,9 +415,6 @@ fn read_into_memory(
     // faults of a 1 GiB load cost about a quarter of its rate).
     let mut map = memmap2::MmapMut::map_anon(len.max(1))
         .map_err(|e| RegistryError::io("map", Path::new("memory"))(e))?;
-    let mut f = f
-        .into_own()
-        .map_err(|e| RegistryError::io("open", Path::new("blob"))(e))?;
     let (digest, total, extra) = std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<&[u8]>(8);
         let hasher = scope.spawn(move || {
