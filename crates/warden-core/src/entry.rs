@@ -84,7 +84,8 @@ impl Header<'_> {
     }
 }
 
-fn push_u64(out: &mut Vec<u8>, v: u64) {
+/// Appends the decimal digits of `v` to `out`.
+pub fn push_u64(out: &mut Vec<u8>, v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut v = v;

@@ -45,6 +45,46 @@ pub struct Config {
     /// Accept JWT bearer tokens from an identity provider (`[jwt]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtConfig>,
+    /// SIEM sinks that `warden serve` exports the ledger to (`[[siem]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub siem: Vec<SiemConfig>,
+}
+
+/// One SIEM sink (`[[siem]]` in `warden.toml`, or the options of `warden export`).
+/// Paths are relative to the data directory unless absolute.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiemConfig {
+    /// `tcp://host:port`, `tls://host:port`, `udp://host:port`, `file:PATH`,
+    /// `http(s)://host:port/path`.
+    pub to: String,
+    /// `policy`, `rfc5424`, `cef`, `ocsf`, `ecs` or `json`.
+    pub format: String,
+    /// Names the sink's cursor; default: derived from `to` and `format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Auditor secret key: formats other than `policy` then carry decrypted events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auditor_key: Option<PathBuf>,
+    /// CA certificates (PEM) trusted for `tls://` and `https://`; default: the system bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Export signed checkpoints too; default: yes, except for `policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<bool>,
+    /// `close` (default): a stream is confirmed by the receiver closing it; `write`: a
+    /// completed write counts (receivers that never close; a receiver crash can lose data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<String>,
+    /// Environment variable holding the HEC token for `http(s)://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hec_token_env: Option<String>,
 }
 
 /// JWT bearer tokens from an external identity provider. A token is accepted when its
@@ -158,6 +198,7 @@ impl Config {
             tls_cert: default_tls_cert(),
             tls_key: default_tls_key(),
             jwt: None,
+            siem: Vec::new(),
         }
     }
 

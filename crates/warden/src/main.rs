@@ -51,6 +51,8 @@ enum Command {
     /// Exit status: 0 all valid; 1 an entry or checkpoint is invalid or a rule is
     /// violated (each finding names its index and reason); 2 verification could not run.
     Verify(cmd::verify::Args),
+    /// Deliver the ledger to a SIEM (at least once, in order); `export status` shows lag.
+    Export(cmd::export::Args),
     /// Measure performance on this machine next to its own ceilings.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd::serve::run(&a),
         Command::Token(c) => cmd::token::run(&c),
         Command::Verify(a) => cmd::verify::run(&a),
+        Command::Export(a) => cmd::export::run(&a),
         Command::Bench(c) => cmd::bench::run(&c),
     };
     match r {

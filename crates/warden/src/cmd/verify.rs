@@ -27,7 +27,8 @@ pub struct Args {
     #[arg(long)]
     pub auditor_key: Option<PathBuf>,
     /// A checkpoint held by an outside party (SIEM, witness): the log must contain it.
-    /// Either a signed note or the JSON printed by `warden log checkpoint --json`.
+    /// Either a signed note, the JSON printed by `warden log checkpoint --json`, or
+    /// checkpoint messages exported to a SIEM in any format (the last one in the file).
     #[arg(long = "trusted-checkpoint")]
     pub trusted: Vec<PathBuf>,
     /// Resume from a state saved by --save-checkpoint: verify only newer entries.
@@ -49,6 +50,15 @@ pub struct Args {
 
 fn read_trusted(p: &std::path::Path) -> Result<Note> {
     let bytes = read_limited(p, 1 << 20)?;
+    // A checkpoint message as a SIEM stored it, in any export format.
+    if let Some(note) = warden_siem::format::find_checkpoint_token(&bytes) {
+        return Note::parse(&note).with_context(|| {
+            format!(
+                "{}: the exported checkpoint is not a signed note",
+                p.display()
+            )
+        });
+    }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
         && let Some(n) = v.get("note").and_then(|n| n.as_str())
     {

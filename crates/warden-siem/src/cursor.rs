@@ -1,0 +1,199 @@
+//! The durable export cursor: per sink, the next entry to deliver and the file offsets
+//! that lead to it, plus the sink's last status. One JSON file per sink,
+//! `<export dir>/<sink>.cursor`, replaced atomically (temporary file, fsync, rename,
+//! fsync of the directory) and only after the receiver confirmed everything before it.
+//! A lock file keeps two exporters off the same sink.
+
+use crate::error::{SiemError, io};
+use crate::source::Position;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Longest sink name.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Whether `name` can name a sink: 1–64 of `[A-Za-z0-9._-]`, not starting with a dot.
+#[must_use]
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// What the cursor file holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cursor {
+    /// Sink name.
+    pub sink: String,
+    /// Destination URL.
+    pub to: String,
+    /// Message format.
+    pub format: String,
+    /// Where delivery resumes: everything before `position.next` was confirmed.
+    pub position: Position,
+    /// Entries confirmed delivered by this sink, over its lifetime (duplicates after a
+    /// retry count once).
+    pub delivered: u64,
+    /// Entries covered by a checkpoint when the cursor was last saved.
+    pub covered: u64,
+    /// When the cursor was last saved (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<String>,
+    /// The last delivery failure, if it has not been followed by a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When that failure happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<String>,
+}
+
+impl Cursor {
+    /// Entries covered by a checkpoint but not yet confirmed delivered.
+    #[must_use]
+    pub fn lag(&self) -> u64 {
+        self.covered.saturating_sub(self.position.next)
+    }
+}
+
+/// A sink's cursor file, locked for this process.
+#[derive(Debug)]
+pub struct CursorStore {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl CursorStore {
+    /// Opens (creating the directory, 0700) and locks the cursor of sink `name`.
+    pub fn open(dir: &Path, name: &str) -> Result<Self, SiemError> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        if !valid_name(name) {
+            return Err(SiemError::Spec {
+                what: "name",
+                detail: format!("{name:?}: use 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 . _ -"),
+            });
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io("create", dir))?;
+        let lock_path = dir.join(format!("{name}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("open", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(SiemError::Locked {
+                    name: name.to_owned(),
+                    path: lock_path,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", &lock_path)(e)),
+        }
+        Ok(Self {
+            path: dir.join(format!("{name}.cursor")),
+            _lock: lock,
+        })
+    }
+
+    /// The cursor file's path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The saved cursor, if any.
+    pub fn load(&self) -> Result<Option<Cursor>, SiemError> {
+        read(&self.path)
+    }
+
+    /// Saves `c` durably.
+    pub fn save(&self, c: &Cursor) -> Result<(), SiemError> {
+        let mut data = serde_json::to_vec_pretty(c).map_err(|e| SiemError::Io {
+            op: "encode",
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        data.push(b'\n');
+        warden_store::durable::write_atomic(&self.path, &data, 0o600)
+            .map_err(io("write", &self.path))
+    }
+}
+
+fn read(path: &Path) -> Result<Option<Cursor>, SiemError> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("read", path)(e)),
+    };
+    serde_json::from_slice(&data)
+        .map(Some)
+        .map_err(|e| SiemError::Io {
+            op: "parse",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e),
+        })
+}
+
+/// Every sink's cursor in `dir`, sorted by name.
+pub fn list(dir: &Path) -> Result<Vec<Cursor>, SiemError> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io("list", dir)(e)),
+    };
+    for e in rd {
+        let p = e.map_err(io("list", dir))?.path();
+        if p.extension().is_some_and(|x| x == "cursor")
+            && let Some(c) = read(&p)?
+        {
+            out.push(c);
+        }
+    }
+    out.sort_by(|a, b| a.sink.cmp(&b.sink));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(valid_name("siem-1.tcp_x"));
+        for bad in ["", ".hidden", "a/b", "a b", &"x".repeat(65)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_sink_is_locked_by_one_exporter() {
+        let d = tempfile::tempdir().unwrap();
+        let a = CursorStore::open(d.path(), "s").unwrap();
+        assert!(matches!(
+            CursorStore::open(d.path(), "s"),
+            Err(SiemError::Locked { .. })
+        ));
+        let c = Cursor {
+            sink: "s".into(),
+            delivered: 3,
+            ..Cursor::default()
+        };
+        a.save(&c).unwrap();
+        assert_eq!(a.load().unwrap(), Some(c.clone()));
+        drop(a);
+        let b = CursorStore::open(d.path(), "s").unwrap();
+        assert_eq!(b.load().unwrap(), Some(c));
+        assert_eq!(list(d.path()).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,334 @@
+//! `warden export`: deliver the ledger to a SIEM, and `warden export status`.
+
+use crate::common::{DataDirArg, eprint, print_json};
+use anyhow::{Context, Result, bail};
+use clap::{Args as ClapArgs, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use warden_siem::transport::{Ack, Destination, TlsFiles};
+use warden_siem::{Exporter, Format, Options, SinkSpec, Stats};
+use warden_store::config::{DataDir, SiemConfig};
+
+/// Deliver ledger entries (and signed checkpoints) to a SIEM, at least once, in order.
+///
+/// Each sink keeps a durable cursor under `export/` in the data directory: a run resumes
+/// where the last one stopped, and the cursor moves only past what the receiver
+/// confirmed. Only entries covered by a signed checkpoint are exported.
+///
+/// Destinations: tcp://host:port (RFC 6587 octet counting; newline-framed for
+/// `policy`), tls://host:port (RFC 5425, TLS 1.3), udp://host:port (best effort),
+/// file:PATH, http(s)://host:port/path (Splunk HEC-style). Decrypted events leave the
+/// machine only over TLS.
+///
+/// Exit status: 0 everything covered was delivered (or --follow was stopped); 2 the
+/// receiver could not be reached after retries, or another error.
+#[derive(ClapArgs, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show every sink's cursor: next index, lag behind the ledger, last error.
+    Status {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(ClapArgs, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    dir: DataDirArg,
+    /// Destination URL.
+    #[arg(long, required = true)]
+    to: Option<String>,
+    /// Message format: policy (AUDIT_LOG_ENTRY:<hex> lines, as the policy documents),
+    /// rfc5424, cef, ocsf, ecs, json.
+    #[arg(long, required = true)]
+    format: Option<String>,
+    /// Keep following the ledger as it grows (until interrupted).
+    #[arg(long)]
+    follow: bool,
+    /// Auditor secret key: every format but policy then carries the decrypted event.
+    #[arg(long)]
+    auditor_key: Option<PathBuf>,
+    /// CA certificates (PEM) trusted for tls:// and https://; default: the system bundle.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM), for receivers that require mutual TLS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Sink name (names its cursor); default: derived from --to and --format.
+    #[arg(long)]
+    name: Option<String>,
+    /// First index to export when the sink has no cursor yet.
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Export signed checkpoints (default: yes, except with --format policy).
+    #[arg(long, conflicts_with = "no_checkpoints")]
+    checkpoints: bool,
+    /// Do not export signed checkpoints.
+    #[arg(long)]
+    no_checkpoints: bool,
+    /// How a stream confirms delivery: close (the receiver closes after reading
+    /// everything) or write (a completed write counts; for receivers that never close).
+    #[arg(long, default_value = "close")]
+    ack: String,
+    /// Environment variable holding the HEC token for http(s):// destinations.
+    #[arg(long)]
+    hec_token_env: Option<String>,
+    /// Print the final cursor as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: &Args) -> Result<ExitCode> {
+    match &a.command {
+        Some(Command::Status { dir, json }) => status(&dir.dir(), *json),
+        None => export(&a.run),
+    }
+}
+
+/// The sink a `[[siem]]` section (or the command line) describes.
+pub fn spec(dir: &DataDir, c: &SiemConfig) -> Result<SinkSpec> {
+    let dest = Destination::parse(&c.to)?;
+    let format = Format::parse(&c.format).with_context(|| {
+        format!(
+            "unknown format {:?}: use one of {}",
+            c.format,
+            Format::ALL.map(Format::name).join(", ")
+        )
+    })?;
+    let mut s = SinkSpec::new(dest, format);
+    if let Some(n) = &c.name {
+        s.name.clone_from(n);
+    }
+    if let Some(p) = &c.auditor_key {
+        let p = dir.resolve(p);
+        s.auditor = Some(Arc::new(
+            warden_store::keys::read_recipient_secret(&p)
+                .with_context(|| format!("reading the auditor key {}", p.display()))?,
+        ));
+    }
+    s.tls = TlsFiles {
+        ca: c.tls_ca.as_ref().map(|p| dir.resolve(p)),
+        cert: c.tls_cert.as_ref().map(|p| dir.resolve(p)),
+        key: c.tls_key.as_ref().map(|p| dir.resolve(p)),
+    };
+    if let Some(b) = c.checkpoints {
+        s.checkpoints = b;
+    }
+    s.ack = match c.ack.as_deref() {
+        None | Some("close") => Ack::Close,
+        Some("write") => Ack::Write,
+        Some(other) => bail!("unknown ack {other:?}: use close or write"),
+    };
+    if let Some(var) = &c.hec_token_env {
+        let t = std::env::var(var)
+            .with_context(|| format!("the HEC token variable {var} is not set"))?;
+        s.hec_token = Some(zeroize::Zeroizing::new(t));
+    }
+    s.validate()?;
+    Ok(s)
+}
+
+/// Where sinks keep their cursors.
+pub fn export_dir(dir: &DataDir) -> PathBuf {
+    dir.root.join("export")
+}
+
+fn export(a: &RunArgs) -> Result<ExitCode> {
+    let dir = a.dir.dir();
+    let cfg = dir.read_config()?;
+    // Paths on the command line are relative to the working directory; in warden.toml,
+    // to the data directory.
+    let abs = |p: &Option<PathBuf>| p.as_deref().map(std::path::absolute).transpose();
+    let sc = SiemConfig {
+        to: a.to.clone().unwrap_or_default(),
+        format: a.format.clone().unwrap_or_default(),
+        name: a.name.clone(),
+        auditor_key: abs(&a.auditor_key)?,
+        tls_ca: abs(&a.tls_ca)?,
+        tls_cert: abs(&a.tls_cert)?,
+        tls_key: abs(&a.tls_key)?,
+        checkpoints: if a.checkpoints {
+            Some(true)
+        } else if a.no_checkpoints {
+            Some(false)
+        } else {
+            None
+        },
+        ack: Some(a.ack.clone()),
+        hec_token_env: a.hec_token_env.clone(),
+    };
+    let mut s = spec(&dir, &sc)?;
+    s.start = a.from;
+    let name = s.name.clone();
+    let to = s.dest.to_string();
+    let mut exporter = Exporter::open(&dir.log(&cfg), &export_dir(&dir), s)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(Arc::clone(&stop));
+    let stats = Arc::new(Stats::default());
+    let opts = Options {
+        follow: a.follow,
+        ..Options::default()
+    };
+    let bar = progress(a.json, a.follow);
+    let start = exporter.cursor().delivered;
+    let worker = {
+        let (stop, stats) = (Arc::clone(&stop), Arc::clone(&stats));
+        std::thread::Builder::new()
+            .name(format!("warden-export-{name}"))
+            .spawn(move || exporter.run(&opts, &stop, &stats))?
+    };
+    let mut errors_seen = 0;
+    while !worker.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+        let next = stats.next.load(Ordering::Relaxed);
+        let covered = stats.covered.load(Ordering::Relaxed);
+        bar.set_length(covered);
+        bar.set_position(next);
+        let failures = stats.failures.load(Ordering::Relaxed);
+        if failures > errors_seen {
+            errors_seen = failures;
+            if let Ok(l) = stats.last_error.lock()
+                && let Some(e) = l.as_ref()
+            {
+                bar.suspend(|| eprint(&format!("warden export: {e}; retrying")));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let cursor = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the exporter thread failed"))??;
+    if a.json {
+        print_json(&serde_json::json!({
+            "sink": cursor.sink, "to": cursor.to, "format": cursor.format,
+            "next": cursor.position.next, "covered": cursor.covered, "lag": cursor.lag(),
+            "delivered": cursor.delivered - start, "delivered_total": cursor.delivered,
+        }))?;
+    } else {
+        eprint(&format!(
+            "warden export: sink {name}: delivered {} entries to {to}; next index {}, lag {}",
+            cursor.delivered - start,
+            cursor.position.next,
+            cursor.lag()
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress(json: bool, follow: bool) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    if json || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let template = if follow {
+        "{spinner} exported {pos}/{len} entries ({per_sec}) - following"
+    } else {
+        "{spinner} exporting {pos}/{len} {wide_bar} {per_sec} {eta}"
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Sets `stop` on SIGINT or SIGTERM, so the exporter confirms and saves its cursor.
+fn stop_on_signal(stop: Arc<AtomicBool>) {
+    let _ = std::thread::Builder::new()
+        .name("warden-signals".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut term) = signal(SignalKind::terminate()) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            });
+            stop.store(true, Ordering::Relaxed);
+        });
+}
+
+fn status(dir: &DataDir, json: bool) -> Result<ExitCode> {
+    let cfg = dir.read_config()?;
+    let covered = warden_store::audit::latest_checkpoint(&dir.log(&cfg))?.map_or(0, |c| c.size);
+    let cursors = warden_siem::cursor::list(&export_dir(dir))?;
+    if json {
+        let sinks: Vec<_> = cursors
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "sink": c.sink, "to": c.to, "format": c.format,
+                    "next": c.position.next, "covered": covered,
+                    "lag": covered.saturating_sub(c.position.next),
+                    "delivered": c.delivered, "updated": c.updated,
+                    "last_error": c.last_error, "last_error_at": c.last_error_at,
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({"covered": covered, "sinks": sinks}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if cursors.is_empty() {
+        writeln!(
+            out,
+            "no sinks yet (ledger: {covered} entries covered by checkpoints)"
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<32} {:<8} {:>10} {:>10}  {:<27} to / last error",
+        "sink", "format", "next", "lag", "updated"
+    )?;
+    for c in &cursors {
+        writeln!(
+            out,
+            "{:<32} {:<8} {:>10} {:>10}  {:<27} {}",
+            c.sink,
+            c.format,
+            c.position.next,
+            covered.saturating_sub(c.position.next),
+            c.updated.as_deref().unwrap_or("-"),
+            c.to
+        )?;
+        if let Some(e) = &c.last_error {
+            writeln!(
+                out,
+                "{:>93}last error {}: {e}",
+                "",
+                c.last_error_at.as_deref().unwrap_or("-")
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
