@@ -217,6 +217,32 @@ pub fn is_valid_key_name(name: &str) -> bool {
     valid_key_name(name)
 }
 
+/// Marks a signed checkpoint note inside any text, e.g. a message a SIEM stored:
+/// `warden-checkpoint:` followed by the note in base64url without padding, a form that
+/// no message format's escaping changes.
+pub const EXPORT_TOKEN: &str = "warden-checkpoint:";
+
+/// `warden-checkpoint:<base64url of note>`.
+#[must_use]
+pub fn export_token(note: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!("{EXPORT_TOKEN}{}", URL_SAFE_NO_PAD.encode(note))
+}
+
+/// The note carried by the last [`EXPORT_TOKEN`] in `text`, if it decodes.
+#[must_use]
+pub fn find_export_token(text: &[u8]) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let tok = EXPORT_TOKEN.as_bytes();
+    let at = text.windows(tok.len()).rposition(|w| w == tok)?;
+    let rest = text.get(at + tok.len()..)?;
+    let end = rest
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'))
+        .unwrap_or(rest.len());
+    URL_SAFE_NO_PAD.decode(rest.get(..end)?).ok()
+}
+
 const PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
 /// Most hashes accepted in a proof (a tree of 2^64 leaves needs 64).
 pub const MAX_PROOF_HASHES: usize = 64;
@@ -320,6 +346,22 @@ impl TlogProof {
 mod tests {
     use super::*;
     use zeroize::Zeroizing;
+
+    #[test]
+    fn export_tokens_survive_any_surrounding_text() {
+        let note = "o\n3\nabc=\n\n\u{2014} o/epoch/1 xyz+/=\n";
+        let text = format!(
+            "<110>1 - - - [x a=\"b\"] {} and a later {} trailing",
+            export_token("older"),
+            export_token(note)
+        );
+        assert_eq!(
+            find_export_token(text.as_bytes()),
+            Some(note.as_bytes().to_vec())
+        );
+        assert_eq!(find_export_token(b"no token here"), None);
+        assert_eq!(find_export_token(b"warden-checkpoint:!"), Some(Vec::new()));
+    }
 
     #[test]
     fn checkpoint_round_trip_and_signatures() {

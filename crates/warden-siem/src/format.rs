@@ -10,15 +10,13 @@
 //! | `json` | the ledger line with the decrypted event added as `"event"` |
 //!
 //! Every checkpoint message carries the signed note as `warden-checkpoint:<base64url>`
-//! ([`CHECKPOINT_TOKEN`]), a form no format's escaping changes, so the line a SIEM
-//! stored can be handed to `warden verify --trusted-checkpoint` as it is.
+//! ([`warden_core::checkpoint::export_token`]), a form no format's escaping changes, so
+//! the line a SIEM stored can be handed to `warden verify --trusted-checkpoint` as it is.
 //!
 //! The formatter writes the payload only; network syslog transports put an RFC 5424
 //! header in front of the `cef`, `ocsf`, `ecs` and `json` payloads ([`Encoder::new`]'s
 //! `envelope`).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 use std::net::IpAddr;
 use warden_core::entry::{EntryRef, Event, push_u64};
@@ -26,8 +24,6 @@ use warden_core::time::Timestamp;
 
 /// Prefix of a `policy` line, as the policy documents it.
 pub const POLICY_PREFIX: &[u8] = b"AUDIT_LOG_ENTRY:";
-/// Marks a signed checkpoint note (base64url, no padding) inside any message.
-pub const CHECKPOINT_TOKEN: &str = "warden-checkpoint:";
 /// RFC 5424 structured-data IDs. 32473 is the private enterprise number reserved for
 /// documentation (RFC 5612); operators who need their own can post-process.
 pub const SD_ENTRY: &str = "warden@32473";
@@ -138,21 +134,8 @@ impl Checkpoint {
     /// `warden-checkpoint:<base64url of the note>`.
     #[must_use]
     pub fn token(&self) -> String {
-        format!("{CHECKPOINT_TOKEN}{}", URL_SAFE_NO_PAD.encode(&self.note))
+        warden_core::checkpoint::export_token(&self.note)
     }
-}
-
-/// Finds the signed note carried by the last [`CHECKPOINT_TOKEN`] in `text`.
-#[must_use]
-pub fn find_checkpoint_token(text: &[u8]) -> Option<Vec<u8>> {
-    let tok = CHECKPOINT_TOKEN.as_bytes();
-    let at = memchr::memmem::rfind(text, tok)?;
-    let rest = text.get(at + tok.len()..)?;
-    let end = rest
-        .iter()
-        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'))
-        .unwrap_or(rest.len());
-    URL_SAFE_NO_PAD.decode(rest.get(..end)?).ok()
 }
 
 /// Writes messages of one format.
@@ -788,22 +771,5 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&h)
         );
-    }
-
-    #[test]
-    fn checkpoint_token_round_trips_through_any_text() {
-        let c = Checkpoint {
-            origin: "o".into(),
-            size: 3,
-            epoch: 1,
-            note: "o\n3\nabc=\n\n\u{2014} o/epoch/1 xyz+/=\n".into(),
-            time: Timestamp::from_micros(0).unwrap(),
-        };
-        let text = format!("<110>1 - - - [x a=\"b\"] prefix {} trailing", c.token());
-        assert_eq!(
-            find_checkpoint_token(text.as_bytes()),
-            Some(c.note.clone().into_bytes())
-        );
-        assert_eq!(find_checkpoint_token(b"no token here"), None);
     }
 }

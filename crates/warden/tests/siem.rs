@@ -807,3 +807,99 @@ fn file_and_http_sinks_deliver_every_entry() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only over tls://"));
 }
+
+/// `[[siem]]` in warden.toml: `warden serve` exports beside the service, shows the
+/// exporter's lag at /metrics, and delivers the last entries (its own `system.stop`)
+/// before it exits.
+#[test]
+fn serve_exports_to_configured_sinks() {
+    use std::io::{BufRead, BufReader, Read};
+    let fx = setup(20);
+    let r = Receiver::start(
+        Kind::SyslogNg,
+        &fx.tmp.path().join("sng"),
+        &fx.cert,
+        &fx.key,
+    );
+    let cfg = fx.data.join("warden.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "\n[[siem]]\nname = \"soc\"\nto = \"tls://localhost:{}\"\nformat = \"rfc5424\"\nauditor_key = \"{}\"\ntls_ca = \"tls/server.crt\"\n",
+        r.ports.tls,
+        fx.auditor.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let mut serve = warden(&fx)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // "warden: serving http://127.0.0.1:PORT" on stderr.
+    let mut err = BufReader::new(serve.stderr.take().unwrap());
+    let mut addr = None;
+    let mut seen = String::new();
+    for _ in 0..20 {
+        let mut line = String::new();
+        if err.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+        if let Some(a) = line.trim().strip_prefix("warden: serving http://") {
+            addr = Some(a.to_owned());
+            break;
+        }
+    }
+    let addr = addr.unwrap_or_else(|| panic!("serve did not start: {seen}"));
+    assert!(seen.contains("exporting to tls://localhost"), "{seen}");
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    // An unauthenticated request: an auth.failure entry, exported while serving.
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    };
+    assert!(get("/v1/models").starts_with("HTTP/1.1 401"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !r.messages().iter().any(|m| m.msgid == "auth.failure") {
+        assert!(
+            Instant::now() < deadline,
+            "auth.failure was not exported while serving"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let metrics = get("/metrics");
+    assert!(
+        metrics.contains("warden_siem_lag_entries{sink=\"soc\"}"),
+        "lag gauge at /metrics"
+    );
+    signal(&mut serve, "TERM");
+    let (lines, events) = ledger(&fx);
+    assert!(lines.last().unwrap().contains("\"kind\":\"system.stop\""));
+    let msgs = r.wait_for(lines.len() + 1, Duration::from_secs(20));
+    let entries: Vec<&Msg> = msgs.iter().filter(|m| !is_checkpoint(m)).collect();
+    assert_eq!(
+        entries.len(),
+        lines.len(),
+        "every entry, system.stop included"
+    );
+    for (i, m) in entries.iter().enumerate() {
+        assert_eq!(m.msg, lines[i]);
+        assert_eq!(
+            field(&m.sd["event@32473"], "user").map(str::to_owned),
+            field(&events[i], "user").map(sd_text)
+        );
+    }
+    let status: Value =
+        serde_json::from_str(&run_ok(warden(&fx).args(["export", "status", "--json"]))).unwrap();
+    assert_eq!(status["sinks"][0]["sink"], "soc");
+    assert_eq!(status["sinks"][0]["lag"], 0, "{status}");
+}

@@ -110,6 +110,8 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         .map(|c| crate::cmd::export::spec(&dir, c).with_context(|| format!("[[siem]] to {}", c.to)))
         .collect::<Result<Vec<_>>>()?;
     let (ledger, _) = open_ledger(&dir)?;
+    // The metrics recorder first, so the exporters' lag gauges are served at /metrics.
+    warden_server::metrics::install();
     let exporters = Exporters::start(&dir.log(&cfg), &crate::cmd::export::export_dir(&dir), sinks)?;
     runtime()?.block_on(async {
         let jwt = match &cfg.jwt {

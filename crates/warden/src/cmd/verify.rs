@@ -51,7 +51,7 @@ pub struct Args {
 fn read_trusted(p: &std::path::Path) -> Result<Note> {
     let bytes = read_limited(p, 1 << 20)?;
     // A checkpoint message as a SIEM stored it, in any export format.
-    if let Some(note) = warden_siem::format::find_checkpoint_token(&bytes) {
+    if let Some(note) = warden_core::checkpoint::find_export_token(&bytes) {
         return Note::parse(&note).with_context(|| {
             format!(
                 "{}: the exported checkpoint is not a signed note",
