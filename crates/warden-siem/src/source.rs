@@ -294,9 +294,10 @@ impl Source {
         let Some(f) = open(&self.log)? else {
             return Ok(0);
         };
+        // Sized once; its bytes are overwritten by each read, never zeroed again.
         self.buf.resize(CHUNK_BYTES.max(MAX_LINE_LEN + 1), 0);
         let n = read_full_at(&f, &mut self.buf, self.pos.offset).map_err(io("read", &self.log))?;
-        let mut buf = std::mem::take(&mut self.buf);
+        let buf = std::mem::take(&mut self.buf);
         let data = buf.get(..n).unwrap_or_default();
         let mut passed = 0usize;
         let mut used = 0usize;
@@ -354,7 +355,6 @@ impl Source {
         if passed == 0 && result.is_ok() && used == 0 && n == 0 {
             result = Err(self.bad("the entries file ends before the checkpoint's size"));
         }
-        buf.truncate(0);
         self.buf = buf;
         result.map(|()| passed)
     }

@@ -723,14 +723,15 @@ struct Http {
 
 impl Http {
     fn post(&mut self) -> io::Result<()> {
-        let mut head = format!(
+        // Holds the token: zeroized when dropped.
+        let mut head = Zeroizing::new(format!(
             "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: warden/{}\r\n",
             self.path,
             self.conn.host,
             self.conn.port,
             self.body.len(),
             env!("CARGO_PKG_VERSION")
-        );
+        ));
         if let Some(t) = &self.opts.token {
             head.push_str("Authorization: Splunk ");
             head.push_str(t);
