@@ -300,12 +300,9 @@ impl Encoder {
                 cef_header(KIND, "ledger checkpoint", 6, out);
                 cef_ext("rt", &(c.time.as_micros() / 1000).to_string(), out);
                 cef_ext("dvchost", &self.host, out);
-                cef_ext("cs1Label", "origin", out);
-                cef_ext("cs1", &c.origin, out);
-                cef_ext("cn1Label", "epoch", out);
-                cef_ext("cn1", &c.epoch.to_string(), out);
-                cef_ext("cn3Label", "size", out);
-                cef_ext("cn3", &c.size.to_string(), out);
+                cef_labelled("cs1", "origin", &c.origin, out);
+                cef_labelled("cn1", "epoch", &c.epoch.to_string(), out);
+                cef_labelled("cn3", "size", &c.size.to_string(), out);
                 cef_ext("msg", &token, out);
                 if out.last() == Some(&b' ') {
                     out.pop();
@@ -435,13 +432,10 @@ impl Encoder {
         cef_ext("externalId", &h.index.to_string(), out);
         cef_ext("cat", h.kind, out);
         cef_ext("dvchost", &self.host, out);
-        cef_ext("cs1Label", "origin", out);
-        cef_ext("cs1", h.origin, out);
-        cef_ext("cn1Label", "epoch", out);
-        cef_ext("cn1", &h.epoch.to_string(), out);
+        cef_labelled("cs1", "origin", h.origin, out);
+        cef_labelled("cn1", "epoch", &h.epoch.to_string(), out);
         if let Some(e) = it.error {
-            cef_ext("cs5Label", "error", out);
-            cef_ext("cs5", e, out);
+            cef_labelled("cs5", "error", e, out);
         }
         if let Some((_, ev)) = it.decrypted {
             let pairs = [
@@ -467,16 +461,13 @@ impl Encoder {
                 cef_ext(key, ip, out);
             }
             if let Some(v) = &ev.version {
-                cef_ext("cs2Label", "version", out);
-                cef_ext("cs2", v, out);
+                cef_labelled("cs2", "version", v, out);
             }
             if let Some(v) = &ev.request_id {
-                cef_ext("cs3Label", "requestId", out);
-                cef_ext("cs3", v, out);
+                cef_labelled("cs3", "requestId", v, out);
             }
             if let Some(d) = &ev.details {
-                cef_ext("cs4Label", "details", out);
-                cef_ext("cs4", &d.to_string(), out);
+                cef_labelled("cs4", "details", &d.to_string(), out);
             }
         }
         if out.last() == Some(&b' ') {
@@ -728,6 +719,12 @@ fn cef_header(signature: &str, name: &str, sev: u8, out: &mut Vec<u8>) {
     }
     push_u64(out, cef_sev);
     out.push(b'|');
+}
+
+/// A custom CEF field with its label: `keyLabel=label key=value `.
+fn cef_labelled(key: &str, label: &str, value: &str, out: &mut Vec<u8>) {
+    cef_ext(&format!("{key}Label"), label, out);
+    cef_ext(key, value, out);
 }
 
 /// `key=value ` with CEF extension escaping (`\`, `=`, and line breaks as `\n`/`\r`).

@@ -14,6 +14,7 @@
 //! - [`source`]: the ledger reader; [`cursor`]: the per-sink cursor and status.
 
 pub mod cursor;
+pub mod destination;
 mod error;
 pub mod exporter;
 pub mod format;

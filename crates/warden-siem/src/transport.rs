@@ -18,6 +18,11 @@
 //! sends again from the cursor (at-least-once). [`Ack::Write`] turns this off for
 //! receivers that never close a connection; then a receiver crash can lose data.
 
+mod http;
+
+pub use crate::destination::Destination;
+pub use http::HttpOptions;
+
 use crate::error::SiemError;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -27,7 +32,6 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use zeroize::Zeroizing;
 
 /// Time allowed to connect, and for any single read or write.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,215 +40,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_DATAGRAM: usize = 65_507;
 /// The system CA bundle, used when no CA file is given.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-/// Largest HTTP response head and body read.
-const MAX_RESPONSE: usize = 64 * 1024;
-
-/// Where messages go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Destination {
-    Tcp {
-        host: String,
-        port: u16,
-    },
-    Tls {
-        host: String,
-        port: u16,
-    },
-    Udp {
-        host: String,
-        port: u16,
-    },
-    File(PathBuf),
-    Http {
-        tls: bool,
-        host: String,
-        port: u16,
-        path: String,
-    },
-}
-
-fn spec(detail: impl Into<String>) -> SiemError {
-    SiemError::Spec {
-        what: "destination",
-        detail: detail.into(),
-    }
-}
-
-fn host_port(rest: &str, default_port: Option<u16>) -> Result<(String, u16, &str), SiemError> {
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (
-            rest.get(..i).unwrap_or_default(),
-            rest.get(i..).unwrap_or("/"),
-        ),
-        None => (rest, ""),
-    };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| spec("unclosed '[' in the host"))?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(spec("the URL has no host"));
-    }
-    let port = match (port, default_port) {
-        (Some(p), _) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| spec(format!("invalid port {p:?}")))?,
-        (None, Some(p)) => p,
-        (None, None) => return Err(spec("the URL needs a port (host:port)")),
-    };
-    Ok((host.to_owned(), port, path))
-}
-
-impl Destination {
-    /// Parses `tcp://`, `tls://`, `udp://`, `file:`, `http://` or `https://` URLs.
-    pub fn parse(url: &str) -> Result<Self, SiemError> {
-        let (scheme, rest) = url.split_once(':').ok_or_else(|| {
-            spec(format!(
-                "{url:?} is not a URL: use tcp://, tls://, udp://, file:, http:// or https://"
-            ))
-        })?;
-        let net = |rest: &str| -> Result<(String, u16), SiemError> {
-            let rest = rest
-                .strip_prefix("//")
-                .ok_or_else(|| spec(format!("{url:?}: expected {scheme}://host:port")))?;
-            let (h, p, path) = host_port(rest, None)?;
-            if !path.is_empty() && path != "/" {
-                return Err(spec(format!("{url:?}: a {scheme} URL has no path")));
-            }
-            Ok((h, p))
-        };
-        match scheme {
-            "tcp" => net(rest).map(|(host, port)| Destination::Tcp { host, port }),
-            "tls" => net(rest).map(|(host, port)| Destination::Tls { host, port }),
-            "udp" => net(rest).map(|(host, port)| Destination::Udp { host, port }),
-            "file" => {
-                let p = rest.strip_prefix("//").unwrap_or(rest);
-                if p.is_empty() {
-                    return Err(spec("file: needs a path"));
-                }
-                Ok(Destination::File(PathBuf::from(p)))
-            }
-            "http" | "https" => {
-                let rest = rest
-                    .strip_prefix("//")
-                    .ok_or_else(|| spec(format!("{url:?}: expected {scheme}://host:port/path")))?;
-                let tls = scheme == "https";
-                let (host, port, path) = host_port(rest, Some(if tls { 443 } else { 80 }))?;
-                let path = if path.is_empty() || path == "/" {
-                    "/services/collector/event".to_owned()
-                } else {
-                    path.to_owned()
-                };
-                if path
-                    .bytes()
-                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-                {
-                    return Err(spec("the URL path has spaces or control characters"));
-                }
-                Ok(Destination::Http {
-                    tls,
-                    host,
-                    port,
-                    path,
-                })
-            }
-            other => Err(spec(format!(
-                "unknown scheme {other:?}: use tcp://, tls://, udp://, file:, http:// or https://"
-            ))),
-        }
-    }
-
-    /// Whether what is sent is protected in transit (TLS, or a local file).
-    #[must_use]
-    pub fn is_protected(&self) -> bool {
-        matches!(
-            self,
-            Destination::Tls { .. } | Destination::File(_) | Destination::Http { tls: true, .. }
-        )
-    }
-
-    /// Whether the destination is a network syslog receiver.
-    #[must_use]
-    pub fn is_syslog(&self) -> bool {
-        matches!(
-            self,
-            Destination::Tcp { .. } | Destination::Tls { .. } | Destination::Udp { .. }
-        )
-    }
-
-    /// Whether the receipt of what is sent can be confirmed.
-    #[must_use]
-    pub fn confirms(&self) -> bool {
-        !matches!(self, Destination::Udp { .. })
-    }
-
-    fn host(&self) -> Option<(&str, u16)> {
-        match self {
-            Destination::Tcp { host, port }
-            | Destination::Tls { host, port }
-            | Destination::Udp { host, port }
-            | Destination::Http { host, port, .. } => Some((host, *port)),
-            Destination::File(_) => None,
-        }
-    }
-
-    /// Whether every address of the destination is on this machine (files are).
-    #[must_use]
-    pub fn is_loopback(&self) -> bool {
-        let Some((host, port)) = self.host() else {
-            return true;
-        };
-        if host == "localhost" {
-            return true;
-        }
-        match (host, port).to_socket_addrs() {
-            Ok(addrs) => {
-                let v: Vec<SocketAddr> = addrs.collect();
-                !v.is_empty() && v.iter().all(|a| a.ip().is_loopback())
-            }
-            Err(_) => false,
-        }
-    }
-}
-
-impl std::fmt::Display for Destination {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hp = |host: &str, port: u16| {
-            if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            }
-        };
-        match self {
-            Destination::Tcp { host, port } => write!(f, "tcp://{}", hp(host, *port)),
-            Destination::Tls { host, port } => write!(f, "tls://{}", hp(host, *port)),
-            Destination::Udp { host, port } => write!(f, "udp://{}", hp(host, *port)),
-            Destination::File(p) => write!(f, "file:{}", p.display()),
-            Destination::Http {
-                tls,
-                host,
-                port,
-                path,
-            } => write!(
-                f,
-                "{}://{}{path}",
-                if *tls { "https" } else { "http" },
-                hp(host, *port)
-            ),
-        }
-    }
-}
+/// Most bytes read from a receiver while waiting for it to close.
+const MAX_DRAIN: usize = 64 * 1024;
 
 /// How delivery over a stream is confirmed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -410,18 +207,17 @@ pub fn open(
             host,
             port,
             path,
-        } => Box::new(Http {
-            conn: StreamTransport::new(
+        } => Box::new(http::Http::new(
+            StreamTransport::new(
                 host,
                 *port,
                 if *https { server(host)? } else { None },
                 true,
                 Ack::Write,
             ),
-            path: path.clone(),
-            opts: http,
-            body: Vec::new(),
-        }),
+            path,
+            http,
+        )),
     })
 }
 
@@ -484,7 +280,7 @@ impl Conn {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
                     total += n;
-                    if total > MAX_RESPONSE {
+                    if total > MAX_DRAIN {
                         return Err(io::Error::other("the receiver keeps sending data"));
                     }
                 }
@@ -697,203 +493,5 @@ impl Transport for FileTransport {
     }
     fn reset(&mut self) {
         self.file = None;
-    }
-}
-
-/// Labels of HTTP (HEC) events.
-#[derive(Clone, Debug, Default)]
-pub struct HttpOptions {
-    /// `Authorization: Splunk <token>`.
-    pub token: Option<Zeroizing<String>>,
-    /// HEC `host`.
-    pub host: String,
-    /// HEC `sourcetype`, e.g. `warden:ecs`.
-    pub sourcetype: String,
-    /// Whether messages are JSON objects (embedded) or text (sent as a string).
-    pub json: bool,
-}
-
-#[derive(Debug)]
-struct Http {
-    conn: StreamTransport,
-    path: String,
-    opts: HttpOptions,
-    body: Vec<u8>,
-}
-
-impl Http {
-    fn post(&mut self) -> io::Result<()> {
-        // Holds the token: zeroized when dropped.
-        let mut head = Zeroizing::new(format!(
-            "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nUser-Agent: warden/{}\r\n",
-            self.path,
-            self.conn.host,
-            self.conn.port,
-            self.body.len(),
-            env!("CARGO_PKG_VERSION")
-        ));
-        if let Some(t) = &self.opts.token {
-            head.push_str("Authorization: Splunk ");
-            head.push_str(t);
-            head.push_str("\r\n");
-        }
-        head.push_str("\r\n");
-        let conn = self.conn.connect()?;
-        conn.write_all(head.as_bytes())?;
-        conn.write_all(&self.body)?;
-        conn.flush()?;
-        let (status, keep) = read_response(conn)?;
-        if !keep {
-            self.conn.reset();
-        }
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "the receiver answered HTTP {status}"
-            )))
-        }
-    }
-}
-
-/// Reads a response head and a `Content-Length` body; returns the status and whether
-/// the connection can be reused.
-fn read_response(conn: &mut Conn) -> io::Result<(u16, bool)> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = conn.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed before the response",
-            ));
-        }
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&buf) {
-            Ok(httparse::Status::Complete(head_len)) => {
-                let status = resp.code.unwrap_or(0);
-                let mut length = None;
-                let mut close = false;
-                for h in resp.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("content-length") {
-                        length = std::str::from_utf8(h.value)
-                            .ok()
-                            .and_then(|v| v.trim().parse::<usize>().ok());
-                    } else if h.name.eq_ignore_ascii_case("connection") {
-                        close |= h.value.eq_ignore_ascii_case(b"close");
-                    }
-                }
-                let Some(len) = length.filter(|l| *l <= MAX_RESPONSE) else {
-                    return Ok((status, false));
-                };
-                let mut have = buf.len().saturating_sub(head_len);
-                while have < len {
-                    let n = conn.read(&mut chunk)?;
-                    if n == 0 {
-                        return Ok((status, false));
-                    }
-                    have += n;
-                }
-                return Ok((status, !close && have == len));
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE => {}
-            Ok(httparse::Status::Partial) => {
-                return Err(io::Error::other("response head too large"));
-            }
-            Err(e) => return Err(io::Error::other(format!("bad HTTP response: {e}"))),
-        }
-    }
-}
-
-impl Transport for Http {
-    fn send(&mut self, batch: &Batch) -> io::Result<()> {
-        self.body.clear();
-        for (m, t) in batch.messages().zip(&batch.times) {
-            self.body.extend_from_slice(b"{\"time\":");
-            self.body
-                .extend_from_slice(format!("{}.{:06}", t / 1_000_000, t % 1_000_000).as_bytes());
-            self.body.extend_from_slice(b",\"host\":");
-            let _ = serde_json::to_writer(&mut self.body, &self.opts.host);
-            self.body
-                .extend_from_slice(b",\"source\":\"warden\",\"sourcetype\":");
-            let _ = serde_json::to_writer(&mut self.body, &self.opts.sourcetype);
-            self.body.extend_from_slice(b",\"event\":");
-            if self.opts.json {
-                self.body.extend_from_slice(m);
-            } else {
-                let _ = serde_json::to_writer(&mut self.body, &String::from_utf8_lossy(m));
-            }
-            self.body.extend_from_slice(b"}\n");
-        }
-        let r = self.post();
-        if r.is_err() {
-            self.conn.reset();
-        }
-        r
-    }
-    fn confirm(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn reset(&mut self) {
-        self.conn.reset();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_parse() {
-        assert_eq!(
-            Destination::parse("tcp://127.0.0.1:5514").unwrap(),
-            Destination::Tcp {
-                host: "127.0.0.1".into(),
-                port: 5514
-            }
-        );
-        assert_eq!(
-            Destination::parse("tls://[::1]:6514").unwrap(),
-            Destination::Tls {
-                host: "::1".into(),
-                port: 6514
-            }
-        );
-        assert_eq!(
-            Destination::parse("file:/var/log/x.log").unwrap(),
-            Destination::File("/var/log/x.log".into())
-        );
-        assert_eq!(
-            Destination::parse("https://siem.example:8088").unwrap(),
-            Destination::Http {
-                tls: true,
-                host: "siem.example".into(),
-                port: 8088,
-                path: "/services/collector/event".into()
-            }
-        );
-        for bad in [
-            "siem:5514",
-            "tcp://host",
-            "tcp://:1",
-            "tcp://h:0",
-            "tcp://h:70000",
-            "gopher://h:1",
-            "tcp://h:1/path",
-            "file:",
-        ] {
-            assert!(Destination::parse(bad).is_err(), "{bad}");
-        }
-        let d = Destination::parse("tls://[::1]:6514").unwrap();
-        assert_eq!(d.to_string(), "tls://[::1]:6514");
-        assert!(d.is_loopback() && d.is_protected());
-        assert!(
-            !Destination::parse("tcp://192.0.2.1:514")
-                .unwrap()
-                .is_loopback()
-        );
     }
 }

@@ -51,7 +51,19 @@ enum Command {
     /// Exit status: 0 all valid; 1 an entry or checkpoint is invalid or a rule is
     /// violated (each finding names its index and reason); 2 verification could not run.
     Verify(cmd::verify::Args),
-    /// Deliver the ledger to a SIEM (at least once, in order); `export status` shows lag.
+    /// Deliver the ledger to a SIEM, at least once and in order; `export status` shows lag.
+    ///
+    /// Each sink keeps a durable cursor under `export/` in the data directory: a run resumes
+    /// where the last one stopped, and the cursor moves only past what the receiver
+    /// confirmed. Only entries covered by a signed checkpoint are exported.
+    ///
+    /// Destinations: tcp://host:port (RFC 6587 octet counting; newline-framed for
+    /// `policy`), tls://host:port (RFC 5425, TLS 1.3), udp://host:port (best effort),
+    /// file:PATH, http(s)://host:port/path (Splunk HEC-style). Decrypted events leave the
+    /// machine only over TLS.
+    ///
+    /// Exit status: 0 everything covered was delivered (or --follow was stopped); 2 the
+    /// receiver could not be reached after retries, or another error.
     Export(cmd::export::Args),
     /// Measure performance on this machine next to its own ceilings.
     #[command(subcommand)]

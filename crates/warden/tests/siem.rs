@@ -903,3 +903,72 @@ fn serve_exports_to_configured_sinks() {
     assert_eq!(status["sinks"][0]["sink"], "soc");
     assert_eq!(status["sinks"][0]["lag"], 0, "{status}");
 }
+
+/// UDP: one datagram per message, in order (best effort: nothing confirms receipt).
+#[test]
+fn udp_sends_one_datagram_per_entry() {
+    let fx = setup(30);
+    let (lines, _) = ledger(&fx);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let summary = export(
+        &fx,
+        &format!("udp://127.0.0.1:{port}"),
+        "rfc5424",
+        "udp",
+        &[],
+    );
+    assert_eq!(summary["delivered"], lines.len());
+    let mut buf = vec![0u8; 65_536];
+    for (i, line) in lines.iter().enumerate() {
+        let n = sock.recv(&mut buf).unwrap();
+        let msg = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(msg.starts_with('<'), "{msg}");
+        assert!(msg.contains(&format!(" index=\"{i}\" ")), "{msg}");
+        assert!(
+            msg.ends_with(line.as_str()),
+            "datagram {i} carries the ledger line"
+        );
+    }
+    let n = sock.recv(&mut buf).unwrap();
+    assert!(
+        std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .contains("warden-checkpoint:")
+    );
+}
+
+/// A cursor whose saved offset no longer holds its saved index (the ledger was replaced)
+/// stops the export instead of sending from a wrong place.
+#[test]
+fn a_cursor_that_no_longer_matches_the_ledger_is_refused() {
+    let fx = setup(10);
+    let file = fx.tmp.path().join("out.jsonl");
+    let url = format!("file:{}", file.display());
+    export(&fx, &url, "json", "f", &[]);
+    let other = setup(3);
+    for f in ["model_access.jsonl", "model_access.checkpoints"] {
+        std::fs::copy(
+            other.data.join("logs").join(f),
+            fx.data.join("logs").join(f),
+        )
+        .unwrap();
+    }
+    let out = warden(&fx)
+        .args(["export", "--to", &url, "--format", "json", "--name", "f"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not match the ledger"), "{err}");
+    // The cursor is untouched: the same refusal again, nothing appended.
+    let before = std::fs::metadata(&file).unwrap().len();
+    let again = warden(&fx)
+        .args(["export", "--to", &url, "--format", "json", "--name", "f"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), before);
+}

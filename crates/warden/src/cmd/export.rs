@@ -14,19 +14,7 @@ use warden_siem::transport::{Ack, Destination, TlsFiles};
 use warden_siem::{Exporter, Format, Options, SinkSpec, Stats};
 use warden_store::config::{DataDir, SiemConfig};
 
-/// Deliver ledger entries (and signed checkpoints) to a SIEM, at least once, in order.
-///
-/// Each sink keeps a durable cursor under `export/` in the data directory: a run resumes
-/// where the last one stopped, and the cursor moves only past what the receiver
-/// confirmed. Only entries covered by a signed checkpoint are exported.
-///
-/// Destinations: tcp://host:port (RFC 6587 octet counting; newline-framed for
-/// `policy`), tls://host:port (RFC 5425, TLS 1.3), udp://host:port (best effort),
-/// file:PATH, http(s)://host:port/path (Splunk HEC-style). Decrypted events leave the
-/// machine only over TLS.
-///
-/// Exit status: 0 everything covered was delivered (or --follow was stopped); 2 the
-/// receiver could not be reached after retries, or another error.
+/// `warden export` (its help text is on the command in `main.rs`).
 #[derive(ClapArgs, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
