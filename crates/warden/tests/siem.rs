@@ -972,3 +972,76 @@ fn a_cursor_that_no_longer_matches_the_ledger_is_refused() {
     assert_eq!(again.status.code(), Some(2));
     assert_eq!(std::fs::metadata(&file).unwrap().len(), before);
 }
+
+/// RFC 5425 mutual authentication: a receiver that requires a client certificate
+/// refuses the exporter without one and accepts it with `--tls-cert`/`--tls-key`.
+#[test]
+fn tls_client_certificates_reach_a_receiver_that_requires_them() {
+    let fx = setup(10);
+    let (lines, _) = ledger(&fx);
+    let pki = fx.tmp.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let sh = |cmd: &str| {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(&pki)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    sh(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=siem-clients",
+    );
+    sh(
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -out client.csr -subj /CN=warden-exporter",
+    );
+    std::fs::write(
+        pki.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    sh(
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 1 -extfile client.ext",
+    );
+    let r = Receiver::start_with(
+        Kind::SyslogNg,
+        &fx.tmp.path().join("sng"),
+        &fx.cert,
+        &fx.key,
+        Some(&pki.join("ca.pem")),
+    );
+    let url = format!("tls://localhost:{}", r.ports.tls);
+    let refused = warden(&fx)
+        .args(["export", "--to", &url, "--format", "rfc5424", "--name", "m"])
+        .arg("--tls-ca")
+        .arg(&fx.cert)
+        .output()
+        .unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "no client certificate, no delivery"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("gave up after"));
+    assert!(r.messages().is_empty());
+    let cert = pki.join("client.pem");
+    let key = pki.join("client.key");
+    let summary = export(
+        &fx,
+        &url,
+        "rfc5424",
+        "m",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(summary["delivered"], lines.len());
+    let msgs = r.wait_for(lines.len() + 1, Duration::from_secs(20));
+    assert_eq!(msgs.len(), lines.len() + 1);
+}

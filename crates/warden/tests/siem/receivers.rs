@@ -87,6 +87,28 @@ fn syslog_ng() -> (PathBuf, PathBuf, PathBuf) {
 impl Receiver {
     /// Starts a receiver writing under `dir`, with TLS certificate and key.
     pub fn start(kind: Kind, dir: &Path, cert: &Path, key: &Path) -> Self {
+        Self::start_with(kind, dir, cert, key, None)
+    }
+
+    /// As [`Receiver::start`]; with `client_ca`, TLS clients must present a certificate
+    /// issued by it (syslog-ng only).
+    pub fn start_with(
+        kind: Kind,
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+    ) -> Self {
+        let verify = match client_ca {
+            None => "peer-verify(optional-untrusted)".to_owned(),
+            Some(ca) => {
+                assert_eq!(kind, Kind::SyslogNg, "client certificates: syslog-ng only");
+                format!(
+                    "peer-verify(required-trusted) ca-file(\"{}\")",
+                    ca.display()
+                )
+            }
+        };
         std::fs::create_dir_all(dir).unwrap();
         let tcp = free_port();
         let tls = free_port();
@@ -144,12 +166,12 @@ options {{ log-msg-size(1048576); stats-freq(0); keep-hostname(yes); }};
 source s_framed {{
   syslog(ip(127.0.0.1) port({tcp}) transport("tcp") max-connections(200) log-msg-size(1048576));
   syslog(ip(127.0.0.1) port({tls}) transport("tls") max-connections(200) log-msg-size(1048576)
-         tls(key-file("{key}") cert-file("{cert}") peer-verify(optional-untrusted)));
+         tls(key-file("{key}") cert-file("{cert}") {verify}));
 }};
 source s_lines {{
   network(ip(127.0.0.1) port({tcp_lines}) transport("tcp") flags(no-parse) max-connections(200) log-msg-size(1048576));
   network(ip(127.0.0.1) port({tls_lines}) transport("tls") flags(no-parse) max-connections(200) log-msg-size(1048576)
-          tls(key-file("{key}") cert-file("{cert}") peer-verify(optional-untrusted)));
+          tls(key-file("{key}") cert-file("{cert}") {verify}));
 }};
 destination d_out {{ file("{out}" template("$(format-json --scope sdata msgid=${{MSGID}} msg=${{MESSAGE}})\n")); }};
 log {{ source(s_framed); source(s_lines); destination(d_out); flags(flow-control); }};
