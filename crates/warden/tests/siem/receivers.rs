@@ -58,9 +58,21 @@ pub struct Receiver {
     child: Option<Child>,
 }
 
+/// A free port from a range of this process's own (tests run as separate processes in
+/// parallel; a receiver that failed to bind a port another test took would otherwise
+/// look ready, with that test's receiver answering), below the ephemeral range.
 fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 10_000 + (std::process::id() % 2_000) * 10;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 10, "ran out of test ports");
+        let p = u16::try_from(base + n).unwrap();
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 const SYSLOG_NG_PREFIX: &str = "/opt/warden-test/syslog-ng";
