@@ -29,6 +29,9 @@ pub enum StoreError {
         "the ledger cannot be opened safely: {detail}; run `warden verify` to locate the damage"
     )]
     Corrupt { detail: String },
+    /// A report's detached signature does not hold.
+    #[error("report signature: {detail}")]
+    ReportSignature { detail: &'static str },
     #[error("crypto: {0}")]
     Crypto(#[from] warden_core::error::CryptoError),
     #[error("epoch: {0}")]

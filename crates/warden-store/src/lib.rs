@@ -8,4 +8,5 @@ pub mod durable;
 pub mod error;
 pub mod keys;
 pub mod ledger;
+pub mod report;
 pub mod verify;

@@ -65,6 +65,16 @@ enum Command {
     /// Exit status: 0 everything covered was delivered (or --follow was stopped); 2 the
     /// receiver could not be reached after retries, or another error.
     Export(cmd::export::Args),
+    /// Compliance report for a period, signed with the log's root key.
+    ///
+    /// Total accesses (granted, denied), unique users and models with per-user and
+    /// per-model counts (with --auditor-key), incidents by severity, invalid or tampered
+    /// entries found by verifying the whole ledger (index and reason), key rotations
+    /// with the longest epoch and any epoch used longer than the rotation interval,
+    /// SIEM export coverage and lag, and verification runs. The report is written under
+    /// reports/ (or --out) with a detached ML-DSA signature beside it (`.sig`), which
+    /// `warden report verify` checks with keys/root.pub.
+    Report(cmd::report::Args),
     /// Measure performance on this machine next to its own ceilings.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -82,6 +92,7 @@ fn main() -> ExitCode {
         Command::Token(c) => cmd::token::run(&c),
         Command::Verify(a) => cmd::verify::run(&a),
         Command::Export(a) => cmd::export::run(&a),
+        Command::Report(a) => cmd::report::run(&a),
         Command::Bench(c) => cmd::bench::run(&c),
     };
     match r {

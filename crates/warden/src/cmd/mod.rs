@@ -6,6 +6,7 @@ pub mod init;
 pub mod log;
 pub mod model;
 pub mod principal;
+pub mod report;
 pub mod serve;
 pub mod token;
 pub mod verify;

@@ -1,0 +1,489 @@
+//! Compliance reports: what the ledger recorded in a period (accesses granted and
+//! denied, who and which models, incidents by severity, key rotations) and whether it
+//! verifies (invalid or tampered entries by index and reason, rotation violations),
+//! signed with the log's root key so that anyone holding `root.pub` can check it.
+//!
+//! The period is half-open, `[from, to)`, in entry time. Counts that need the events
+//! (per user, per model, incident severities) need an auditor key; without one they
+//! are absent rather than zero.
+
+use crate::audit::{EntryFilter, for_each_entry};
+use crate::error::StoreError;
+use crate::keys::RootKey;
+use crate::ledger::checkpoints_path;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use warden_core::crypto::RecipientSecretKey;
+use warden_core::epoch::RootPublic;
+use warden_core::time::Timestamp;
+use warden_core::verify::{Code, Location, VerifyConfig};
+
+/// The report format's name, first field of every report.
+pub const FORMAT: &str = "warden.compliance/v1";
+/// Prefix of the signed message: a report signature cannot be replayed as any other
+/// root-key signature, and vice versa.
+const SIGNING_CONTEXT: &[u8] = b"warden compliance report v1\n";
+
+/// A SIEM sink's position, as the caller read it from the export cursors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkPosition {
+    pub sink: String,
+    pub format: String,
+    /// Index of the next entry the sink has not confirmed.
+    pub next: u64,
+}
+
+/// What the report covers and checks against.
+#[derive(Debug)]
+pub struct ReportInput<'a> {
+    pub log: &'a Path,
+    pub root: &'a RootPublic,
+    pub auditor: Option<&'a RecipientSecretKey>,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Longest allowed epoch (the rotation interval).
+    pub max_epoch_micros: u64,
+    pub generated: Timestamp,
+    pub sinks: &'a [SinkPosition],
+}
+
+/// Granted and denied counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcomes {
+    pub granted: u64,
+    pub denied: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accesses {
+    /// `model.access` plus `model.denied` entries.
+    pub total: u64,
+    pub granted: u64,
+    pub denied: u64,
+    /// With an auditor key.
+    pub unique_users: Option<u64>,
+    pub unique_models: Option<u64>,
+    pub by_user: Option<BTreeMap<String, Outcomes>>,
+    pub by_model: Option<BTreeMap<String, Outcomes>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incidents {
+    pub total: u64,
+    /// Severity from the decrypted details (`UNKNOWN` without an auditor key or a
+    /// severity).
+    pub by_severity: BTreeMap<String, u64>,
+}
+
+/// One UTC day of the period.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Day {
+    pub date: String,
+    pub granted: u64,
+    pub denied: u64,
+    pub incidents: u64,
+}
+
+/// An entry or checkpoint verification found wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invalid {
+    pub location: String,
+    pub index: u64,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integrity {
+    /// Entries the verifier read (the whole ledger).
+    pub entries_verified: u64,
+    /// Whether the whole ledger verified without a finding.
+    pub clean: bool,
+    /// Findings on entries of the period, and on checkpoints covering them.
+    pub invalid: Vec<Invalid>,
+    /// Findings elsewhere in the ledger.
+    pub findings_outside_period: u64,
+}
+
+/// One epoch overlapping the period.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochSpan {
+    pub epoch: u64,
+    /// Time of its `key.rotation` entry.
+    pub start: String,
+    /// Time of its last entry.
+    pub end: String,
+    pub length_secs: f64,
+    /// The latest epoch of the ledger (it may still be in use).
+    pub open: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Violation {
+    pub epoch: u64,
+    /// Entry index where it shows.
+    pub index: u64,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rotation {
+    /// `key.rotation` entries in the period.
+    pub events: u64,
+    pub max_epoch_secs: f64,
+    pub longest_epoch_secs: f64,
+    pub epochs: Vec<EpochSpan>,
+    pub violations: Vec<Violation>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SinkCoverage {
+    pub sink: String,
+    pub format: String,
+    pub next: u64,
+    /// Entries of the period the sink has confirmed.
+    pub delivered_in_period: u64,
+    /// That, over the period's entries (1 when the period is empty).
+    pub coverage: f64,
+    /// Entries of the whole ledger not yet confirmed.
+    pub lag: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Period {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntryCounts {
+    pub total: u64,
+    pub by_kind: BTreeMap<String, u64>,
+    pub first_index: Option<u64>,
+    pub last_index: Option<u64>,
+}
+
+/// A compliance report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComplianceReport {
+    pub format: String,
+    pub origin: String,
+    pub generated: String,
+    pub period: Period,
+    /// Whether events were decrypted (an auditor key was given).
+    pub decrypted: bool,
+    pub entries: EntryCounts,
+    pub accesses: Accesses,
+    pub incidents: Incidents,
+    pub daily: Vec<Day>,
+    pub integrity: Integrity,
+    pub key_rotation: Rotation,
+    pub siem: Vec<SinkCoverage>,
+    /// `verification.run` entries in the period.
+    pub verification_runs: u64,
+    /// `report.generated` entries in the period.
+    pub reports_generated: u64,
+}
+
+fn secs(micros: u64) -> f64 {
+    // Exact for any realistic span (below 2^53 µs, about 285 years).
+    #[expect(clippy::cast_precision_loss, reason = "durations well below 2^53 µs")]
+    let s = micros as f64 / 1e6;
+    s
+}
+
+fn code_name(c: Code) -> String {
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{c:?}"))
+}
+
+/// Builds the report for `input`: one verification of the whole ledger, then one pass
+/// over its entries.
+pub fn build(input: &ReportInput<'_>) -> Result<ComplianceReport, StoreError> {
+    let outcome = crate::verify::verify_files(
+        input.log,
+        &checkpoints_path(input.log),
+        VerifyConfig {
+            root: input.root.clone(),
+            max_epoch_micros: input.max_epoch_micros,
+            auditor: None,
+        },
+        Vec::new(),
+        None,
+        &mut |_, _| {},
+    )?;
+    let in_period = |t: Timestamp| t >= input.from && t < input.to;
+    let mut r = ComplianceReport {
+        format: FORMAT.into(),
+        origin: input.root.origin.clone(),
+        generated: input.generated.to_string(),
+        period: Period {
+            from: input.from.to_string(),
+            to: input.to.to_string(),
+        },
+        decrypted: input.auditor.is_some(),
+        ..ComplianceReport::default()
+    };
+    let mut by_user: BTreeMap<String, Outcomes> = BTreeMap::new();
+    let mut by_model: BTreeMap<String, Outcomes> = BTreeMap::new();
+    let mut users = BTreeSet::new();
+    let mut models = BTreeSet::new();
+    let mut days: BTreeMap<String, Day> = BTreeMap::new();
+    // Per epoch: its key.rotation entry (index, time) and the time of its last entry.
+    let mut epochs: BTreeMap<u64, (u64, Timestamp, Timestamp)> = BTreeMap::new();
+    let mut undecryptable: Vec<(u64, &'static str)> = Vec::new();
+    let mut total_entries = 0u64;
+    for_each_entry(input.log, input.auditor, &EntryFilter::default(), |e| {
+        total_entries += 1;
+        let Ok(t) = Timestamp::parse(e.time.as_bytes()) else {
+            return Ok(true);
+        };
+        if e.kind == warden_core::entry::KIND_ROTATION {
+            epochs.insert(e.epoch, (e.index, t, t));
+        } else if let Some(span) = epochs.get_mut(&e.epoch) {
+            span.2 = t;
+        }
+        if !in_period(t) {
+            return Ok(true);
+        }
+        r.entries.total += 1;
+        *r.entries.by_kind.entry(e.kind.clone()).or_default() += 1;
+        r.entries.first_index.get_or_insert(e.index);
+        r.entries.last_index = Some(e.index);
+        if let (Some(err), true) = (e.error, input.auditor.is_some()) {
+            undecryptable.push((e.index, err));
+        }
+        let field = |k: &str| {
+            e.event
+                .as_ref()
+                .and_then(|v| v.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let date = e.time.get(..10).unwrap_or_default().to_owned();
+        let day = days.entry(date.clone()).or_insert_with(|| Day {
+            date,
+            ..Day::default()
+        });
+        match e.kind.as_str() {
+            "model.access" | "model.denied" => {
+                let granted = e.kind == "model.access";
+                r.accesses.total += 1;
+                if granted {
+                    r.accesses.granted += 1;
+                    day.granted += 1;
+                } else {
+                    r.accesses.denied += 1;
+                    day.denied += 1;
+                }
+                let bump = |m: &mut BTreeMap<String, Outcomes>, k: String| {
+                    let o = m.entry(k).or_default();
+                    if granted {
+                        o.granted += 1;
+                    } else {
+                        o.denied += 1;
+                    }
+                };
+                if let Some(u) = field("user") {
+                    users.insert(u.clone());
+                    bump(&mut by_user, u);
+                }
+                if let Some(m) = field("model") {
+                    models.insert(m.clone());
+                    bump(&mut by_model, m);
+                }
+            }
+            "incident" => {
+                r.incidents.total += 1;
+                day.incidents += 1;
+                let sev = e
+                    .event
+                    .as_ref()
+                    .and_then(|v| v.get("details"))
+                    .and_then(|d| d.get("severity"))
+                    .and_then(|s| s.as_str())
+                    .map_or_else(|| "UNKNOWN".to_owned(), str::to_ascii_uppercase);
+                *r.incidents.by_severity.entry(sev).or_default() += 1;
+            }
+            "key.rotation" => r.key_rotation.events += 1,
+            "verification.run" => r.verification_runs += 1,
+            "report.generated" => r.reports_generated += 1,
+            _ => {}
+        }
+        Ok(true)
+    })?;
+    if input.auditor.is_some() {
+        r.accesses.unique_users = Some(users.len() as u64);
+        r.accesses.unique_models = Some(models.len() as u64);
+        r.accesses.by_user = Some(by_user);
+        r.accesses.by_model = Some(by_model);
+    }
+    r.daily = days.into_values().collect();
+
+    // Integrity: findings on the period's entries (or on checkpoints, by the entries
+    // they cover: a checkpoint finding names the record, so all are listed).
+    let report = &outcome.report;
+    r.integrity.entries_verified = report.entries;
+    r.integrity.clean = report.is_clean();
+    let range = r.entries.first_index.zip(r.entries.last_index);
+    for f in &report.findings {
+        let inside = match (f.location, range) {
+            (Location::Entry, Some((a, b))) => f.index >= a && f.index <= b,
+            (Location::Entry, None) => false,
+            (Location::Checkpoint, _) => true,
+        };
+        if inside {
+            r.integrity.invalid.push(Invalid {
+                location: match f.location {
+                    Location::Entry => "entry".into(),
+                    Location::Checkpoint => "checkpoint".into(),
+                },
+                index: f.index,
+                code: code_name(f.code),
+                message: f.message.clone(),
+            });
+        } else {
+            r.integrity.findings_outside_period += 1;
+        }
+    }
+    for (index, why) in undecryptable {
+        if !r
+            .integrity
+            .invalid
+            .iter()
+            .any(|i| i.location == "entry" && i.index == index)
+        {
+            r.integrity.invalid.push(Invalid {
+                location: "entry".into(),
+                index,
+                code: "decrypt_failed".into(),
+                message: why.into(),
+            });
+            r.integrity.clean = false;
+        }
+    }
+    r.integrity
+        .invalid
+        .sort_by(|a, b| (a.location.as_str(), a.index).cmp(&(b.location.as_str(), b.index)));
+
+    // Key rotation: an epoch's keys are in use from its rotation entry to its last
+    // entry (an idle gap before the next rotation is not use).
+    r.key_rotation.max_epoch_secs = secs(input.max_epoch_micros);
+    let current = epochs.keys().next_back().copied();
+    for (&epoch, &(index, start, end)) in &epochs {
+        if start >= input.to || end < input.from {
+            continue;
+        }
+        let len = end.as_micros().saturating_sub(start.as_micros());
+        let length_secs = secs(len);
+        if length_secs > r.key_rotation.longest_epoch_secs {
+            r.key_rotation.longest_epoch_secs = length_secs;
+        }
+        if len > input.max_epoch_micros {
+            r.key_rotation.violations.push(Violation {
+                epoch,
+                index,
+                reason: format!(
+                    "epoch {epoch} was used for {length_secs:.0} s, longer than the {:.0} s rotation interval",
+                    r.key_rotation.max_epoch_secs
+                ),
+            });
+        }
+        r.key_rotation.epochs.push(EpochSpan {
+            epoch,
+            start: start.to_string(),
+            end: end.to_string(),
+            length_secs,
+            open: Some(epoch) == current,
+        });
+    }
+    for f in &report.findings {
+        if matches!(f.code, Code::EpochTooLong | Code::OutsideEpoch) {
+            r.key_rotation.violations.push(Violation {
+                epoch: 0,
+                index: f.index,
+                reason: format!("{}: {}", code_name(f.code), f.message),
+            });
+        }
+    }
+
+    // SIEM coverage of the period's entries.
+    for s in input.sinks {
+        let delivered = match range {
+            Some((a, b)) => s.next.min(b + 1).saturating_sub(a),
+            None => 0,
+        };
+        #[expect(clippy::cast_precision_loss, reason = "a ratio of entry counts")]
+        let coverage = if r.entries.total == 0 {
+            1.0
+        } else {
+            (delivered as f64 / r.entries.total as f64).min(1.0)
+        };
+        r.siem.push(SinkCoverage {
+            sink: s.sink.clone(),
+            format: s.format.clone(),
+            next: s.next,
+            delivered_in_period: delivered,
+            coverage,
+            lag: report
+                .verified_size
+                .max(total_entries)
+                .saturating_sub(s.next),
+        });
+    }
+    Ok(r)
+}
+
+/// A detached report signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSignature {
+    pub format: String,
+    pub origin: String,
+    pub algorithm: String,
+    /// Base64 ML-DSA signature over the context string and the report's bytes.
+    pub signature: String,
+}
+
+fn message(report: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIGNING_CONTEXT.len() + report.len());
+    m.extend_from_slice(SIGNING_CONTEXT);
+    m.extend_from_slice(report);
+    m
+}
+
+/// Signs the bytes of a report (any format) with the root key.
+pub fn sign(report: &[u8], root: &RootKey) -> Result<ReportSignature, StoreError> {
+    let sig = root.key.sign(&message(report))?;
+    Ok(ReportSignature {
+        format: FORMAT.into(),
+        origin: root.public.origin.clone(),
+        algorithm: root.key.alg().name().into(),
+        signature: B64.encode(sig),
+    })
+}
+
+/// Checks a report's bytes against its detached signature and the root public key.
+pub fn verify(report: &[u8], sig: &ReportSignature, root: &RootPublic) -> Result<(), StoreError> {
+    let bad = |detail: &'static str| StoreError::ReportSignature { detail };
+    if sig.format != FORMAT {
+        return Err(bad("not a Warden report signature"));
+    }
+    if sig.origin != root.origin {
+        return Err(bad("the signature names another log origin"));
+    }
+    if sig.algorithm != root.key.alg().name() {
+        return Err(bad("the signature's algorithm is not the root key's"));
+    }
+    let raw = B64
+        .decode(&sig.signature)
+        .map_err(|_| bad("the signature is not base64"))?;
+    root.key
+        .verify(&message(report), &raw)
+        .map_err(|_| bad("the signature does not match the report"))
+}
