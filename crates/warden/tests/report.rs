@@ -300,3 +300,114 @@ fn weekly_report_counts_are_exact_and_name_tampering_and_long_epochs() {
         "{invalid:?}"
     );
 }
+
+/// Headless Chromium (Debian's `chromium`, installed by `scripts/install-browser`).
+fn chromium() -> std::path::PathBuf {
+    for c in ["chromium", "chromium-browser"] {
+        if let Ok(out) = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {c}"))
+            .output()
+            && out.status.success()
+        {
+            return std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        }
+    }
+    panic!("chromium is not installed: run scripts/install-browser");
+}
+
+/// Pixels of `png` within `tol` of the colour `rgb`.
+fn count_colour(png_path: &Path, rgb: [u8; 3], tol: u8) -> usize {
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(png_path).unwrap(),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let step = match info.color_type {
+        png::ColorType::Rgba => 4,
+        png::ColorType::Rgb => 3,
+        other => panic!("unexpected colour type {other:?}"),
+    };
+    buf[..info.buffer_size()]
+        .chunks(step)
+        .filter(|p| (0..3).all(|k| p[k].abs_diff(rgb[k]) <= tol))
+        .count()
+}
+
+/// The HTML report renders in headless Chromium with no console message (it has no
+/// script, and its policy forbids loading anything), and its three charts are drawn:
+/// the screenshot holds the bar colours, and an empty period draws none.
+#[test]
+fn html_report_renders_in_chromium_with_its_charts() {
+    let fx = ledger(4000, 3600);
+    let shoot = |from: u64, to: u64, name: &str| -> (std::path::PathBuf, String) {
+        let html = fx.dir.path().join(format!("{name}.html"));
+        let st = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .env_remove("WARDEN_DATA_DIR")
+            .env("WARDEN_PASSPHRASE", "")
+            .args(["report", "--format", "html", "--log"])
+            .arg(&fx.log)
+            .arg("--root-pub")
+            .arg(&fx.root_pub)
+            .arg("--root-key")
+            .arg(&fx.root_key)
+            .arg("--auditor-key")
+            .arg(&fx.auditor)
+            .args(["--from", &ts(from), "--to", &ts(to), "--out"])
+            .arg(&html)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let png = fx.dir.path().join(format!("{name}.png"));
+        let profile = fx.dir.path().join(format!("profile-{name}"));
+        let out = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--force-device-scale-factor=1",
+                "--window-size=1000,2400",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(format!("file://{}", html.display()))
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success() && png.exists(),
+            "chromium failed: {log}"
+        );
+        (png, log)
+    };
+    let (png, log) = shoot(T0 + DAY / 2, T0 + 2 * DAY + DAY / 2, "busy");
+    // WARDEN_TEST_KEEP=DIR keeps the page and its screenshot for a person to look at.
+    if let Ok(keep) = std::env::var("WARDEN_TEST_KEEP") {
+        std::fs::copy(&png, Path::new(&keep).join("report.png")).unwrap();
+        std::fs::copy(
+            png.with_extension("html"),
+            Path::new(&keep).join("report.html"),
+        )
+        .unwrap();
+    }
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    // Colours of the bars (GRANTED, DENIED, INCIDENT in report_html.rs).
+    let granted = count_colour(&png, [0x2b, 0x8a, 0x3e], 6);
+    let denied = count_colour(&png, [0xc9, 0x2a, 0x2a], 6);
+    let incidents = count_colour(&png, [0xe6, 0x77, 0x00], 6);
+    assert!(granted > 2000, "granted bars drawn: {granted} pixels");
+    assert!(
+        denied > 2000,
+        "denied bars drawn (two charts): {denied} pixels"
+    );
+    assert!(incidents > 500, "incident bars drawn: {incidents} pixels");
+    // A period with no entries draws no bars (only the legend swatches).
+    let (empty, _) = shoot(T0 + 10 * DAY, T0 + 11 * DAY, "empty");
+    assert!(count_colour(&empty, [0x2b, 0x8a, 0x3e], 6) < 200);
+    assert!(count_colour(&empty, [0xe6, 0x77, 0x00], 6) < 200);
+}

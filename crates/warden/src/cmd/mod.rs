@@ -7,6 +7,7 @@ pub mod log;
 pub mod model;
 pub mod principal;
 pub mod report;
+pub mod report_html;
 pub mod serve;
 pub mod token;
 pub mod verify;

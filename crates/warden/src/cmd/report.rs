@@ -51,8 +51,8 @@ struct RunArgs {
     /// End of the period, exclusive.
     #[arg(long, requires = "from")]
     to: Option<String>,
-    /// json or csv.
-    #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
+    /// json, csv, or html (one self-contained page with charts, for screen and print).
+    #[arg(long, default_value = "json", value_parser = ["json", "csv", "html"])]
     format: String,
     /// Auditor secret key: per-user and per-model counts and incident severities.
     #[arg(long)]
@@ -176,6 +176,7 @@ fn generate(a: &RunArgs) -> Result<ExitCode> {
     })?;
     let bytes = match a.format.as_str() {
         "csv" => csv(&r).into_bytes(),
+        "html" => crate::cmd::report_html::render(&r).into_bytes(),
         _ => {
             let mut v = serde_json::to_vec_pretty(&r)?;
             v.push(b'\n');
