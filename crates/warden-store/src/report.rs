@@ -7,17 +7,18 @@
 //! (per user, per model, incident severities) need an auditor key; without one they
 //! are absent rather than zero.
 
-use crate::audit::{EntryFilter, for_each_entry};
-use crate::error::StoreError;
+use crate::error::{StoreError, io};
 use crate::keys::RootKey;
 use crate::ledger::checkpoints_path;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use warden_core::crypto::RecipientSecretKey;
+use warden_core::crypto::{DataKey, RecipientSecretKey};
+use warden_core::entry::{self, KIND_ROTATION};
 use warden_core::epoch::RootPublic;
+use warden_core::epoch::RotationRecord;
 use warden_core::time::Timestamp;
 use warden_core::verify::{Code, Location, VerifyConfig};
 
@@ -202,6 +203,166 @@ fn code_name(c: Code) -> String {
         .unwrap_or_else(|| format!("{c:?}"))
 }
 
+const DAY_MICROS: u64 = 86_400_000_000;
+
+/// The parts of a decrypted event a report reads; other fields are skipped unparsed.
+#[derive(Deserialize)]
+struct EventView<'a> {
+    #[serde(default, borrow)]
+    user: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    details: Option<DetailsView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DetailsView<'a> {
+    #[serde(default, borrow)]
+    severity: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// What one pass over the entries finds.
+#[derive(Default)]
+struct Counts {
+    total_entries: u64,
+    in_period: u64,
+    first_index: Option<u64>,
+    last_index: Option<u64>,
+    by_kind: HashMap<String, u64>,
+    granted: u64,
+    denied: u64,
+    by_user: HashMap<String, Outcomes>,
+    by_model: HashMap<String, Outcomes>,
+    severities: HashMap<String, u64>,
+    /// Day number since 1970 -> counts (the date is filled in at the end).
+    days: BTreeMap<u64, Day>,
+    /// Per epoch: its key.rotation entry (index, time) and the time of its last entry.
+    epochs: BTreeMap<u64, (u64, Timestamp, Timestamp)>,
+    undecryptable: Vec<(u64, &'static str)>,
+}
+
+/// Applies `f` to the value of `key`, inserting a default first. Looked up by `&str`:
+/// a key is allocated once, not per entry.
+fn bump<V: Default>(map: &mut HashMap<String, V>, key: &str, f: impl FnOnce(&mut V)) {
+    if let Some(v) = map.get_mut(key) {
+        f(v);
+        return;
+    }
+    let mut v = V::default();
+    f(&mut v);
+    map.insert(key.to_owned(), v);
+}
+
+/// One pass over every entry, without allocating per entry: lines are parsed in place,
+/// events decrypted into one buffer and read through borrowed views.
+fn count(input: &ReportInput<'_>) -> Result<Counts, StoreError> {
+    use std::io::BufRead as _;
+    let file = std::fs::File::open(input.log).map_err(io("open", input.log))?;
+    let mut reader = std::io::BufReader::with_capacity(8 << 20, file);
+    let mut keys: HashMap<u64, Option<DataKey>> = HashMap::new();
+    let mut c = Counts::default();
+    let mut line = Vec::with_capacity(4096);
+    let mut pt = Vec::with_capacity(4096);
+    let mut index = 0u64;
+    loop {
+        line.clear();
+        if reader
+            .read_until(b'\n', &mut line)
+            .map_err(io("read", input.log))?
+            == 0
+            || line.pop() != Some(b'\n')
+        {
+            break; // the end, or a torn tail that is not an entry yet
+        }
+        let i = index;
+        index += 1;
+        c.total_entries += 1;
+        let Ok(e) = entry::parse_line(&line) else {
+            continue; // verification lists it
+        };
+        let (kind, t, epoch) = (e.header.kind, e.header.time, e.header.epoch);
+        if kind == KIND_ROTATION {
+            c.epochs.insert(epoch, (i, t, t));
+            if let Some(sk) = input.auditor {
+                let k = RotationRecord::decode(e.header.rotation.unwrap_or_default())
+                    .ok()
+                    .and_then(|r| r.unwrap_data_key(sk).ok().flatten());
+                keys.insert(epoch, k);
+            }
+        } else if let Some(span) = c.epochs.get_mut(&epoch) {
+            span.2 = t;
+        }
+        if t < input.from || t >= input.to {
+            continue;
+        }
+        c.in_period += 1;
+        c.first_index.get_or_insert(i);
+        c.last_index = Some(i);
+        bump(&mut c.by_kind, kind, |n| *n += 1);
+        let day = c.days.entry(t.as_micros() / DAY_MICROS).or_default();
+        let access = match kind {
+            "model.access" => Some(true),
+            "model.denied" => Some(false),
+            _ => None,
+        };
+        match access {
+            Some(true) => {
+                c.granted += 1;
+                day.granted += 1;
+            }
+            Some(false) => {
+                c.denied += 1;
+                day.denied += 1;
+            }
+            None if kind == "incident" => day.incidents += 1,
+            None => {}
+        }
+        let wanted = access.is_some() || kind == "incident";
+        if input.auditor.is_none() || !wanted {
+            if kind == "incident" {
+                bump(&mut c.severities, "UNKNOWN", |n| *n += 1);
+            }
+            continue;
+        }
+        pt.clear();
+        let ev = match keys.get(&epoch) {
+            Some(Some(k)) => match e.open(k, &mut pt) {
+                Ok(()) => serde_json::from_slice::<EventView<'_>>(&pt).ok(),
+                Err(_) => {
+                    c.undecryptable.push((i, "decryption failed"));
+                    None
+                }
+            },
+            _ => {
+                c.undecryptable.push((i, "not wrapped to this auditor"));
+                None
+            }
+        };
+        if kind == "incident" {
+            let sev = ev
+                .as_ref()
+                .and_then(|v| v.details.as_ref())
+                .and_then(|d| d.severity.as_deref())
+                .map_or_else(|| "UNKNOWN".to_owned(), str::to_ascii_uppercase);
+            bump(&mut c.severities, &sev, |n| *n += 1);
+        } else if let (Some(granted), Some(ev)) = (access, ev) {
+            for (map, key) in [(&mut c.by_user, &ev.user), (&mut c.by_model, &ev.model)] {
+                if let Some(k) = key {
+                    bump(map, k, |o: &mut Outcomes| {
+                        if granted {
+                            o.granted += 1;
+                        } else {
+                            o.denied += 1;
+                        }
+                    });
+                }
+            }
+        }
+    }
+    Ok(c)
+}
+
 /// Builds the report for `input`: one verification of the whole ledger, then one pass
 /// over its entries.
 pub fn build(input: &ReportInput<'_>) -> Result<ComplianceReport, StoreError> {
@@ -217,7 +378,6 @@ pub fn build(input: &ReportInput<'_>) -> Result<ComplianceReport, StoreError> {
         None,
         &mut |_, _| {},
     )?;
-    let in_period = |t: Timestamp| t >= input.from && t < input.to;
     let mut r = ComplianceReport {
         format: FORMAT.into(),
         origin: input.root.origin.clone(),
@@ -229,101 +389,45 @@ pub fn build(input: &ReportInput<'_>) -> Result<ComplianceReport, StoreError> {
         decrypted: input.auditor.is_some(),
         ..ComplianceReport::default()
     };
-    let mut by_user: BTreeMap<String, Outcomes> = BTreeMap::new();
-    let mut by_model: BTreeMap<String, Outcomes> = BTreeMap::new();
-    let mut users = BTreeSet::new();
-    let mut models = BTreeSet::new();
-    let mut days: BTreeMap<String, Day> = BTreeMap::new();
-    // Per epoch: its key.rotation entry (index, time) and the time of its last entry.
-    let mut epochs: BTreeMap<u64, (u64, Timestamp, Timestamp)> = BTreeMap::new();
-    let mut undecryptable: Vec<(u64, &'static str)> = Vec::new();
-    let mut total_entries = 0u64;
-    for_each_entry(input.log, input.auditor, &EntryFilter::default(), |e| {
-        total_entries += 1;
-        let Ok(t) = Timestamp::parse(e.time.as_bytes()) else {
-            return Ok(true);
-        };
-        if e.kind == warden_core::entry::KIND_ROTATION {
-            epochs.insert(e.epoch, (e.index, t, t));
-        } else if let Some(span) = epochs.get_mut(&e.epoch) {
-            span.2 = t;
-        }
-        if !in_period(t) {
-            return Ok(true);
-        }
-        r.entries.total += 1;
-        *r.entries.by_kind.entry(e.kind.clone()).or_default() += 1;
-        r.entries.first_index.get_or_insert(e.index);
-        r.entries.last_index = Some(e.index);
-        if let (Some(err), true) = (e.error, input.auditor.is_some()) {
-            undecryptable.push((e.index, err));
-        }
-        let field = |k: &str| {
-            e.event
-                .as_ref()
-                .and_then(|v| v.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        let date = e.time.get(..10).unwrap_or_default().to_owned();
-        let day = days.entry(date.clone()).or_insert_with(|| Day {
-            date,
-            ..Day::default()
-        });
-        match e.kind.as_str() {
-            "model.access" | "model.denied" => {
-                let granted = e.kind == "model.access";
-                r.accesses.total += 1;
-                if granted {
-                    r.accesses.granted += 1;
-                    day.granted += 1;
-                } else {
-                    r.accesses.denied += 1;
-                    day.denied += 1;
-                }
-                let bump = |m: &mut BTreeMap<String, Outcomes>, k: String| {
-                    let o = m.entry(k).or_default();
-                    if granted {
-                        o.granted += 1;
-                    } else {
-                        o.denied += 1;
-                    }
-                };
-                if let Some(u) = field("user") {
-                    users.insert(u.clone());
-                    bump(&mut by_user, u);
-                }
-                if let Some(m) = field("model") {
-                    models.insert(m.clone());
-                    bump(&mut by_model, m);
-                }
-            }
-            "incident" => {
-                r.incidents.total += 1;
-                day.incidents += 1;
-                let sev = e
-                    .event
-                    .as_ref()
-                    .and_then(|v| v.get("details"))
-                    .and_then(|d| d.get("severity"))
-                    .and_then(|s| s.as_str())
-                    .map_or_else(|| "UNKNOWN".to_owned(), str::to_ascii_uppercase);
-                *r.incidents.by_severity.entry(sev).or_default() += 1;
-            }
-            "key.rotation" => r.key_rotation.events += 1,
-            "verification.run" => r.verification_runs += 1,
-            "report.generated" => r.reports_generated += 1,
-            _ => {}
-        }
-        Ok(true)
-    })?;
+    let counts = count(input)?;
+    let total_entries = counts.total_entries;
+    let epochs = counts.epochs;
+    let undecryptable = counts.undecryptable;
+    r.entries.total = counts.in_period;
+    r.entries.by_kind = counts.by_kind.into_iter().collect();
+    r.entries.first_index = counts.first_index;
+    r.entries.last_index = counts.last_index;
+    r.accesses.granted = counts.granted;
+    r.accesses.denied = counts.denied;
+    r.accesses.total = counts.granted + counts.denied;
+    r.incidents.by_severity = counts.severities.into_iter().collect();
+    r.incidents.total = r.incidents.by_severity.values().sum();
+    let of_kind = |k: &str| r.entries.by_kind.get(k).copied().unwrap_or(0);
+    (
+        r.key_rotation.events,
+        r.verification_runs,
+        r.reports_generated,
+    ) = (
+        of_kind(KIND_ROTATION),
+        of_kind("verification.run"),
+        of_kind("report.generated"),
+    );
     if input.auditor.is_some() {
-        r.accesses.unique_users = Some(users.len() as u64);
-        r.accesses.unique_models = Some(models.len() as u64);
-        r.accesses.by_user = Some(by_user);
-        r.accesses.by_model = Some(by_model);
+        r.accesses.unique_users = Some(counts.by_user.len() as u64);
+        r.accesses.unique_models = Some(counts.by_model.len() as u64);
+        r.accesses.by_user = Some(counts.by_user.into_iter().collect());
+        r.accesses.by_model = Some(counts.by_model.into_iter().collect());
     }
-    r.daily = days.into_values().collect();
+    r.daily = counts
+        .days
+        .into_iter()
+        .map(|(day, mut d)| {
+            d.date = Timestamp::from_micros(day.saturating_mul(DAY_MICROS))
+                .map(|t| t.to_string().get(..10).unwrap_or_default().to_owned())
+                .unwrap_or_default();
+            d
+        })
+        .collect();
 
     // Integrity: findings on the period's entries (or on checkpoints, by the entries
     // they cover: a checkpoint finding names the record, so all are listed).
