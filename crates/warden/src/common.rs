@@ -117,3 +117,9 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
     }
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
+
+/// Reads an auditor secret key, naming the file in the error.
+pub fn read_auditor(path: &Path) -> Result<warden_core::crypto::RecipientSecretKey> {
+    keys::read_recipient_secret(path)
+        .with_context(|| format!("reading the auditor key {}", path.display()))
+}

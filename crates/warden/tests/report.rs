@@ -78,9 +78,10 @@ fn ts(micros: u64) -> String {
     Timestamp::from_micros(micros).unwrap().to_string()
 }
 
-fn report(fx: &Fixture, from: u64, to: u64, max_epoch: u64, out: &Path) -> Value {
-    let st = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .env_remove("WARDEN_DATA_DIR")
+/// `warden report` over the fixture's ledger for `[from, to)`, with its auditor key.
+fn report_cmd(fx: &Fixture, from: u64, to: u64) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
+    c.env_remove("WARDEN_DATA_DIR")
         .env("WARDEN_PASSPHRASE", "")
         .args(["report", "--log"])
         .arg(&fx.log)
@@ -90,7 +91,12 @@ fn report(fx: &Fixture, from: u64, to: u64, max_epoch: u64, out: &Path) -> Value
         .arg(&fx.root_key)
         .arg("--auditor-key")
         .arg(&fx.auditor)
-        .args(["--from", &ts(from), "--to", &ts(to)])
+        .args(["--from", &ts(from), "--to", &ts(to)]);
+    c
+}
+
+fn report(fx: &Fixture, from: u64, to: u64, max_epoch: u64, out: &Path) -> Value {
+    let st = report_cmd(fx, from, to)
         .args(["--max-epoch", &max_epoch.to_string()])
         .arg("--out")
         .arg(out)
@@ -343,18 +349,8 @@ fn html_report_renders_in_chromium_with_its_charts() {
     let fx = ledger(4000, 3600);
     let shoot = |from: u64, to: u64, name: &str| -> (std::path::PathBuf, String) {
         let html = fx.dir.path().join(format!("{name}.html"));
-        let st = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .env_remove("WARDEN_DATA_DIR")
-            .env("WARDEN_PASSPHRASE", "")
-            .args(["report", "--format", "html", "--log"])
-            .arg(&fx.log)
-            .arg("--root-pub")
-            .arg(&fx.root_pub)
-            .arg("--root-key")
-            .arg(&fx.root_key)
-            .arg("--auditor-key")
-            .arg(&fx.auditor)
-            .args(["--from", &ts(from), "--to", &ts(to), "--out"])
+        let st = report_cmd(&fx, from, to)
+            .args(["--format", "html", "--out"])
             .arg(&html)
             .status()
             .unwrap();

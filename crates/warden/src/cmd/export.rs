@@ -109,10 +109,7 @@ pub fn spec(dir: &DataDir, c: &SiemConfig) -> Result<SinkSpec> {
     }
     if let Some(p) = &c.auditor_key {
         let p = dir.resolve(p);
-        s.auditor = Some(Arc::new(
-            warden_store::keys::read_recipient_secret(&p)
-                .with_context(|| format!("reading the auditor key {}", p.display()))?,
-        ));
+        s.auditor = Some(Arc::new(crate::common::read_auditor(&p)?));
     }
     s.tls = TlsFiles {
         ca: c.tls_ca.as_ref().map(|p| dir.resolve(p)),

@@ -158,11 +158,8 @@ fn generate(a: &RunArgs) -> Result<ExitCode> {
         .with_context(|| format!("reading {}", root_pub.display()))?;
     let auditor = a
         .auditor_key
-        .as_ref()
-        .map(|p| {
-            warden_store::keys::read_recipient_secret(p)
-                .with_context(|| format!("reading the auditor key {}", p.display()))
-        })
+        .as_deref()
+        .map(crate::common::read_auditor)
         .transpose()?;
     let r = report::build(&ReportInput {
         log: &log,

@@ -95,11 +95,8 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     };
     let auditor = a
         .auditor_key
-        .as_ref()
-        .map(|p| {
-            warden_store::keys::read_recipient_secret(p)
-                .with_context(|| format!("reading the auditor key {}", p.display()))
-        })
+        .as_deref()
+        .map(crate::common::read_auditor)
         .transpose()?
         .map(Arc::new);
     let (engine, digest) = load_policy(&dir, &cfg)?;
