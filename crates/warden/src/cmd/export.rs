@@ -290,15 +290,21 @@ fn status(dir: &DataDir, json: bool) -> Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
+    let w = cursors
+        .iter()
+        .map(|c| c.sink.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     writeln!(
         out,
-        "{:<32} {:<8} {:>10} {:>10}  {:<27} to / last error",
+        "{:<w$} {:<8} {:>10} {:>10}  {:<27} to / last error",
         "sink", "format", "next", "lag", "updated"
     )?;
     for c in &cursors {
         writeln!(
             out,
-            "{:<32} {:<8} {:>10} {:>10}  {:<27} {}",
+            "{:<w$} {:<8} {:>10} {:>10}  {:<27} {}",
             c.sink,
             c.format,
             c.position.next,
@@ -309,7 +315,7 @@ fn status(dir: &DataDir, json: bool) -> Result<ExitCode> {
         if let Some(e) = &c.last_error {
             writeln!(
                 out,
-                "{:>93}last error {}: {e}",
+                "{:<w$} last error {}: {e}",
                 "",
                 c.last_error_at.as_deref().unwrap_or("-")
             )?;
