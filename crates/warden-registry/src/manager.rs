@@ -282,6 +282,32 @@ impl SecureModelManager {
         r.map(|_| ())
     }
 
+    /// Records an activity of the service itself (a scheduled verification, a report)
+    /// as a durable `kind` entry by the `system` principal.
+    pub async fn record_system(
+        &self,
+        kind: &'static str,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<Receipt, RegistryError> {
+        self.audit(
+            kind,
+            &Event {
+                user: Some("system".into()),
+                action: Some(action.into()),
+                details: Some(details),
+                ..Event::default()
+            },
+        )
+        .await
+    }
+
+    /// The ledger's entries file and its consistent prefix after the last durable batch.
+    #[must_use]
+    pub fn ledger_state(&self) -> (&Path, Option<warden_store::ledger::DurableState>) {
+        (self.ledger.path(), self.ledger.durable_state())
+    }
+
     /// The policy engine.
     #[must_use]
     pub fn engine(&self) -> &Engine {

@@ -48,6 +48,39 @@ pub struct Config {
     /// SIEM sinks that `warden serve` exports the ledger to (`[[siem]]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub siem: Vec<SiemConfig>,
+    /// Scheduled verification and compliance reports in `warden serve` (`[schedule]`).
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+/// What `warden serve` does on a schedule. Reports and the verification state are
+/// kept under `reports/` in the data directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Seconds between incremental verifications of the ledger (0: never).
+    pub verify_every_secs: u64,
+    /// Seconds between compliance reports (0: never).
+    pub report_every_secs: u64,
+    /// Seconds each report covers, ending when it is made.
+    pub report_period_secs: u64,
+    /// Formats written for each report: json, csv, html.
+    pub report_formats: Vec<String>,
+    /// Auditor secret key for per-user and per-model counts in scheduled reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auditor_key: Option<PathBuf>,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            verify_every_secs: 86_400,
+            report_every_secs: 7 * 86_400,
+            report_period_secs: 7 * 86_400,
+            report_formats: vec!["json".into(), "html".into()],
+            auditor_key: None,
+        }
+    }
 }
 
 /// One SIEM sink (`[[siem]]` in `warden.toml`, or the options of `warden export`).
@@ -199,6 +232,7 @@ impl Config {
             tls_key: default_tls_key(),
             jwt: None,
             siem: Vec::new(),
+            schedule: ScheduleConfig::default(),
         }
     }
 

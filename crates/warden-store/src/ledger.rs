@@ -226,6 +226,19 @@ struct Shared {
     queue: Mutex<Queue>,
     work: Condvar,
     space: Condvar,
+    /// The files' state after the last batch that became durable.
+    durable: Mutex<Option<DurableState>>,
+}
+
+/// A consistent prefix of the ledger's files: every entry in the first `entries_len`
+/// bytes is covered by a checkpoint in the first `checkpoints_len` bytes. A verifier
+/// of a live ledger reads this far and no further (what follows may be in flight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurableState {
+    /// Entries (tree size).
+    pub size: u64,
+    pub entries_len: u64,
+    pub checkpoints_len: u64,
 }
 
 /// Most appends waiting in the queue before `submit` blocks (back-pressure).
@@ -491,6 +504,11 @@ impl Ledger {
             }),
             work: Condvar::new(),
             space: Condvar::new(),
+            durable: Mutex::new(Some(DurableState {
+                size: w.range.size(),
+                entries_len: w.entries.len(),
+                checkpoints_len: w.checkpoints.len(),
+            })),
         });
         let s2 = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -518,6 +536,12 @@ impl Ledger {
     #[must_use]
     pub fn info(&self) -> &LedgerInfo {
         &self.info
+    }
+
+    /// The files' consistent prefix after the last durable batch.
+    #[must_use]
+    pub fn durable_state(&self) -> Option<DurableState> {
+        *lock(&self.shared.durable)
     }
 
     /// Queues an entry. Blocks while the queue is full.
@@ -677,6 +701,13 @@ fn sequencer(shared: &Shared, mut w: Writer) {
             Some(f) => Err(AppendError::Failed(f)),
             None => w.batch(items),
         };
+        if result.is_ok() {
+            *lock(&shared.durable) = Some(DurableState {
+                size: w.range.size(),
+                entries_len: w.entries.len(),
+                checkpoints_len: w.checkpoints.len(),
+            });
+        }
         if let Err(AppendError::Io(m)) = &result {
             // A write failed: the files' state is uncertain. Stop; reopening recovers.
             lock(&shared.queue).failed = Some(m.clone());

@@ -49,6 +49,8 @@ pub struct ReportInput<'a> {
     pub max_epoch_micros: u64,
     pub generated: Timestamp,
     pub sinks: &'a [SinkPosition],
+    /// A live ledger's consistent prefix: the report reads no further.
+    pub bound: Option<crate::ledger::DurableState>,
 }
 
 /// Granted and denied counts.
@@ -258,8 +260,10 @@ fn bump<V: Default>(map: &mut HashMap<String, V>, key: &str, f: impl FnOnce(&mut
 /// events decrypted into one buffer and read through borrowed views.
 fn count(input: &ReportInput<'_>) -> Result<Counts, StoreError> {
     use std::io::BufRead as _;
+    use std::io::Read as _;
     let file = std::fs::File::open(input.log).map_err(io("open", input.log))?;
-    let mut reader = std::io::BufReader::with_capacity(8 << 20, file);
+    let limit = input.bound.map_or(u64::MAX, |b| b.entries_len);
+    let mut reader = std::io::BufReader::with_capacity(8 << 20, file.take(limit));
     let mut keys: HashMap<u64, Option<DataKey>> = HashMap::new();
     let mut c = Counts::default();
     let mut line = Vec::with_capacity(4096);
@@ -366,7 +370,7 @@ fn count(input: &ReportInput<'_>) -> Result<Counts, StoreError> {
 /// Builds the report for `input`: one verification of the whole ledger, then one pass
 /// over its entries.
 pub fn build(input: &ReportInput<'_>) -> Result<ComplianceReport, StoreError> {
-    let outcome = crate::verify::verify_files(
+    let outcome = crate::verify::verify_prefix(
         input.log,
         &checkpoints_path(input.log),
         VerifyConfig {
@@ -376,6 +380,7 @@ pub fn build(input: &ReportInput<'_>) -> Result<ComplianceReport, StoreError> {
         },
         Vec::new(),
         None,
+        input.bound,
         &mut |_, _| {},
     )?;
     let mut r = ComplianceReport {

@@ -23,7 +23,7 @@ pub struct Outcome {
 }
 
 struct Checkpoints {
-    reader: BufReader<File>,
+    reader: BufReader<std::io::Take<File>>,
     next: Option<(Vec<u8>, u64)>,
     k: u64,
     offset: u64,
@@ -96,7 +96,7 @@ fn par_map_with<T: Sync, R: Send, S>(
 /// final chunk keeps an unterminated tail, which verification reports). Buffers sent
 /// back on `recycle` are reused, which saves zeroing and faulting in fresh memory.
 fn spawn_reader(
-    mut f: File,
+    mut f: impl Read + Send + 'static,
     recycle: std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
     let (tx, rx) = std::sync::mpsc::sync_channel(2);
@@ -186,6 +186,20 @@ pub fn verify_files(
     resume: Option<&ResumeState>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Outcome, StoreError> {
+    verify_prefix(log, checkpoints, cfg, trusted, resume, None, progress)
+}
+
+/// [`verify_files`] over the first `bound.entries_len` and `bound.checkpoints_len`
+/// bytes only: a live ledger's consistent prefix ([`crate::ledger::Ledger::durable_state`]).
+pub fn verify_prefix(
+    log: &Path,
+    checkpoints: &Path,
+    cfg: VerifyConfig,
+    trusted: Vec<Note>,
+    resume: Option<&ResumeState>,
+    bound: Option<crate::ledger::DurableState>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Outcome, StoreError> {
     let mut v = match resume {
         Some(st) => Verifier::resume(cfg, st).map_err(StoreError::Config)?,
         None => Verifier::new(cfg),
@@ -194,15 +208,17 @@ pub fn verify_files(
         v.add_trusted(t);
     }
     let mut f = File::open(log).map_err(io("open", log))?;
-    let total = f.metadata().map_err(io("stat", log))?.len();
+    let file_len = f.metadata().map_err(io("stat", log))?.len();
+    let total = bound.map_or(file_len, |b| b.entries_len.min(file_len));
     let start = resume.map_or(0, |r| r.entries_offset);
     f.seek(SeekFrom::Start(start)).map_err(io("seek", log))?;
     let mut cf = File::open(checkpoints).map_err(io("open", checkpoints))?;
     let cstart = resume.map_or(0, |r| r.checkpoints_offset);
     cf.seek(SeekFrom::Start(cstart))
         .map_err(io("seek", checkpoints))?;
+    let cps_limit = bound.map_or(u64::MAX, |b| b.checkpoints_len.saturating_sub(cstart));
     let mut cps = Checkpoints {
-        reader: BufReader::with_capacity(1 << 20, cf),
+        reader: BufReader::with_capacity(1 << 20, cf.take(cps_limit)),
         next: None,
         k: resume.map_or(0, |r| r.checkpoints),
         offset: cstart,
@@ -216,6 +232,7 @@ pub fn verify_files(
     // Reading, and hashing and parsing on every core, run a chunk ahead of the
     // order-dependent checks on this thread.
     let (recycle, recycled) = std::sync::mpsc::channel();
+    let f = f.take(total.saturating_sub(start));
     for prepared in spawn_preparer(spawn_reader(f, recycled)) {
         let Prepared {
             chunk,

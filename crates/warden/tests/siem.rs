@@ -837,28 +837,11 @@ fn file_and_http_sinks_deliver_every_entry() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("only over tls://"));
 }
 
-/// `[[siem]]` in warden.toml: `warden serve` exports beside the service, shows the
-/// exporter's lag at /metrics, and delivers the last entries (its own `system.stop`)
-/// before it exits.
-#[test]
-fn serve_exports_to_configured_sinks() {
+/// Starts `warden serve` on a free loopback port; returns it, its address, and what it
+/// printed until it was serving.
+fn start_serve(fx: &Fx) -> (Child, String, String) {
     use std::io::{BufRead, BufReader, Read};
-    let fx = setup(20);
-    let r = Receiver::start(
-        Kind::SyslogNg,
-        &fx.tmp.path().join("sng"),
-        &fx.cert,
-        &fx.key,
-    );
-    let cfg = fx.data.join("warden.toml");
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!(
-        "\n[[siem]]\nname = \"soc\"\nto = \"tls://localhost:{}\"\nformat = \"rfc5424\"\nauditor_key = \"{}\"\ntls_ca = \"tls/server.crt\"\n",
-        r.ports.tls,
-        fx.auditor.display()
-    ));
-    std::fs::write(&cfg, text).unwrap();
-    let mut serve = warden(&fx)
+    let mut serve = warden(fx)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stderr(Stdio::piped())
         .spawn()
@@ -879,11 +862,36 @@ fn serve_exports_to_configured_sinks() {
         }
     }
     let addr = addr.unwrap_or_else(|| panic!("serve did not start: {seen}"));
-    assert!(seen.contains("exporting to tls://localhost"), "{seen}");
     std::thread::spawn(move || {
         let mut sink = String::new();
         let _ = err.read_to_string(&mut sink);
     });
+    (serve, addr, seen)
+}
+
+/// `[[siem]]` in warden.toml: `warden serve` exports beside the service, shows the
+/// exporter's lag at /metrics, and delivers the last entries (its own `system.stop`)
+/// before it exits.
+#[test]
+fn serve_exports_to_configured_sinks() {
+    use std::io::Read;
+    let fx = setup(20);
+    let r = Receiver::start(
+        Kind::SyslogNg,
+        &fx.tmp.path().join("sng"),
+        &fx.cert,
+        &fx.key,
+    );
+    let cfg = fx.data.join("warden.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "\n[[siem]]\nname = \"soc\"\nto = \"tls://localhost:{}\"\nformat = \"rfc5424\"\nauditor_key = \"{}\"\ntls_ca = \"tls/server.crt\"\n",
+        r.ports.tls,
+        fx.auditor.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let (mut serve, addr, seen) = start_serve(&fx);
+    assert!(seen.contains("exporting to tls://localhost"), "{seen}");
     // An unauthenticated request: an auth.failure entry, exported while serving.
     let get = |path: &str| {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
@@ -1073,4 +1081,111 @@ fn tls_client_certificates_reach_a_receiver_that_requires_them() {
     assert_eq!(summary["delivered"], lines.len());
     let msgs = r.wait_for(lines.len() + 1, Duration::from_secs(20));
     assert_eq!(msgs.len(), lines.len() + 1);
+}
+
+/// `[schedule]`: `warden serve` verifies the live ledger incrementally and writes signed
+/// reports, each run a ledger entry; the ledger verifies afterwards.
+#[test]
+fn serve_verifies_and_reports_on_a_schedule() {
+    let fx = setup(30);
+    let cfg = fx.data.join("warden.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replace(
+        "[schedule]\n",
+        &format!("[schedule]\nauditor_key = \"{}\"\n", fx.auditor.display()),
+    );
+    let text = text
+        .replace("verify_every_secs = 86400", "verify_every_secs = 1")
+        .replace("report_every_secs = 604800", "report_every_secs = 2");
+    assert!(
+        text.contains("verify_every_secs = 1") && text.contains("report_every_secs = 2"),
+        "{text}"
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let (mut serve, addr, _) = start_serve(&fx);
+    // Keep the ledger busy while the jobs run: unauthenticated requests are entries.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reports = fx.data.join("reports");
+    let has_report = || {
+        std::fs::read_dir(&reports).is_ok_and(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().ends_with(".html.sig"))
+        })
+    };
+    let mut requests = 0;
+    while !(has_report() && reports.join("verify.state").exists() && requests > 40) {
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled report or verification"
+        );
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            let _ = write!(
+                s,
+                "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut b = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut b);
+            requests += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&mut serve, "TERM");
+    let shown = run_ok(
+        warden(&fx)
+            .args(["log", "show", "--json", "--auditor-key"])
+            .arg(&fx.auditor),
+    );
+    let entries: Vec<Value> = shown
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let runs: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["kind"] == "verification.run")
+        .collect();
+    assert!(runs.len() >= 2, "verification runs: {}", runs.len());
+    for r in &runs {
+        assert_eq!(
+            r["event"]["details"]["clean"], true,
+            "a live ledger verifies: {r}"
+        );
+    }
+    assert!(
+        runs.iter()
+            .any(|r| r["event"]["details"]["incremental"] == true),
+        "later runs resume from the saved state"
+    );
+    let generated: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["kind"] == "report.generated")
+        .collect();
+    assert!(!generated.is_empty());
+    // Every report file named in the ledger exists, has that digest, and its
+    // signature holds.
+    for g in &generated {
+        for f in g["event"]["details"]["files"].as_array().unwrap() {
+            let path = fx.data.join(f["file"].as_str().unwrap());
+            let st = warden(&fx)
+                .args(["report", "verify"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(st.status.success(), "{}", path.display());
+        }
+    }
+    let json_report = std::fs::read_dir(&reports)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let r: Value = serde_json::from_slice(&std::fs::read(&json_report).unwrap()).unwrap();
+    assert_eq!(r["integrity"]["clean"], true, "{}", r["integrity"]);
+    assert!(
+        r["accesses"]["unique_users"].is_u64(),
+        "decrypted with the auditor key"
+    );
+    let st = warden(&fx).arg("verify").status().unwrap();
+    assert!(st.success());
 }

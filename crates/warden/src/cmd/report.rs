@@ -137,14 +137,7 @@ fn generate(a: &RunArgs) -> Result<ExitCode> {
         ),
         None => {
             let cfg = dir.read_config()?;
-            let sinks = warden_siem::cursor::list(&crate::cmd::export::export_dir(&dir))?
-                .into_iter()
-                .map(|c| SinkPosition {
-                    sink: c.sink,
-                    format: c.format,
-                    next: c.position.next,
-                })
-                .collect();
+            let sinks = sink_positions(&dir)?;
             (
                 dir.log(&cfg),
                 a.root_pub.clone().unwrap_or_else(|| dir.root_pub()),
@@ -170,16 +163,9 @@ fn generate(a: &RunArgs) -> Result<ExitCode> {
         max_epoch_micros: max_epoch.saturating_mul(1_000_000),
         generated,
         sinks: &sinks,
+        bound: None,
     })?;
-    let bytes = match a.format.as_str() {
-        "csv" => csv(&r).into_bytes(),
-        "html" => crate::cmd::report_html::render(&r).into_bytes(),
-        _ => {
-            let mut v = serde_json::to_vec_pretty(&r)?;
-            v.push(b'\n');
-            v
-        }
-    };
+    let bytes = render(&r, &a.format)?;
     if a.out.as_deref() == Some(Path::new("-")) {
         use std::io::Write as _;
         std::io::stdout().write_all(&bytes)?;
@@ -198,18 +184,7 @@ fn generate(a: &RunArgs) -> Result<ExitCode> {
     } else {
         unlock(&dir)?
     };
-    let sig = report::sign(&bytes, &key)?;
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    warden_store::durable::write_atomic(&out, &bytes, 0o600)
-        .with_context(|| format!("writing {}", out.display()))?;
-    let sig_path = sig_path(&out);
-    let mut sig_bytes = serde_json::to_vec_pretty(&sig)?;
-    sig_bytes.push(b'\n');
-    warden_store::durable::write_atomic(&sig_path, &sig_bytes, 0o644)
-        .with_context(|| format!("writing {}", sig_path.display()))?;
+    let sig_path = write_signed(&out, &bytes, &key)?;
     eprint(&format!(
         "report: {} ({} entries, {} accesses, {} invalid, {} rotation violations); signature: {}",
         out.display(),
@@ -220,6 +195,56 @@ fn generate(a: &RunArgs) -> Result<ExitCode> {
         sig_path.display()
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where each SIEM sink of the data directory stands.
+pub fn sink_positions(dir: &warden_store::config::DataDir) -> Result<Vec<SinkPosition>> {
+    Ok(
+        warden_siem::cursor::list(&crate::cmd::export::export_dir(dir))?
+            .into_iter()
+            .map(|c| SinkPosition {
+                sink: c.sink,
+                format: c.format,
+                next: c.position.next,
+            })
+            .collect(),
+    )
+}
+
+/// The report in `format` (json, csv or html).
+pub fn render(r: &ComplianceReport, format: &str) -> Result<Vec<u8>> {
+    Ok(match format {
+        "json" => {
+            let mut v = serde_json::to_vec_pretty(r)?;
+            v.push(b'\n');
+            v
+        }
+        "csv" => csv(r).into_bytes(),
+        "html" => crate::cmd::report_html::render(r).into_bytes(),
+        other => bail!("unknown report format {other:?}: use json, csv or html"),
+    })
+}
+
+/// Writes a report and its detached signature (`<out>.sig`) durably; returns the
+/// signature's path.
+pub fn write_signed(
+    out: &Path,
+    bytes: &[u8],
+    key: &warden_store::keys::RootKey,
+) -> Result<PathBuf> {
+    let sig = report::sign(bytes, key)?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    warden_store::durable::write_atomic(out, bytes, 0o600)
+        .with_context(|| format!("writing {}", out.display()))?;
+    let sig_path = sig_path(out);
+    let mut sig_bytes = serde_json::to_vec_pretty(&sig)?;
+    sig_bytes.push(b'\n');
+    warden_store::durable::write_atomic(&sig_path, &sig_bytes, 0o644)
+        .with_context(|| format!("writing {}", sig_path.display()))?;
+    Ok(sig_path)
 }
 
 fn sig_path(report: &Path) -> PathBuf {

@@ -140,6 +140,14 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             }
         };
         let m = Arc::new(open_with(&dir, &cfg, ledger, engine, digest).await?);
+        let (stop_schedule, stopped) = tokio::sync::watch::channel(false);
+        let schedule = crate::cmd::schedule::spawn(
+            Arc::clone(&m),
+            &dir,
+            &cfg,
+            crate::common::unlock(&dir)?,
+            stopped,
+        )?;
         let served = async {
             let listener = tokio::net::TcpListener::bind(a.listen)
                 .await
@@ -167,6 +175,9 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             }
         }
         .await;
+        // Scheduled jobs finish what they are doing and let go of the manager.
+        let _ = stop_schedule.send(true);
+        let _ = schedule.await;
         // In-flight requests have drained; record the stop and the final checkpoint.
         match Arc::try_unwrap(m) {
             Ok(m) => m.close().await?,

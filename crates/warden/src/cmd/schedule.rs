@@ -1,0 +1,248 @@
+//! What `warden serve` does on a schedule (`[schedule]` in `warden.toml`): incremental
+//! verification of the ledger, and signed compliance reports archived under
+//! `reports/`. Each run is a ledger entry (`verification.run`, `report.generated`).
+//!
+//! Both read a consistent prefix of the live ledger (its state after the last durable
+//! batch), so entries still in flight are neither reported uncovered nor half-read.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use warden_core::crypto::RecipientSecretKey;
+use warden_core::time::Timestamp;
+use warden_core::verify::{ResumeState, VerifyConfig};
+use warden_registry::SecureModelManager;
+use warden_store::config::{Config, DataDir, ScheduleConfig};
+use warden_store::keys::RootKey;
+use warden_store::ledger::checkpoints_path;
+use warden_store::report::ReportInput;
+
+/// Everything a scheduled job needs.
+struct Jobs {
+    m: Arc<SecureModelManager>,
+    dir: DataDir,
+    reports: PathBuf,
+    cfg: ScheduleConfig,
+    max_epoch_micros: u64,
+    root: Arc<RootKey>,
+    auditor: Option<Arc<RecipientSecretKey>>,
+}
+
+fn now() -> Result<Timestamp> {
+    let micros = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)?
+        .as_micros();
+    Timestamp::from_micros(u64::try_from(micros)?).context("the clock is past year 9999")
+}
+
+/// Starts the schedule. The task ends once `stop` turns true, after any job under way.
+pub fn spawn(
+    m: Arc<SecureModelManager>,
+    dir: &DataDir,
+    cfg: &Config,
+    root: RootKey,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let s = cfg.schedule.clone();
+    for f in &s.report_formats {
+        anyhow::ensure!(
+            matches!(f.as_str(), "json" | "csv" | "html"),
+            "[schedule] report_formats: unknown format {f:?} (json, csv, html)"
+        );
+    }
+    let auditor = s
+        .auditor_key
+        .as_ref()
+        .map(|p| crate::common::read_auditor(&dir.resolve(p)).map(Arc::new))
+        .transpose()?;
+    let jobs = Arc::new(Jobs {
+        m,
+        reports: dir.root.join("reports"),
+        dir: dir.clone(),
+        max_epoch_micros: cfg.rotation_interval_secs.saturating_mul(1_000_000),
+        cfg: s,
+        root: Arc::new(root),
+        auditor,
+    });
+    Ok(tokio::spawn(async move {
+        let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+        let verify_every = every(jobs.cfg.verify_every_secs);
+        let report_every = every(jobs.cfg.report_every_secs);
+        let start = tokio::time::Instant::now();
+        let mut next_verify = verify_every.map(|d| start + d);
+        let mut next_report = report_every.map(|d| start + d);
+        loop {
+            let Some(next) = [next_verify, next_report].into_iter().flatten().min() else {
+                return;
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                _ = stop.changed() => return,
+            }
+            let t = tokio::time::Instant::now();
+            if let (Some(due), Some(d)) = (next_verify, verify_every)
+                && t >= due
+            {
+                if let Err(e) = verify(&jobs).await {
+                    crate::common::eprint(&format!("warden: scheduled verification: {e:#}"));
+                }
+                next_verify = Some(t + d);
+            }
+            if let (Some(due), Some(d)) = (next_report, report_every)
+                && t >= due
+            {
+                if let Err(e) = report(&jobs).await {
+                    crate::common::eprint(&format!("warden: scheduled report: {e:#}"));
+                }
+                next_report = Some(t + d);
+            }
+        }
+    }))
+}
+
+/// Verifies what was appended since the last clean run (or everything), records a
+/// `verification.run` entry, and saves the state to resume from.
+async fn verify(j: &Arc<Jobs>) -> Result<()> {
+    let (log, bound) = j.m.ledger_state();
+    let log = log.to_path_buf();
+    let Some(bound) = bound else {
+        return Ok(());
+    };
+    let state_path = j.reports.join("verify.state");
+    let root = j.root.public.clone();
+    let max = j.max_epoch_micros;
+    let jobs = Arc::clone(j);
+    let (report, incremental) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let cfg = || VerifyConfig {
+            root: root.clone(),
+            max_epoch_micros: max,
+            auditor: None,
+        };
+        let saved: Option<ResumeState> = std::fs::read(&state_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let cps = checkpoints_path(&log);
+        let run = |resume: Option<&ResumeState>| {
+            warden_store::verify::verify_prefix(
+                &log,
+                &cps,
+                cfg(),
+                Vec::new(),
+                resume,
+                Some(bound),
+                &mut |_, _| {},
+            )
+        };
+        // A state that does not fit this ledger any more: verify everything.
+        let (out, incremental) = match saved.as_ref().map(|s| run(Some(s))) {
+            Some(Ok(o)) => (o, true),
+            _ => (run(None)?, false),
+        };
+        if let Some(state) = &out.resume {
+            std::fs::create_dir_all(&jobs.reports)?;
+            warden_store::durable::write_atomic(&state_path, &serde_json::to_vec(state)?, 0o600)?;
+        }
+        Ok((out.report, incremental))
+    })
+    .await??;
+    let codes: Vec<String> = report
+        .findings
+        .iter()
+        .take(20)
+        .map(|f| {
+            format!(
+                "{}:{}",
+                f.index,
+                serde_json::to_value(f.code).unwrap_or_default()
+            )
+        })
+        .collect();
+    j.m.record_system(
+        "verification.run",
+        "verify",
+        json!({
+            "clean": report.is_clean(), "incremental": incremental,
+            "entries": report.entries, "verified_size": report.verified_size,
+            "findings": report.findings.len(), "first_findings": codes,
+        }),
+    )
+    .await?;
+    if !report.is_clean() {
+        crate::common::eprint(&format!(
+            "warden: scheduled verification found {} problem(s); run `warden verify` for the details",
+            report.findings.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Writes a signed report for the period ending now, in every configured format, and
+/// records a `report.generated` entry naming the files and their digests.
+async fn report(j: &Arc<Jobs>) -> Result<()> {
+    let (log, bound) = j.m.ledger_state();
+    let log = log.to_path_buf();
+    let jobs = Arc::clone(j);
+    let (files, summary) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let to = now()?;
+        let from = Timestamp::from_micros(
+            to.as_micros()
+                .saturating_sub(jobs.cfg.report_period_secs.saturating_mul(1_000_000)),
+        )
+        .context("report period")?;
+        let sinks = crate::cmd::report::sink_positions(&jobs.dir)?;
+        let r = warden_store::report::build(&ReportInput {
+            log: &log,
+            root: &jobs.root.public,
+            auditor: jobs.auditor.as_deref(),
+            from,
+            to,
+            max_epoch_micros: jobs.max_epoch_micros,
+            generated: to,
+            sinks: &sinks,
+            bound,
+        })?;
+        let stamp: String = to
+            .to_string()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(15)
+            .collect();
+        let mut files = Vec::new();
+        for f in &jobs.cfg.report_formats {
+            let bytes = crate::cmd::report::render(&r, f)?;
+            let out = jobs.reports.join(format!("report-{stamp}.{f}"));
+            crate::cmd::report::write_signed(&out, &bytes, &jobs.root)?;
+            files.push(json!({
+                "file": rel(&jobs.dir.root, &out),
+                "sha256": warden_core::hex::encode(&sha256(&bytes)),
+            }));
+        }
+        let summary = json!({
+            "from": r.period.from, "to": r.period.to, "entries": r.entries.total,
+            "accesses": r.accesses.total, "invalid": r.integrity.invalid.len(),
+            "rotation_violations": r.key_rotation.violations.len(),
+        });
+        Ok((files, summary))
+    })
+    .await??;
+    j.m.record_system(
+        "report.generated",
+        "report",
+        json!({"files": files, "report": summary}),
+    )
+    .await?;
+    Ok(())
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn rel(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).display().to_string()
+}
