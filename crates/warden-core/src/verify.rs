@@ -69,7 +69,13 @@ pub enum Code {
     UncoveredEntries,
     Truncated,
     TrustedCheckpointMismatch,
+    /// Entries were removed from the log's start and no `retention.delete` entry after
+    /// them records it.
+    RemovalNotRecorded,
 }
+
+/// Kind of the entry that records a retention removal.
+pub const KIND_RETENTION: &str = "retention.delete";
 
 /// One problem.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +97,9 @@ pub struct Report {
     pub decrypted: u64,
     /// The verified tree size and root (the last checkpoint that matched).
     pub verified_size: u64,
+    /// Entries at the log's start that retention removed (verified up to there earlier).
+    #[serde(default)]
+    pub removed: u64,
     pub findings: Vec<Finding>,
 }
 
@@ -160,6 +169,10 @@ pub struct Verifier {
     scratch: Vec<u8>,
     /// With deferred decryption: entries to decrypt, by log position.
     decrypt_jobs: Option<Vec<(u64, Arc<DataKey>)>>,
+    /// With a removal of the log's start: the index of the entry said to record it,
+    /// whether it did, and whether the run reads to the log's end (else an entry past
+    /// where it stops is not checked).
+    removal: Option<(u64, bool, bool)>,
 }
 
 impl Verifier {
@@ -186,7 +199,17 @@ impl Verifier {
             reported_untrusted: std::collections::HashSet::new(),
             scratch: Vec::new(),
             decrypt_jobs: None,
+            removal: None,
         }
+    }
+
+    /// Entries before `size` were removed by retention (the verifier resumed at
+    /// `size`), recorded by entry `entry`: that entry must be a `retention.delete`
+    /// entry after them. `to_end`: this run reads the whole log, so the entry must be
+    /// in it; otherwise it is checked only if the run reaches it.
+    pub fn expect_removal(&mut self, size: u64, entry: u64, to_end: bool) {
+        self.report.removed = size;
+        self.removal = Some((entry, false, to_end));
     }
 
     /// A verifier that continues after a previously verified checkpoint. The state is
@@ -377,6 +400,12 @@ impl Verifier {
             );
         }
         self.last_time = Some(h.time);
+        if h.kind == KIND_RETENTION
+            && let Some((entry, seen, _)) = &mut self.removal
+            && *entry == p
+        {
+            *seen = true;
+        }
         if h.kind == KIND_ROTATION {
             if let Err(m) = self.pos_rotation(p, e, line, false) {
                 self.find(Location::Entry, p, Code::BadRotation, m);
@@ -785,6 +814,17 @@ impl Verifier {
                 self.last_cp_size,
                 Code::UncoveredEntries,
                 m,
+            );
+        }
+        if let Some((entry, false, to_end)) = self.removal
+            && (to_end || entry < n)
+        {
+            let r = self.report.removed;
+            self.find(
+                Location::Entry,
+                r,
+                Code::RemovalNotRecorded,
+                format!("entries 0..{r} were removed, but entry {entry}, said to record it, is not a retention.delete entry"),
             );
         }
         let trusted = std::mem::take(&mut self.trusted);

@@ -71,6 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             recipients: vec![keys::read_recipient_public(&p.join("auditor.key.pub"))?],
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
+            segments: warden_store::segments::SegmentPolicy::default(),
         },
     )?;
     let rt = tokio::runtime::Builder::new_multi_thread()

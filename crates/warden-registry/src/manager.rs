@@ -302,6 +302,12 @@ impl SecureModelManager {
         .await
     }
 
+    /// The audit ledger (retention runs through it).
+    #[must_use]
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     /// The ledger's entries file and its consistent prefix after the last durable batch.
     #[must_use]
     pub fn ledger_state(&self) -> (&Path, Option<warden_store::ledger::DurableState>) {

@@ -109,6 +109,7 @@ impl Fx {
                 recipients: vec![keys::read_recipient_public(&p.join("aud.key.pub")).unwrap()],
                 clock: Arc::new(SystemClock),
                 entropy: Arc::new(SystemEntropy),
+                segments: warden_store::segments::SegmentPolicy::default(),
             },
         )
         .unwrap();

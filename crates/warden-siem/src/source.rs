@@ -18,6 +18,7 @@ use warden_core::entry::{self, EntryRef, KIND_ROTATION, MAX_LINE_LEN};
 use warden_core::epoch::RotationRecord;
 use warden_core::record::MAX_RECORD_LEN;
 use warden_core::time::Timestamp;
+use warden_store::segments::LogView;
 
 /// Bytes of entries read at a time.
 pub const CHUNK_BYTES: usize = 4 << 20;
@@ -81,7 +82,22 @@ pub struct Visit<'a> {
     pub key: Result<&'a DataKey, &'static str>,
 }
 
-fn open(path: &Path) -> Result<Option<File>, SiemError> {
+/// The ledger's segments as one stream of logical offsets (see
+/// [`warden_store::segments`]); `None` when there is no ledger yet.
+fn open(path: &Path) -> Result<Option<LogView>, SiemError> {
+    if !path.exists() && !warden_store::segments::index_path(path).exists() {
+        return Ok(None);
+    }
+    LogView::open(path)
+        .map(Some)
+        .map_err(|e| SiemError::Ledger {
+            path: path.to_path_buf(),
+            index: 0,
+            detail: e.to_string(),
+        })
+}
+
+fn open_file(path: &Path) -> Result<Option<File>, SiemError> {
     match File::open(path) {
         Ok(f) => Ok(Some(f)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -91,19 +107,7 @@ fn open(path: &Path) -> Result<Option<File>, SiemError> {
 
 /// Reads up to `buf.len()` bytes at `offset`, fewer only at the end of the file.
 fn read_full_at(f: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        let Some(rest) = buf.get_mut(done..) else {
-            break;
-        };
-        match f.read_at(rest, offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
+    warden_store::segments::read_full(|b, o| f.read_at(b, o), buf, offset)
 }
 
 impl Source {
@@ -152,7 +156,7 @@ impl Source {
             self.origin = Some(e.header.origin.to_owned());
             self.learn_key(&e);
         }
-        let len = f.metadata().map_err(io("read", &self.log))?.len();
+        let len = f.len().map_err(io("read", &self.log))?;
         if self.pos.offset > len {
             return Err(self.mismatch("the entries file is shorter than the saved offset"));
         }
@@ -177,9 +181,11 @@ impl Source {
     }
 
     /// The complete line starting at `offset` (without newline).
-    fn line_at(&self, f: &File, offset: u64) -> Result<Vec<u8>, SiemError> {
+    fn line_at(&self, f: &LogView, offset: u64) -> Result<Vec<u8>, SiemError> {
         let mut buf = vec![0u8; MAX_LINE_LEN + 1];
-        let n = read_full_at(f, &mut buf, offset).map_err(io("read", &self.log))?;
+        let n = f
+            .read_full_at(&mut buf, offset)
+            .map_err(io("read", &self.log))?;
         buf.truncate(n);
         match memchr::memchr(b'\n', &buf) {
             Some(end) => {
@@ -226,7 +232,7 @@ impl Source {
 
     /// Reads checkpoint records appended since the last call; returns the covered size.
     pub fn poll_checkpoints(&mut self) -> Result<u64, SiemError> {
-        let Some(f) = open(&self.checkpoints)? else {
+        let Some(f) = open_file(&self.checkpoints)? else {
             return Ok(self.covered);
         };
         loop {
@@ -296,7 +302,9 @@ impl Source {
         };
         // Sized once; its bytes are overwritten by each read, never zeroed again.
         self.buf.resize(CHUNK_BYTES.max(MAX_LINE_LEN + 1), 0);
-        let n = read_full_at(&f, &mut self.buf, self.pos.offset).map_err(io("read", &self.log))?;
+        let n = f
+            .read_full_at(&mut self.buf, self.pos.offset)
+            .map_err(io("read", &self.log))?;
         let buf = std::mem::take(&mut self.buf);
         let data = buf.get(..n).unwrap_or_default();
         let mut passed = 0usize;

@@ -7,7 +7,7 @@
 //! at a cost linear in the ledger's size.
 
 use crate::error::{StoreError, io};
-use crate::ledger::{checkpoints_path, read_leaves};
+use crate::ledger::{Present, checkpoints_path, read_leaves};
 use std::collections::HashMap;
 use std::io::BufRead as _;
 use std::path::Path;
@@ -44,9 +44,22 @@ fn require_checkpoint(log: &Path) -> Result<CheckpointRecord, StoreError> {
     latest_checkpoint(log)?.ok_or_else(|| bad("the ledger has no checkpoint yet"))
 }
 
-/// Leaf hashes and lines of the first `size` entries.
-fn leaves_upto(log: &Path, size: u64) -> Result<(Vec<Hash>, Vec<Vec<u8>>), StoreError> {
-    let (mut leaves, mut lines) = read_leaves(log)?;
+/// Leaf hashes of the first `size` entries, and the lines of those still present
+/// (from index `first`). Entries retention removed contribute the leaf hashes their
+/// checkpoint records keep; a proof built from them holds only if those are the signed
+/// ones, which its verifier checks against the signed root.
+fn leaves_upto(log: &Path, size: u64) -> Result<Present, StoreError> {
+    let Present {
+        first,
+        leaves: present,
+        mut lines,
+    } = read_leaves(log)?;
+    let mut leaves = if first > 0 {
+        removed_leaves(log, first)?
+    } else {
+        Vec::new()
+    };
+    leaves.extend(present);
     let n = usize::try_from(size).map_err(|_| bad("size out of range"))?;
     if leaves.len() < n {
         return Err(StoreError::Corrupt {
@@ -54,8 +67,47 @@ fn leaves_upto(log: &Path, size: u64) -> Result<(Vec<Hash>, Vec<Vec<u8>>), Store
         });
     }
     leaves.truncate(n);
-    lines.truncate(n);
-    Ok((leaves, lines))
+    lines.truncate(n.saturating_sub(usize::try_from(first).unwrap_or(usize::MAX)));
+    Ok(Present {
+        first,
+        leaves,
+        lines,
+    })
+}
+
+/// Leaf hashes of entries `0..upto` from the checkpoint records.
+fn removed_leaves(log: &Path, upto: u64) -> Result<Vec<Hash>, StoreError> {
+    let path = checkpoints_path(log);
+    let f = std::fs::File::open(&path).map_err(io("open", &path))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
+    let mut out = Vec::new();
+    let mut line = Vec::new();
+    while (out.len() as u64) < upto {
+        line.clear();
+        if reader
+            .read_until(b'\n', &mut line)
+            .map_err(io("read", &path))?
+            == 0
+        {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        let rec = CheckpointRecord::decode(&line)?;
+        if rec.first != out.len() as u64 {
+            return Err(StoreError::Corrupt {
+                detail: format!(
+                    "checkpoint record starts at {} after {}",
+                    rec.first,
+                    out.len()
+                ),
+            });
+        }
+        out.extend(rec.leaves);
+    }
+    out.truncate(usize::try_from(upto).unwrap_or(usize::MAX));
+    Ok(out)
 }
 
 /// A C2SP tlog-proof of entry `index` against the latest checkpoint, carrying the
@@ -68,10 +120,16 @@ pub fn inclusion(log: &Path, index: u64) -> Result<TlogProof, StoreError> {
             rec.size
         )));
     }
-    let (leaves, lines) = leaves_upto(log, rec.size)?;
+    let Present {
+        first,
+        leaves,
+        lines,
+    } = leaves_upto(log, rec.size)?;
     let hashes = inclusion_proof(&leaves, index).map_err(|e| bad(e.to_string()))?;
-    let extra = usize::try_from(index)
-        .ok()
+    // A removed entry's line is gone; its proof still holds for its leaf hash.
+    let extra = index
+        .checked_sub(first)
+        .and_then(|i| usize::try_from(i).ok())
         .and_then(|i| lines.get(i))
         .cloned();
     Ok(TlogProof {
@@ -101,7 +159,7 @@ pub fn consistency(log: &Path, old_size: u64) -> Result<Consistency, StoreError>
             rec.size
         )));
     }
-    let (leaves, _) = leaves_upto(log, rec.size)?;
+    let leaves = leaves_upto(log, rec.size)?.leaves;
     let hashes = consistency_proof(&leaves, old_size).map_err(|e| bad(e.to_string()))?;
     Ok(Consistency {
         old_size,
@@ -175,11 +233,12 @@ pub fn for_each_entry(
             "filtering by user or model needs the auditor key: events are encrypted",
         ));
     }
-    let file = std::fs::File::open(log).map_err(io("open", log))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let view = crate::segments::LogView::open(log)?;
+    let mut index = view.first_index();
+    let start = view.start();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, view.reader(start, u64::MAX));
     let mut keys: HashMap<u64, Option<DataKey>> = HashMap::new();
     let mut buf = Vec::new();
-    let mut index = 0u64;
     loop {
         buf.clear();
         if reader

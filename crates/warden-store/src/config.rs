@@ -51,6 +51,65 @@ pub struct Config {
     /// Scheduled verification and compliance reports in `warden serve` (`[schedule]`).
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    /// When the entries file is sealed into segments (`[segments]`).
+    #[serde(default)]
+    pub segments: SegmentsConfig,
+    /// How long sealed segments and archived reports are kept (`[retention]`).
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// When the active entries file is sealed and a new one started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmentsConfig {
+    /// Seal at each UTC day boundary, so each segment holds one day.
+    pub daily: bool,
+    /// Seal once the active file reaches this many bytes (0: no limit).
+    pub max_bytes: u64,
+}
+
+impl Default for SegmentsConfig {
+    fn default() -> Self {
+        let p = crate::segments::SegmentPolicy::default();
+        Self {
+            daily: p.daily,
+            max_bytes: p.max_bytes,
+        }
+    }
+}
+
+impl SegmentsConfig {
+    /// The ledger's segment policy.
+    #[must_use]
+    pub fn policy(&self) -> crate::segments::SegmentPolicy {
+        crate::segments::SegmentPolicy {
+            daily: self.daily,
+            max_bytes: self.max_bytes,
+        }
+    }
+}
+
+/// Retention, applied by `warden serve` once a day and by `warden log retention`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days a sealed segment is kept after its last entry (0: forever).
+    pub ledger_days: u64,
+    /// Days an archived report under `reports/` is kept (0: forever).
+    pub reports_days: u64,
+    /// Keep segments that a `[[siem]]` sink has not yet confirmed.
+    pub hold_for_siem: bool,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            ledger_days: 365,
+            reports_days: 365,
+            hold_for_siem: true,
+        }
+    }
 }
 
 /// What `warden serve` does on a schedule. Reports and the verification state are
@@ -62,6 +121,8 @@ pub struct ScheduleConfig {
     pub verify_every_secs: u64,
     /// Seconds between compliance reports (0: never).
     pub report_every_secs: u64,
+    /// Seconds between retention runs (`[retention]`; 0: never).
+    pub retention_every_secs: u64,
     /// Seconds each report covers, ending when it is made.
     pub report_period_secs: u64,
     /// Formats written for each report: json, csv, html.
@@ -76,6 +137,7 @@ impl Default for ScheduleConfig {
         Self {
             verify_every_secs: 86_400,
             report_every_secs: 7 * 86_400,
+            retention_every_secs: 86_400,
             report_period_secs: 7 * 86_400,
             report_formats: vec!["json".into(), "html".into()],
             auditor_key: None,
@@ -233,6 +295,8 @@ impl Config {
             jwt: None,
             siem: Vec::new(),
             schedule: ScheduleConfig::default(),
+            segments: SegmentsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 use crate::durable::{AppendFile, FsFile};
 use crate::error::{AppendError, StoreError, io};
 use crate::keys::RootKey;
+use crate::segments::{SegmentPolicy, SegmentRecord};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -107,6 +108,8 @@ pub struct LedgerOptions {
     pub recipients: Vec<RecipientPublicKey>,
     pub clock: Arc<dyn Clock>,
     pub entropy: Arc<dyn Entropy>,
+    /// When the active entries file is sealed into a segment.
+    pub segments: SegmentPolicy,
 }
 
 /// Proof that an entry is durable: its index and the signed checkpoint covering it.
@@ -230,9 +233,13 @@ struct Shared {
     durable: Mutex<Option<DurableState>>,
 }
 
+/// Serialises rewrites of the segment index (sealing, retention).
+pub(crate) type IndexLock = Arc<Mutex<()>>;
+
 /// A consistent prefix of the ledger's files: every entry in the first `entries_len`
-/// bytes is covered by a checkpoint in the first `checkpoints_len` bytes. A verifier
-/// of a live ledger reads this far and no further (what follows may be in flight).
+/// bytes (logical offsets: across segments) is covered by a checkpoint in the first
+/// `checkpoints_len` bytes. A verifier of a live ledger reads this far and no further
+/// (what follows may be in flight).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DurableState {
     /// Entries (tree size).
@@ -250,6 +257,9 @@ pub struct Ledger {
     thread: Option<JoinHandle<()>>,
     info: LedgerInfo,
     path: PathBuf,
+    index_lock: IndexLock,
+    retention_lock: Mutex<()>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -311,10 +321,25 @@ fn read_all(path: &Path) -> Result<Vec<u8>, StoreError> {
     Ok(v)
 }
 
+/// The active segment: the entries file being written.
+struct Active {
+    /// Number the segment gets when sealed.
+    number: u64,
+    /// Index of its first entry.
+    first: u64,
+    /// Time of its first entry, once it has one.
+    first_time: Option<Timestamp>,
+    /// Logical offset of its first byte.
+    base: u64,
+}
+
 /// The sequencer's state.
 struct Writer {
     opts: LedgerOptions,
     root: RootKey,
+    log: PathBuf,
+    active: Active,
+    index_lock: IndexLock,
     entries: Box<dyn AppendFile>,
     checkpoints: Box<dyn AppendFile>,
     range: CompactRange,
@@ -373,6 +398,9 @@ impl Ledger {
             return Err(StoreError::Locked { path: log.into() });
         }
         let cp_path = checkpoints_path(log);
+        let index = crate::segments::finish_seal(log)?;
+        let sealed = index.last();
+        let (active_first, active_base) = sealed.map_or((0, 0), |l| (l.end, l.offset + l.bytes));
         // Recovery: the last complete checkpoint record defines what is acknowledged.
         let cp_data = read_all(&cp_path)?;
         let (cp_lines, cp_good) = complete_lines(&cp_data);
@@ -387,32 +415,67 @@ impl Ledger {
         let covered = last.as_ref().map_or(0, |r| r.size);
         let data = read_all(log)?;
         let (lines, _) = complete_lines(&data);
-        if (lines.len() as u64) < covered {
+        if (lines.len() as u64) + active_first < covered || covered < active_first {
             return Err(StoreError::Corrupt {
                 detail: format!(
-                    "{} entries present but the last checkpoint covers {covered}",
+                    "{} entries present from index {active_first} but the last checkpoint covers {covered}",
                     lines.len()
                 ),
             });
         }
-        let keep = usize::try_from(covered).unwrap_or(usize::MAX);
-        let mut range = CompactRange::new();
+        let keep = usize::try_from(covered - active_first).unwrap_or(usize::MAX);
+        let mut range = match sealed {
+            None => CompactRange::new(),
+            Some(l) => {
+                let hashes = l
+                    .range
+                    .iter()
+                    .map(|h| warden_core::hex::decode_array::<32>(h.as_bytes()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| StoreError::Corrupt {
+                        detail: format!("segment index range: {e}"),
+                    })?;
+                CompactRange::from_parts(l.end, hashes).ok_or_else(|| StoreError::Corrupt {
+                    detail: "segment index range does not fit its size".into(),
+                })?
+            }
+        };
         let mut keep_bytes = 0usize;
         for l in lines.iter().take(keep) {
             range.push(leaf_hash(l));
             keep_bytes += l.len() + 1;
         }
+        let parse_time = |t: &str| {
+            Timestamp::parse(t.as_bytes()).map_err(|e| StoreError::Corrupt {
+                detail: format!("segment index time: {e}"),
+            })
+        };
         let (last_epoch, last_time) = match lines.get(keep.wrapping_sub(1)).filter(|_| keep > 0) {
             Some(l) => {
                 let e = entry::parse_line(l).map_err(|e| StoreError::Corrupt {
-                    detail: format!("entry {}: {e}", keep - 1),
+                    detail: format!("entry {}: {e}", active_first + keep as u64 - 1),
                 })?;
                 (Some(e.header.epoch), e.header.time)
             }
-            None => (
-                None,
-                Timestamp::from_micros(0).unwrap_or_else(unreachable_ts),
+            // The active file is empty: the last entry is the sealed segment's.
+            None => match (sealed, &last) {
+                (Some(l), Some(r)) => (Some(r.epoch), parse_time(&l.last_time)?),
+                _ => (
+                    None,
+                    Timestamp::from_micros(0).unwrap_or_else(unreachable_ts),
+                ),
+            },
+        };
+        let first_time = match lines.first().filter(|_| keep > 0) {
+            Some(l) => Some(
+                entry::parse_line(l)
+                    .map_err(|e| StoreError::Corrupt {
+                        detail: format!("entry {active_first}: {e}"),
+                    })?
+                    .header
+                    .time,
             ),
+            None => None,
         };
         if let Some(r) = &last {
             let note = warden_core::note::Note::parse(r.note.as_bytes()).map_err(|e| {
@@ -429,7 +492,7 @@ impl Ledger {
                 });
             }
         }
-        let cut_entries = lines.len() as u64 - covered;
+        let cut_entries = lines.len() as u64 + active_first - covered;
         let cut_bytes = (data.len() - keep_bytes) as u64 + (cp_data.len() - cp_good) as u64;
         let (mut entries, mut checkpoints) = wrap(
             Box::new(FsFile::open(log).map_err(io("open", log))?),
@@ -464,14 +527,25 @@ impl Ledger {
             cut_bytes,
             epoch: next_epoch,
         };
+        let index_lock: IndexLock = Arc::default();
+        let clock = Arc::clone(&opts.clock);
         let mut w = Writer {
             opts,
             root,
+            log: log.to_path_buf(),
+            active: Active {
+                number: index.len() as u64 + 1,
+                first: active_first,
+                first_time,
+                base: active_base,
+            },
+            index_lock: Arc::clone(&index_lock),
             entries,
             checkpoints,
             range,
             epoch,
-            last_time: now,
+            // The last entry's time until this process commits (a seal at open uses it).
+            last_time,
             bufs: Vec::new(),
             signer: SignWorker::start().map_err(io("starting the signing thread for", log))?,
         };
@@ -490,6 +564,9 @@ impl Ledger {
                 plaintext: ev.to_plaintext()?,
             });
         }
+        w.seal_if_due(now).map_err(|e| StoreError::Corrupt {
+            detail: format!("cannot seal the active segment: {e}"),
+        })?;
         w.commit(first, now, Some(rotation))
             .map_err(|e| StoreError::Corrupt {
                 detail: format!("cannot write the opening entries: {e}"),
@@ -504,11 +581,7 @@ impl Ledger {
             }),
             work: Condvar::new(),
             space: Condvar::new(),
-            durable: Mutex::new(Some(DurableState {
-                size: w.range.size(),
-                entries_len: w.entries.len(),
-                checkpoints_len: w.checkpoints.len(),
-            })),
+            durable: Mutex::new(Some(w.durable())),
         });
         let s2 = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -523,6 +596,9 @@ impl Ledger {
             thread: Some(thread),
             info,
             path: log.to_path_buf(),
+            index_lock,
+            retention_lock: Mutex::new(()),
+            clock,
         })
     }
 
@@ -585,6 +661,50 @@ impl Ledger {
     /// Appends one entry and waits until it is durable.
     pub fn append(&self, kind: &str, event: &Event) -> Result<Receipt, AppendError> {
         self.submit(kind, event)?.wait()
+    }
+
+    /// Removes the sealed segments past retention (see [`crate::retention`]): verifies
+    /// them, records a `retention.delete` entry, then deletes them. `hold`: never remove
+    /// an entry at or after this index. With `dry_run`, only says what would go.
+    pub fn apply_retention(
+        &self,
+        keep_secs: u64,
+        hold: Option<u64>,
+        cfg: warden_core::verify::VerifyConfig,
+        dry_run: bool,
+    ) -> Result<Option<(crate::retention::Plan, Option<Receipt>)>, StoreError> {
+        // One run at a time; the index lock is held only while the index is rewritten,
+        // never across the append (the sequencer takes it to seal).
+        let _run = lock(&self.retention_lock);
+        {
+            let _g = lock(&self.index_lock);
+            let index = crate::segments::load_index(&self.path)?;
+            crate::retention::remove_marked(&self.path, &index)?;
+        }
+        let now = self.clock.now();
+        let Some(plan) = crate::retention::plan(&self.path, keep_secs, now, hold, cfg)? else {
+            return Ok(None);
+        };
+        if dry_run {
+            return Ok(Some((plan, None)));
+        }
+        let ev = Event {
+            user: Some("system".into()),
+            action: Some("retention".into()),
+            reason: Some(format!(
+                "{} sealed segment(s) older than the retention period of {} s",
+                plan.segments.len(),
+                keep_secs
+            )),
+            details: Some(plan.details(keep_secs)),
+            ..Event::default()
+        };
+        let receipt = self
+            .append(crate::retention::KIND_RETENTION, &ev)
+            .map_err(|e| StoreError::Config(format!("recording the removal: {e}")))?;
+        let _g = lock(&self.index_lock);
+        crate::retention::commit(&self.path, &plan, receipt.index, self.clock.now())?;
+        Ok(Some((plan, Some(receipt))))
     }
 
     /// Asks the sequencer to check the clock now (rotation), e.g. after a clock change.
@@ -702,11 +822,7 @@ fn sequencer(shared: &Shared, mut w: Writer) {
             None => w.batch(items),
         };
         if result.is_ok() {
-            *lock(&shared.durable) = Some(DurableState {
-                size: w.range.size(),
-                entries_len: w.entries.len(),
-                checkpoints_len: w.checkpoints.len(),
-            });
+            *lock(&shared.durable) = Some(w.durable());
         }
         if let Err(AppendError::Io(m)) = &result {
             // A write failed: the files' state is uncertain. Stop; reopening recovers.
@@ -726,6 +842,79 @@ fn sequencer(shared: &Shared, mut w: Writer) {
 }
 
 impl Writer {
+    /// The files' consistent state now.
+    fn durable(&self) -> DurableState {
+        DurableState {
+            size: self.range.size(),
+            entries_len: self.active.base + self.entries.len(),
+            checkpoints_len: self.checkpoints.len(),
+        }
+    }
+
+    /// Seals the active segment if a batch stamped `now` may not join it.
+    fn seal_if_due(&mut self, now: Timestamp) -> Result<(), AppendError> {
+        let Some(first) = self.active.first_time else {
+            return Ok(());
+        };
+        let policy = self.opts.segments;
+        let day = |t: Timestamp| t.as_micros() / 86_400_000_000;
+        let due = (policy.daily && day(first) != day(now))
+            || (policy.max_bytes > 0 && self.entries.len() >= policy.max_bytes);
+        if due {
+            self.seal_segment(first)
+                .map_err(|e| AppendError::Io(format!("sealing the active segment: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active file as the next segment: the index naming it is written
+    /// first, then the file renamed, then a new active file created (opening finishes
+    /// a seal a crash interrupted). Every entry in it is already durable and covered by
+    /// the checkpoint that ends the checkpoints file.
+    fn seal_segment(&mut self, first_time: Timestamp) -> Result<(), StoreError> {
+        let _g = lock(&self.index_lock);
+        let mut index = crate::segments::load_index(&self.log)?;
+        if index.len() as u64 + 1 != self.active.number {
+            return Err(StoreError::Corrupt {
+                detail: "the segment index changed under the writer".into(),
+            });
+        }
+        let rec = SegmentRecord {
+            segment: self.active.number,
+            file: crate::segments::segment_name(&self.log, self.active.number),
+            first: self.active.first,
+            end: self.range.size(),
+            offset: self.active.base,
+            bytes: self.entries.len(),
+            checkpoints_offset: self.checkpoints.len(),
+            first_time: first_time.to_string(),
+            last_time: self.last_time.to_string(),
+            range: self
+                .range
+                .hashes()
+                .iter()
+                .map(|h| warden_core::hex::encode(h))
+                .collect(),
+            removed: None,
+        };
+        let path = crate::segments::segment_path(&self.log, &rec);
+        index.push(rec);
+        crate::segments::store_index(&self.log, &index)?;
+        std::fs::rename(&self.log, &path).map_err(io("rename", &self.log))?;
+        let dir = self.log.parent().unwrap_or(Path::new("."));
+        crate::durable::sync_dir(dir).map_err(io("sync", dir))?;
+        // A new active file (fault-injecting wrappers apply to the first file only).
+        let fresh = FsFile::open(&self.log).map_err(io("open", &self.log))?;
+        let old = std::mem::replace(&mut self.entries, Box::new(fresh));
+        self.active = Active {
+            number: self.active.number + 1,
+            first: self.range.size(),
+            first_time: None,
+            base: self.active.base + old.len(),
+        };
+        Ok(())
+    }
+
     /// Commits one batch of user entries, rotating first if the epoch has ended.
     fn batch(&mut self, items: Vec<Pending>) -> Result<Outcome, AppendError> {
         let now = self.opts.clock.now();
@@ -735,6 +924,7 @@ impl Writer {
                 last: self.last_time.to_string(),
             });
         }
+        self.seal_if_due(now)?;
         let mut all = Vec::with_capacity(items.len() + 1);
         let mut rotation = None;
         if now >= self.epoch.not_after {
@@ -898,6 +1088,7 @@ impl Writer {
         };
         self.range = range;
         self.last_time = now;
+        self.active.first_time.get_or_insert(now);
         self.bufs = sealed;
         let notes: Vec<Arc<str>> = if strict {
             signed.iter().map(|n| Arc::from(n.as_str())).collect()
@@ -1164,12 +1355,28 @@ fn sign_parallel(
     Ok(all.into_iter().map(|(_, n)| n).collect())
 }
 
-/// Leaf hashes of every complete line in the entries file (for proofs).
-pub fn read_leaves(log: &Path) -> Result<(Vec<Hash>, Vec<Vec<u8>>), StoreError> {
-    let data = read_all(log)?;
+/// The entries still present: the first one's index, and each one's leaf hash and line.
+#[derive(Debug, Default)]
+pub struct Present {
+    pub first: u64,
+    pub leaves: Vec<Hash>,
+    pub lines: Vec<Vec<u8>>,
+}
+
+/// Leaf hashes and lines of every complete present entry line, from the first entry
+/// retention kept.
+pub fn read_leaves(log: &Path) -> Result<Present, StoreError> {
+    let view = crate::segments::LogView::open(log)?;
+    let first = view.first_index();
+    let start = view.start();
+    let mut data = Vec::new();
+    view.reader(start, u64::MAX)
+        .read_to_end(&mut data)
+        .map_err(io("read", log))?;
     let (lines, _) = complete_lines(&data);
-    Ok((
-        lines.iter().map(|l| leaf_hash(l)).collect(),
-        lines.iter().map(|l| l.to_vec()).collect(),
-    ))
+    Ok(Present {
+        first,
+        leaves: lines.iter().map(|l| leaf_hash(l)).collect(),
+        lines: lines.iter().map(|l| l.to_vec()).collect(),
+    })
 }

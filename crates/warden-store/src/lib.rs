@@ -9,4 +9,6 @@ pub mod error;
 pub mod keys;
 pub mod ledger;
 pub mod report;
+pub mod retention;
+pub mod segments;
 pub mod verify;

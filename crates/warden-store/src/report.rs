@@ -109,6 +109,10 @@ pub struct Integrity {
     pub invalid: Vec<Invalid>,
     /// Findings elsewhere in the ledger.
     pub findings_outside_period: u64,
+    /// Entries at the ledger's start that retention removed (each verified before its
+    /// removal, which a `retention.delete` entry records); not counted in this report.
+    #[serde(default)]
+    pub removed_by_retention: u64,
 }
 
 /// One epoch overlapping the period.
@@ -260,15 +264,18 @@ fn bump<V: Default>(map: &mut HashMap<String, V>, key: &str, f: impl FnOnce(&mut
 /// events decrypted into one buffer and read through borrowed views.
 fn count(input: &ReportInput<'_>) -> Result<Counts, StoreError> {
     use std::io::BufRead as _;
-    use std::io::Read as _;
-    let file = std::fs::File::open(input.log).map_err(io("open", input.log))?;
-    let limit = input.bound.map_or(u64::MAX, |b| b.entries_len);
-    let mut reader = std::io::BufReader::with_capacity(8 << 20, file.take(limit));
+    let view = crate::segments::LogView::open(input.log)?;
+    let start = view.start();
+    let first_index = view.first_index();
+    let limit = input
+        .bound
+        .map_or(u64::MAX, |b| b.entries_len.saturating_sub(start));
+    let mut reader = std::io::BufReader::with_capacity(8 << 20, view.reader(start, limit));
     let mut keys: HashMap<u64, Option<DataKey>> = HashMap::new();
     let mut c = Counts::default();
     let mut line = Vec::with_capacity(4096);
     let mut pt = Vec::with_capacity(4096);
-    let mut index = 0u64;
+    let mut index = first_index;
     loop {
         line.clear();
         if reader
@@ -439,6 +446,7 @@ pub fn build(input: &ReportInput<'_>) -> Result<ComplianceReport, StoreError> {
     let report = &outcome.report;
     r.integrity.entries_verified = report.entries;
     r.integrity.clean = report.is_clean();
+    r.integrity.removed_by_retention = report.removed;
     let range = r.entries.first_index.zip(r.entries.last_index);
     for f in &report.findings {
         let inside = match (f.location, range) {

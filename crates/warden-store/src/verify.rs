@@ -200,18 +200,25 @@ pub fn verify_prefix(
     bound: Option<crate::ledger::DurableState>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Outcome, StoreError> {
+    let view = crate::segments::LogView::open(log)?;
+    // Retention removed the log's start: verification resumes from the state the
+    // removal saved (re-checked against the root key), unless asked to resume later.
+    let anchor = view.anchor().cloned();
+    let use_anchor = anchor.is_some() && resume.is_none_or(|r| r.size < view.first_index());
+    let resume = if use_anchor { anchor.as_ref() } else { resume };
     let mut v = match resume {
         Some(st) => Verifier::resume(cfg, st).map_err(StoreError::Config)?,
         None => Verifier::new(cfg),
     };
+    if use_anchor {
+        v.expect_removal(view.first_index(), view.removal_entry(), bound.is_none());
+    }
     for t in trusted {
         v.add_trusted(t);
     }
-    let mut f = File::open(log).map_err(io("open", log))?;
-    let file_len = f.metadata().map_err(io("stat", log))?.len();
+    let file_len = view.len().map_err(io("stat", log))?;
     let total = bound.map_or(file_len, |b| b.entries_len.min(file_len));
     let start = resume.map_or(0, |r| r.entries_offset);
-    f.seek(SeekFrom::Start(start)).map_err(io("seek", log))?;
     let mut cf = File::open(checkpoints).map_err(io("open", checkpoints))?;
     let cstart = resume.map_or(0, |r| r.checkpoints_offset);
     cf.seek(SeekFrom::Start(cstart))
@@ -232,7 +239,7 @@ pub fn verify_prefix(
     // Reading, and hashing and parsing on every core, run a chunk ahead of the
     // order-dependent checks on this thread.
     let (recycle, recycled) = std::sync::mpsc::channel();
-    let f = f.take(total.saturating_sub(start));
+    let f = view.reader(start, total.saturating_sub(start));
     for prepared in spawn_preparer(spawn_reader(f, recycled)) {
         let Prepared {
             chunk,

@@ -83,6 +83,7 @@ pub fn open_unlocked(dir: &DataDir, cfg: &Config, root: RootKey) -> Result<Ledge
         recipients: dir.read_auditors()?,
         clock: Arc::new(SystemClock),
         entropy: Arc::new(SystemEntropy),
+        segments: cfg.segments.policy(),
     };
     if opts.recipients.is_empty() {
         eprint(

@@ -171,11 +171,14 @@ fn weekly_report_counts_are_exact_and_name_tampering_and_long_epochs() {
     }
     // Rotations, read from the raw lines (times in this fixed form sort as text).
     let (from_s, to_s) = (ts(from), ts(to));
-    let lines: Vec<Value> = std::fs::read_to_string(&fx.log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+    let lines: Vec<Value> = all_lines(&fx.log)
+        .iter()
+        .map(|l| serde_json::from_slice(l).unwrap())
         .collect();
+    assert!(
+        segment_files(&fx.log).len() >= 3,
+        "three days of entries span daily segments"
+    );
     let in_text = |v: &Value| {
         let t = v["time"].as_str().unwrap();
         t >= from_s.as_str() && t < to_s.as_str()
@@ -274,14 +277,11 @@ fn weekly_report_counts_are_exact_and_name_tampering_and_long_epochs() {
             v["kind"] == "model.access" && in_text(v) && v["index"].as_u64().unwrap() > 2000
         })
         .unwrap();
-    let text = std::fs::read_to_string(&fx.log).unwrap();
-    let mut out_lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let line = &mut out_lines[target];
-    let at = line.find("\"encrypted\":\"").unwrap() + 20;
-    let c = line.as_bytes()[at];
-    let flipped = if c == b'0' { '1' } else { '0' };
-    line.replace_range(at..=at, &flipped.to_string());
-    std::fs::write(&fx.log, out_lines.join("\n") + "\n").unwrap();
+    edit_entry(&fx.log, target as u64, |line| {
+        let text = String::from_utf8_lossy(line);
+        let at = text.find("\"encrypted\":\"").unwrap() + 20;
+        line[at] = if line[at] == b'0' { b'1' } else { b'0' };
+    });
     let t = report(
         &fx,
         from,

@@ -97,6 +97,7 @@ impl Fixture {
             recipients: vec![keys::read_recipient_public(&auditor_pub).unwrap()],
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
+            segments: warden_store::segments::SegmentPolicy::default(),
         };
         let ledger = Ledger::open_with(
             &log,

@@ -58,6 +58,7 @@ pub fn options(k: &Keys) -> LedgerOptions {
         recipients: vec![keys::read_recipient_public(&k.auditor_pub).unwrap()],
         clock: Arc::new(SystemClock),
         entropy: Arc::new(SystemEntropy),
+        segments: warden_store::segments::SegmentPolicy::default(),
     }
 }
 

@@ -213,6 +213,7 @@ fn open(fx: &Fixture, name: &str, strict: bool) -> Result<(Ledger, PathBuf)> {
         )?],
         clock: Arc::new(SystemClock),
         entropy: Arc::new(SystemEntropy),
+        segments: warden_store::segments::SegmentPolicy::default(),
     };
     let log = d.join("model_access.jsonl");
     Ok((Ledger::open(&log, rk, opts)?, log))

@@ -85,6 +85,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             )?],
             clock: Arc::new(SystemClock),
             entropy: Arc::new(SystemEntropy),
+            segments: warden_store::segments::SegmentPolicy::default(),
         },
     )?;
     let rt = crate::registry::runtime()?;

@@ -1,4 +1,4 @@
-//! `warden log append|show|checkpoint|prove`.
+//! `warden log append|show|checkpoint|prove|segments|retention`.
 
 use crate::common::{DataDirArg, EXIT_ERROR, open_ledger, print_json};
 use anyhow::{Context, Result, bail};
@@ -66,6 +66,37 @@ pub enum Command {
         #[command(flatten)]
         dir: DataDirArg,
     },
+    /// List the ledger's segments: sealed ones (oldest first), removed ones, the active file.
+    ///
+    /// The active entries file is sealed and a new one started at each UTC day and at
+    /// `[segments] max_bytes`; each segment is a JSONL file `jq` reads on its own.
+    Segments {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove sealed segments older than the retention period.
+    ///
+    /// The segments are verified first (nothing is removed unless they verify), the
+    /// removal is recorded as a `retention.delete` ledger entry, and the checkpoints are
+    /// kept, so what remains still verifies. `warden serve` does this once a day; this
+    /// command needs the ledger not to be open in another process.
+    Retention {
+        /// Days to keep a sealed segment after its last entry; default: `[retention]
+        /// ledger_days` (365).
+        #[arg(long)]
+        days: Option<u64>,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(c: &Command) -> Result<ExitCode> {
@@ -113,6 +144,13 @@ pub fn run(c: &Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Segments { dir, json } => segments(dir, *json),
+        Command::Retention {
+            days,
+            dry_run,
+            dir,
+            json,
+        } => retention(dir, *days, *dry_run, *json),
         Command::Prove { index, dir } => {
             let d = dir.dir();
             let cfg = d.read_config()?;
@@ -121,6 +159,123 @@ pub fn run(c: &Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn segments(dir: &DataDirArg, json: bool) -> Result<ExitCode> {
+    let d = dir.dir();
+    let cfg = d.read_config()?;
+    let log = d.log(&cfg);
+    let index = warden_store::segments::load_index(&log)?;
+    let active_first = index.last().map_or(0, |r| r.end);
+    let active_bytes = std::fs::metadata(&log).map_or(0, |m| m.len());
+    let covered = warden_store::audit::latest_checkpoint(&log)?.map_or(0, |r| r.size);
+    let status = |r: &warden_store::segments::SegmentRecord| {
+        if r.removed.is_some() {
+            "removed"
+        } else {
+            "sealed"
+        }
+    };
+    if json {
+        let segs: Vec<_> = index
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "segment": r.segment, "file": r.file, "status": status(r),
+                    "first": r.first, "end": r.end, "bytes": r.bytes,
+                    "first_time": r.first_time, "last_time": r.last_time,
+                    "removed_at": r.removed.as_ref().map(|x| &x.at),
+                    "removal_entry": r.removed.as_ref().map(|x| x.entry),
+                })
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "segments": segs,
+            "active": {
+                "file": log.file_name().and_then(|n| n.to_str()),
+                "first": active_first, "end": covered.max(active_first), "bytes": active_bytes,
+            },
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    let width = index
+        .iter()
+        .map(|r| r.file.len())
+        .chain([log.file_name().map_or(0, |n| n.len())])
+        .max()
+        .unwrap_or(0);
+    writeln!(
+        out,
+        "{:<width$}  {:<7}  {:>12}  {:>10}  {:>12}  span",
+        "FILE", "STATUS", "FIRST", "ENTRIES", "BYTES"
+    )?;
+    for r in &index {
+        writeln!(
+            out,
+            "{:<width$}  {:<7}  {:>12}  {:>10}  {:>12}  {} .. {}",
+            r.file,
+            status(r),
+            r.first,
+            r.end - r.first,
+            r.bytes,
+            r.first_time,
+            r.last_time
+        )?;
+    }
+    writeln!(
+        out,
+        "{:<width$}  {:<7}  {:>12}  {:>10}  {:>12}",
+        log.file_name().and_then(|n| n.to_str()).unwrap_or(""),
+        "active",
+        active_first,
+        covered.saturating_sub(active_first),
+        active_bytes
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn retention(dir: &DataDirArg, days: Option<u64>, dry_run: bool, json: bool) -> Result<ExitCode> {
+    let d = dir.dir();
+    let root = keys::read_root_public(&d.root_pub())?;
+    let (ledger, cfg) = open_ledger(&d)?;
+    let days = days.unwrap_or(cfg.retention.ledger_days);
+    let r = crate::cmd::retention::ledger(&ledger, &d, &cfg, &root, days, dry_run);
+    ledger.close();
+    let outcome = r?;
+    if json {
+        let v = match &outcome {
+            None => serde_json::json!({"removed": false, "dry_run": dry_run, "segments": []}),
+            Some((plan, receipt)) => serde_json::json!({
+                "removed": receipt.is_some(), "dry_run": dry_run,
+                "entry": receipt.as_ref().map(|r| r.index),
+                "details": plan.details(days.saturating_mul(86_400)),
+            }),
+        };
+        print_json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match outcome {
+        None if days == 0 => println!("retention is off (0 days): nothing removed"),
+        None => println!("no sealed segment is older than {days} days: nothing removed"),
+        Some((plan, receipt)) => {
+            let what = format!(
+                "{} segment(s), entries {}..{} ({} bytes)",
+                plan.segments.len(),
+                plan.end - plan.entries(),
+                plan.end,
+                plan.bytes()
+            );
+            match receipt {
+                None => println!("would remove {what}"),
+                Some(r) => println!(
+                    "removed {what}; recorded as entry {} (retention.delete)",
+                    r.index
+                ),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_receipt(r: &Receipt, json: bool) -> Result<()> {

@@ -8,6 +8,7 @@ pub mod model;
 pub mod principal;
 pub mod report;
 pub mod report_html;
+pub mod retention;
 pub mod schedule;
 pub mod serve;
 pub mod token;

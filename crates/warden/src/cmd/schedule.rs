@@ -1,6 +1,7 @@
 //! What `warden serve` does on a schedule (`[schedule]` in `warden.toml`): incremental
-//! verification of the ledger, and signed compliance reports archived under
-//! `reports/`. Each run is a ledger entry (`verification.run`, `report.generated`).
+//! verification of the ledger, signed compliance reports archived under `reports/`,
+//! and retention (`[retention]`) of sealed segments and archived reports. Each run is a
+//! ledger entry (`verification.run`, `report.generated`, `retention.delete`).
 //!
 //! Both read a consistent prefix of the live ledger (its state after the last durable
 //! batch), so entries still in flight are neither reported uncovered nor half-read.
@@ -23,6 +24,7 @@ use warden_store::report::ReportInput;
 struct Jobs {
     m: Arc<SecureModelManager>,
     dir: DataDir,
+    config: Config,
     reports: PathBuf,
     cfg: ScheduleConfig,
     max_epoch_micros: u64,
@@ -61,6 +63,7 @@ pub fn spawn(
         m,
         reports: dir.root.join("reports"),
         dir: dir.clone(),
+        config: cfg.clone(),
         max_epoch_micros: cfg.rotation_interval_secs.saturating_mul(1_000_000),
         cfg: s,
         root: Arc::new(root),
@@ -70,11 +73,17 @@ pub fn spawn(
         let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
         let verify_every = every(jobs.cfg.verify_every_secs);
         let report_every = every(jobs.cfg.report_every_secs);
+        let retention_every = every(jobs.cfg.retention_every_secs);
         let start = tokio::time::Instant::now();
         let mut next_verify = verify_every.map(|d| start + d);
         let mut next_report = report_every.map(|d| start + d);
+        let mut next_retention = retention_every.map(|d| start + d);
         loop {
-            let Some(next) = [next_verify, next_report].into_iter().flatten().min() else {
+            let Some(next) = [next_verify, next_report, next_retention]
+                .into_iter()
+                .flatten()
+                .min()
+            else {
                 return;
             };
             tokio::select! {
@@ -97,6 +106,14 @@ pub fn spawn(
                     crate::common::eprint(&format!("warden: scheduled report: {e:#}"));
                 }
                 next_report = Some(t + d);
+            }
+            if let (Some(due), Some(d)) = (next_retention, retention_every)
+                && t >= due
+            {
+                if let Err(e) = retention(&jobs).await {
+                    crate::common::eprint(&format!("warden: scheduled retention: {e:#}"));
+                }
+                next_retention = Some(t + d);
             }
         }
     }))
@@ -233,6 +250,51 @@ async fn report(j: &Arc<Jobs>) -> Result<()> {
         json!({"files": files, "report": summary}),
     )
     .await?;
+    Ok(())
+}
+
+/// Removes sealed segments and archived reports past `[retention]`. The ledger's
+/// removal records itself; reports are recorded in one `retention.delete` entry
+/// before their files are deleted.
+async fn retention(j: &Arc<Jobs>) -> Result<()> {
+    let jobs = Arc::clone(j);
+    let outcome = tokio::task::spawn_blocking(move || {
+        crate::cmd::retention::ledger(
+            jobs.m.ledger(),
+            &jobs.dir,
+            &jobs.config,
+            &jobs.root.public,
+            jobs.config.retention.ledger_days,
+            false,
+        )
+    })
+    .await??;
+    if let Some((plan, _)) = outcome {
+        crate::common::eprint(&format!(
+            "warden: retention removed {} sealed segment(s), entries up to {}",
+            plan.segments.len(),
+            plan.end
+        ));
+    }
+    let expired = crate::cmd::retention::expired_reports(
+        &j.reports,
+        j.config.retention.reports_days,
+        SystemTime::now(),
+    )?;
+    if expired.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = expired.iter().map(|p| rel(&j.dir.root, p)).collect();
+    j.m.record_system(
+        warden_store::retention::KIND_RETENTION,
+        "retention",
+        json!({"reports": names, "retention_secs": j.config.retention.reports_days.saturating_mul(86_400)}),
+    )
+    .await?;
+    for p in &expired {
+        std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+    }
+    warden_store::durable::sync_dir(&j.reports)?;
     Ok(())
 }
 

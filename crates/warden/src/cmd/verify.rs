@@ -151,7 +151,7 @@ fn verify(a: &Args) -> Result<ExitCode> {
         print_json(&serde_json::json!({
             "ok": r.is_clean(), "entries": r.entries, "checkpoints": r.checkpoints, "epochs": r.epochs,
             "decrypted": r.decrypted, "verified_size": r.verified_size, "seconds": secs, "findings": r.findings,
-            "resumed_from": resume.as_ref().map(|s| s.size),
+            "resumed_from": resume.as_ref().map(|s| s.size), "removed_by_retention": r.removed,
         }))?;
     } else {
         for f in r.findings.iter().take(a.max_findings) {
@@ -173,8 +173,16 @@ fn verify(a: &Args) -> Result<ExitCode> {
             String::new()
         };
         let verdict = if r.is_clean() { "OK" } else { "FAILED" };
+        let removed = if r.removed > 0 {
+            format!(
+                " (entries 0..{} were removed by retention; verified from there)",
+                r.removed
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{verdict}: {} entries, {} checkpoints, {} epochs{decrypted}, {} findings ({secs:.2} s)",
+            "{verdict}: {} entries, {} checkpoints, {} epochs{decrypted}, {} findings ({secs:.2} s){removed}",
             r.entries,
             r.checkpoints,
             r.epochs,

@@ -150,6 +150,7 @@ pub fn open_with(
         recipients: vec![keys::read_recipient_public(auditor_pub).unwrap()],
         clock: Arc::new(clock),
         entropy: Arc::new(entropy),
+        segments: warden_store::segments::SegmentPolicy::default(),
     };
     Ledger::open(log, rk, opts).unwrap()
 }
@@ -220,6 +221,50 @@ pub fn lines(path: &Path) -> Vec<Vec<u8>> {
         v.pop();
     }
     v
+}
+
+/// The entries files of a ledger in log order: sealed segments (`x.NNNNNN.jsonl`,
+/// as `ls` sorts them) then the active file, as a user would `cat` them.
+pub fn segment_files(log: &Path) -> Vec<std::path::PathBuf> {
+    let dir = log.parent().unwrap();
+    let stem = log.file_stem().unwrap().to_str().unwrap().to_owned();
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.strip_prefix(&format!("{stem}."))
+                .and_then(|r| r.strip_suffix(".jsonl"))
+                .is_some_and(|d| d.len() == 6 && d.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    v.sort();
+    if log.exists() {
+        v.push(log.to_path_buf());
+    }
+    v
+}
+
+/// Every present entry line of the ledger, across segments.
+pub fn all_lines(log: &Path) -> Vec<Vec<u8>> {
+    segment_files(log).iter().flat_map(|p| lines(p)).collect()
+}
+
+/// Rewrites the entry with index `index` in whichever segment holds it.
+pub fn edit_entry(log: &Path, index: u64, f: impl FnOnce(&mut Vec<u8>)) {
+    let key = format!("\"index\":{index},");
+    for p in segment_files(log) {
+        let mut l = lines(&p);
+        if let Some(line) = l
+            .iter_mut()
+            .find(|l| String::from_utf8_lossy(l).contains(&key))
+        {
+            f(line);
+            write_lines(&p, &l);
+            return;
+        }
+    }
+    panic!("no entry {index}");
 }
 
 pub fn write_lines(path: &Path, lines: &[Vec<u8>]) {
