@@ -1083,8 +1083,9 @@ fn tls_client_certificates_reach_a_receiver_that_requires_them() {
     assert_eq!(msgs.len(), lines.len() + 1);
 }
 
-/// `[schedule]`: `warden serve` verifies the live ledger incrementally and writes signed
-/// reports, each run a ledger entry; the ledger verifies afterwards.
+/// `[schedule]`: `warden serve` verifies the live ledger incrementally, writes signed
+/// reports and removes archived reports past retention, each run a ledger entry; the
+/// ledger verifies afterwards.
 #[test]
 fn serve_verifies_and_reports_on_a_schedule() {
     let fx = setup(30);
@@ -1096,12 +1097,26 @@ fn serve_verifies_and_reports_on_a_schedule() {
     );
     let text = text
         .replace("verify_every_secs = 86400", "verify_every_secs = 1")
-        .replace("report_every_secs = 604800", "report_every_secs = 2");
+        .replace("report_every_secs = 604800", "report_every_secs = 2")
+        .replace("retention_every_secs = 86400", "retention_every_secs = 2");
     assert!(
-        text.contains("verify_every_secs = 1") && text.contains("report_every_secs = 2"),
+        text.contains("verify_every_secs = 1")
+            && text.contains("report_every_secs = 2")
+            && text.contains("retention_every_secs = 2")
+            && text.contains("reports_days = 365"),
         "{text}"
     );
     std::fs::write(&cfg, text).unwrap();
+    // An archived report from two years ago, past the default retention of 365 days.
+    let old = fx.data.join("reports/report-20241130T000000.json");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    std::fs::write(&old, b"{}").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(730 * 86_400))
+        .unwrap();
     let (mut serve, addr, _) = start_serve(&fx);
     // Keep the ledger busy while the jobs run: unauthenticated requests are entries.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -1113,7 +1128,8 @@ fn serve_verifies_and_reports_on_a_schedule() {
         })
     };
     let mut requests = 0;
-    while !(has_report() && reports.join("verify.state").exists() && requests > 40) {
+    while !(has_report() && reports.join("verify.state").exists() && requests > 40) || old.exists()
+    {
         assert!(
             Instant::now() < deadline,
             "no scheduled report or verification"
@@ -1161,6 +1177,19 @@ fn serve_verifies_and_reports_on_a_schedule() {
         .filter(|e| e["kind"] == "report.generated")
         .collect();
     assert!(!generated.is_empty());
+    let removed: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["kind"] == "retention.delete")
+        .collect();
+    assert_eq!(
+        removed.len(),
+        1,
+        "one retention run had something to remove"
+    );
+    assert_eq!(
+        removed[0]["event"]["details"]["reports"],
+        serde_json::json!(["reports/report-20241130T000000.json"])
+    );
     // Every report file named in the ledger exists, has that digest, and its
     // signature holds.
     for g in &generated {
