@@ -48,6 +48,7 @@ pub struct Download {
     receipt: Receipt,
     model: String,
     version: String,
+    commit: String,
     name: String,
     digest: String,
     size: u64,
@@ -83,6 +84,11 @@ impl Download {
     #[must_use]
     pub fn version(&self) -> &str {
         &self.version
+    }
+    /// The version's commit id (see [`crate::manager::VersionInfo::commit`]).
+    #[must_use]
+    pub fn commit(&self) -> &str {
+        &self.commit
     }
     #[must_use]
     pub fn name(&self) -> &str {
@@ -495,6 +501,7 @@ impl SecureModelManager {
         incident.details = None;
         Ok(Download {
             receipt,
+            commit: crate::manager::commit_id(&v.manifest),
             model: v.model,
             version: v.version,
             name: r.name,

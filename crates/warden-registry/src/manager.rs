@@ -149,6 +149,9 @@ pub struct VersionInfo {
     pub aliases: Vec<String>,
     pub files: Vec<FileInfo>,
     pub provenance: Option<serde_json::Value>,
+    /// A Git-style commit id for Hub clients: the first 40 hex digits of the SHA-256
+    /// of the signed manifest (unique per registration, stable for the version).
+    pub commit: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -645,7 +648,21 @@ impl SecureModelManager {
                     return Ok(Some(row));
                 }
                 // Not a version: maybe an operator-defined alias.
-                self.db.alias(model, v).await?
+                match self.db.alias(model, v).await? {
+                    Some(a) => Some(a),
+                    // Hub clients name a version by its commit id.
+                    None if is_commit_id(v) => {
+                        return Ok(self
+                            .db
+                            .versions(model)
+                            .await?
+                            .into_iter()
+                            .find(|row| commit_id(&row.manifest) == *v));
+                    }
+                    // ... and default to the branch `main`: the latest version.
+                    None if v == "main" => self.db.alias(model, "latest").await?,
+                    None => None,
+                }
             }
             Selector::Alias(a) => self.db.alias(model, a).await?,
             Selector::Latest => self.db.alias(model, "latest").await?,
@@ -1413,8 +1430,24 @@ impl SecureModelManager {
             aliases,
             files,
             provenance,
+            commit: commit_id(&v.manifest),
         })
     }
+}
+
+/// The commit id of a version (see [`VersionInfo::commit`]).
+#[must_use]
+pub fn commit_id(manifest: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, manifest.as_bytes());
+    let mut hex = warden_core::hex::encode(d.as_ref());
+    hex.truncate(40);
+    hex
+}
+
+/// Whether `s` has the form of a commit id (40 lowercase hex digits).
+#[must_use]
+pub fn is_commit_id(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The files under `path`: `(name relative to path, full path, size)`, sorted by name.

@@ -8,6 +8,7 @@
 
 mod admin;
 mod audit;
+mod hub;
 pub mod jwks;
 pub mod jwt;
 pub mod limits;
@@ -123,6 +124,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
+        // The Hugging Face Hub download contract (HF_ENDPOINT).
+        .route("/api/models/{*rest}", get(hub::api_models))
+        .route("/{*path}", get(hub::resolve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(metrics::track))

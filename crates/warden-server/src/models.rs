@@ -214,6 +214,14 @@ pub(crate) async fn download(
         .manager
         .download(&c, &model, &Selector::parse(&version), &file, range)
         .await?;
+    Ok(download_response(d, Vec::new()))
+}
+
+/// The response streaming `d`, with `extra` header fields.
+pub(crate) fn download_response(
+    d: warden_registry::download::Download,
+    extra: Vec<(header::HeaderName, String)>,
+) -> Response {
     let status = if d.range().is_some() {
         StatusCode::PARTIAL_CONTENT
     } else {
@@ -238,6 +246,7 @@ pub(crate) async fn download(
     ] {
         fields.push((header::HeaderName::from_static(name), value));
     }
+    fields.extend(extra);
     let body = match d.into_body() {
         DownloadBody::Complete(b) => Body::from(b),
         DownloadBody::Stream(s) => Body::from_stream(s),
@@ -250,5 +259,5 @@ pub(crate) async fn download(
             h.insert(name, v);
         }
     }
-    Ok(r)
+    r
 }

@@ -13,6 +13,7 @@
 
 #[path = "siem/receivers.rs"]
 mod receivers;
+mod serve;
 
 use receivers::{Kind, Msg, Receiver};
 use serde_json::{Value, json};
@@ -840,33 +841,7 @@ fn file_and_http_sinks_deliver_every_entry() {
 /// Starts `warden serve` on a free loopback port; returns it, its address, and what it
 /// printed until it was serving.
 fn start_serve(fx: &Fx) -> (Child, String, String) {
-    use std::io::{BufRead, BufReader, Read};
-    let mut serve = warden(fx)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // "warden: serving http://127.0.0.1:PORT" on stderr.
-    let mut err = BufReader::new(serve.stderr.take().unwrap());
-    let mut addr = None;
-    let mut seen = String::new();
-    for _ in 0..20 {
-        let mut line = String::new();
-        if err.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        seen.push_str(&line);
-        if let Some(a) = line.trim().strip_prefix("warden: serving http://") {
-            addr = Some(a.to_owned());
-            break;
-        }
-    }
-    let addr = addr.unwrap_or_else(|| panic!("serve did not start: {seen}"));
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = err.read_to_string(&mut sink);
-    });
-    (serve, addr, seen)
+    serve::start(warden(fx))
 }
 
 /// `[[siem]]` in warden.toml: `warden serve` exports beside the service, shows the
