@@ -1707,3 +1707,139 @@ fn undecodable_paths_and_wrong_methods_get_json_errors_and_every_answer_a_reques
         "{rid}"
     );
 }
+
+/// The Hub endpoint at the protocol level (the real client's test is in the `warden`
+/// crate): tree pages linked by `Link`, HEAD metadata without a body or an access
+/// entry, `Range` on resolve, and error codes in header fields.
+#[test]
+fn hub_trees_page_with_link_and_resolve_speaks_the_hub_protocol() {
+    let fx = Fx::new();
+    let p = fx.dir.path();
+    // A model with more files than one tree page holds.
+    let many = p.join("many");
+    for i in 0..1203 {
+        let d = many.join(format!("d{}", i % 3));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("f{i:04}.txt")), format!("file {i}\n")).unwrap();
+    }
+    let key = keyfile::read(&p.join("eng.key")).unwrap();
+    fx.rt
+        .block_on(fx.m().register(
+            &Caller::local("eng"),
+            Registration {
+                model: "org/many",
+                version: "1",
+                path: &many,
+                provenance: Provenance::default(),
+            },
+            &key,
+            &|_, _| {},
+        ))
+        .unwrap();
+    let t = fx.token("eng", &["model:read", "model:load"], 3600);
+    let req = |method: &str, uri: &str, range: Option<&str>| {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {t}"));
+        if let Some(r) = range {
+            b = b.header("range", r);
+        }
+        fx.send(b.body(Body::empty()).unwrap())
+    };
+
+    // Tree pages: 1203 files and 3 folders, 1000 a page, the next page in `Link`.
+    let (s, h, body) = req("GET", "/api/models/org/many/tree/main?recursive=true", None);
+    assert_eq!(s, StatusCode::OK);
+    let first: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(first.len(), 1000);
+    let link = h["link"].to_str().unwrap().to_owned();
+    let next = link
+        .strip_prefix('<')
+        .and_then(|l| l.split_once(">; rel=\"next\""))
+        .unwrap()
+        .0
+        .to_owned();
+    let (s, h, body) = req("GET", &next, None);
+    assert_eq!(s, StatusCode::OK);
+    assert!(h.get("link").is_none(), "the last page links nowhere");
+    let second: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    let all: Vec<&serde_json::Value> = first.iter().chain(&second).collect();
+    assert_eq!(all.len(), 1206);
+    let paths: std::collections::BTreeSet<&str> =
+        all.iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths.len(), 1206, "no entry twice across pages");
+    assert_eq!(all.iter().filter(|e| e["type"] == "directory").count(), 3);
+    // Without `recursive`: the top level only.
+    let (_, _, body) = req("GET", "/api/models/org/many/tree/main", None);
+    let top: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(top.len(), 3);
+
+    // HEAD: the file's metadata, no body, no access entry.
+    let accesses = || {
+        warden_store::audit::read_entries(
+            &p.join("logs/model_access.jsonl"),
+            None,
+            &warden_store::audit::EntryFilter {
+                kind: Some("model.access".into()),
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .0
+        .len()
+    };
+    let before = accesses();
+    let digest = sha256_hex(&fx.weights);
+    let (s, h, body) = req("HEAD", "/fraud/resolve/1.0/model.safetensors", None);
+    assert_eq!(s, StatusCode::OK);
+    assert!(body.is_empty());
+    assert_eq!(h["x-linked-etag"], format!("\"{digest}\""));
+    assert_eq!(h["x-linked-size"], fx.weights.len().to_string());
+    let commit = h["x-repo-commit"].to_str().unwrap().to_owned();
+    assert_eq!(commit.len(), 40);
+    assert!(h.get("x-xet-hash").is_none());
+    assert_eq!(accesses(), before);
+    // GET with a range: 206, the same commit, one access entry.
+    let (s, h, body) = req(
+        "GET",
+        &format!("/fraud/resolve/{commit}/model.safetensors"),
+        Some("bytes=10-19"),
+    );
+    assert_eq!(s, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, &fx.weights[10..20]);
+    assert_eq!(h["x-repo-commit"], commit.as_str());
+    assert_eq!(accesses(), before + 1);
+
+    // Errors: codes in header fields, HEAD without a body.
+    for (uri, code) in [
+        ("/nope/resolve/main/x.bin", "RepoNotFound"),
+        ("/fraud/resolve/9.9/model.safetensors", "RevisionNotFound"),
+        ("/fraud/resolve/1.0/missing.bin", "EntryNotFound"),
+    ] {
+        let (s, h, body) = req("HEAD", uri, None);
+        assert_eq!(s, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(h["x-error-code"], code, "{uri}");
+        assert!(body.is_empty());
+        if code == "EntryNotFound" {
+            assert_eq!(h["x-repo-commit"], commit.as_str());
+        }
+    }
+    let (s, h, _) = fx.send(
+        Request::head("/fraud/resolve/1.0/model.safetensors")
+            .header("authorization", "Bearer wdn_nope")
+            .body(Body::empty())
+            .unwrap(),
+    );
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h["x-error-message"],
+        "Invalid credentials in Authorization header"
+    );
+    // Paths outside the Hub's shapes keep the API's JSON 404.
+    let (s, _, body) = req("GET", "/no/such/path", None);
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "not_found");
+}
