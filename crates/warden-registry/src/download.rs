@@ -56,6 +56,8 @@ pub struct Download {
     reader: Option<BlobReader>,
     ledger: Arc<Ledger>,
     incident: Event,
+    /// Detection, which sees a mid-stream integrity incident too.
+    hook: Option<Arc<crate::respond::Hook>>,
 }
 
 impl std::fmt::Debug for BlobReader {
@@ -135,6 +137,7 @@ impl Download {
             file: std::mem::take(&mut self.name),
             ledger: Arc::clone(&self.ledger),
             incident: std::mem::take(&mut self.incident),
+            hook: self.hook.clone(),
         };
         match self.reader.take() {
             Some(BlobReader::File(f)) if self.size <= INLINE_MAX => {
@@ -215,6 +218,7 @@ struct Check {
     file: String,
     ledger: Arc<Ledger>,
     incident: Event,
+    hook: Option<Arc<crate::respond::Hook>>,
 }
 
 impl Check {
@@ -240,7 +244,9 @@ impl Check {
         }));
         // The client is refused either way; a ledger failure here is already the
         // ledger's own alarm.
-        let _ = self.ledger.append("incident", &ev);
+        if let (Ok(r), Some(h)) = (self.ledger.append("incident", &ev), &self.hook) {
+            h.observe("incident", &ev, r.index);
+        }
         Err(StreamIntegrityError)
     }
 
@@ -511,6 +517,7 @@ impl SecureModelManager {
             reader: Some(reader),
             ledger: Arc::clone(&self.ledger),
             incident,
+            hook: self.detection.get().cloned(),
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod keyfile;
 pub mod load;
 pub mod manager;
+pub mod respond;
 pub mod tokens;
 
 pub use error::RegistryError;

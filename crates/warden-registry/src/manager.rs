@@ -103,10 +103,12 @@ pub struct SecureModelManager {
     pub(crate) blobs: BlobStore,
     engine: Engine,
     pub(crate) ledger: Arc<Ledger>,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// The last verified manifest of each version, with the inputs it was verified from.
     manifests: crate::cache::Cached<(String, String), Arc<VerifiedEntry>>,
     manifests_generation: crate::cache::Generation,
+    /// Inline threat detection, once enabled.
+    pub(crate) detection: std::sync::OnceLock<Arc<crate::respond::Hook>>,
 }
 
 /// A verified manifest and exactly what it was verified from.
@@ -210,6 +212,7 @@ impl SecureModelManager {
             clock: opts.clock,
             manifests: crate::cache::Cached::default(),
             manifests_generation: crate::cache::Generation::default(),
+            detection: std::sync::OnceLock::new(),
         };
         m.audit(
             "system.start",
@@ -349,6 +352,9 @@ impl SecureModelManager {
         };
         metrics::histogram!("warden_audit_append_duration_seconds", "kind" => kind)
             .record(t.elapsed().as_secs_f64());
+        if let (Ok(receipt), Some(hook)) = (&r, self.detection.get()) {
+            hook.observe(kind, event, receipt.index);
+        }
         r
     }
 

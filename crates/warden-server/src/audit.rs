@@ -139,3 +139,47 @@ pub(crate) async fn consistency(
     }))
     .into_response())
 }
+
+/// `GET /v1/incidents`: every incident, oldest first, decrypted when the server holds
+/// an auditor key.
+pub(crate) async fn incidents(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+) -> Result<Response, ApiError> {
+    let list = s.manager.incidents(&c, s.auditor.clone()).await?;
+    Ok(Json(json!({"incidents": list})).into_response())
+}
+
+/// `GET /v1/incidents/{index}`.
+pub(crate) async fn incident(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+    crate::PathIn(index): crate::PathIn<u64>,
+) -> Result<Response, ApiError> {
+    let list = s.manager.incidents(&c, s.auditor.clone()).await?;
+    let i = list
+        .into_iter()
+        .find(|i| i.index == index)
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(i).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AckBody {
+    note: String,
+}
+
+/// `POST /v1/incidents/{index}/ack`: an `incident.ack` entry.
+pub(crate) async fn ack_incident(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+    crate::PathIn(index): crate::PathIn<u64>,
+    crate::JsonIn(body): crate::JsonIn<AckBody>,
+) -> Result<Response, ApiError> {
+    let r = s.manager.ack_incident(&c, index, &body.note).await?;
+    Ok(Json(
+        json!({"incident": index, "acknowledged": true, "audit": crate::models::receipt_json(&r)}),
+    )
+    .into_response())
+}

@@ -124,6 +124,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))
+        .route("/v1/incidents", get(audit::incidents))
+        .route("/v1/incidents/{index}", get(audit::incident))
+        .route("/v1/incidents/{index}/ack", post(audit::ack_incident))
         // The Hugging Face Hub download contract (HF_ENDPOINT).
         .route("/api/models/{*rest}", get(hub::api_models))
         .route("/{*path}", get(hub::resolve))

@@ -1413,7 +1413,8 @@ fn every_path_in_the_openapi_document_is_served() {
             .replace("{digest}", &format!("sha256:{}", "0".repeat(64)))
             .replace("{alias}", "stable")
             .replace("{name}", "eng")
-            .replace("{id}", "0123456789abcdef");
+            .replace("{id}", "0123456789abcdef")
+            .replace("{index}", "0");
         for method in ["get", "put", "post", "delete"] {
             if item.get(method).is_none() {
                 continue;
@@ -1431,7 +1432,7 @@ fn every_path_in_the_openapi_document_is_served() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 27);
+    assert_eq!(checked, 30);
 }
 
 #[test]
@@ -1842,4 +1843,215 @@ fn hub_trees_page_with_link_and_resolve_speaks_the_hub_protocol() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"]["code"], "not_found");
+}
+
+/// Inline detection and the playbook through the API: a bulk download of one artifact
+/// is a HIGH incident whose principal is suspended (its token refused on the next
+/// request), failed logins from one address are a brute-force incident, and a tampered
+/// artifact is a CRITICAL incident whose version is revoked. Incidents are ledger
+/// entries naming their evidence, and so is every action.
+#[test]
+fn detection_raises_incidents_and_the_playbook_suspends_and_revokes() {
+    let mut fx = Fx::new();
+    let cfg = warden_detect::DetectionConfig {
+        thresholds: warden_detect::Config {
+            brute_force_failures: 6,
+            exfiltration_downloads: 12,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let m = Arc::clone(fx.m.as_ref().unwrap());
+    fx.rt.block_on(async { m.enable_detection(&cfg) }).unwrap();
+    drop(m);
+    let eng = fx.token("eng", &["model:load"], 3600);
+    let admin = fx.token("admin", &["model:load"], 3600);
+    let log = fx.dir.path().join("logs/model_access.jsonl");
+    let sk = keys::read_recipient_secret(&fx.dir.path().join("aud.key")).unwrap();
+    let entries = |kind: &str| {
+        warden_store::audit::read_entries(
+            &log,
+            Some(&sk),
+            &warden_store::audit::EntryFilter {
+                kind: Some(kind.into()),
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .0
+    };
+    let detections = || {
+        entries("incident")
+            .into_iter()
+            .filter(|e| e.event.as_ref().unwrap()["details"]["type"] == "detection")
+            .collect::<Vec<_>>()
+    };
+    // Waits (at most 1 s) for `n` detection incidents; returns them and the wait.
+    let wait_for = |n: usize| {
+        let t = std::time::Instant::now();
+        loop {
+            let d = detections();
+            if d.len() >= n || t.elapsed() > Duration::from_secs(1) {
+                return (d, t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let get = |token: &str| {
+        fx.send(
+            Request::get(FILE)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .0
+    };
+
+    // Bulk exfiltration: the 12th download of the same file raises it.
+    for _ in 0..12 {
+        assert_eq!(get(&eng), StatusCode::OK);
+    }
+    let (d, waited) = wait_for(1);
+    assert_eq!(d.len(), 1, "one incident, raised in {waited:?}");
+    let ev = d[0].event.as_ref().unwrap();
+    assert_eq!(ev["details"]["detector"], "exfiltration");
+    assert_eq!(ev["details"]["severity"], "HIGH");
+    assert_eq!(ev["user"], "eng");
+    let evidence: Vec<u64> = serde_json::from_value(ev["details"]["evidence"].clone()).unwrap();
+    assert_eq!(evidence.len(), 12);
+    let accesses: Vec<u64> = entries("model.access").iter().map(|e| e.index).collect();
+    assert!(
+        evidence.iter().all(|i| accesses.contains(i)),
+        "evidence names the downloads"
+    );
+    // The playbook suspended eng: its token is refused on the next request.
+    wait_until(|| !entries("playbook.suspend").is_empty());
+    let s = entries("playbook.suspend");
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        s[0].event.as_ref().unwrap()["details"]["incident"],
+        d[0].index
+    );
+    assert_ne!(
+        get(&eng),
+        StatusCode::OK,
+        "a suspended principal's token is refused"
+    );
+
+    // Credential stuffing: failed logins from one address.
+    for k in 0..6 {
+        let (s, _, _) = fx.send(
+            Request::get(FILE)
+                .header("authorization", format!("Bearer wdn_stuffed{k}"))
+                .body(Body::empty())
+                .unwrap(),
+        );
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let (d, _) = wait_for(2);
+    let bf = d
+        .iter()
+        .find(|e| e.event.as_ref().unwrap()["details"]["detector"] == "brute_force")
+        .expect("a brute-force incident");
+    assert_eq!(bf.event.as_ref().unwrap()["details"]["severity"], "HIGH");
+    assert_eq!(bf.event.as_ref().unwrap()["ip"], "203.0.113.7");
+
+    // A tampered artifact: CRITICAL, and the version is revoked.
+    let blob = fx.m().blobs().local_path(&sha256_hex(&fx.weights)).unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[150_000] ^= 1;
+    std::fs::write(&blob, &bytes).unwrap();
+    let body = fx.rt.block_on(async {
+        let r = fx
+            .router()
+            .oneshot(
+                Request::get(FILE)
+                    .header("authorization", format!("Bearer {admin}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        r.into_body().collect().await
+    });
+    assert!(body.is_err(), "the tampered download never completes");
+    let (d, _) = wait_for(3);
+    let crit = d
+        .iter()
+        .find(|e| e.event.as_ref().unwrap()["details"]["detector"] == "integrity")
+        .expect("an integrity incident");
+    assert_eq!(
+        crit.event.as_ref().unwrap()["details"]["severity"],
+        "CRITICAL"
+    );
+    wait_until(|| !entries("playbook.revoke").is_empty());
+    let r = entries("playbook.revoke");
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].event.as_ref().unwrap()["version"], "1.0");
+    // The entry is written ahead of the registry's commit: the state follows at once.
+    let state = || {
+        fx.rt
+            .block_on(fx.m().show(
+                &Caller::local("admin"),
+                "fraud",
+                &Selector::Version("1.0".into()),
+            ))
+            .unwrap()
+            .state
+    };
+    wait_until(|| state() == "revoked");
+    assert_eq!(state(), "revoked");
+
+    // Incidents over the API: listed with severity and playbook, acknowledged once.
+    let auditor = fx.token("admin", &["audit:read"], 3600);
+    let (s, list) = call(&fx, "GET", "/v1/incidents", &auditor, None);
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let list = list["incidents"].as_array().unwrap().clone();
+    let exfil = list
+        .iter()
+        .find(|i| i["detector"] == "exfiltration")
+        .unwrap();
+    assert_eq!(exfil["severity"], "HIGH");
+    assert_eq!(exfil["playbook"], serde_json::json!(["suspend"]));
+    assert!(exfil["acknowledged"].is_null());
+    let idx = exfil["index"].as_u64().unwrap();
+    let (s, r) = call(
+        &fx,
+        "POST",
+        &format!("/v1/incidents/{idx}/ack"),
+        &auditor,
+        Some(serde_json::json!({"note": "token rotated, user contacted"})),
+    );
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, one) = call(&fx, "GET", &format!("/v1/incidents/{idx}"), &auditor, None);
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(one["acknowledged"]["note"], "token rotated, user contacted");
+    assert_eq!(one["acknowledged"]["by"], "admin");
+    // Only incidents can be acknowledged; only auditors may.
+    let (s, _) = call(
+        &fx,
+        "POST",
+        "/v1/incidents/0/ack",
+        &auditor,
+        Some(serde_json::json!({"note": "x"})),
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = call(&fx, "GET", "/v1/incidents", &admin, None);
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "model:load scope cannot read incidents"
+    );
+    let ev = fx.close_and_read();
+    assert!(ev.iter().any(|(k, _)| k == "playbook.revoke"));
+    assert!(ev.iter().any(|(k, _)| k == "incident.ack"));
+}
+
+/// Polls `done` every 5 ms for at most a second.
+fn wait_until(done: impl Fn() -> bool) {
+    let t = std::time::Instant::now();
+    while !done() && t.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

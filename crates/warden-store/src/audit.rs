@@ -325,3 +325,77 @@ pub fn for_each_entry(
         }
     }
 }
+
+/// One incident as auditors see it: the `incident` entry, decrypted, and its
+/// acknowledgement (an `incident.ack` entry naming it), if any.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct IncidentView {
+    pub index: u64,
+    pub time: String,
+    /// `LOW` … `CRITICAL` (`UNKNOWN` when the entry cannot be decrypted).
+    pub severity: String,
+    /// The detector, or `integrity` for a verification failure on the load path.
+    pub detector: String,
+    pub summary: String,
+    pub principal: Option<String>,
+    pub ip: Option<String>,
+    /// Indices of the entries that triggered it.
+    pub evidence: Vec<u64>,
+    /// Playbook actions it announced.
+    pub playbook: Vec<String>,
+    pub event: Option<serde_json::Value>,
+    pub acknowledged: Option<serde_json::Value>,
+}
+
+/// Every incident in the ledger, oldest first, with acknowledgements applied.
+pub fn incidents(
+    log: &Path,
+    auditor: Option<&RecipientSecretKey>,
+) -> Result<Vec<IncidentView>, StoreError> {
+    let mut out: Vec<IncidentView> = Vec::new();
+    let mut acks: Vec<(u64, serde_json::Value)> = Vec::new();
+    for_each_entry(log, auditor, &EntryFilter::default(), |e| {
+        let ev = e.event.clone();
+        let get = |p: &str| ev.as_ref().and_then(|v| v.pointer(p)).cloned();
+        let text = |p: &str| get(p).and_then(|v| v.as_str().map(str::to_owned));
+        match e.kind.as_str() {
+            "incident" => out.push(IncidentView {
+                index: e.index,
+                time: e.time.clone(),
+                severity: text("/details/severity").unwrap_or_else(|| "UNKNOWN".into()),
+                detector: text("/details/detector")
+                    .or_else(|| text("/details/type"))
+                    .unwrap_or_default(),
+                summary: text("/details/summary")
+                    .or_else(|| text("/details/what"))
+                    .unwrap_or_default(),
+                principal: text("/user"),
+                ip: text("/ip"),
+                evidence: get("/details/evidence")
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default(),
+                playbook: get("/details/playbook")
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default(),
+                event: ev.clone(),
+                acknowledged: None,
+            }),
+            "incident.ack" => {
+                if let Some(i) = get("/details/incident").and_then(|v| v.as_u64()) {
+                    acks.push((
+                        i,
+                        serde_json::json!({"index": e.index, "time": e.time, "by": text("/user"), "note": text("/details/note")}),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(true)
+    })?;
+    for (i, a) in acks {
+        if let Some(inc) = out.iter_mut().find(|x| x.index == i) {
+            inc.acknowledged.get_or_insert(a);
+        }
+    }
+    Ok(out)
+}

@@ -57,6 +57,10 @@ pub struct Config {
     /// How long sealed segments and archived reports are kept (`[retention]`).
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Inline threat detection and the automated response in `warden serve`
+    /// (`[detection]`, `[detection.thresholds]`).
+    #[serde(default)]
+    pub detection: warden_detect::DetectionConfig,
 }
 
 /// When the active entries file is sealed and a new one started.
@@ -297,6 +301,7 @@ impl Config {
             schedule: ScheduleConfig::default(),
             segments: SegmentsConfig::default(),
             retention: RetentionConfig::default(),
+            detection: warden_detect::DetectionConfig::default(),
         }
     }
 

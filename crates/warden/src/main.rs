@@ -32,6 +32,9 @@ enum Command {
     /// Manage auditor key pairs (the only keys that can decrypt the ledger).
     #[command(subcommand)]
     Auditor(cmd::auditor::Command),
+    /// List, show and acknowledge incidents raised by threat detection.
+    #[command(subcommand)]
+    Incident(cmd::incident::Command),
     /// Append to, read, and prove entries of the ledger.
     #[command(subcommand)]
     Log(cmd::log::Command),
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         Command::Init(a) => cmd::init::run(&a),
         Command::Auditor(c) => cmd::auditor::run(&c),
         Command::Log(c) => cmd::log::run(&c),
+        Command::Incident(c) => cmd::incident::run(&c),
         Command::Model(c) => cmd::model::run(&c),
         Command::Principal(c) => cmd::principal::run(&c),
         Command::Serve(a) => cmd::serve::run(&a),

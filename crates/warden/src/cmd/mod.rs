@@ -2,6 +2,7 @@ pub mod auditor;
 pub mod bench;
 pub mod bench_registry;
 pub mod export;
+pub mod incident;
 pub mod init;
 pub mod log;
 pub mod model;

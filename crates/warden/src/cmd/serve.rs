@@ -140,6 +140,8 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             }
         };
         let m = Arc::new(open_with(&dir, &cfg, ledger, engine, digest).await?);
+        // Inline threat detection and its playbook (`[detection]`).
+        let _responder = m.enable_detection(&cfg.detection)?;
         let (stop_schedule, stopped) = tokio::sync::watch::channel(false);
         let schedule = crate::cmd::schedule::spawn(
             Arc::clone(&m),

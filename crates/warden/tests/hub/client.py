@@ -142,7 +142,8 @@ def tampered(spec):
 
     Warden verifies while streaming: a small file is refused before the response
     (500), a larger one is cut before any unverified byte leaves, which the client
-    sees as a body ending early and reports after its retries.
+    sees as a body ending early; the CRITICAL incident's playbook then revokes the
+    version, so its retry meets a disabled repository.
     """
     repo = spec["repo"]
     name = spec["tampered_file"]
@@ -151,7 +152,10 @@ def tampered(spec):
     chain = [e, e.__cause__, getattr(e.__cause__, "__cause__", None)]
     refused = any(isinstance(x, errors.HfHubHTTPError) and x.response.status_code == 500 for x in chain)
     cut = any(type(x).__name__ == "RemoteProtocolError" for x in chain)
-    check(refused or cut, f"tampered blob: refused or cut, got {e!r}")
+    # The integrity incident is CRITICAL: the playbook revokes the version, so the
+    # client's retries meet a disabled repository.
+    revoked = any(isinstance(x, errors.DisabledRepoError) for x in chain)
+    check(refused or cut or revoked, f"tampered blob: refused, cut or revoked, got {e!r}")
     for root, _, files in os.walk(os.environ["HF_HUB_CACHE"]):
         for f in files:
             p = os.path.join(root, f)

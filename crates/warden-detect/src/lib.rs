@@ -1,0 +1,567 @@
+//! Threat detection over Warden's audit event stream, sans-IO.
+//!
+//! The service feeds every event it records ([`Signal`]: the ledger index, time, public
+//! kind and the decrypted facts it already holds) to [`Detector::observe`], inline, in
+//! ledger order, and records each returned [`Incident`] as an `incident` entry whose
+//! evidence is the indices of the entries that triggered it. Nothing here reads a
+//! clock, a file or the network: time is the events' own, so a replay of the ledger
+//! gives the same incidents.
+//!
+//! Detectors (thresholds and windows in [`Config`], defaults documented there):
+//!
+//! | detector | signal | key | severity |
+//! |---|---|---|---|
+//! | `brute_force` | failed authentications in a window | source IP | HIGH |
+//! | `enumeration` | distinct model/version/file fetched in a window | principal | HIGH |
+//! | `exfiltration` | downloads of one artifact in a window | principal + artifact | HIGH |
+//! | `new_network` | a known principal from a network it has never used | principal | HIGH with a token, else MEDIUM |
+//! | `request_rate` | requests a minute far above the principal's own baseline | principal | MEDIUM |
+//! | `repeated_denials` | policy denials in a window | principal | MEDIUM |
+//! | `revoked_access` | an attempt on a revoked version | principal + version | MEDIUM |
+//! | `off_hours` | a known principal at an hour it never works | principal | LOW |
+//! | `integrity` | a stored artifact failed verification | version | CRITICAL |
+//!
+//! Each (detector, key) raises at most one incident per cool-down, so an attack in
+//! progress is one incident, not one per request.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+/// Incident severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// `LOW`, `MEDIUM`, `HIGH`, `CRITICAL`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "LOW",
+            Severity::Medium => "MEDIUM",
+            Severity::High => "HIGH",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+}
+
+/// What kind of event a signal is, as far as detection cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    /// A file or model was served (`model.access`).
+    Access,
+    /// Metadata was read (`registry.read`, decisions).
+    Read,
+    /// The policy refused (`model.denied`).
+    Denied,
+    /// Authentication failed (`auth.failure`).
+    AuthFailure,
+    /// A stored artifact failed verification.
+    IntegrityFailure,
+    /// Anything else (ignored).
+    Other,
+}
+
+/// One recorded event, as the detectors see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Signal<'a> {
+    /// Ledger index of the entry.
+    pub index: u64,
+    /// Entry time, microseconds since the Unix epoch.
+    pub time_micros: u64,
+    pub category: Category,
+    pub principal: Option<&'a str>,
+    /// Id of the token the request used, if any.
+    pub token: Option<&'a str>,
+    pub ip: Option<IpAddr>,
+    pub model: Option<&'a str>,
+    pub version: Option<&'a str>,
+    pub file: Option<&'a str>,
+    /// The decision's reason (policy ids), for denials.
+    pub reason: Option<&'a str>,
+}
+
+/// Thresholds and windows. Defaults are chosen so that a multi-user workload with daily
+/// patterns raises (almost) nothing while each scripted attack of the test suite is
+/// caught within its first minute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Seconds after an incident during which the same detector and key stay quiet.
+    pub cooldown_secs: u64,
+    /// Failed authentications from one IP within `brute_force_window_secs`.
+    pub brute_force_failures: usize,
+    pub brute_force_window_secs: u64,
+    /// Distinct artifacts (model, version, file) one principal fetches within the window.
+    pub enumeration_distinct: usize,
+    pub enumeration_window_secs: u64,
+    /// Downloads of one artifact by one principal within the window.
+    pub exfiltration_downloads: usize,
+    pub exfiltration_window_secs: u64,
+    /// Requests a principal must have made before its networks and hours are known.
+    pub learn_events: u64,
+    /// Prefix lengths that make a "network" (IPv4, IPv6).
+    pub network_prefix_v4: u8,
+    pub network_prefix_v6: u8,
+    /// Requests in a minute above which the rate is compared to the baseline at all.
+    pub rate_min_per_min: usize,
+    /// How many times the principal's busiest minute so far counts as abnormal.
+    pub rate_factor: usize,
+    /// Policy denials of one principal within the window.
+    pub denials: usize,
+    pub denials_window_secs: u64,
+    /// Report requests at hours (UTC) when the principal never works.
+    pub off_hours: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            cooldown_secs: 900,
+            brute_force_failures: 20,
+            brute_force_window_secs: 300,
+            enumeration_distinct: 40,
+            enumeration_window_secs: 600,
+            exfiltration_downloads: 25,
+            exfiltration_window_secs: 600,
+            learn_events: 50,
+            network_prefix_v4: 24,
+            network_prefix_v6: 48,
+            rate_min_per_min: 120,
+            rate_factor: 4,
+            denials: 15,
+            denials_window_secs: 600,
+            off_hours: true,
+        }
+    }
+}
+
+/// `[detection]` in `warden.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    pub enabled: bool,
+    /// Suspend the principal of an incident of at least this severity whose
+    /// credentials are suspect (LOW, MEDIUM, HIGH, CRITICAL; or "never").
+    pub suspend_at: String,
+    /// Revoke the affected versions of an incident of at least this severity.
+    pub revoke_at: String,
+    /// Thresholds and windows.
+    pub thresholds: Config,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            suspend_at: "HIGH".into(),
+            revoke_at: "CRITICAL".into(),
+            thresholds: Config::default(),
+        }
+    }
+}
+
+/// A detection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub detector: String,
+    pub severity: Severity,
+    pub principal: Option<String>,
+    /// The token to suspend (only when it is the attacker's).
+    pub token: Option<String>,
+    pub ip: Option<String>,
+    /// Affected model versions (`model`, `version`), for revocation.
+    pub versions: Vec<(String, String)>,
+    /// Ledger indices of the entries that triggered it (at most [`MAX_EVIDENCE`]).
+    pub evidence: Vec<u64>,
+    pub summary: String,
+    /// Time of the event that raised it.
+    pub time_micros: u64,
+}
+
+/// Most evidence indices one incident carries.
+pub const MAX_EVIDENCE: usize = 100;
+
+const MINUTE: u64 = 60_000_000;
+const SEC: u64 = 1_000_000;
+
+/// Events in a sliding window: (time, index).
+#[derive(Debug, Default)]
+struct Window(VecDeque<(u64, u64)>);
+
+impl Window {
+    fn push(&mut self, t: u64, i: u64, width: u64) -> usize {
+        self.0.push_back((t, i));
+        while self.0.front().is_some_and(|&(t0, _)| t0 + width < t) {
+            self.0.pop_front();
+        }
+        self.0.len()
+    }
+    fn evidence(&self) -> Vec<u64> {
+        let skip = self.0.len().saturating_sub(MAX_EVIDENCE);
+        self.0.iter().skip(skip).map(|&(_, i)| i).collect()
+    }
+}
+
+/// Distinct keys in a sliding window.
+#[derive(Debug, Default)]
+struct Distinct {
+    events: VecDeque<(u64, u64, u64)>,
+    counts: HashMap<u64, usize>,
+}
+
+impl Distinct {
+    fn push(&mut self, t: u64, i: u64, key: u64, width: u64) -> usize {
+        self.events.push_back((t, i, key));
+        *self.counts.entry(key).or_default() += 1;
+        while let Some(&(t0, _, k)) = self.events.front() {
+            if t0 + width >= t {
+                break;
+            }
+            self.events.pop_front();
+            if let Some(c) = self.counts.get_mut(&k) {
+                *c -= 1;
+                if *c == 0 {
+                    self.counts.remove(&k);
+                }
+            }
+        }
+        self.counts.len()
+    }
+    fn evidence(&self) -> Vec<u64> {
+        let skip = self.events.len().saturating_sub(MAX_EVIDENCE);
+        self.events.iter().skip(skip).map(|&(_, i, _)| i).collect()
+    }
+}
+
+/// What is known of one principal.
+#[derive(Debug, Default)]
+struct Principal {
+    seen: u64,
+    networks: HashSet<IpAddr>,
+    hours: [u32; 24],
+    minute: Window,
+    /// Busiest minute so far, once learnt.
+    peak: usize,
+    enumeration: Distinct,
+    per_artifact: HashMap<u64, Window>,
+    denials: Window,
+}
+
+/// A detection before its cool-down check: detector, key, severity, summary,
+/// evidence, and whether the request's token is suspect.
+struct Raised(&'static str, String, Severity, String, Vec<u64>, bool);
+
+/// The detectors' state.
+#[derive(Debug, Default)]
+pub struct Detector {
+    cfg: Config,
+    principals: HashMap<String, Principal>,
+    auth_failures: HashMap<IpAddr, Window>,
+    quiet_until: HashMap<(&'static str, String), u64>,
+}
+
+fn fnv(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain([0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn network(ip: IpAddr, v4: u8, v6: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(v4.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4((bits & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(v6.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((bits & mask).into())
+        }
+    }
+}
+
+impl Detector {
+    /// A detector with `cfg`.
+    #[must_use]
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            ..Self::default()
+        }
+    }
+
+    /// Feeds one event; returns the incidents it raises (usually none).
+    pub fn observe(&mut self, s: &Signal<'_>) -> Vec<Incident> {
+        let mut out = Vec::new();
+        match s.category {
+            Category::AuthFailure => self.auth_failure(s, &mut out),
+            Category::IntegrityFailure => self.integrity(s, &mut out),
+            Category::Access | Category::Read | Category::Denied => self.request(s, &mut out),
+            Category::Other => {}
+        }
+        out
+    }
+
+    /// Whether (detector, key) may raise now; if so, starts its cool-down.
+    fn fire(&mut self, detector: &'static str, key: String, t: u64) -> bool {
+        let until = self.quiet_until.entry((detector, key)).or_insert(0);
+        if t < *until {
+            return false;
+        }
+        *until = t + self.cfg.cooldown_secs * SEC;
+        true
+    }
+
+    fn auth_failure(&mut self, s: &Signal<'_>, out: &mut Vec<Incident>) {
+        let Some(ip) = s.ip else { return };
+        let w = self.auth_failures.entry(ip).or_default();
+        let n = w.push(
+            s.time_micros,
+            s.index,
+            self.cfg.brute_force_window_secs * SEC,
+        );
+        if n >= self.cfg.brute_force_failures {
+            let evidence = w.evidence();
+            if self.fire("brute_force", ip.to_string(), s.time_micros) {
+                out.push(Incident {
+                    detector: "brute_force".into(),
+                    severity: Severity::High,
+                    principal: None,
+                    token: None,
+                    ip: Some(ip.to_string()),
+                    versions: Vec::new(),
+                    evidence,
+                    summary: format!(
+                        "{n} failed authentications from {ip} within {} s",
+                        self.cfg.brute_force_window_secs
+                    ),
+                    time_micros: s.time_micros,
+                });
+            }
+        }
+    }
+
+    fn integrity(&mut self, s: &Signal<'_>, out: &mut Vec<Incident>) {
+        let (Some(m), Some(v)) = (s.model, s.version) else {
+            return;
+        };
+        if self.fire("integrity", format!("{m}@{v}"), s.time_micros) {
+            out.push(Incident {
+                detector: "integrity".into(),
+                severity: Severity::Critical,
+                principal: s.principal.map(str::to_owned),
+                // The requester found the damage; their token is not suspect.
+                token: None,
+                ip: s.ip.map(|i| i.to_string()),
+                versions: vec![(m.to_owned(), v.to_owned())],
+                evidence: vec![s.index],
+                summary: format!(
+                    "a stored artifact of {m}@{v} ({}) failed verification",
+                    s.file.unwrap_or("?")
+                ),
+                time_micros: s.time_micros,
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn request(&mut self, s: &Signal<'_>, out: &mut Vec<Incident>) {
+        let Some(who) = s.principal else { return };
+        let cfg = &self.cfg;
+        let t = s.time_micros;
+        // Looked up by reference: the name is copied once, for a new principal.
+        if !self.principals.contains_key(who) {
+            self.principals.insert(who.to_owned(), Principal::default());
+        }
+        let Some(p) = self.principals.get_mut(who) else {
+            return;
+        };
+        let learnt = p.seen >= cfg.learn_events;
+        let mut raised: Vec<Raised> = Vec::new();
+
+        // Context: a network or an hour this principal has never used.
+        if let Some(ip) = s.ip {
+            let net = network(ip, cfg.network_prefix_v4, cfg.network_prefix_v6);
+            if learnt && !p.networks.contains(&net) {
+                let sev = if s.token.is_some() {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                };
+                raised.push(Raised(
+                    "new_network",
+                    who.to_owned(),
+                    sev,
+                    format!(
+                        "{who} from {ip}, a network it has not used in {} requests",
+                        p.seen
+                    ),
+                    vec![s.index],
+                    true,
+                ));
+            }
+            p.networks.insert(net);
+        }
+        let hour = usize::try_from(t / (3600 * SEC) % 24).unwrap_or(0);
+        let near = |h: usize| p.hours.get(h % 24).copied().unwrap_or(0);
+        if cfg.off_hours && learnt && near(hour) + near(hour + 1) + near(hour + 23) == 0 {
+            raised.push(Raised(
+                "off_hours",
+                who.to_owned(),
+                Severity::Low,
+                format!("{who} active at {hour:02}:00 UTC, outside its usual hours"),
+                vec![s.index],
+                false,
+            ));
+        }
+        if let Some(h) = p.hours.get_mut(hour) {
+            *h += 1;
+        }
+        p.seen += 1;
+
+        // Rate against the principal's own busiest minute so far.
+        let n = p.minute.push(t, s.index, MINUTE);
+        if learnt && n >= cfg.rate_min_per_min && n > cfg.rate_factor.saturating_mul(p.peak.max(1))
+        {
+            raised.push(Raised(
+                "request_rate",
+                who.to_owned(),
+                Severity::Medium,
+                format!(
+                    "{who} made {n} requests in a minute; its busiest minute before was {}",
+                    p.peak
+                ),
+                p.minute.evidence(),
+                true,
+            ));
+        } else {
+            p.peak = p.peak.max(n);
+        }
+
+        match s.category {
+            Category::Access => {
+                let (m, v, f) = (
+                    s.model.unwrap_or(""),
+                    s.version.unwrap_or(""),
+                    s.file.unwrap_or(""),
+                );
+                let key = fnv(&[m, v, f]);
+                let d = p
+                    .enumeration
+                    .push(t, s.index, key, cfg.enumeration_window_secs * SEC);
+                if d >= cfg.enumeration_distinct {
+                    raised.push(Raised(
+                        "enumeration",
+                        who.to_owned(),
+                        Severity::High,
+                        format!(
+                            "{who} fetched {d} distinct artifacts within {} s",
+                            cfg.enumeration_window_secs
+                        ),
+                        p.enumeration.evidence(),
+                        true,
+                    ));
+                }
+                let w = p.per_artifact.entry(key).or_default();
+                let c = w.push(t, s.index, cfg.exfiltration_window_secs * SEC);
+                if c >= cfg.exfiltration_downloads {
+                    raised.push(Raised(
+                        "exfiltration",
+                        format!("{who}/{m}@{v}/{f}"),
+                        Severity::High,
+                        format!(
+                            "{who} downloaded {m}@{v} {f} {c} times within {} s",
+                            cfg.exfiltration_window_secs
+                        ),
+                        w.evidence(),
+                        true,
+                    ));
+                }
+                // Windows of artifacts not touched lately are dropped.
+                if p.per_artifact.len() > 4096 {
+                    let horizon = t.saturating_sub(cfg.exfiltration_window_secs * SEC);
+                    p.per_artifact
+                        .retain(|_, w| w.0.back().is_some_and(|&(t0, _)| t0 >= horizon));
+                }
+            }
+            Category::Denied => {
+                let n = p.denials.push(t, s.index, cfg.denials_window_secs * SEC);
+                if n >= cfg.denials {
+                    raised.push(Raised(
+                        "repeated_denials",
+                        who.to_owned(),
+                        Severity::Medium,
+                        format!(
+                            "{who} was refused {n} times within {} s",
+                            cfg.denials_window_secs
+                        ),
+                        p.denials.evidence(),
+                        true,
+                    ));
+                }
+                if s.reason.is_some_and(|r| r.contains("revoked")) {
+                    let (m, v) = (s.model.unwrap_or(""), s.version.unwrap_or(""));
+                    raised.push(Raised(
+                        "revoked_access",
+                        format!("{who}/{m}@{v}"),
+                        Severity::Medium,
+                        format!("{who} tried to use revoked version {m}@{v}"),
+                        vec![s.index],
+                        false,
+                    ));
+                }
+            }
+            _ => {}
+        }
+
+        for Raised(detector, key, severity, summary, evidence, suspect_token) in raised {
+            if self.fire(detector, key, t) {
+                out.push(Incident {
+                    detector: detector.into(),
+                    severity,
+                    principal: Some(who.to_owned()),
+                    token: if suspect_token {
+                        s.token.map(str::to_owned)
+                    } else {
+                        None
+                    },
+                    ip: s.ip.map(|i| i.to_string()),
+                    versions: Vec::new(),
+                    evidence,
+                    summary,
+                    time_micros: t,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_are_prefixes() {
+        let a: IpAddr = "192.0.2.77".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(network(a, 24, 48), IpAddr::from([192, 0, 2, 0]));
+        assert_eq!(network(a, 0, 48), IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(network(a, 32, 48), a);
+    }
+}
