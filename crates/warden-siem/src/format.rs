@@ -642,17 +642,28 @@ fn ocsf(it: &Item<'_>, sev: u8) -> Value {
                 }
             }
             2004 => {
-                let title = ev
-                    .details
-                    .as_ref()
-                    .and_then(|d| d.get("type"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("incident");
-                doc.insert(
-                    "finding_info".into(),
-                    json!({"uid": format!("{}/{}", h.origin, h.index), "title": title,
-                           "desc": ev.reason.clone().unwrap_or_default()}),
-                );
+                let d = ev.details.as_ref();
+                let field = |k: &str| d.and_then(|d| d.get(k)).and_then(Value::as_str);
+                // A detection names its detector and summary; an integrity failure its type.
+                let title = field("detector").or(field("type")).unwrap_or("incident");
+                let desc = field("summary")
+                    .or(field("what"))
+                    .map_or_else(|| ev.reason.clone().unwrap_or_default(), str::to_owned);
+                let mut info = json!({"uid": format!("{}/{}", h.origin, h.index), "title": title,
+                                      "desc": desc});
+                // The triggering entries, by their ledger uids.
+                if let (Some(evidence), Some(o)) = (
+                    d.and_then(|d| d.get("evidence")).and_then(Value::as_array),
+                    info.as_object_mut(),
+                ) {
+                    let related: Vec<Value> = evidence
+                        .iter()
+                        .filter_map(Value::as_u64)
+                        .map(|i| json!({"uid": format!("{}/{i}", h.origin)}))
+                        .collect();
+                    o.insert("related_events".into(), related.into());
+                }
+                doc.insert("finding_info".into(), info);
             }
             _ => {}
         }

@@ -346,6 +346,12 @@ fn check_delivery(
                 );
                 if kind == "incident" {
                     assert_eq!(v["severity_id"], 5, "{ctx}: CRITICAL");
+                    assert_eq!(v["finding_info"]["title"], "integrity", "{ctx}");
+                    assert_eq!(
+                        v["finding_info"]["uid"],
+                        format!("test.local/siem/{i}"),
+                        "{ctx}"
+                    );
                 }
             }
             "cef" => {
