@@ -69,6 +69,9 @@ pub struct Source {
     auditor: Option<std::sync::Arc<RecipientSecretKey>>,
     keys: HashMap<u64, Option<DataKey>>,
     buf: Vec<u8>,
+    /// The ledger's segments, kept open while the segment index is unchanged, with
+    /// that index's identity when it was read.
+    view: Option<(LogView, Stamp)>,
     cp_buf: Vec<u8>,
 }
 
@@ -95,6 +98,18 @@ fn open(path: &Path) -> Result<Option<LogView>, SiemError> {
             index: 0,
             detail: e.to_string(),
         })
+}
+
+/// What identifies the segment index and the active file's presence: a seal or a
+/// removal rewrites the index (a new inode), the first append creates the file.
+type Stamp = (Option<(u64, u64, Option<std::time::SystemTime>)>, bool);
+
+fn stamp(log: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt as _;
+    let index = std::fs::metadata(warden_store::segments::index_path(log))
+        .ok()
+        .map(|m| (m.ino(), m.len(), m.modified().ok()));
+    (index, log.exists())
 }
 
 fn open_file(path: &Path) -> Result<Option<File>, SiemError> {
@@ -130,6 +145,7 @@ impl Source {
             auditor,
             keys: HashMap::new(),
             buf: Vec::new(),
+            view: None,
             cp_buf: Vec::new(),
         };
         s.check_position()?;
@@ -142,11 +158,12 @@ impl Source {
         if self.pos.next == 0 && self.pos.offset == 0 {
             return Ok(());
         }
-        let Some(f) = open(&self.log)? else {
+        let Some(view) = self.take_view()? else {
             return Err(self.mismatch("the entries file is missing"));
         };
+        let f = &view.0;
         if let Some(ro) = self.pos.rotation_offset {
-            let line = self.line_at(&f, ro)?;
+            let line = self.line_at(f, ro)?;
             let Ok(e) = entry::parse_line(&line) else {
                 return Err(self.mismatch("no key.rotation entry at the saved offset"));
             };
@@ -161,7 +178,7 @@ impl Source {
             return Err(self.mismatch("the entries file is shorter than the saved offset"));
         }
         if self.pos.offset < len {
-            let line = self.line_at(&f, self.pos.offset)?;
+            let line = self.line_at(f, self.pos.offset)?;
             match entry::parse_line(&line) {
                 Ok(e) if e.header.index == self.pos.next => {}
                 _ => {
@@ -169,7 +186,24 @@ impl Source {
                 }
             }
         }
+        self.put_view(view);
         Ok(())
+    }
+
+    /// The segments, reopened only when the index changed since they were opened
+    /// (parsing it on every read would cost more as the index grows). Give it back
+    /// with [`Source::put_view`].
+    fn take_view(&mut self) -> Result<Option<(LogView, Stamp)>, SiemError> {
+        // Taken before opening: a change while opening shows as a new stamp next time.
+        let now = stamp(&self.log);
+        match self.view.take() {
+            Some((v, s)) if s == now => Ok(Some((v, s))),
+            _ => Ok(open(&self.log)?.map(|v| (v, now))),
+        }
+    }
+
+    fn put_view(&mut self, view: (LogView, Stamp)) {
+        self.view = Some(view);
     }
 
     fn mismatch(&self, detail: &str) -> SiemError {
@@ -297,14 +331,16 @@ impl Source {
         if self.pos.next >= self.covered || max == 0 {
             return Ok(0);
         }
-        let Some(f) = open(&self.log)? else {
+        let Some(view) = self.take_view()? else {
             return Ok(0);
         };
+        let f = &view.0;
         // Sized once; its bytes are overwritten by each read, never zeroed again.
         self.buf.resize(CHUNK_BYTES.max(MAX_LINE_LEN + 1), 0);
         let n = f
             .read_full_at(&mut self.buf, self.pos.offset)
             .map_err(io("read", &self.log))?;
+        self.put_view(view);
         let buf = std::mem::take(&mut self.buf);
         let data = buf.get(..n).unwrap_or_default();
         let mut passed = 0usize;
