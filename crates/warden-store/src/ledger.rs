@@ -426,19 +426,7 @@ impl Ledger {
         let keep = usize::try_from(covered - active_first).unwrap_or(usize::MAX);
         let mut range = match sealed {
             None => CompactRange::new(),
-            Some(l) => {
-                let hashes = l
-                    .range
-                    .iter()
-                    .map(|h| warden_core::hex::decode_array::<32>(h.as_bytes()))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| StoreError::Corrupt {
-                        detail: format!("segment index range: {e}"),
-                    })?;
-                CompactRange::from_parts(l.end, hashes).ok_or_else(|| StoreError::Corrupt {
-                    detail: "segment index range does not fit its size".into(),
-                })?
-            }
+            Some(l) => crate::segments::decode_range(l.end, &l.range)?,
         };
         let mut keep_bytes = 0usize;
         for l in lines.iter().take(keep) {

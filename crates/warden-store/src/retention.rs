@@ -18,7 +18,6 @@ use crate::ledger::{DurableState, checkpoints_path};
 use crate::segments::{Removal, SegmentRecord, load_index, segment_path, store_index};
 use serde::Serialize;
 use std::path::Path;
-use warden_core::merkle::CompactRange;
 use warden_core::time::Timestamp;
 use warden_core::verify::{ResumeState, VerifyConfig};
 
@@ -148,14 +147,7 @@ pub fn plan(
 }
 
 fn range_root(st: &ResumeState) -> Result<String, StoreError> {
-    let hashes = st
-        .range
-        .iter()
-        .map(|h| warden_core::hex::decode_array::<32>(h.as_bytes()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let range = CompactRange::from_parts(st.size, hashes).ok_or_else(|| StoreError::Corrupt {
-        detail: "verification state range does not fit its size".into(),
-    })?;
+    let range = crate::segments::decode_range(st.size, &st.range)?;
     Ok(warden_core::hex::encode(&range.root()))
 }
 

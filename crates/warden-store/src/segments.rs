@@ -126,6 +126,24 @@ pub fn segment_path(log: &Path, rec: &SegmentRecord) -> PathBuf {
     log.parent().unwrap_or(Path::new(".")).join(&rec.file)
 }
 
+/// The compact Merkle range of a tree of `size` entries from its hex hashes (as the
+/// index and verification states keep it).
+pub fn decode_range(
+    size: u64,
+    hex: &[String],
+) -> Result<warden_core::merkle::CompactRange, StoreError> {
+    let hashes = hex
+        .iter()
+        .map(|h| warden_core::hex::decode_array::<32>(h.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt {
+            detail: format!("saved Merkle range: {e}"),
+        })?;
+    warden_core::merkle::CompactRange::from_parts(size, hashes).ok_or_else(|| StoreError::Corrupt {
+        detail: "a saved Merkle range does not fit its size".into(),
+    })
+}
+
 /// Longest accepted index file.
 const MAX_INDEX_BYTES: u64 = 256 << 20;
 
