@@ -1283,12 +1283,7 @@ impl SecureModelManager {
             v.revoked_reason = Some(r.to_owned());
         }
         let mut tx = self.db.begin().await?;
-        Db::update_version(&mut tx, &v).await?;
-        for (alias, version) in self.db.aliases(&v.model).await? {
-            if version == v.version && alias != "latest" {
-                Db::set_alias(&mut tx, &v.model, &alias, None).await?;
-            }
-        }
+        self.store_end_state(&mut tx, &v).await?;
         let mut ev = Self::version_event(
             caller,
             action,
@@ -1307,6 +1302,22 @@ impl SecureModelManager {
         let r = self.audit(kind, &ev).await?;
         self.db.commit(tx).await?;
         Ok(r)
+    }
+
+    /// Writes a version that was retired or revoked, and drops the operator aliases
+    /// that pointed at it (`latest` stays: it names the newest registration).
+    pub(crate) async fn store_end_state(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        v: &VersionRow,
+    ) -> Result<(), RegistryError> {
+        Db::update_version(tx, v).await?;
+        for (alias, version) in self.db.aliases(&v.model).await? {
+            if version == v.version && alias != "latest" {
+                Db::set_alias(tx, &v.model, &alias, None).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Points an operator alias at a version (`production` and `latest` are managed by

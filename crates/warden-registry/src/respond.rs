@@ -191,7 +191,7 @@ impl SecureModelManager {
                 v.updated_at = self.now_secs();
                 v.revoked_reason = Some(format!("incident {}: {}", r.index, inc.summary));
                 let mut tx = self.db.begin().await?;
-                Db::update_version(&mut tx, &v).await?;
+                self.store_end_state(&mut tx, &v).await?;
                 let ev = Event {
                     user: Some("system".into()),
                     model: Some(model.clone()),
