@@ -19,6 +19,7 @@
 //! receivers that never close a connection; then a receiver crash can lose data.
 
 mod http;
+pub mod webhook;
 
 pub use crate::destination::Destination;
 pub use http::HttpOptions;

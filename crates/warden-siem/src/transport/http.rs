@@ -74,7 +74,7 @@ impl Http {
 
 /// Reads a response head and a `Content-Length` body; returns the status and whether
 /// the connection can be reused.
-fn read_response(conn: &mut Conn) -> io::Result<(u16, bool)> {
+pub(super) fn read_response(conn: &mut Conn) -> io::Result<(u16, bool)> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
