@@ -152,6 +152,16 @@ pub struct DetectionConfig {
     pub suspend_at: String,
     /// Revoke the affected versions of an incident of at least this severity.
     pub revoke_at: String,
+    /// Send incidents of at least this severity to the webhooks (each webhook can
+    /// raise it with its own `min_severity`).
+    pub alert_at: String,
+    /// Per-detector overrides of `suspend_at`, `revoke_at` and `alert_at`
+    /// (`[detection.playbooks.<detector>]`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub playbooks: std::collections::BTreeMap<String, PlaybookOverride>,
+    /// Where alerts are sent (`[[detection.webhooks]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookConfig>,
     /// Thresholds and windows.
     pub thresholds: Config,
 }
@@ -162,10 +172,76 @@ impl Default for DetectionConfig {
             enabled: true,
             suspend_at: "HIGH".into(),
             revoke_at: "CRITICAL".into(),
+            alert_at: "LOW".into(),
+            playbooks: std::collections::BTreeMap::new(),
+            webhooks: Vec::new(),
             thresholds: Config::default(),
         }
     }
 }
+
+/// One detector's playbook, where it differs from `[detection]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybookOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_at: Option<String>,
+}
+
+/// A webhook that receives incidents as JSON `POST`s, retried with exponential
+/// back-off until it answers 2xx.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `https://host[:port]/path` (`http://` only to a loopback address).
+    pub url: String,
+    /// Least severity sent to this webhook.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: String,
+    /// Environment variable holding a bearer token (`Authorization: Bearer ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// Environment variable holding the HMAC-SHA256 key that signs each body
+    /// (`X-Warden-Signature`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    /// CA bundle (PEM) trusted for `https://` (default: the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<std::path::PathBuf>,
+    /// Deliveries tried before giving up (at least 1).
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Wait before the first retry; doubled after each failure, at most 5 minutes.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+}
+
+fn default_min_severity() -> String {
+    "LOW".into()
+}
+fn default_attempts() -> u32 {
+    8
+}
+fn default_backoff_ms() -> u64 {
+    1000
+}
+
+/// The detectors' names, as in incidents and `[detection.playbooks.<detector>]`.
+pub const DETECTORS: [&str; 9] = [
+    "brute_force",
+    "enumeration",
+    "exfiltration",
+    "new_network",
+    "request_rate",
+    "repeated_denials",
+    "revoked_access",
+    "off_hours",
+    "integrity",
+];
 
 /// A detection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -11,13 +11,115 @@
 //! take; each action's entry is written once the change is committed, so a reader who
 //! sees it can rely on the change being in force. The responder's own entries are not
 //! fed back to the detectors.
+//!
+//! Alerts go to the configured [`AlertSink`]s (webhooks) from incidents of at least
+//! their severity, each retried with exponential back-off in its own task so a slow
+//! receiver never holds up the next incident's playbook. Each alert's outcome
+//! (delivered, or given up after the last attempt) is a `playbook.alert` entry. An
+//! alert still being retried when the service stops is not resent on restart: the
+//! incident itself is in the ledger, and reaches SIEMs as a Detection Finding.
 
 use crate::db::Db;
 use crate::manager::SecureModelManager;
 use serde_json::json;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 use warden_core::entry::Event;
 use warden_detect::{Category, DetectionConfig, Detector, Incident, Severity, Signal};
+
+/// Where alerts go (a webhook; implemented by the service over HTTP).
+pub trait AlertSink: Send + Sync + std::fmt::Debug {
+    /// Where it delivers, for the ledger (no secrets).
+    fn name(&self) -> String;
+    /// Delivers one JSON alert at Unix time `now_secs` (blocking: called on a blocking
+    /// thread). The error says why it was not accepted.
+    fn deliver(&self, body: &[u8], now_secs: u64) -> Result<(), String>;
+}
+
+/// An alert sink with its severity and retry schedule.
+#[derive(Clone, Debug)]
+pub struct AlertTarget {
+    pub sink: Arc<dyn AlertSink>,
+    /// Least severity sent here (`LOW` ... `CRITICAL`).
+    pub min_severity: String,
+    /// Deliveries tried before giving up.
+    pub attempts: u32,
+    /// Wait before the first retry; doubled after each failure.
+    pub backoff: Duration,
+}
+
+/// Longest wait between two deliveries of one alert.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Severity thresholds of one detector's playbook (`None`: never).
+#[derive(Clone, Copy, Debug)]
+struct Thresholds {
+    suspend: Option<Severity>,
+    revoke: Option<Severity>,
+    alert: Option<Severity>,
+}
+
+#[derive(Debug)]
+struct Playbooks {
+    default: Thresholds,
+    by_detector: std::collections::HashMap<String, Thresholds>,
+    alerts: Vec<(AlertTarget, Severity)>,
+}
+
+impl Playbooks {
+    fn new(cfg: &DetectionConfig, alerts: Vec<AlertTarget>) -> Result<Self, String> {
+        let default = Thresholds {
+            suspend: severity(&cfg.suspend_at).map_err(|e| format!("suspend_at: {e}"))?,
+            revoke: severity(&cfg.revoke_at).map_err(|e| format!("revoke_at: {e}"))?,
+            alert: severity(&cfg.alert_at).map_err(|e| format!("alert_at: {e}"))?,
+        };
+        let mut by_detector = std::collections::HashMap::new();
+        for (name, o) in &cfg.playbooks {
+            if !warden_detect::DETECTORS.contains(&name.as_str()) {
+                return Err(format!(
+                    "playbooks.{name}: no such detector (one of {})",
+                    warden_detect::DETECTORS.join(", ")
+                ));
+            }
+            let get = |v: &Option<String>, d: Option<Severity>, what: &str| match v {
+                Some(v) => severity(v).map_err(|e| format!("playbooks.{name}.{what}: {e}")),
+                None => Ok(d),
+            };
+            by_detector.insert(
+                name.clone(),
+                Thresholds {
+                    suspend: get(&o.suspend_at, default.suspend, "suspend_at")?,
+                    revoke: get(&o.revoke_at, default.revoke, "revoke_at")?,
+                    alert: get(&o.alert_at, default.alert, "alert_at")?,
+                },
+            );
+        }
+        let mut targets = Vec::new();
+        for a in alerts {
+            let min = severity(&a.min_severity)
+                .map_err(|e| format!("webhook {}: min_severity: {e}", a.sink.name()))?
+                .ok_or_else(|| {
+                    format!("webhook {}: min_severity cannot be never", a.sink.name())
+                })?;
+            if a.attempts == 0 {
+                return Err(format!(
+                    "webhook {}: attempts must be at least 1",
+                    a.sink.name()
+                ));
+            }
+            targets.push((a, min));
+        }
+        Ok(Self {
+            default,
+            by_detector,
+            alerts: targets,
+        })
+    }
+
+    fn for_detector(&self, name: &str) -> Thresholds {
+        self.by_detector.get(name).copied().unwrap_or(self.default)
+    }
+}
 
 fn severity(s: &str) -> Result<Option<Severity>, String> {
     Ok(Some(match s.to_ascii_uppercase().as_str() {
@@ -39,7 +141,7 @@ pub(crate) struct Hook {
 }
 
 /// Kinds the responder writes; never fed back to the detectors.
-const OWN_KINDS: [&str; 2] = ["playbook.suspend", "playbook.revoke"];
+const OWN_KINDS: [&str; 3] = ["playbook.suspend", "playbook.revoke", "playbook.alert"];
 
 impl Hook {
     /// Feeds one durable entry to the detectors.
@@ -98,17 +200,18 @@ impl Hook {
 
 impl SecureModelManager {
     /// Turns on inline detection and the responder task (call once, from a Tokio
-    /// runtime). Returns the task; it ends when the manager is dropped.
+    /// runtime), alerting `alerts`. Returns the task; it ends when the manager is
+    /// dropped.
     pub fn enable_detection(
         self: &Arc<Self>,
         cfg: &DetectionConfig,
+        alerts: Vec<AlertTarget>,
     ) -> Result<Option<tokio::task::JoinHandle<()>>, crate::RegistryError> {
         if !cfg.enabled {
             return Ok(None);
         }
         let bad = |e: String| crate::RegistryError::invalid("[detection]", e);
-        let suspend_at = severity(&cfg.suspend_at).map_err(bad)?;
-        let revoke_at = severity(&cfg.revoke_at).map_err(bad)?;
+        let playbooks = Arc::new(Playbooks::new(cfg, alerts).map_err(bad)?);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Incident>();
         let hook = Hook {
             detector: Mutex::new(Detector::new(cfg.thresholds.clone())),
@@ -122,7 +225,7 @@ impl SecureModelManager {
         Ok(Some(tokio::spawn(async move {
             while let Some(inc) = rx.recv().await {
                 let Some(m) = weak.upgrade() else { return };
-                if let Err(e) = m.respond(&inc, suspend_at, revoke_at).await {
+                if let Err(e) = m.respond(&inc, &playbooks).await {
                     log(&format!("responding to a {} incident: {e}", inc.detector));
                 }
             }
@@ -131,18 +234,31 @@ impl SecureModelManager {
 
     /// Records `inc` and runs the playbook.
     async fn respond(
-        &self,
+        self: &Arc<Self>,
         inc: &Incident,
-        suspend_at: Option<Severity>,
-        revoke_at: Option<Severity>,
+        playbooks: &Playbooks,
     ) -> Result<(), crate::RegistryError> {
+        let t = playbooks.for_detector(&inc.detector);
         let at = |t: Option<Severity>| t.is_some_and(|t| inc.severity >= t);
         let mut actions = Vec::new();
-        if at(suspend_at) && inc.token.is_some() && inc.principal.is_some() {
+        if at(t.suspend) && inc.token.is_some() && inc.principal.is_some() {
             actions.push("suspend");
         }
-        if at(revoke_at) && !inc.versions.is_empty() {
+        if at(t.revoke) && !inc.versions.is_empty() {
             actions.push("revoke");
+        }
+        let alerts: Vec<&AlertTarget> = if at(t.alert) {
+            playbooks
+                .alerts
+                .iter()
+                .filter(|(_, min)| inc.severity >= *min)
+                .map(|(a, _)| a)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !alerts.is_empty() {
+            actions.push("alert");
         }
         let ev = Event {
             user: inc.principal.clone(),
@@ -156,10 +272,27 @@ impl SecureModelManager {
                 "type": "detection", "severity": inc.severity, "detector": inc.detector,
                 "summary": inc.summary, "evidence": inc.evidence, "versions": inc.versions,
                 "playbook": actions,
+                "alerts": alerts.iter().map(|a| a.sink.name()).collect::<Vec<_>>(),
             })),
             ..Event::default()
         };
         let r = self.audit("incident", &ev).await?;
+        // Alerts go out at once, beside the playbook's other actions.
+        let mut now = Vec::new();
+        self.clock.now().write_to(&mut now);
+        let now = String::from_utf8(now).unwrap_or_default();
+        let body = serde_json::to_vec(&json!({
+            "type": "warden.incident",
+            "incident": r.index,
+            "time": now,
+            "severity": inc.severity, "detector": inc.detector, "summary": inc.summary,
+            "principal": inc.principal, "ip": inc.ip, "versions": inc.versions,
+            "evidence": inc.evidence, "playbook": actions,
+        }))
+        .unwrap_or_default();
+        for a in alerts {
+            tokio::spawn(Arc::clone(self).alert(a.clone(), r.index, body.clone()));
+        }
         if actions.contains(&"suspend")
             && let Some(p) = &inc.principal
             && self.db.principal(p).await?.is_some_and(|row| row.active)
@@ -207,6 +340,55 @@ impl SecureModelManager {
             }
         }
         Ok(())
+    }
+}
+
+impl SecureModelManager {
+    /// Delivers one alert with retries, then records the outcome as `playbook.alert`.
+    async fn alert(self: Arc<Self>, target: AlertTarget, incident: u64, body: Vec<u8>) {
+        let body = Arc::new(body);
+        let mut wait = target.backoff;
+        let mut attempts = 0u32;
+        let mut error = None;
+        while attempts < target.attempts {
+            if attempts > 0 {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_BACKOFF);
+            }
+            attempts += 1;
+            let (sink, b, now) = (Arc::clone(&target.sink), Arc::clone(&body), self.now_secs());
+            let now = u64::try_from(now).unwrap_or_default();
+            match tokio::task::spawn_blocking(move || sink.deliver(&b, now)).await {
+                Ok(Ok(())) => {
+                    error = None;
+                    break;
+                }
+                Ok(Err(e)) => error = Some(e),
+                Err(e) => error = Some(e.to_string()),
+            }
+            metrics::counter!("warden_alert_failures_total").increment(1);
+        }
+        let delivered = error.is_none();
+        if let Some(e) = &error {
+            log(&format!(
+                "alert for incident {incident} to {}: gave up after {attempts} attempts: {e}",
+                target.sink.name()
+            ));
+        }
+        let ev = Event {
+            user: Some("system".into()),
+            action: Some("alert".into()),
+            decision: Some(if delivered { "allow" } else { "error" }.into()),
+            reason: error.clone(),
+            details: Some(json!({
+                "incident": incident, "sink": target.sink.name(), "delivered": delivered,
+                "attempts": attempts, "error": error,
+            })),
+            ..Event::default()
+        };
+        if let Err(e) = self.audit("playbook.alert", &ev).await {
+            log(&format!("recording the alert for incident {incident}: {e}"));
+        }
     }
 }
 
@@ -280,5 +462,44 @@ impl SecureModelManager {
             ..Event::default()
         };
         self.audit("incident.ack", &ev).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn playbooks_apply_per_detector_overrides_and_refuse_unknown_detectors() {
+        let cfg: DetectionConfig = toml::from_str(
+            r#"
+            suspend_at = "HIGH"
+            [playbooks.new_network]
+            suspend_at = "never"
+            alert_at = "MEDIUM"
+            "#,
+        )
+        .unwrap();
+        let p = Playbooks::new(&cfg, Vec::new()).unwrap();
+        let nn = p.for_detector("new_network");
+        assert!(nn.suspend.is_none());
+        assert_eq!(nn.alert, Some(Severity::Medium));
+        assert_eq!(nn.revoke, Some(Severity::Critical), "not overridden");
+        assert_eq!(p.for_detector("brute_force").suspend, Some(Severity::High));
+
+        let bad: DetectionConfig =
+            toml::from_str("[playbooks.new_netwrok]\nsuspend_at = \"never\"").unwrap();
+        let e = Playbooks::new(&bad, Vec::new()).unwrap_err();
+        assert!(
+            e.contains("new_netwrok") && e.contains("new_network"),
+            "{e}"
+        );
+        let bad: DetectionConfig = toml::from_str("alert_at = \"SEVERE\"").unwrap();
+        assert!(
+            Playbooks::new(&bad, Vec::new())
+                .unwrap_err()
+                .contains("alert_at")
+        );
     }
 }

@@ -1862,7 +1862,9 @@ fn detection_raises_incidents_and_the_playbook_suspends_and_revokes() {
         ..Default::default()
     };
     let m = Arc::clone(fx.m.as_ref().unwrap());
-    fx.rt.block_on(async { m.enable_detection(&cfg) }).unwrap();
+    fx.rt
+        .block_on(async { m.enable_detection(&cfg, Vec::new()) })
+        .unwrap();
     drop(m);
     let eng = fx.token("eng", &["model:load"], 3600);
     let admin = fx.token("admin", &["model:load"], 3600);

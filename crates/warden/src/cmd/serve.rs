@@ -141,7 +141,8 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         };
         let m = Arc::new(open_with(&dir, &cfg, ledger, engine, digest).await?);
         // Inline threat detection and its playbook (`[detection]`).
-        let _responder = m.enable_detection(&cfg.detection)?;
+        let alerts = webhooks(&dir, &cfg.detection.webhooks)?;
+        let _responder = m.enable_detection(&cfg.detection, alerts)?;
         let (stop_schedule, stopped) = tokio::sync::watch::channel(false);
         let schedule = crate::cmd::schedule::spawn(
             Arc::clone(&m),
@@ -259,6 +260,62 @@ impl Exporters {
 }
 
 /// Reads a file of at most `max` bytes.
+/// A webhook as an alert sink.
+#[derive(Debug)]
+struct WebhookSink {
+    url: String,
+    hook: std::sync::Mutex<warden_siem::transport::webhook::Webhook>,
+}
+
+impl warden_registry::respond::AlertSink for WebhookSink {
+    fn name(&self) -> String {
+        self.url.clone()
+    }
+    fn deliver(&self, body: &[u8], now_secs: u64) -> Result<(), String> {
+        self.hook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .post(body, now_secs)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The alert sinks of `[[detection.webhooks]]`, with their secrets from the environment.
+fn webhooks(
+    dir: &warden_store::config::DataDir,
+    hooks: &[warden_detect::WebhookConfig],
+) -> Result<Vec<warden_registry::respond::AlertTarget>> {
+    let secret = |var: &Option<String>| -> Result<Option<zeroize::Zeroizing<String>>> {
+        let Some(var) = var else { return Ok(None) };
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Some(zeroize::Zeroizing::new(v))),
+            _ => anyhow::bail!("[[detection.webhooks]]: the environment variable {var} is not set"),
+        }
+    };
+    let mut out = Vec::new();
+    for h in hooks {
+        let tls = warden_siem::transport::TlsFiles {
+            ca: h.ca.as_ref().map(|p| dir.resolve(p)),
+            ..Default::default()
+        };
+        let key = secret(&h.secret_env)?.map(|k| zeroize::Zeroizing::new(k.as_bytes().to_vec()));
+        let hook =
+            warden_siem::transport::webhook::Webhook::new(&h.url, &tls, secret(&h.token_env)?, key)
+                .with_context(|| format!("[[detection.webhooks]] {}", h.url))?;
+        out.push(warden_registry::respond::AlertTarget {
+            sink: Arc::new(WebhookSink {
+                url: hook.url().to_owned(),
+                hook: std::sync::Mutex::new(hook),
+            }),
+            min_severity: h.min_severity.clone(),
+            attempts: h.attempts,
+            backoff: std::time::Duration::from_millis(h.backoff_ms),
+        });
+    }
+    Ok(out)
+}
+
 fn read_limited(path: &std::path::Path, max: usize) -> Result<Vec<u8>> {
     use std::io::Read as _;
     let mut buf = Vec::new();
