@@ -68,6 +68,22 @@ pub struct Provenance {
     /// `name@version` of the model this one was derived from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_model: Option<String>,
+    /// The signed training record (`warden training record`) this provenance was taken
+    /// from; the registry checks that it attests exactly the registered files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<AttestationRef>,
+}
+
+/// A reference to a verified training record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationRef {
+    /// The principal who signed it.
+    pub signer: String,
+    /// SHA-256 of the envelope as given, hex.
+    pub digest: String,
+    /// The root digest of the files it attests.
+    pub root: String,
 }
 
 /// A training data reference.
@@ -297,6 +313,23 @@ pub fn verify(
             env.payload_type
         )));
     }
+    let payload = signed_payload(env, signer, key)?;
+    let st: Statement = serde_json::from_slice(&payload)
+        .map_err(|e| ManifestError::Invalid(format!("statement: {e}")))?;
+    check_statement(&st, model, version)?;
+    Ok(VerifiedManifest {
+        statement: st,
+        signer: signer.to_owned(),
+    })
+}
+
+/// The payload of `env` after checking its one signature: by `signer`'s registered
+/// `key`, over the DSSE encoding.
+fn signed_payload(
+    env: &Envelope,
+    signer: &str,
+    key: &VerifyingKey,
+) -> Result<Vec<u8>, ManifestError> {
     let [sig] = env.signatures.as_slice() else {
         return Err(ManifestError::Signer(format!(
             "expected exactly one signature, found {}",
@@ -318,13 +351,7 @@ pub fn verify(
         .map_err(|_| ManifestError::Signer("signature is not base64".into()))?;
     key.verify(&pae(&env.payload_type, &payload), &sigb)
         .map_err(|_| ManifestError::Signer(format!("invalid signature for {signer}")))?;
-    let st: Statement = serde_json::from_slice(&payload)
-        .map_err(|e| ManifestError::Invalid(format!("statement: {e}")))?;
-    check_statement(&st, model, version)?;
-    Ok(VerifiedManifest {
-        statement: st,
-        signer: signer.to_owned(),
-    })
+    Ok(payload)
 }
 
 fn check_statement(st: &Statement, model: &str, version: &str) -> Result<(), ManifestError> {
@@ -451,4 +478,127 @@ mod tests {
         }
         check_file_name("sub/dir/model.safetensors").unwrap();
     }
+}
+
+/// DSSE payload type of a training record.
+pub const TRAINING_PAYLOAD_TYPE: &str = "application/vnd.warden.training-record+json";
+/// Predicate type of a training record.
+pub const TRAINING_PREDICATE_TYPE: &str = "https://warden.local/training-record/v1";
+
+/// What `warden training record` attests: the model's files (the fingerprint), where
+/// they came from, and when. An in-toto Statement v1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingStatement {
+    #[serde(rename = "_type")]
+    pub type_: String,
+    pub subject: Vec<Subject>,
+    #[serde(rename = "predicateType")]
+    pub predicate_type: String,
+    pub predicate: TrainingPredicate,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingPredicate {
+    /// The model's files, sorted by name (the subject digest is their root).
+    pub resources: Vec<Resource>,
+    pub provenance: Provenance,
+    /// RFC 3339 time of recording.
+    pub recorded_at: String,
+}
+
+/// Builds a training statement over `resources` (sorted here).
+#[must_use]
+pub fn training_statement(
+    name: &str,
+    mut resources: Vec<Resource>,
+    provenance: Provenance,
+    recorded_at: String,
+) -> TrainingStatement {
+    resources.sort_by(|a, b| a.name.cmp(&b.name));
+    TrainingStatement {
+        type_: STATEMENT_TYPE.to_owned(),
+        subject: vec![Subject {
+            name: name.to_owned(),
+            digest: SubjectDigest {
+                sha256: root_digest(&resources),
+            },
+        }],
+        predicate_type: TRAINING_PREDICATE_TYPE.to_owned(),
+        predicate: TrainingPredicate {
+            resources,
+            provenance,
+            recorded_at,
+        },
+    }
+}
+
+/// Signs a training statement as `principal`.
+pub fn sign_training(
+    st: &TrainingStatement,
+    principal: &str,
+    key: &SigningKey,
+) -> Result<Envelope, ManifestError> {
+    let payload =
+        serde_json::to_vec(st).map_err(|e| ManifestError::Invalid(format!("encoding: {e}")))?;
+    let sig = key.sign(&pae(TRAINING_PAYLOAD_TYPE, &payload))?;
+    Ok(Envelope {
+        payload_type: TRAINING_PAYLOAD_TYPE.to_owned(),
+        payload: B64.encode(&payload),
+        signatures: vec![EnvelopeSignature {
+            keyid: key_id(principal, &key.verifying_key()),
+            sig: B64.encode(sig),
+        }],
+    })
+}
+
+/// The principal named by an envelope's only signature (`principal:keyhash`).
+#[must_use]
+pub fn claimed_signer(env: &Envelope) -> Option<String> {
+    let [sig] = env.signatures.as_slice() else {
+        return None;
+    };
+    sig.keyid.rsplit_once(':').map(|(p, _)| p.to_owned())
+}
+
+/// Checks a training record: one signature by `signer`'s registered `key` over the
+/// DSSE encoding, the statement well formed, the subject the root of its files.
+pub fn verify_training(
+    env: &Envelope,
+    signer: &str,
+    key: &VerifyingKey,
+) -> Result<TrainingStatement, ManifestError> {
+    if env.payload_type != TRAINING_PAYLOAD_TYPE {
+        return Err(ManifestError::Invalid(format!(
+            "payload type {:?} is not {TRAINING_PAYLOAD_TYPE}",
+            env.payload_type
+        )));
+    }
+    let payload = signed_payload(env, signer, key)?;
+    let st: TrainingStatement = serde_json::from_slice(&payload)
+        .map_err(|e| ManifestError::Invalid(format!("training record: {e}")))?;
+    if st.type_ != STATEMENT_TYPE || st.predicate_type != TRAINING_PREDICATE_TYPE {
+        return Err(ManifestError::Invalid("not a training record".into()));
+    }
+    let r = &st.predicate.resources;
+    if r.is_empty() || r.len() > MAX_FILES {
+        return Err(ManifestError::Invalid(
+            "a training record lists 1 to 100000 files".into(),
+        ));
+    }
+    for f in r {
+        check_file_name(&f.name)?;
+    }
+    let [subject] = st.subject.as_slice() else {
+        return Err(ManifestError::Invalid(
+            "expected exactly one subject".into(),
+        ));
+    };
+    if subject.digest.sha256 != root_digest(r) {
+        return Err(ManifestError::Invalid(
+            "the subject digest is not the root of the listed files".into(),
+        ));
+    }
+    Ok(st)
 }

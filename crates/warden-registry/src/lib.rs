@@ -20,7 +20,7 @@ pub mod tokens;
 pub use error::RegistryError;
 pub use load::{LoadedFile, LoadedModel, Staging};
 pub use manager::{
-    Caller, ManagerOptions, PrincipalKey, Registration, SecureModelManager, Selector,
+    Caller, ManagerOptions, PrincipalKey, Registration, SecureModelManager, Selector, fingerprint,
 };
 /// The signed manifest format (in `warden-core`, being pure format code).
 pub use warden_core::manifest;

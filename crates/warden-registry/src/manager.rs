@@ -914,6 +914,19 @@ impl SecureModelManager {
         Ok(VerifyingKey::from_bytes(alg, &bytes)?)
     }
 
+    /// Verifies a training record (`warden training record`) against its signer's
+    /// registered key; returns the signer and the statement.
+    pub async fn verify_training_record(
+        &self,
+        env: &manifest::Envelope,
+    ) -> Result<(String, manifest::TrainingStatement), RegistryError> {
+        let signer = manifest::claimed_signer(env)
+            .ok_or_else(|| RegistryError::Signer("the record has no single signature".into()))?;
+        let key = self.signer_key(&signer).await?;
+        let st = manifest::verify_training(env, &signer, &key)?;
+        Ok((signer, st))
+    }
+
     pub(crate) async fn signer_key(&self, name: &str) -> Result<VerifyingKey, RegistryError> {
         let p = self
             .db
@@ -964,6 +977,18 @@ impl SecureModelManager {
                 digest: blob.digest,
                 size: blob.size,
             });
+        }
+        if let Some(a) = &provenance.attestation {
+            let root = manifest::root_digest(&resources);
+            if a.root != root {
+                return Err(RegistryError::invalid(
+                    "provenance",
+                    format!(
+                        "the training record attests files with root {}, but these files have root {root}",
+                        a.root
+                    ),
+                ));
+            }
         }
         let st = manifest::statement(model, version, resources, provenance);
         let env = manifest::sign(&st, &caller.principal, &key.key)?;
@@ -1469,6 +1494,43 @@ pub fn is_commit_id(s: &str) -> bool {
 
 /// The files under `path`: `(name relative to path, full path, size)`, sorted by name.
 /// A single file is named by its file name. Symbolic links are refused.
+/// Per-file SHA-256 of `path` (a file or a directory) in the manifest's form, sorted by
+/// name: what `register` would sign, without storing anything. `progress(done, total)`
+/// reports hashed bytes.
+pub fn fingerprint(
+    path: &Path,
+    progress: &dyn Fn(u64, u64),
+) -> Result<Vec<Resource>, RegistryError> {
+    use std::io::Read as _;
+    let files = collect_files(path)?;
+    let total: u64 = files.iter().map(|f| f.2).sum();
+    let mut done = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut out = Vec::with_capacity(files.len());
+    for (name, file, _) in &files {
+        let mut f = std::fs::File::open(file).map_err(RegistryError::io("open", file))?;
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut size = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(RegistryError::io("read", file))?;
+            if n == 0 {
+                break;
+            }
+            ctx.update(buf.get(..n).unwrap_or_default());
+            size += n as u64;
+            done += n as u64;
+            progress(done, total);
+        }
+        out.push(Resource {
+            name: name.clone(),
+            algorithm: "sha256".into(),
+            digest: warden_core::hex::encode(ctx.finish().as_ref()),
+            size,
+        });
+    }
+    Ok(out)
+}
+
 fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf, u64)>, RegistryError> {
     let meta = std::fs::symlink_metadata(path).map_err(RegistryError::io("stat", path))?;
     let mut out = Vec::new();
