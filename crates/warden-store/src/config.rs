@@ -61,6 +61,20 @@ pub struct Config {
     /// (`[detection]`, `[detection.thresholds]`).
     #[serde(default)]
     pub detection: warden_detect::DetectionConfig,
+    /// What `warden check-env` requires of a training environment (`[training]`).
+    #[serde(default)]
+    pub training: TrainingConfig,
+}
+
+/// Requirements of `warden check-env`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    /// Mount points known to be encrypted by means the check cannot see (for example
+    /// a cloud provider's encrypted volume).
+    pub encrypted_mounts: Vec<PathBuf>,
+    /// Require the training process to have no network route except loopback.
+    pub require_network_isolation: bool,
 }
 
 /// When the active entries file is sealed and a new one started.
@@ -302,6 +316,7 @@ impl Config {
             segments: SegmentsConfig::default(),
             retention: RetentionConfig::default(),
             detection: warden_detect::DetectionConfig::default(),
+            training: TrainingConfig::default(),
         }
     }
 
@@ -366,6 +381,17 @@ impl DataDir {
         } else {
             self.root.join(p)
         }
+    }
+
+    /// The data directory's dataset key (secret, 0600), the default recipient of
+    /// `warden dataset encrypt`.
+    #[must_use]
+    pub fn dataset_key(&self) -> PathBuf {
+        self.root.join("keys/dataset.key")
+    }
+    #[must_use]
+    pub fn dataset_pub(&self) -> PathBuf {
+        self.root.join("keys/dataset.key.pub")
     }
 
     /// Principals' signing keys created by `warden init` and `warden principal add`.

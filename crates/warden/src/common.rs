@@ -124,3 +124,119 @@ pub fn read_auditor(path: &Path) -> Result<warden_core::crypto::RecipientSecretK
     keys::read_recipient_secret(path)
         .with_context(|| format!("reading the auditor key {}", path.display()))
 }
+
+/// Appends one entry to the ledger of `dir` and waits until it is durable; returns its
+/// index. `user` defaults to the operating-system user. Fails while `warden serve`
+/// holds the ledger.
+pub fn record(
+    dir: &DataDir,
+    kind: &str,
+    user: Option<&str>,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<u64> {
+    let (ledger, _) = open_ledger(dir).context("recording in the ledger")?;
+    let user = user
+        .map(str::to_owned)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let ev = warden_core::entry::Event {
+        user: Some(user),
+        action: Some(action.into()),
+        decision: Some("allow".into()),
+        details: Some(details),
+        ..Default::default()
+    };
+    let r = ledger.append(kind, &ev);
+    ledger.close();
+    Ok(r.context("recording in the ledger")?.index)
+}
+
+/// A file written beside its destination and renamed into place only when complete, so
+/// a failure never leaves a partial output. `-` is standard output (written directly).
+pub struct Output {
+    dest: Option<PathBuf>,
+    tmp: Option<tempfile::NamedTempFile>,
+}
+
+impl Output {
+    /// Refuses to replace an existing `path` unless `force`.
+    pub fn create(path: &Path, force: bool, mode: u32) -> Result<Self> {
+        if path == Path::new("-") {
+            return Ok(Self {
+                dest: None,
+                tmp: None,
+            });
+        }
+        if path.exists() && !force {
+            bail!("{} exists (use --force to replace it)", path.display());
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".warden-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .tempfile_in(&parent)
+            .with_context(|| format!("creating a file in {}", parent.display()))?;
+        Ok(Self {
+            dest: Some(path.to_path_buf()),
+            tmp: Some(tmp),
+        })
+    }
+
+    /// Where to write.
+    pub fn writer(&mut self) -> Box<dyn std::io::Write + Send + '_> {
+        match &mut self.tmp {
+            Some(t) => Box::new(std::io::BufWriter::with_capacity(1 << 20, t.as_file_mut())),
+            None => Box::new(std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::io::stdout(),
+            )),
+        }
+    }
+
+    /// Makes the output durable and moves it into place.
+    pub fn finish(self) -> Result<()> {
+        if let (Some(tmp), Some(dest)) = (self.tmp, self.dest) {
+            tmp.as_file().sync_all()?;
+            tmp.persist(&dest)
+                .with_context(|| format!("writing {}", dest.display()))?;
+            if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::File::open(parent).and_then(|d| d.sync_all())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens `path` for reading (`-` is standard input).
+pub fn input(path: &Path) -> Result<(Box<dyn std::io::Read>, Option<u64>)> {
+    if path == Path::new("-") {
+        return Ok((Box::new(std::io::stdin().lock()), None));
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = f.metadata().ok().map(|m| m.len());
+    Ok((Box::new(f), len))
+}
+
+/// A byte-count progress bar on stderr (hidden when stderr is not a terminal or with
+/// `quiet`).
+pub fn byte_bar(total: Option<u64>, what: &str, quiet: bool) -> indicatif::ProgressBar {
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(total.unwrap_or(0))
+    };
+    let template = if total.is_some() {
+        format!("{what} {{bar:30}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}")
+    } else {
+        format!("{what} {{bytes}} {{bytes_per_sec}}")
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}

@@ -78,6 +78,28 @@ enum Command {
     /// reports/ (or --out) with a detached ML-DSA signature beside it (`.sig`), which
     /// `warden report verify` checks with keys/root.pub.
     Report(cmd::report::Args),
+    /// Replace PII (e-mails, phones, SSNs, cards, IPs, IBANs, configured patterns) in
+    /// text, JSON Lines or CSV with typed tokens such as [EMAIL], streaming.
+    ///
+    /// Prints counts per type, never the PII itself; `--audit` records them in the
+    /// ledger.
+    Sanitize(cmd::sanitize::Args),
+    /// Encrypt and decrypt training data at rest (chunked ChaCha20-Poly1305, keys
+    /// wrapped with ML-KEM-768 + X25519); each run is a ledger entry.
+    #[command(subcommand)]
+    Dataset(cmd::dataset::Command),
+    /// Check a training environment: encrypted, private data; an owner-only output
+    /// location; network isolation when required; a writable audit ledger.
+    ///
+    /// Each check prints PASS or FAIL with its reason; the result is a ledger entry.
+    /// Exit status: 0 all passed, 1 a check failed, 2 the checks could not run.
+    CheckEnv(cmd::check_env::Args),
+    /// Per-file SHA-256 and root digest of a model file or directory, in the form the
+    /// registry signs (what `model register` would record).
+    Fingerprint(cmd::training::FingerprintArgs),
+    /// Record a training run's provenance as a signed attestation.
+    #[command(subcommand)]
+    Training(cmd::training::Command),
     /// Measure performance on this machine next to its own ceilings.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
@@ -98,6 +120,11 @@ fn main() -> ExitCode {
         Command::Export(a) => cmd::export::run(&a),
         Command::Report(a) => cmd::report::run(&a),
         Command::Bench(c) => cmd::bench::run(&c),
+        Command::Sanitize(a) => cmd::sanitize::run(&a),
+        Command::CheckEnv(a) => cmd::check_env::run(&a),
+        Command::Fingerprint(a) => cmd::training::fingerprint_cmd(&a),
+        Command::Training(c) => cmd::training::run(&c),
+        Command::Dataset(c) => cmd::dataset::run(&c),
     };
     match r {
         Ok(code) => code,

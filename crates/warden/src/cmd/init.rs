@@ -91,6 +91,9 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         &pass,
         KdfParams::default(),
     )?;
+    // The default recipient of `warden dataset encrypt`.
+    keys::create_recipient(&dir.dataset_key(), &dir.dataset_pub())
+        .context("creating the dataset key")?;
     let toml = toml::to_string(&cfg).unwrap_or_default();
     warden_store::durable::write_new(&dir.config(), toml.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", dir.config().display()))?;
@@ -143,7 +146,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         print_json(&serde_json::json!({
             "data_dir": dir.root, "origin": info, "signing": alg.name(), "log": log,
             "root_public_key": dir.root_pub(), "auditors": auditor_ids, "dev": a.dev,
-            "admin_key": admin_key,
+            "admin_key": admin_key, "dataset_key": dir.dataset_pub(),
         }))?;
     } else {
         println!(

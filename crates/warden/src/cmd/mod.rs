@@ -1,6 +1,8 @@
 pub mod auditor;
 pub mod bench;
 pub mod bench_registry;
+pub mod check_env;
+pub mod dataset;
 pub mod export;
 pub mod incident;
 pub mod init;
@@ -10,7 +12,9 @@ pub mod principal;
 pub mod report;
 pub mod report_html;
 pub mod retention;
+pub mod sanitize;
 pub mod schedule;
 pub mod serve;
 pub mod token;
+pub mod training;
 pub mod verify;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use warden_policy::{Action, VersionState};
 use warden_registry::manager::VersionInfo;
-use warden_registry::manifest::Provenance;
+use warden_registry::manifest::{self, Provenance};
 use warden_registry::{Selector, Staging, keyfile};
 
 #[derive(Subcommand, Debug)]
@@ -55,8 +55,10 @@ pub struct Register {
     version: String,
     /// File or directory to register.
     path: PathBuf,
-    /// Provenance JSON (datasets, code_commit, config_digest, environment,
-    /// parent_model), included in the signed manifest.
+    /// Provenance, included in the signed manifest: a signed training record from
+    /// `warden training record` (verified against its signer's registered key, and it
+    /// must attest exactly these files), or plain JSON (datasets, code_commit,
+    /// config_digest, environment, parent_model).
     #[arg(long)]
     provenance: Option<PathBuf>,
     /// Your signing key (default: keys/principals/<you>.key in the data directory).
@@ -312,14 +314,26 @@ pub fn run(c: &Command) -> Result<ExitCode> {
 }
 
 fn register(a: &Register) -> Result<ExitCode> {
-    let provenance: Provenance = match &a.provenance {
-        Some(p) => {
-            let b = crate::common::read_limited(p, 4 << 20)?;
-            serde_json::from_slice(&b)
-                .with_context(|| format!("{}: not a provenance document", p.display()))?
-        }
-        None => Provenance::default(),
-    };
+    // A signed training record, or plain provenance JSON.
+    let (mut provenance, record): (Provenance, Option<(manifest::Envelope, String)>) =
+        match &a.provenance {
+            Some(p) => {
+                let b = crate::common::read_limited(p, manifest::MAX_ENVELOPE as u64)?;
+                let v: serde_json::Value = serde_json::from_slice(&b)
+                    .with_context(|| format!("{}: not JSON", p.display()))?;
+                if v.get("payloadType").is_some() {
+                    let env =
+                        manifest::parse_envelope(&b).with_context(|| format!("{}", p.display()))?;
+                    let digest = warden_core::hex::encode(&warden_core::merkle::sha256(&b));
+                    (Provenance::default(), Some((env, digest)))
+                } else {
+                    let prov = serde_json::from_value(v)
+                        .with_context(|| format!("{}: not a provenance document", p.display()))?;
+                    (prov, None)
+                }
+            }
+            None => (Provenance::default(), None),
+        };
     let key_path = a
         .key
         .clone()
@@ -327,6 +341,22 @@ fn register(a: &Register) -> Result<ExitCode> {
     let key = keyfile::read(&key_path)
         .with_context(|| format!("reading the signing key {}", key_path.display()))?;
     with_manager(&a.dir, async |m| {
+        if let Some((env, digest)) = &record {
+            let (signer, st) = m
+                .verify_training_record(env)
+                .await
+                .context("the training record")?;
+            provenance = st.predicate.provenance.clone();
+            provenance.attestation = Some(manifest::AttestationRef {
+                signer,
+                digest: digest.clone(),
+                root: st
+                    .subject
+                    .first()
+                    .map(|s| s.digest.sha256.clone())
+                    .unwrap_or_default(),
+            });
+        }
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
