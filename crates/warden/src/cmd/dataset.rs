@@ -108,6 +108,14 @@ fn encrypt(a: &Encrypt) -> Result<ExitCode> {
     } else {
         a.recipients.clone()
     };
+    if a.recipients.is_empty() && !dir.dataset_pub().exists() {
+        bail!(
+            "{} has no dataset key ({}): give --recipient, or create one with `warden auditor keygen --out {}`",
+            dir.root.display(),
+            dir.dataset_pub().display(),
+            dir.dataset_key().display()
+        );
+    }
     let mut recipients = Vec::new();
     for p in &paths {
         recipients.push(
