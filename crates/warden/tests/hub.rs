@@ -14,9 +14,12 @@
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
+mod cli;
 mod serve;
+
+use cli::Fx;
 
 const REPO: &str = "org/fraud";
 
@@ -32,33 +35,6 @@ fn python() -> PathBuf {
     p
 }
 
-struct Fx {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    data: PathBuf,
-}
-
-fn warden(fx: &Fx) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
-    c.env("WARDEN_DATA_DIR", &fx.data)
-        .env_remove("WARDEN_PASSPHRASE")
-        .env_remove("WARDEN_USER")
-        .current_dir(&fx.root)
-        .stdin(Stdio::null());
-    c
-}
-
-fn ok(fx: &Fx, args: &[&str]) -> String {
-    let out = warden(fx).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Writes a version's files (distinct content per version) under `dir`.
 fn write_version(dir: &Path, seed: u32) {
     std::fs::create_dir_all(dir.join("tokenizer")).unwrap();
     std::fs::write(
@@ -80,32 +56,26 @@ fn write_version(dir: &Path, seed: u32) {
 fn register(fx: &Fx, version: &str, seed: u32) -> Value {
     let dir = fx.root.join(format!("v{version}"));
     write_version(&dir, seed);
-    let reg: Value = serde_json::from_str(&ok(
-        fx,
-        &[
-            "model",
-            "register",
-            REPO,
-            "--version",
-            version,
-            dir.to_str().unwrap(),
-            "--as",
-            "eng",
-            "--json",
-        ],
-    ))
+    let reg: Value = serde_json::from_str(&fx.ok(&[
+        "model",
+        "register",
+        REPO,
+        "--version",
+        version,
+        dir.to_str().unwrap(),
+        "--as",
+        "eng",
+        "--json",
+    ]))
     .unwrap();
-    let show: Value = serde_json::from_str(&ok(
-        fx,
-        &[
-            "model",
-            "show",
-            &format!("{REPO}@{version}"),
-            "--as",
-            "eng",
-            "--json",
-        ],
-    ))
+    let show: Value = serde_json::from_str(&fx.ok(&[
+        "model",
+        "show",
+        &format!("{REPO}@{version}"),
+        "--as",
+        "eng",
+        "--json",
+    ]))
     .unwrap();
     let mut files = BTreeMap::new();
     let mut sizes = BTreeMap::new();
@@ -118,26 +88,23 @@ fn register(fx: &Fx, version: &str, seed: u32) -> Value {
 }
 
 fn token(fx: &Fx, principal: &str) -> String {
-    let out = ok(
-        fx,
-        &[
-            "token",
-            "create",
-            "--principal",
-            principal,
-            "--scopes",
-            "model:read,model:load",
-            "--expires",
-            "1h",
-            "--as",
-            "admin",
-        ],
-    );
+    let out = fx.ok(&[
+        "token",
+        "create",
+        "--principal",
+        principal,
+        "--scopes",
+        "model:read,model:load",
+        "--expires",
+        "1h",
+        "--as",
+        "admin",
+    ]);
     out.lines().last().unwrap().trim().to_owned()
 }
 
 fn start_serve(fx: &Fx) -> (Child, String) {
-    let (child, addr, _) = serve::start(warden(fx));
+    let (child, addr, _) = serve::start(fx.cmd());
     (child, addr)
 }
 
@@ -169,16 +136,13 @@ fn client(fx: &Fx, addr: &str, step: &str, token: &str, cache: &str) {
 
 /// The ledger's entries (decrypted).
 fn entries(fx: &Fx) -> Vec<Value> {
-    ok(
-        fx,
-        &[
-            "log",
-            "show",
-            "--json",
-            "--auditor-key",
-            fx.root.join("aud.key").to_str().unwrap(),
-        ],
-    )
+    fx.ok(&[
+        "log",
+        "show",
+        "--json",
+        "--auditor-key",
+        fx.root.join("aud.key").to_str().unwrap(),
+    ])
     .lines()
     .map(|l| serde_json::from_str(l).unwrap())
     .collect()
@@ -193,80 +157,56 @@ fn accesses(fx: &Fx) -> Vec<Value> {
 
 #[test]
 fn huggingface_hub_downloads_through_warden() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().to_path_buf();
-    let fx = Fx {
-        data: root.join("data"),
-        root,
-        _tmp: tmp,
-    };
-    ok(
-        &fx,
-        &[
-            "auditor",
-            "keygen",
-            "--out",
-            fx.root.join("aud.key").to_str().unwrap(),
-        ],
-    );
-    ok(
-        &fx,
-        &[
-            "init",
-            "--dev",
-            "--origin",
-            "test.local/hub",
-            "--data-dir",
-            fx.data.to_str().unwrap(),
-            "--auditor",
-            fx.root.join("aud.key.pub").to_str().unwrap(),
-        ],
-    );
-    ok(
-        &fx,
-        &[
-            "principal",
-            "add",
-            "eng",
-            "--role",
-            "ml-engineer",
-            "--as",
-            "admin",
-        ],
-    );
-    ok(
-        &fx,
-        &[
-            "principal",
-            "add",
-            "outsider",
-            "--role",
-            "auditor",
-            "--as",
-            "admin",
-        ],
-    );
+    let fx = Fx::new();
+    fx.ok(&[
+        "auditor",
+        "keygen",
+        "--out",
+        fx.root.join("aud.key").to_str().unwrap(),
+    ]);
+    fx.ok(&[
+        "init",
+        "--dev",
+        "--origin",
+        "test.local/hub",
+        "--data-dir",
+        fx.data.to_str().unwrap(),
+        "--auditor",
+        fx.root.join("aud.key.pub").to_str().unwrap(),
+    ]);
+    fx.ok(&[
+        "principal",
+        "add",
+        "eng",
+        "--role",
+        "ml-engineer",
+        "--as",
+        "admin",
+    ]);
+    fx.ok(&[
+        "principal",
+        "add",
+        "outsider",
+        "--role",
+        "auditor",
+        "--as",
+        "admin",
+    ]);
     let v1 = register(&fx, "1.0", 1);
     // 3.0 is registered before 2.0, so 2.0 is the latest (`main`), and revoked.
     let v3 = register(&fx, "3.0", 3);
-    ok(
-        &fx,
-        &[
-            "model",
-            "revoke",
-            &format!("{REPO}@3.0"),
-            "--reason",
-            "leaked",
-            "--as",
-            "admin",
-            "--mfa",
-        ],
-    );
+    fx.ok(&[
+        "model",
+        "revoke",
+        &format!("{REPO}@3.0"),
+        "--reason",
+        "leaked",
+        "--as",
+        "admin",
+        "--mfa",
+    ]);
     let v2 = register(&fx, "2.0", 2);
-    ok(
-        &fx,
-        &["model", "alias", REPO, "stable", "1.0", "--as", "eng"],
-    );
+    fx.ok(&["model", "alias", REPO, "stable", "1.0", "--as", "eng"]);
     let eng = token(&fx, "eng");
     let outsider = token(&fx, "outsider");
 
@@ -348,6 +288,6 @@ fn huggingface_hub_downloads_through_warden() {
         .filter(|e| e["kind"] == "model.denied" && e["event"]["user"] == "outsider")
         .count();
     assert!(denied >= 1, "the policy denial is recorded");
-    let st = warden(&fx).arg("verify").status().unwrap();
+    let st = fx.cmd().arg("verify").status().unwrap();
     assert!(st.success(), "the ledger verifies afterwards");
 }

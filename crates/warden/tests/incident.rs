@@ -12,43 +12,14 @@
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod cli;
 mod serve;
 
-struct Fx {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    data: PathBuf,
-}
-
-fn warden(fx: &Fx) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
-    c.env("WARDEN_DATA_DIR", &fx.data)
-        .env_remove("WARDEN_PASSPHRASE")
-        .env_remove("WARDEN_USER")
-        .current_dir(&fx.root)
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(fx: &Fx, args: &[&str]) -> (bool, String, String) {
-    let out = warden(fx).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-fn ok(fx: &Fx, args: &[&str]) -> String {
-    let (good, out, err) = run(fx, args);
-    assert!(good, "{args:?}: {err}");
-    out
-}
+use cli::Fx;
 
 /// `warden incident list --json` with `extra` arguments.
 fn list(fx: &Fx, extra: &[&str]) -> Vec<Value> {
@@ -62,7 +33,7 @@ fn list(fx: &Fx, extra: &[&str]) -> Vec<Value> {
         "admin",
     ];
     args.extend_from_slice(extra);
-    let v: Value = serde_json::from_str(&ok(fx, &args)).unwrap();
+    let v: Value = serde_json::from_str(&fx.ok(&args)).unwrap();
     v.as_array()
         .or_else(|| v["incidents"].as_array())
         .unwrap()
@@ -152,14 +123,7 @@ fn bad_login(addr: &str) -> u16 {
 
 #[test]
 fn credential_stuffing_alerts_the_webhook_and_the_cli_lists_and_acknowledges_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let fx = Fx {
-        root: tmp.path().to_path_buf(),
-        data: tmp.path().join("data"),
-        _tmp: tmp,
-    };
-    ok(&fx, &["auditor", "keygen", "--out", "auditor.key"]);
-    ok(&fx, &["init", "--dev", "--auditor", "auditor.key.pub"]);
+    let fx = Fx::initialised();
     let (url, got) = receiver();
     // The operator's configuration: a lower brute-force threshold, and the webhook.
     let cfg = fx.data.join("warden.toml");
@@ -173,11 +137,15 @@ fn credential_stuffing_alerts_the_webhook_and_the_cli_lists_and_acknowledges_it(
     std::fs::write(&cfg, text).unwrap();
 
     // A missing secret is a clear error at start, not a silent alert-less service.
-    let (good, _, err) = run(&fx, &["serve", "--listen", "127.0.0.1:0"]);
+    let out = fx.run(&["serve", "--listen", "127.0.0.1:0"]);
+    let (good, err) = (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert!(!good);
     assert!(err.contains("environment variable HOOK_"), "{err}");
 
-    let mut cmd = warden(&fx);
+    let mut cmd = fx.cmd();
     cmd.env("HOOK_TOKEN", "hook-token-1")
         .env("HOOK_SECRET", "hook-secret-1");
     let (mut child, addr, _) = serve::start(cmd);
@@ -247,27 +215,21 @@ fn credential_stuffing_alerts_the_webhook_and_the_cli_lists_and_acknowledges_it(
             .contains(&"alert".into()),
         "{inc}"
     );
-    let shown = ok(
-        &fx,
-        &[
-            "incident",
-            "show",
-            &index.to_string(),
-            "--auditor-key",
-            "auditor.key",
-            "--as",
-            "admin",
-        ],
-    );
+    let shown = fx.ok(&[
+        "incident",
+        "show",
+        &index.to_string(),
+        "--auditor-key",
+        "auditor.key",
+        "--as",
+        "admin",
+    ]);
     assert!(
         shown.contains("brute_force") && shown.contains("HIGH"),
         "{shown}"
     );
     // The alert's outcome is a ledger entry naming the incident.
-    let entries = ok(
-        &fx,
-        &["log", "show", "--auditor-key", "auditor.key", "--json"],
-    );
+    let entries = fx.ok(&["log", "show", "--auditor-key", "auditor.key", "--json"]);
     let alerts: Vec<Value> = entries
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -281,38 +243,37 @@ fn credential_stuffing_alerts_the_webhook_and_the_cli_lists_and_acknowledges_it(
     assert!(!entries.contains("hook-token-1") && !entries.contains("hook-secret-1"));
 
     // Acknowledging needs the audit right, is recorded, and closes the incident.
-    let (good, _, err) = run(
-        &fx,
-        &[
-            "incident",
-            "ack",
-            &index.to_string(),
-            "--note",
-            "x",
-            "--as",
-            "nobody",
-        ],
+    let out = fx.run(&[
+        "incident",
+        "ack",
+        &index.to_string(),
+        "--note",
+        "x",
+        "--as",
+        "nobody",
+    ]);
+    let (good, err) = (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     );
     assert!(!good, "an unknown principal cannot acknowledge");
     assert!(!err.is_empty());
-    ok(
-        &fx,
-        &[
-            "incident",
-            "ack",
-            &index.to_string(),
-            "--note",
-            "blocked 127.0.0.1 upstream",
-            "--as",
-            "admin",
-        ],
-    );
+    fx.ok(&[
+        "incident",
+        "ack",
+        &index.to_string(),
+        "--note",
+        "blocked 127.0.0.1 upstream",
+        "--as",
+        "admin",
+    ]);
     let open = list(&fx, &["--open"]);
     assert!(open.iter().all(|i| i["index"] != index), "{open:?}");
-    let (good, _, err) = run(
-        &fx,
-        &["incident", "ack", "0", "--note", "x", "--as", "admin"],
+    let out = fx.run(&["incident", "ack", "0", "--note", "x", "--as", "admin"]);
+    let (good, err) = (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     );
     assert!(!good && err.contains("not an incident"), "{err}");
-    ok(&fx, &["verify", "--auditor-key", "auditor.key"]);
+    fx.ok(&["verify", "--auditor-key", "auditor.key"]);
 }

@@ -11,75 +11,17 @@
     clippy::panic
 )]
 
+mod cli;
+
+use cli::Fx;
 use serde_json::Value;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-struct Fx {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    data: PathBuf,
-}
-
-impl Fx {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let fx = Fx {
-            root: tmp.path().to_path_buf(),
-            data: tmp.path().join("data"),
-            _tmp: tmp,
-        };
-        fx.ok(&["auditor", "keygen", "--out", "auditor.key"]);
-        fx.ok(&["init", "--dev", "--auditor", "auditor.key.pub"]);
-        fx
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
-        c.env("WARDEN_DATA_DIR", &self.data)
-            .env_remove("WARDEN_PASSPHRASE")
-            .env_remove("WARDEN_USER")
-            .current_dir(&self.root)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.join(name)
-    }
-
-    /// Decrypted ledger entries of `kind`.
-    fn entries(&self, kind: &str) -> Vec<Value> {
-        self.ok(&["log", "show", "--auditor-key", "auditor.key", "--json"])
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|e| e["kind"] == kind)
-            .collect()
-    }
-}
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 #[test]
 fn sanitize_replaces_pii_in_each_format_and_audits_only_counts() {
-    let fx = Fx::new();
+    let fx = Fx::initialised();
     std::fs::write(
         fx.path("notes.txt"),
         "mail jane.doe@example.com or call +44 20 7946 0958\nssn 123-45-6789, card 4111 1111 1111 1111, ip 10.1.2.3, iban DE89 3704 0044 0532 0130 00\nnot pii: 4111 1111 1111 1112, 2024-01-15\n",
@@ -218,7 +160,7 @@ fn sha256_file(p: &Path) -> String {
 
 #[test]
 fn datasets_round_trip_from_empty_to_over_two_gib_and_tampering_writes_nothing() {
-    let fx = Fx::new();
+    let fx = Fx::initialised();
     // The data directory's dataset key is the default recipient; it is owner-only.
     let key = fx.data.join("keys/dataset.key");
     use std::os::unix::fs::PermissionsExt as _;
@@ -327,7 +269,7 @@ fn datasets_round_trip_from_empty_to_over_two_gib_and_tampering_writes_nothing()
 
 #[test]
 fn check_env_fails_and_passes_for_stated_reasons() {
-    let fx = Fx::new();
+    let fx = Fx::initialised();
     let data = fx.path("train");
     std::fs::create_dir_all(data.join("sub")).unwrap();
     std::fs::write(data.join("sub/x.csv"), "a\n").unwrap();
@@ -445,7 +387,7 @@ fn check_env_fails_and_passes_for_stated_reasons() {
 
 #[test]
 fn a_signed_training_record_is_accepted_only_for_the_files_it_attests() {
-    let fx = Fx::new();
+    let fx = Fx::initialised();
     fx.ok(&[
         "principal",
         "add",
