@@ -189,7 +189,7 @@ fn jsonl(
             serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| {
                 StreamError::Json {
                     line: t.records,
-                    detail: format!("column {}: {}", e.column(), e.classify_name()),
+                    detail: format!("column {}: {}", e.column(), category(&e)),
                 }
             })?;
             json_value_strings(body, fields, s, &mut out);
@@ -206,18 +206,13 @@ fn jsonl(
     Ok(t)
 }
 
-trait Classify {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl Classify for serde_json::Error {
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "I/O error",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected data",
-            serde_json::error::Category::Eof => "unexpected end",
-        }
+/// What kind of JSON error, without the text around it.
+fn category(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Eof => "unexpected end",
     }
 }
 

@@ -125,9 +125,47 @@ pub fn read_auditor(path: &Path) -> Result<warden_core::crypto::RecipientSecretK
         .with_context(|| format!("reading the auditor key {}", path.display()))
 }
 
-/// Appends one entry to the ledger of `dir` and waits until it is durable; returns its
-/// index. `user` defaults to the operating-system user. Fails while `warden serve`
-/// holds the ledger.
+/// The ledger of a data directory, held open by a command that records what it did.
+/// Opened before the work, so a ledger that cannot record stops the command before it
+/// starts. Fails while `warden serve` holds the ledger.
+pub struct Recorder {
+    ledger: Ledger,
+    user: String,
+}
+
+impl Recorder {
+    /// `user` defaults to the operating-system user.
+    pub fn open(dir: &DataDir, user: Option<&str>) -> Result<Self> {
+        let (ledger, _) = open_ledger(dir).context("recording in the ledger")?;
+        let user = user
+            .map(str::to_owned)
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into());
+        Ok(Self { ledger, user })
+    }
+
+    /// Appends one entry and waits until it is durable; returns its index.
+    pub fn record(&self, kind: &str, action: &str, details: serde_json::Value) -> Result<u64> {
+        let ev = warden_core::entry::Event {
+            user: Some(self.user.clone()),
+            action: Some(action.into()),
+            decision: Some("allow".into()),
+            details: Some(details),
+            ..Default::default()
+        };
+        Ok(self
+            .ledger
+            .append(kind, &ev)
+            .context("recording in the ledger")?
+            .index)
+    }
+
+    pub fn close(self) {
+        self.ledger.close();
+    }
+}
+
+/// Opens the ledger of `dir`, appends one entry, closes it (see [`Recorder`]).
 pub fn record(
     dir: &DataDir,
     kind: &str,
@@ -135,21 +173,10 @@ pub fn record(
     action: &str,
     details: serde_json::Value,
 ) -> Result<u64> {
-    let (ledger, _) = open_ledger(dir).context("recording in the ledger")?;
-    let user = user
-        .map(str::to_owned)
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into());
-    let ev = warden_core::entry::Event {
-        user: Some(user),
-        action: Some(action.into()),
-        decision: Some("allow".into()),
-        details: Some(details),
-        ..Default::default()
-    };
-    let r = ledger.append(kind, &ev);
-    ledger.close();
-    Ok(r.context("recording in the ledger")?.index)
+    let r = Recorder::open(dir, user)?;
+    let index = r.record(kind, action, details);
+    r.close();
+    index
 }
 
 /// A file written beside its destination and renamed into place only when complete, so

@@ -5,7 +5,7 @@
 //! directory's own dataset key (`keys/dataset.key.pub`, created by `warden init`) is
 //! the recipient. Every encryption and decryption is a ledger entry.
 
-use crate::common::{DataDirArg, Output, byte_bar, input, print_json, record};
+use crate::common::{DataDirArg, Output, Recorder, byte_bar, input, print_json};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -89,16 +89,13 @@ fn abs(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Checks that the ledger can record the run before doing the work.
-fn ledger_ready(c: &Common, output: &Path) -> Result<()> {
+/// Opens the ledger that will record the run, before doing the work.
+fn recorder(c: &Common, output: &Path) -> Result<Recorder> {
     if c.json && output == Path::new("-") {
         bail!("--json prints the result on standard output: give an output file");
     }
-    let dir = c.dir.dir();
-    let (ledger, _) = crate::common::open_ledger(&dir)
-        .context("every dataset encryption and decryption is recorded in the ledger")?;
-    ledger.close();
-    Ok(())
+    Recorder::open(&c.dir.dir(), c.as_principal.as_deref())
+        .context("every dataset encryption and decryption is recorded in the ledger")
 }
 
 fn encrypt(a: &Encrypt) -> Result<ExitCode> {
@@ -123,7 +120,7 @@ fn encrypt(a: &Encrypt) -> Result<ExitCode> {
                 .with_context(|| format!("reading the recipient key {}", p.display()))?,
         );
     }
-    ledger_ready(&a.common, &a.output)?;
+    let rec = recorder(&a.common, &a.output)?;
     let (mut reader, len) = input(&a.input)?;
     let mut out = Output::create(&a.output, a.common.force, 0o600)?;
     let bar = byte_bar(len, "encrypting", a.output == Path::new("-"));
@@ -140,16 +137,15 @@ fn encrypt(a: &Encrypt) -> Result<ExitCode> {
     bar.finish_and_clear();
     out.finish()?;
     let secs = started.elapsed().as_secs_f64();
-    let index = record(
-        &dir,
+    let index = rec.record(
         "dataset.encrypt",
-        a.common.as_principal.as_deref(),
         "encrypt",
         json!({
             "input": abs(&a.input), "output": abs(&a.output), "dataset_id": s.dataset_id,
             "bytes": s.plaintext_bytes, "chunks": s.chunks, "recipients": s.recipients,
         }),
     )?;
+    rec.close();
     report(&s, secs, index, a.common.json, "encrypted")
 }
 
@@ -178,7 +174,7 @@ fn decrypt(a: &Decrypt) -> Result<ExitCode> {
     let key_path = a.key.clone().unwrap_or_else(|| dir.dataset_key());
     let key = keys::read_recipient_secret(&key_path)
         .with_context(|| format!("reading the dataset key {}", key_path.display()))?;
-    ledger_ready(&a.common, &a.output)?;
+    let rec = recorder(&a.common, &a.output)?;
     let (mut reader, len) = input(&a.input)?;
     let mut out = Output::create(&a.output, a.common.force, 0o600)?;
     let bar = byte_bar(len, "decrypting", a.output == Path::new("-"));
@@ -199,28 +195,26 @@ fn decrypt(a: &Decrypt) -> Result<ExitCode> {
             // The temporary output is removed when `out` is dropped; the failure is
             // recorded too, so a tampered dataset leaves a trace.
             drop(out);
-            let _ = record(
-                &dir,
+            let _ = rec.record(
                 "dataset.decrypt",
-                a.common.as_principal.as_deref(),
                 "decrypt",
                 json!({"input": abs(&a.input), "ok": false, "error": e.to_string()}),
             );
+            rec.close();
             return Err(e.context(format!("decrypting {}", a.input.display())));
         }
     };
     out.finish()?;
     let secs = started.elapsed().as_secs_f64();
-    let index = record(
-        &dir,
+    let index = rec.record(
         "dataset.decrypt",
-        a.common.as_principal.as_deref(),
         "decrypt",
         json!({
             "input": abs(&a.input), "output": abs(&a.output), "dataset_id": s.dataset_id,
             "bytes": s.plaintext_bytes, "chunks": s.chunks, "key": key.public().id(), "ok": true,
         }),
     )?;
+    rec.close();
     report(&s, secs, index, a.common.json, "decrypted")
 }
 

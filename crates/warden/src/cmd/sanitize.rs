@@ -1,6 +1,6 @@
 //! `warden sanitize`: replace PII in training data with typed tokens.
 
-use crate::common::{DataDirArg, Output, byte_bar, input, print_json, record};
+use crate::common::{DataDirArg, Output, Recorder, byte_bar, input, print_json};
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 use serde_json::json;
@@ -78,6 +78,12 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         None => Rules::default(),
     };
     let mut s = Sanitizer::new(rules);
+    // With --audit, a ledger that cannot record stops the run before it starts.
+    let rec = if a.audit {
+        Some(Recorder::open(&a.dir.dir(), a.as_principal.as_deref())?)
+    } else {
+        None
+    };
     let (mut reader, len) = input(&a.input)?;
     let mut out = Output::create(&a.output, a.force, 0o644)?;
     let bar = byte_bar(len, "sanitising", a.output == Path::new("-"));
@@ -109,12 +115,10 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         "seconds": secs,
         "mb_per_s": totals.bytes_in as f64 / secs.max(1e-9) / 1e6,
     });
-    if a.audit {
+    if let Some(rec) = rec {
         let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        let index = record(
-            &a.dir.dir(),
+        let index = rec.record(
             "data.sanitize",
-            a.as_principal.as_deref(),
             "sanitize",
             json!({
                 "input": abs(&a.input), "output": abs(&a.output),
@@ -123,6 +127,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 "replaced": counts,
             }),
         )?;
+        rec.close();
         if let Some(o) = summary.as_object_mut() {
             o.insert("ledger_index".into(), json!(index));
         }
