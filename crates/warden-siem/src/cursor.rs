@@ -34,6 +34,11 @@ pub struct Cursor {
     pub to: String,
     /// Message format.
     pub format: String,
+    /// What else decides the messages ([`crate::exporter::SinkSpec::sends`]): decrypted
+    /// (for which auditor key) or not, with checkpoints or not. Absent in cursors
+    /// written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sends: Option<String>,
     /// Where delivery resumes: everything before `position.next` was confirmed.
     pub position: Position,
     /// Entries confirmed delivered by this sink, over its lifetime (duplicates after a

@@ -42,6 +42,50 @@ pub struct SinkSpec {
 }
 
 impl SinkSpec {
+    /// What, besides the format, decides the messages this sink sends: whether events
+    /// are decrypted (and with which auditor key) and whether checkpoints go too. Part
+    /// of the sink's identity: its cursor is kept for these settings only.
+    #[must_use]
+    pub fn sends(&self) -> String {
+        let events = match &self.auditor {
+            Some(k) if self.format.shows_events() => format!("decrypted:{}", k.public().id()),
+            _ => "encrypted".to_owned(),
+        };
+        let cps = if self.checkpoints {
+            "checkpoints"
+        } else {
+            "no-checkpoints"
+        };
+        format!("{events},{cps}")
+    }
+
+    /// Names the sink after everything that decides what it sends (destination,
+    /// format, decryption, checkpoints), so two sinks that send different things
+    /// never share a cursor. Call after setting those.
+    pub fn derive_name(&mut self) {
+        let mut name = default_name(&self.dest, self.format);
+        if let Some(k) = &self.auditor
+            && self.format.shows_events()
+        {
+            name = format!("{name}-decrypted-{}", k.public().id());
+        }
+        if self.checkpoints != self.format.checkpoints_by_default() {
+            name.push_str(if self.checkpoints {
+                "-checkpoints"
+            } else {
+                "-no-checkpoints"
+            });
+        }
+        // Over-long names keep their distinguishing end.
+        let n = name.chars().count();
+        self.name = name
+            .chars()
+            .skip(n.saturating_sub(crate::cursor::MAX_NAME_LEN))
+            .collect::<String>()
+            .trim_start_matches(['.', '-'])
+            .to_owned();
+    }
+
     /// A sink with the format's defaults; the name is derived from the destination.
     #[must_use]
     pub fn new(dest: Destination, format: Format) -> Self {
@@ -242,8 +286,27 @@ impl Exporter {
                         ),
                     });
                 }
+                let sends = spec.sends();
+                if let Some(was) = c.sends.as_deref()
+                    && was != sends
+                {
+                    return Err(SiemError::Spec {
+                        what: "name",
+                        detail: format!(
+                            "sink {} was exported as {was}; give it another --name to export as {sends} (its cursor says what it already delivered)",
+                            spec.name
+                        ),
+                    });
+                }
                 let source = Source::open(log, c.position.clone(), spec.auditor.clone())?;
-                (Cursor { to, ..c }, source)
+                (
+                    Cursor {
+                        to,
+                        sends: Some(sends),
+                        ..c
+                    },
+                    source,
+                )
             }
             None => {
                 let mut source = Source::open(log, Position::default(), spec.auditor.clone())?;
@@ -254,6 +317,7 @@ impl Exporter {
                     sink: spec.name.clone(),
                     to,
                     format: spec.format.name().into(),
+                    sends: Some(spec.sends()),
                     position: source.position().clone(),
                     ..Cursor::default()
                 };

@@ -15,8 +15,9 @@
 //! receiver to close its own. A receiver closes only after reading to our end of
 //! stream; one that closes with data unread resets the connection instead, which is a
 //! failure. Until then the exporter's cursor does not move, and after a failure it
-//! sends again from the cursor (at-least-once). [`Ack::Write`] turns this off for
-//! receivers that never close a connection; then a receiver crash can lose data.
+//! sends again from the cursor (at-least-once). [`Ack::Write`] is only for transports
+//! whose protocol answers each message itself (HTTP's response); it is not offered for
+//! syslog streams, where a completed write is not delivery.
 
 mod http;
 pub mod webhook;
@@ -50,7 +51,8 @@ pub enum Ack {
     /// Close the stream and wait for the receiver to close its side.
     #[default]
     Close,
-    /// A completed write counts as delivered (for receivers that never close).
+    /// A completed write counts (HTTP, whose response confirms each batch; never
+    /// offered for syslog streams).
     Write,
 }
 
@@ -297,7 +299,7 @@ impl Conn {
                 {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        "the receiver did not close the connection (use ack = \"write\" for receivers that never do)",
+                        "the receiver did not close the connection after reading to its end (delivery is confirmed only by the close)",
                     ));
                 }
                 Err(e) => return Err(e),

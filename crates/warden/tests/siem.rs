@@ -974,8 +974,11 @@ fn a_cursor_that_no_longer_matches_the_ledger_is_refused() {
         )
         .unwrap();
     }
+    // The same sink (decrypting, as `export` above): only the ledger changed.
     let out = warden(&fx)
         .args(["export", "--to", &url, "--format", "json", "--name", "f"])
+        .arg("--auditor-key")
+        .arg(&fx.auditor)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -985,6 +988,8 @@ fn a_cursor_that_no_longer_matches_the_ledger_is_refused() {
     let before = std::fs::metadata(&file).unwrap().len();
     let again = warden(&fx)
         .args(["export", "--to", &url, "--format", "json", "--name", "f"])
+        .arg("--auditor-key")
+        .arg(&fx.auditor)
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
@@ -1032,10 +1037,13 @@ fn tls_client_certificates_reach_a_receiver_that_requires_them() {
         Some(&pki.join("ca.pem")),
     );
     let url = format!("tls://localhost:{}", r.ports.tls);
+    // The same sink as the delivery below (decrypting), without a client certificate.
     let refused = warden(&fx)
         .args(["export", "--to", &url, "--format", "rfc5424", "--name", "m"])
         .arg("--tls-ca")
         .arg(&fx.cert)
+        .arg("--auditor-key")
+        .arg(&fx.auditor)
         .output()
         .unwrap();
     assert_eq!(
