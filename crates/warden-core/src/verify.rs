@@ -101,6 +101,20 @@ pub struct Report {
     #[serde(default)]
     pub removed: u64,
     pub findings: Vec<Finding>,
+    /// Entries after the last signed checkpoint: never acknowledged (an append returns
+    /// only once a checkpoint covers it), so not part of the log. A crash leaves them;
+    /// the next writer to open the ledger cuts them and records `system.recovery`.
+    #[serde(default)]
+    pub pending: Option<PendingTail>,
+}
+
+/// An uncovered tail awaiting recovery: entries `from..to`, and what was found in them
+/// (a torn last line, say), which is not held against the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTail {
+    pub from: u64,
+    pub to: u64,
+    pub notes: Vec<Finding>,
 }
 
 impl Report {
@@ -804,17 +818,19 @@ impl Verifier {
     #[must_use]
     pub fn finish(mut self) -> Report {
         let n = self.range.size();
-        if self.last_cp_size < n {
-            let m = format!(
-                "entries {}..{n} are not covered by any signed checkpoint",
-                self.last_cp_size
-            );
-            self.find(
-                Location::Entry,
-                self.last_cp_size,
-                Code::UncoveredEntries,
-                m,
-            );
+        if self.last_cp_size < n && self.report.checkpoints == 0 {
+            // With no signed checkpoint at all nothing vouches for any entry.
+            let m = format!("entries 0..{n} are not covered by any signed checkpoint");
+            self.find(Location::Entry, 0, Code::UncoveredEntries, m);
+        } else if self.last_cp_size < n {
+            // A tail after the last checkpoint was never acknowledged: pending
+            // recovery, not a finding against the log (see `PendingTail`).
+            let from = self.last_cp_size;
+            let (notes, keep) = std::mem::take(&mut self.report.findings)
+                .into_iter()
+                .partition(|f| f.location == Location::Entry && f.index >= from);
+            self.report.findings = keep;
+            self.report.pending = Some(PendingTail { from, to: n, notes });
         }
         if let Some((entry, false, to_end)) = self.removal
             && (to_end || entry < n)

@@ -11,7 +11,7 @@
 //!
 //! | detector | signal | key | severity |
 //! |---|---|---|---|
-//! | `brute_force` | failed authentications in a window | source IP | HIGH |
+//! | `brute_force` | failed authentications in a window | source IP, its network, and all sources | HIGH |
 //! | `enumeration` | distinct model/version/file fetched in a window | principal | HIGH |
 //! | `exfiltration` | downloads of one artifact in a window | principal + artifact | HIGH |
 //! | `new_network` | a known principal from a network it has never used | principal | HIGH with a token, else MEDIUM |
@@ -85,6 +85,9 @@ pub struct Signal<'a> {
     pub file: Option<&'a str>,
     /// The decision's reason (policy ids), for denials.
     pub reason: Option<&'a str>,
+    /// How many events this signal stands for: an `auth.failure` entry that summarises
+    /// rate-limited failures counts them all; 1 otherwise.
+    pub count: u64,
 }
 
 /// Thresholds and windows. Defaults are chosen so that a multi-user workload with daily
@@ -98,6 +101,12 @@ pub struct Config {
     /// Failed authentications from one IP within `brute_force_window_secs`.
     pub brute_force_failures: usize,
     pub brute_force_window_secs: u64,
+    /// ... from one network (`network_prefix_v4` / `network_prefix_v6`), so rotating
+    /// addresses inside one allocation is still one brute force ...
+    pub brute_force_network_failures: usize,
+    /// ... and from all sources together (credential stuffing spread over many
+    /// networks).
+    pub brute_force_total_failures: usize,
     /// Distinct artifacts (model, version, file) one principal fetches within the window.
     pub enumeration_distinct: usize,
     pub enumeration_window_secs: u64,
@@ -126,6 +135,8 @@ impl Default for Config {
             cooldown_secs: 900,
             brute_force_failures: 20,
             brute_force_window_secs: 300,
+            brute_force_network_failures: 50,
+            brute_force_total_failures: 500,
             enumeration_distinct: 40,
             enumeration_window_secs: 600,
             exfiltration_downloads: 25,
@@ -263,25 +274,44 @@ pub struct Incident {
 
 /// Most evidence indices one incident carries.
 pub const MAX_EVIDENCE: usize = 100;
+/// Failure sources tracked before quiet ones are dropped.
+const MAX_SOURCES: usize = 100_000;
 
 const MINUTE: u64 = 60_000_000;
 const SEC: u64 = 1_000_000;
 
 /// Events in a sliding window: (time, index).
 #[derive(Debug, Default)]
-struct Window(VecDeque<(u64, u64)>);
+struct Window {
+    /// (time, ledger index, events it stands for), oldest first.
+    events: VecDeque<(u64, u64, u64)>,
+    /// Sum of the events' counts.
+    total: u64,
+}
 
 impl Window {
     fn push(&mut self, t: u64, i: u64, width: u64) -> usize {
-        self.0.push_back((t, i));
-        while self.0.front().is_some_and(|&(t0, _)| t0 + width < t) {
-            self.0.pop_front();
+        usize::try_from(self.push_n(t, i, 1, width)).unwrap_or(usize::MAX)
+    }
+    /// Adds an event standing for `n`; returns the window's total.
+    fn push_n(&mut self, t: u64, i: u64, n: u64, width: u64) -> u64 {
+        self.events.push_back((t, i, n));
+        self.total = self.total.saturating_add(n);
+        while let Some(&(t0, _, n0)) = self.events.front() {
+            if t0.saturating_add(width) >= t {
+                break;
+            }
+            self.events.pop_front();
+            self.total = self.total.saturating_sub(n0);
         }
-        self.0.len()
+        self.total
+    }
+    fn last_time(&self) -> u64 {
+        self.events.back().map_or(0, |e| e.0)
     }
     fn evidence(&self) -> Vec<u64> {
-        let skip = self.0.len().saturating_sub(MAX_EVIDENCE);
-        self.0.iter().skip(skip).map(|&(_, i)| i).collect()
+        let skip = self.events.len().saturating_sub(MAX_EVIDENCE);
+        self.events.iter().skip(skip).map(|&(_, i, _)| i).collect()
     }
 }
 
@@ -339,7 +369,8 @@ struct Raised(&'static str, String, Severity, String, Vec<u64>, bool);
 pub struct Detector {
     cfg: Config,
     principals: HashMap<String, Principal>,
-    auth_failures: HashMap<IpAddr, Window>,
+    /// Failed authentications by source: an address, a network (`net:`), or `*`.
+    auth_failures: HashMap<String, Window>,
     quiet_until: HashMap<(&'static str, String), u64>,
 }
 
@@ -406,30 +437,72 @@ impl Detector {
     }
 
     fn auth_failure(&mut self, s: &Signal<'_>, out: &mut Vec<Incident>) {
-        let Some(ip) = s.ip else { return };
-        let w = self.auth_failures.entry(ip).or_default();
-        let n = w.push(
-            s.time_micros,
-            s.index,
-            self.cfg.brute_force_window_secs * SEC,
-        );
-        if n >= self.cfg.brute_force_failures {
-            let evidence = w.evidence();
-            if self.fire("brute_force", ip.to_string(), s.time_micros) {
+        let width = self.cfg.brute_force_window_secs * SEC;
+        // Sources that fell quiet are forgotten once there are many (rotating
+        // addresses must not grow this without bound).
+        if self.auth_failures.len() > MAX_SOURCES {
+            let t = s.time_micros;
+            self.auth_failures
+                .retain(|_, w| w.last_time().saturating_add(width) >= t);
+        }
+        let mut keys: Vec<(String, usize, String)> = Vec::with_capacity(3);
+        if let Some(ip) = s.ip {
+            let net = network(ip, self.cfg.network_prefix_v4, self.cfg.network_prefix_v6);
+            let bits = if ip.is_ipv4() {
+                self.cfg.network_prefix_v4
+            } else {
+                self.cfg.network_prefix_v6
+            };
+            keys.push((
+                ip.to_string(),
+                self.cfg.brute_force_failures,
+                ip.to_string(),
+            ));
+            keys.push((
+                format!("net:{net}/{bits}"),
+                self.cfg.brute_force_network_failures,
+                format!("network {net}/{bits}"),
+            ));
+        }
+        keys.push((
+            "*".to_owned(),
+            self.cfg.brute_force_total_failures,
+            "all sources".to_owned(),
+        ));
+        // Every source's window counts the failure; then the narrowest source over its
+        // threshold (and out of its cool-down) raises the one incident.
+        let sources: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
+        let mut crossed = Vec::new();
+        for (key, threshold, what) in keys {
+            let w = self.auth_failures.entry(key.clone()).or_default();
+            let n = w.push_n(s.time_micros, s.index, s.count.max(1), width);
+            if n >= u64::try_from(threshold).unwrap_or(u64::MAX) {
+                crossed.push((key, what, n, w.evidence()));
+            }
+        }
+        for (key, what, n, evidence) in crossed {
+            if self.fire("brute_force", key, s.time_micros) {
+                // One attack is one incident: every source this failure counts in (its
+                // address, network and the whole service) starts its cool-down with it.
+                for other in &sources {
+                    self.fire("brute_force", other.clone(), s.time_micros);
+                }
                 out.push(Incident {
                     detector: "brute_force".into(),
                     severity: Severity::High,
                     principal: None,
                     token: None,
-                    ip: Some(ip.to_string()),
+                    ip: s.ip.map(|i| i.to_string()),
                     versions: Vec::new(),
                     evidence,
                     summary: format!(
-                        "{n} failed authentications from {ip} within {} s",
+                        "{n} failed authentications from {what} within {} s",
                         self.cfg.brute_force_window_secs
                     ),
                     time_micros: s.time_micros,
                 });
+                // One incident per failure: the narrowest source that crossed.
+                break;
             }
         }
     }
@@ -573,8 +646,7 @@ impl Detector {
                 // Windows of artifacts not touched lately are dropped.
                 if p.per_artifact.len() > 4096 {
                     let horizon = t.saturating_sub(cfg.exfiltration_window_secs * SEC);
-                    p.per_artifact
-                        .retain(|_, w| w.0.back().is_some_and(|&(t0, _)| t0 >= horizon));
+                    p.per_artifact.retain(|_, w| w.last_time() >= horizon);
                 }
             }
             Category::Denied => {

@@ -38,6 +38,7 @@ fn run(mut events: Vec<Ev>) -> (usize, Found) {
             version: Some(&e.version),
             file: Some(&e.file),
             reason: e.reason.as_deref(),
+            count: 1,
         };
         let t = std::time::Instant::now();
         let found = d.observe(&s);

@@ -36,6 +36,7 @@ const SCHEMA: &[&str] = &[
         PRIMARY KEY (model, alias))",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     crate::tokens::TOKENS_TABLE,
+    crate::outbox::OUTBOX_TABLE,
 ];
 
 /// Creates `dir` (and parents) with mode 0700 where it does not exist yet.

@@ -400,46 +400,77 @@ impl Check {
 #[error("range not satisfiable")]
 pub struct Unsatisfiable;
 
-/// Parses a `Range` header value against a file of `size` bytes: `Ok(None)` to serve
-/// the whole file (no header, or a form this server does not serve partially, such as
-/// several ranges), `Err` when the range cannot be satisfied (416).
+/// Most ranges read from one `Range` header.
+const MAX_RANGES: usize = 32;
+
+/// Parses a `Range` header value against a file of `size` bytes, as RFC 9110 §14
+/// describes: the unit `bytes` in any case; a last position past the end (however many
+/// digits it has) is clamped to the end; of several ranges, those past the end are
+/// dropped and the rest, when they overlap or touch, served as one. `Ok(None)` serves
+/// the whole file (no header, another unit, or disjoint ranges, which this server does
+/// not send as multipart); `Err` when no range can be satisfied or the value is not a
+/// ranges-specifier (416).
 pub fn parse_range(value: Option<&str>, size: u64) -> Result<Option<ByteRange>, Unsatisfiable> {
-    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+    let Some((unit, set)) = value.and_then(|v| v.trim().split_once('=')) else {
         return Ok(None);
     };
-    if spec.contains(',') {
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
         return Ok(None);
     }
-    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
+    // A position: digits only; more than a u64 holds reads as "past any end".
     let num = |s: &str| -> Result<u64, Unsatisfiable> {
-        if s.is_empty() || s.len() > 19 || !s.bytes().all(|c| c.is_ascii_digit()) {
+        let s = s.trim();
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
             return Err(Unsatisfiable);
         }
-        s.parse().map_err(|_| Unsatisfiable)
+        Ok(s.parse().unwrap_or(u64::MAX))
     };
-    let r = if a.is_empty() {
-        // The last `n` bytes.
-        let n = num(b)?;
-        if n == 0 {
+    let mut ranges = Vec::new();
+    let mut specs = 0usize;
+    for spec in set.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        specs += 1;
+        if specs > MAX_RANGES {
             return Err(Unsatisfiable);
         }
-        ByteRange {
-            start: size.saturating_sub(n),
-            end: size,
-        }
-    } else {
-        let start = num(a)?;
-        let end = if b.is_empty() {
-            size
+        let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
+        let r = if a.trim().is_empty() {
+            // The last `n` bytes.
+            let n = num(b)?;
+            (n > 0 && size > 0).then(|| ByteRange {
+                start: size.saturating_sub(n),
+                end: size,
+            })
         } else {
-            num(b)?.saturating_add(1).min(size)
+            let start = num(a)?;
+            let last = if b.trim().is_empty() {
+                None
+            } else {
+                Some(num(b)?)
+            };
+            if last.is_some_and(|l| l < start) {
+                return Err(Unsatisfiable);
+            }
+            let end = last.map_or(size, |l| l.saturating_add(1).min(size));
+            (start < size).then_some(ByteRange { start, end })
         };
-        ByteRange { start, end }
-    };
-    if r.start >= size || r.start >= r.end {
+        ranges.extend(r);
+    }
+    if specs == 0 {
         return Err(Unsatisfiable);
     }
-    Ok(Some(r))
+    ranges.sort_by_key(|r| r.start);
+    let mut it = ranges.into_iter();
+    let Some(mut one) = it.next() else {
+        return Err(Unsatisfiable);
+    };
+    for r in it {
+        if r.start > one.end {
+            // Disjoint ranges: the whole file instead of a multipart answer.
+            return Ok(None);
+        }
+        one.end = one.end.max(r.end);
+    }
+    Ok(Some(one))
 }
 
 impl SecureModelManager {
@@ -538,6 +569,29 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=50-5000"), 100), r(50, 100));
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
         assert_eq!(parse_range(Some("items=0-1"), 100), Ok(None));
+        // Finding 9 of the review: the unit in any case, ends past the file clamped
+        // however long, overlapping ranges served as one.
+        assert_eq!(parse_range(Some("Bytes=0-9"), 100), r(0, 10));
+        assert_eq!(parse_range(Some("BYTES = 0-9"), 100), r(0, 10));
+        assert_eq!(
+            parse_range(Some("bytes=0-99999999999999999999999999"), 100),
+            r(0, 100)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-99999999999999999999999999"), 100),
+            r(0, 100)
+        );
+        assert_eq!(parse_range(Some("bytes=0-4, 5-9"), 100), r(0, 10));
+        assert_eq!(parse_range(Some("bytes=3-20,0-9"), 100), r(0, 21));
+        assert_eq!(parse_range(Some("bytes=200-300, 10-19"), 100), r(10, 20));
+        assert_eq!(
+            parse_range(Some("bytes=200-, 300-"), 100),
+            Err(Unsatisfiable)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=99999999999999999999999-"), 100),
+            Err(Unsatisfiable)
+        );
         for bad in [
             "bytes=100-",
             "bytes=5-4",

@@ -92,6 +92,7 @@ fn read_small(path: &Path) -> Result<Zeroizing<Vec<u8>>, RegistryError> {
 
 /// Reads a private key file.
 pub fn read(path: &Path) -> Result<PrincipalKey, RegistryError> {
+    warden_store::perms::check_secret_file(path)?;
     let text = read_small(path)?;
     let kf: KeyFile = serde_json::from_slice(&text)
         .map_err(|e| RegistryError::invalid("key file", format!("{}: {e}", path.display())))?;

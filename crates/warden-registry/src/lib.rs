@@ -11,10 +11,13 @@ mod cache;
 pub mod db;
 pub mod download;
 pub mod error;
+pub mod issue;
 pub mod keyfile;
 pub mod load;
 pub mod manager;
+pub mod outbox;
 pub mod respond;
+pub mod throttle;
 pub mod tokens;
 
 pub use error::RegistryError;

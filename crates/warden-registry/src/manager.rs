@@ -35,6 +35,10 @@ pub struct Caller {
     pub idp_roles: Vec<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+    /// When the presented credential stops being valid (a token's or JWT's expiry, in
+    /// seconds since the epoch); `None` for local callers and client certificates. What
+    /// the caller issues never outlives it.
+    pub expires_at: Option<i64>,
 }
 
 impl Caller {
@@ -49,6 +53,7 @@ impl Caller {
             idp_roles: Vec::new(),
             user_agent: None,
             request_id: None,
+            expires_at: None,
         }
     }
 }
@@ -109,6 +114,8 @@ pub struct SecureModelManager {
     manifests_generation: crate::cache::Generation,
     /// Inline threat detection, once enabled.
     pub(crate) detection: std::sync::OnceLock<Arc<crate::respond::Hook>>,
+    /// Failed authentications past the rate limits, counted per window.
+    pub(crate) throttled: crate::throttle::Throttled,
 }
 
 /// A verified manifest and exactly what it was verified from.
@@ -213,6 +220,7 @@ impl SecureModelManager {
             manifests: crate::cache::Cached::default(),
             manifests_generation: crate::cache::Generation::default(),
             detection: std::sync::OnceLock::new(),
+            throttled: crate::throttle::Throttled::default(),
         };
         m.audit(
             "system.start",
@@ -606,6 +614,50 @@ impl SecureModelManager {
         Ok(d)
     }
 
+    /// [`check`](Self::check) for a caller who must first be allowed to `read` the
+    /// version (the HTTP decision endpoint): a decision reveals the version's state, so
+    /// whoever may not see the version gets a recorded denial instead of an answer.
+    pub async fn check_visible(
+        &self,
+        caller: &Caller,
+        action: Action,
+        model: &str,
+        selector: &Selector,
+    ) -> Result<Decision, RegistryError> {
+        let v = self.resolve(caller, Action::Read, model, selector).await?;
+        let facts = Self::version_facts(&v);
+        let _visible = self.authorize(caller, Action::Read, &facts, None).await?;
+        let d = self.decide(caller, action, &facts, None).await?;
+        self.record_decision(caller, action, &facts, None, &d)
+            .await?;
+        Ok(d)
+    }
+
+    /// The version a load of `model@selector` would serve, under the load rule itself,
+    /// without serving anything (the Hub's `HEAD`): one decision entry, allowed or
+    /// denied; a denial is returned as [`RegistryError::Denied`].
+    pub async fn load_info(
+        &self,
+        caller: &Caller,
+        model: &str,
+        selector: &Selector,
+    ) -> Result<VersionInfo, RegistryError> {
+        let v = self.resolve(caller, Action::Load, model, selector).await?;
+        let facts = Self::version_facts(&v);
+        let d = self.decide(caller, Action::Load, &facts, None).await?;
+        self.record_decision(caller, Action::Load, &facts, None, &d)
+            .await?;
+        if !d.allowed {
+            return Err(RegistryError::Denied {
+                principal: caller.principal.clone(),
+                action: Action::Load.to_string(),
+                resource: format!("{}@{}", v.model, v.version),
+                reason: d.reason(),
+            });
+        }
+        self.info(&v).await
+    }
+
     /// Resolves a selector; an unknown model or version is recorded as a denied request
     /// (reason `not-found`) before the error is returned, so probing is visible.
     pub(crate) async fn resolve(
@@ -643,30 +695,43 @@ impl SecureModelManager {
         }
     }
 
+    /// Resolves a selector in one fixed order, so that no name in one namespace can
+    /// shadow another: a commit id (40 hex digits, which no version or alias may look
+    /// like), then a version, then an operator alias, then the branch `main`.
     async fn find(
         &self,
         model: &str,
         selector: &Selector,
     ) -> Result<Option<VersionRow>, RegistryError> {
         let version = match selector {
+            // Hub clients pin a version by its commit id.
+            Selector::Version(v) if is_commit_id(v) => {
+                return Ok(self
+                    .db
+                    .versions(model)
+                    .await?
+                    .into_iter()
+                    .find(|row| commit_id(&row.manifest) == *v));
+            }
             Selector::Version(v) => {
                 if let Some(row) = self.db.version(model, v).await? {
                     return Ok(Some(row));
                 }
-                // Not a version: maybe an operator-defined alias.
                 match self.db.alias(model, v).await? {
                     Some(a) => Some(a),
-                    // Hub clients name a version by its commit id.
-                    None if is_commit_id(v) => {
-                        return Ok(self
-                            .db
-                            .versions(model)
-                            .await?
-                            .into_iter()
-                            .find(|row| commit_id(&row.manifest) == *v));
+                    // The Hub's default branch: the newest version that can still be
+                    // served (not revoked or retired), else the latest.
+                    None if v == "main" => {
+                        let versions = self.db.versions(model).await?;
+                        let serveable = versions
+                            .iter()
+                            .rev()
+                            .find(|r| r.state != "revoked" && r.state != "retired");
+                        match serveable.or(versions.last()) {
+                            Some(r) => return Ok(Some(r.clone())),
+                            None => None,
+                        }
                     }
-                    // ... and default to the branch `main`: the latest version.
-                    None if v == "main" => self.db.alias(model, "latest").await?,
                     None => None,
                 }
             }
@@ -702,6 +767,13 @@ impl SecureModelManager {
             ),
             None => None,
         };
+        if let Some(c) = caller
+            && !roles.is_empty()
+            && let Err(r) = c.may_give_roles()
+        {
+            let details = json!({"op": "principal.add", "principal": name, "roles": roles});
+            return Err(self.refuse_issue(c, r, details).await);
+        }
         if self.db.principal(name).await?.is_some() {
             return Err(RegistryError::Exists {
                 what: "principal",
@@ -750,6 +822,10 @@ impl SecureModelManager {
         let decision = self
             .authorize(caller, Action::Write, &ResourceFacts::Directory, None)
             .await?;
+        if let Err(r) = caller.may_give_roles() {
+            let details = json!({"op": "principal.grant_role", "principal": name, "role": role});
+            return Err(self.refuse_issue(caller, r, details).await);
+        }
         self.require_principal(name).await?;
         let mut tx = self.db.begin().await?;
         Db::add_role(&mut tx, name, role).await?;
@@ -778,6 +854,12 @@ impl SecureModelManager {
         let decision = self
             .authorize(caller, Action::Write, &ResourceFacts::Directory, None)
             .await?;
+        if let Err(r) = caller.may_grant(actions, expires_at) {
+            let details = json!({"op": "principal.grant", "principal": name, "model": model,
+                "actions": actions.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                "expires_at": expires_at});
+            return Err(self.refuse_issue(caller, r, details).await);
+        }
         self.require_principal(name).await?;
         let now = self.now_secs();
         let mut tx = self.db.begin().await?;
@@ -1086,10 +1168,16 @@ impl SecureModelManager {
     ) -> Result<Decision, RegistryError> {
         check_name("model name", model)?;
         check_name("version", version)?;
-        if version == "production" || version == "latest" {
+        if version == "production" || version == "latest" || version == "main" {
             return Err(RegistryError::invalid(
                 "version",
                 format!("{version:?} is a reserved alias"),
+            ));
+        }
+        if looks_like_commit_id(version) {
+            return Err(RegistryError::invalid(
+                "version",
+                format!("{version:?} looks like a commit id, which pins a version"),
             ));
         }
         let model_facts = ResourceFacts::Model {
@@ -1101,6 +1189,13 @@ impl SecureModelManager {
         if self.db.version(model, version).await?.is_some() {
             return Err(RegistryError::Exists {
                 what: "version",
+                name: format!("{model}@{version}"),
+            });
+        }
+        // A version named like an existing alias would take over that alias's callers.
+        if self.db.alias(model, version).await?.is_some() {
+            return Err(RegistryError::Exists {
+                what: "alias",
                 name: format!("{model}@{version}"),
             });
         }
@@ -1355,6 +1450,12 @@ impl SecureModelManager {
         version: &str,
     ) -> Result<Receipt, RegistryError> {
         check_name("alias", alias)?;
+        if looks_like_commit_id(alias) {
+            return Err(RegistryError::invalid(
+                "alias",
+                format!("{alias:?} looks like a commit id, which pins a version"),
+            ));
+        }
         if alias == "production" || alias == "latest" {
             return Err(RegistryError::invalid(
                 "alias",
@@ -1490,6 +1591,13 @@ pub fn commit_id(manifest: &str) -> String {
 #[must_use]
 pub fn is_commit_id(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Whether a version or alias name could be taken for a commit id: 40 hex digits in
+/// either case. Such names are refused, so a pinned commit id always means one version.
+#[must_use]
+pub fn looks_like_commit_id(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The files under `path`: `(name relative to path, full path, size)`, sorted by name.

@@ -185,6 +185,11 @@ impl Hook {
             version: ev.version.as_deref(),
             file,
             reason: ev.reason.as_deref(),
+            // A summary of rate-limited failures stands for all of them.
+            count: details
+                .and_then(|d| d.get("throttled"))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(1),
         };
         let found = self
             .detector
@@ -221,6 +226,14 @@ impl SecureModelManager {
         if self.detection.set(Arc::new(hook)).is_err() {
             return Err(bad("detection is already enabled".into()));
         }
+        // Alerts a stop or crash cut short go out again.
+        let resend = Arc::clone(self);
+        let targets = playbooks.alerts.clone();
+        tokio::spawn(async move {
+            if let Err(e) = resend.resend_pending(&targets).await {
+                log(&format!("resending pending alerts: {e}"));
+            }
+        });
         let weak: Weak<Self> = Arc::downgrade(self);
         Ok(Some(tokio::spawn(async move {
             while let Some(inc) = rx.recv().await {
@@ -277,6 +290,21 @@ impl SecureModelManager {
             ..Event::default()
         };
         let r = self.audit("incident", &ev).await?;
+        // The operator watching the service sees what matters without a SIEM.
+        if inc.severity >= Severity::High {
+            log(&format!(
+                "incident {}: {} {}: {}{}",
+                r.index,
+                inc.severity.as_str(),
+                inc.detector,
+                inc.summary,
+                if actions.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (playbook: {})", actions.join(", "))
+                }
+            ));
+        }
         // Alerts go out at once, beside the playbook's other actions.
         let mut now = Vec::new();
         self.clock.now().write_to(&mut now);
@@ -291,6 +319,8 @@ impl SecureModelManager {
         }))
         .unwrap_or_default();
         for a in alerts {
+            // Kept until the outcome is recorded, so a stop does not lose it.
+            self.outbox_put(r.index, &a.sink.name(), &body).await?;
             tokio::spawn(Arc::clone(self).alert(a.clone(), r.index, body.clone()));
         }
         if actions.contains(&"suspend")
@@ -310,7 +340,11 @@ impl SecureModelManager {
                 ..Event::default()
             };
             self.db.commit(tx).await?;
-            self.audit("playbook.suspend", &ev).await?;
+            let s = self.audit("playbook.suspend", &ev).await?;
+            log(&format!(
+                "principal {p} suspended by the playbook (incident {}; entry {})",
+                r.index, s.index
+            ));
         }
         if actions.contains(&"revoke") {
             for (model, version) in &inc.versions {
@@ -336,7 +370,11 @@ impl SecureModelManager {
                     ..Event::default()
                 };
                 self.db.commit(tx).await?;
-                self.audit("playbook.revoke", &ev).await?;
+                let e = self.audit("playbook.revoke", &ev).await?;
+                log(&format!(
+                    "{model}@{version} revoked by the playbook (incident {}; entry {})",
+                    r.index, e.index
+                ));
             }
         }
         Ok(())
@@ -344,6 +382,41 @@ impl SecureModelManager {
 }
 
 impl SecureModelManager {
+    /// Sends again every alert whose outcome was never recorded. One whose sink is no
+    /// longer configured is recorded as not delivered.
+    async fn resend_pending(
+        self: &Arc<Self>,
+        targets: &[(AlertTarget, Severity)],
+    ) -> Result<(), crate::RegistryError> {
+        for p in self.pending_alerts().await? {
+            match targets.iter().find(|(t, _)| t.sink.name() == p.sink) {
+                Some((t, _)) => {
+                    log(&format!(
+                        "alert for incident {} to {}: pending since before the restart; sending again",
+                        p.incident, p.sink
+                    ));
+                    tokio::spawn(Arc::clone(self).alert(t.clone(), p.incident, p.body));
+                }
+                None => {
+                    let ev = Event {
+                        user: Some("system".into()),
+                        action: Some("alert".into()),
+                        decision: Some("error".into()),
+                        reason: Some("the sink is no longer configured".into()),
+                        details: Some(json!({
+                            "incident": p.incident, "sink": p.sink, "delivered": false,
+                            "attempts": 0, "error": "the sink is no longer configured",
+                        })),
+                        ..Event::default()
+                    };
+                    self.audit("playbook.alert", &ev).await?;
+                    self.outbox_done(p.incident, &p.sink).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Delivers one alert with retries, then records the outcome as `playbook.alert`.
     async fn alert(self: Arc<Self>, target: AlertTarget, incident: u64, body: Vec<u8>) {
         let body = Arc::new(body);
@@ -386,8 +459,14 @@ impl SecureModelManager {
             })),
             ..Event::default()
         };
-        if let Err(e) = self.audit("playbook.alert", &ev).await {
-            log(&format!("recording the alert for incident {incident}: {e}"));
+        match self.audit("playbook.alert", &ev).await {
+            Ok(_) => {
+                if let Err(e) = self.outbox_done(incident, &target.sink.name()).await {
+                    log(&format!("clearing the alert for incident {incident}: {e}"));
+                }
+            }
+            // Still pending: sent again when detection next starts.
+            Err(e) => log(&format!("recording the alert for incident {incident}: {e}")),
         }
     }
 }

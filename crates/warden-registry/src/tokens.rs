@@ -17,12 +17,13 @@ use warden_policy::{Action, ResourceFacts};
 use warden_store::ledger::Receipt;
 
 /// The scopes a token may carry.
-pub const SCOPES: [&str; 5] = [
+pub const SCOPES: [&str; 6] = [
     "model:read",
     "model:load",
     "model:register",
     "model:admin",
     "audit:read",
+    crate::issue::PRINCIPAL_ADMIN,
 ];
 /// Longest token lifetime: one year.
 pub const MAX_TTL_SECS: i64 = 366 * 86_400;
@@ -73,6 +74,14 @@ pub enum AuthFailure {
     UnknownPrincipal,
     #[error("token kind not accepted by this server")]
     NotAccepted,
+}
+
+/// A refused authentication: why, and what to record of it (a token id, a JWT's issuer
+/// and subject; never a secret).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refused {
+    pub why: AuthFailure,
+    pub details: Option<serde_json::Value>,
 }
 
 /// A presented token, checked.
@@ -145,13 +154,19 @@ impl SecureModelManager {
                 name: principal.to_owned(),
             });
         }
+        let now = self.now_secs();
+        let expires_at = now.saturating_add(ttl_secs);
+        if let Err(r) = caller.may_issue_token(principal, scopes, expires_at) {
+            let details = json!({"op": "token.create", "principal": principal,
+                "scopes": scopes, "expires_at": expires_at});
+            return Err(self.refuse_issue(caller, r, details).await);
+        }
         let mut secret = [0u8; 32];
         aws_lc_rs::rand::fill(&mut secret)
             .map_err(|_| RegistryError::invalid("entropy", "the system random source failed"))?;
         let token = format!("{PREFIX}{}", hex::encode(&secret));
         let h = hash(&token);
         let id = h.get(..16).unwrap_or_default().to_owned();
-        let now = self.now_secs();
         let mut scopes = scopes.to_vec();
         scopes.sort();
         scopes.dedup();
@@ -159,7 +174,7 @@ impl SecureModelManager {
             id,
             principal: principal.to_owned(),
             scopes,
-            expires_at: now.saturating_add(ttl_secs),
+            expires_at,
             created_at: now,
             created_by: caller.principal.clone(),
             revoked: false,
@@ -185,7 +200,8 @@ impl SecureModelManager {
         ev.reason = Some(decision.reason());
         ev.details = Some(
             json!({"op": "token.create", "token": t.id, "principal": principal,
-            "scopes": t.scopes, "expires_at": t.expires_at}),
+            "scopes": t.scopes, "expires_at": t.expires_at,
+            "for_other_principal": principal != caller.principal}),
         );
         let r = self.audit("registry.token", &ev).await?;
         self.db.commit(tx).await?;
@@ -253,16 +269,17 @@ impl SecureModelManager {
         Ok(r)
     }
 
-    /// Turns a presented token into a caller. A failure is recorded as an
-    /// `auth.failure` entry (who it claimed to be is unknown; the IP and reason are
-    /// kept) and returned; a ledger failure is returned as such.
+    /// Turns a presented token into a caller, or says why not. Nothing is recorded here:
+    /// the caller records the refusal ([`record_auth_failure`](Self::record_auth_failure))
+    /// or, past the rate limits, counts it
+    /// ([`count_throttled_failure`](Self::count_throttled_failure)).
     pub async fn authenticate(
         &self,
         token: Option<&str>,
         ip: IpAddr,
         user_agent: Option<&str>,
         request_id: Option<&str>,
-    ) -> Result<Result<Caller, AuthFailure>, RegistryError> {
+    ) -> Result<Result<Caller, Refused>, RegistryError> {
         match self.check_token(token).await? {
             Checked::Valid(t) => {
                 let now = self.now_secs();
@@ -283,19 +300,13 @@ impl SecureModelManager {
                     idp_roles: Vec::new(),
                     user_agent: user_agent.map(str::to_owned),
                     request_id: request_id.map(str::to_owned),
+                    expires_at: Some(t.expires_at),
                 }))
             }
-            Checked::Failed(why, id) => {
-                self.record_auth_failure(
-                    why,
-                    ip,
-                    user_agent,
-                    request_id,
-                    id.map(|id| json!({"token": id})),
-                )
-                .await?;
-                Ok(Err(why))
-            }
+            Checked::Failed(why, id) => Ok(Err(Refused {
+                why,
+                details: id.map(|id| json!({"token": id})),
+            })),
         }
     }
 

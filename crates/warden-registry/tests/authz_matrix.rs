@@ -64,6 +64,7 @@ fn caller(name: &str, ip: IpAddr, mfa: bool) -> Caller {
         idp_roles: Vec::new(),
         user_agent: Some("matrix-test".into()),
         request_id: None,
+        expires_at: None,
     }
 }
 

@@ -1,9 +1,10 @@
 //! The download side of the Hugging Face Hub HTTP contract, so `huggingface_hub` and
 //! `transformers` load models through Warden with `HF_ENDPOINT` and `HF_TOKEN` set.
 //!
-//! Repo id = model name (`org/name` or `name`); revision = version, alias, `main`
-//! (the latest version unless an alias of that name exists) or the version's commit id
-//! (from its signed manifest). Every file is an LFS file whose `ETag` is its SHA-256,
+//! Repo id = model name (`org/name` or `name`); revision = the version's commit id (from
+//! its signed manifest; resolved first, and no version or alias may look like one), a
+//! version, an alias, or `main` (unless an alias of that name exists: the newest version
+//! that is neither revoked nor retired). Every file is an LFS file whose `ETag` is its SHA-256,
 //! and every download goes through the same verified, audited load path as
 //! `/v1/models/.../files/...`. Errors carry the codes the client maps to its own
 //! exceptions in `X-Error-Code` / `X-Error-Message` (HEAD responses have no body).
@@ -14,7 +15,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use warden_policy::Action;
 use warden_registry::manager::VersionInfo;
 use warden_registry::{RegistryError, Selector};
 
@@ -191,13 +191,15 @@ pub(crate) async fn api_models(
 }
 
 fn iso(secs: i64) -> String {
-    warden_core::time::Timestamp::from_micros(u64::try_from(secs).unwrap_or(0) * 1_000_000)
-        .map(|t| {
-            let s = t.to_string();
-            // RFC 3339 with milliseconds, as the Hub writes it.
-            format!("{}Z", s.get(..23).unwrap_or(&s))
-        })
-        .unwrap_or_default()
+    warden_core::time::Timestamp::from_micros(
+        u64::try_from(secs).unwrap_or(0).saturating_mul(1_000_000),
+    )
+    .map(|t| {
+        let s = t.to_string();
+        // RFC 3339 with milliseconds, as the Hub writes it.
+        format!("{}Z", s.get(..23).unwrap_or(&s))
+    })
+    .unwrap_or_default()
 }
 
 fn lfs(f: &warden_registry::manager::FileInfo) -> serde_json::Value {
@@ -247,9 +249,8 @@ fn tree(
     q: &TreeQuery,
     uri: &axum::http::Uri,
 ) -> Result<Response, HubError> {
-    let truthy = |o: &Option<String>| o.as_deref().is_some_and(|x| x == "true" || x == "1");
-    let recursive = truthy(&q.recursive);
-    let _ = truthy(&q.expand);
+    let recursive = flag("recursive", q.recursive.as_deref())?;
+    flag("expand", q.expand.as_deref())?;
     let prefix = if path.is_empty() {
         String::new()
     } else {
@@ -263,7 +264,11 @@ fn tree(
         };
         // Folders between `path` and the file.
         let segs: Vec<&str> = rel.split('/').collect();
-        let depth = if recursive { segs.len() - 1 } else { 0 };
+        let depth = if recursive {
+            segs.len().saturating_sub(1)
+        } else {
+            0
+        };
         for i in 1..=depth.min(segs.len().saturating_sub(1)) {
             let dir = format!("{prefix}{}", segs.get(..i).unwrap_or_default().join("/"));
             entries.entry(dir.clone()).or_insert_with(
@@ -292,17 +297,21 @@ fn tree(
             commit: Some(v.commit.clone()),
         });
     }
+    let all: Vec<serde_json::Value> = entries.into_values().collect();
+    // The cursor is the client's number: it may be anything, so every sum is checked.
     let start: usize = match &q.cursor {
         None => 0,
         Some(c) => c
             .parse()
-            .map_err(|_| ApiError::BadRequest("invalid cursor".into()))?,
+            .ok()
+            .filter(|&n| n <= all.len())
+            .ok_or_else(|| ApiError::BadRequest("invalid cursor".into()))?,
     };
-    let all: Vec<serde_json::Value> = entries.into_values().collect();
+    let end = start.saturating_add(TREE_PAGE);
     let page: Vec<&serde_json::Value> = all.iter().skip(start).take(TREE_PAGE).collect();
     let mut r = axum::Json(page).into_response();
-    if start + TREE_PAGE < all.len() {
-        let mut next = format!("{}?cursor={}", uri.path(), start + TREE_PAGE);
+    if end < all.len() {
+        let mut next = format!("{}?cursor={end}", uri.path());
         if recursive {
             next.push_str("&recursive=true");
         }
@@ -311,6 +320,19 @@ fn tree(
         }
     }
     Ok(r)
+}
+
+/// A boolean query field in any form the Hub's clients send: `true`/`True`/`1`
+/// (Python's `requests` writes `True`), `false`/`False`/`0`, or absent (false).
+fn flag(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
+    match v {
+        None => Ok(false),
+        Some(x) if x.eq_ignore_ascii_case("true") || x == "1" || x.is_empty() => Ok(true),
+        Some(x) if x.eq_ignore_ascii_case("false") || x == "0" => Ok(false),
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "{name} must be true or false"
+        ))),
+    }
 }
 
 /// `HEAD` and `GET /{repo_id}/resolve/{revision}/{filename}`.
@@ -373,7 +395,8 @@ fn with_commit(e: RegistryError, commit: Option<String>) -> HubError {
     }
 }
 
-/// The file's metadata, with the load decision the download would meet (recorded).
+/// The file's metadata under the rule the download itself meets (`load`; recorded as a
+/// decision), so a client that sends `HEAD` before `GET` needs no other permission.
 async fn head(
     s: &AppState,
     c: &warden_registry::Caller,
@@ -381,26 +404,12 @@ async fn head(
     sel: &Selector,
     file: &str,
 ) -> Result<Response, HubError> {
-    let info = s.manager.show(c, repo, sel).await?;
-    let commit = Some(info.commit.clone());
-    let d = s
+    let info = s
         .manager
-        .check(c, Action::Load, repo, Some(sel), None)
+        .load_info(c, repo, sel)
         .await
-        .map_err(|e| with_commit(e, commit.clone()))?;
-    if !d.allowed {
-        let e = if info.state == "revoked" {
-            revoked(c, repo, &info.version)
-        } else {
-            RegistryError::Denied {
-                principal: c.principal.clone(),
-                action: "load".into(),
-                resource: format!("{repo}@{}", info.version),
-                reason: d.reason(),
-            }
-        };
-        return Err(with_commit(e, commit));
-    }
+        .map_err(|e| with_commit(e, None))?;
+    let commit = Some(info.commit.clone());
     let Some(f) = info.files.iter().find(|f| f.name == file) else {
         return Err(with_commit(
             RegistryError::UnknownFile {

@@ -29,6 +29,8 @@ pub struct Identity {
     pub scopes: Vec<String>,
     pub roles: Vec<String>,
     pub mfa: bool,
+    /// The `exp` claim: what the bearer issues never outlives the token.
+    pub expires_at: Option<i64>,
     /// `iss`, `sub` and `jti`, for the audit entry.
     pub details: Value,
 }
@@ -216,6 +218,7 @@ impl JwtVerifier {
             scopes,
             roles,
             mfa,
+            expires_at: c.get("exp").and_then(Value::as_i64),
             details,
         }
     }

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod metrics;
 mod models;
 pub mod mtls;
+pub mod pace;
 pub mod tls;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
@@ -26,7 +27,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use warden_registry::tokens::AuthFailure;
+use warden_registry::tokens::{AuthFailure, Refused};
 use warden_registry::{Caller, RegistryError, SecureModelManager};
 
 /// Largest request body accepted (JSON endpoints).
@@ -57,6 +58,8 @@ pub struct AppState {
     pub auditor: Option<Arc<warden_core::crypto::RecipientSecretKey>>,
     /// Scopes of callers identified by a client certificate (mTLS).
     pub mtls_scopes: Arc<[String]>,
+    /// How fast request bodies must arrive.
+    pub pace: pace::Pace,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
             max_upload: DEFAULT_MAX_UPLOAD,
             auditor: None,
             mtls_scopes: default_mtls_scopes(),
+            pace: pace::Pace::default(),
         }
     }
 }
@@ -132,6 +136,10 @@ pub fn app(state: AppState) -> Router {
         .route("/{*path}", get(hub::resolve))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.pace,
+            pace::enforce,
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(limit_head))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -517,26 +525,35 @@ impl FromRequestParts<AppState> for Authenticated {
                     .map_err(ApiError::RateLimited)?;
                 Ok(Authenticated(c))
             }
-            Err(why) => {
-                state
-                    .limits
-                    .auth_failed(ip)
-                    .map_err(ApiError::RateLimited)?;
-                Err(ApiError::Unauthenticated(why))
-            }
+            // Within the failure budgets a refusal is its own entry; past them it is
+            // only counted (one entry per address and window), so anonymous traffic
+            // cannot grow the ledger at will.
+            Err(Refused { why, details }) => match state.limits.auth_failed(ip) {
+                Ok(()) => {
+                    state
+                        .manager
+                        .record_auth_failure(why, ip, ua.as_deref(), Some(&rid), details)
+                        .await?;
+                    Err(ApiError::Unauthenticated(why))
+                }
+                Err(limited) => {
+                    state.manager.count_throttled_failure(ip);
+                    Err(ApiError::RateLimited(limited))
+                }
+            },
         }
     }
 }
 
 /// Maps a verified client certificate to a caller; a name that is not a registered,
-/// active principal is refused and recorded like a bad token.
+/// active principal is refused like a bad token.
 async fn authenticate_cert(
     state: &AppState,
     id: Option<mtls::ClientIdentity>,
     ip: IpAddr,
     ua: Option<&str>,
     rid: &str,
-) -> Result<Result<Caller, AuthFailure>, ApiError> {
+) -> Result<Result<Caller, Refused>, ApiError> {
     let name = id.map(|i| i.0).unwrap_or_default();
     if !name.is_empty() && state.manager.principal_is_active(&name).await? {
         return Ok(Ok(Caller {
@@ -547,30 +564,24 @@ async fn authenticate_cert(
             idp_roles: Vec::new(),
             user_agent: ua.map(str::to_owned),
             request_id: Some(rid.to_owned()),
+            expires_at: None,
         }));
     }
     let short: String = name.chars().take(128).collect();
-    state
-        .manager
-        .record_auth_failure(
-            AuthFailure::UnknownPrincipal,
-            ip,
-            ua,
-            Some(rid),
-            Some(json!({"client_certificate": {"cn": short}})),
-        )
-        .await?;
-    Ok(Err(AuthFailure::UnknownPrincipal))
+    Ok(Err(Refused {
+        why: AuthFailure::UnknownPrincipal,
+        details: Some(json!({"client_certificate": {"cn": short}})),
+    }))
 }
 
-/// Verifies a JWT and maps it to a caller; a refusal is recorded like a bad token.
+/// Verifies a JWT and maps it to a caller, or says why not.
 async fn authenticate_jwt(
     state: &AppState,
     token: &str,
     ip: IpAddr,
     ua: Option<&str>,
     rid: &str,
-) -> Result<Result<Caller, AuthFailure>, ApiError> {
+) -> Result<Result<Caller, Refused>, ApiError> {
     let verified = match &state.jwt {
         None => Err(AuthFailure::NotAccepted),
         Some(v) => v.verify(token),
@@ -586,6 +597,7 @@ async fn authenticate_jwt(
                     idp_roles: id.roles,
                     user_agent: ua.map(str::to_owned),
                     request_id: Some(rid.to_owned()),
+                    expires_at: id.expires_at,
                 }));
             }
             (
@@ -595,11 +607,10 @@ async fn authenticate_jwt(
         }
         Err(why) => (why, jwt::unverified_details(token)),
     };
-    state
-        .manager
-        .record_auth_failure(refused.0, ip, ua, Some(rid), refused.1)
-        .await?;
-    Ok(Err(refused.0))
+    Ok(Err(Refused {
+        why: refused.0,
+        details: refused.1,
+    }))
 }
 
 /// The OpenAPI 3.1 description of this API.

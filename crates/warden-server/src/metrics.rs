@@ -1,7 +1,11 @@
 //! Prometheus metrics at `/metrics`. Latencies are histograms in seconds with buckets
 //! fine enough to read a 50 µs p99 (`le="5e-5"`). Labels never carry identities, model
-//! names or addresses: routes appear as their templates.
+//! names or addresses, and every label value comes from a bounded set: routes appear as
+//! the router's templates, methods as one of the standard ones or `other`, statuses as
+//! the server's own. What detection has seen (incidents, alert failures) is shown only
+//! to callers whose token holds `audit:read`; anonymous scrapes get the rest.
 
+use crate::ApiError;
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
@@ -53,10 +57,27 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// The label of a request method: one of a fixed set, so a client cannot mint series.
+fn method_label(m: &Method) -> Method {
+    match *m {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::PATCH
+        | Method::OPTIONS => m.clone(),
+        _ => OTHER_METHOD.clone(),
+    }
+}
+
+static OTHER_METHOD: LazyLock<Method> =
+    LazyLock::new(|| Method::from_bytes(b"other").unwrap_or(Method::TRACE));
+
 /// Counts and times every request by method, route template and status.
 pub(crate) async fn track(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req.extensions().get::<MatchedPath>().cloned();
     let r = next.run(req).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
@@ -68,7 +89,8 @@ pub(crate) async fn track(req: Request, next: Next) -> Response {
 
 /// The request histogram and counter of each route, method and status, registered on
 /// first use: recording then touches no registry and allocates nothing. Routes are the
-/// router's own patterns and methods are bounded by the router, so this stays small.
+/// router's own patterns, methods the fixed set of [`method_label`] and statuses the
+/// server's own, so this stays small whatever clients send.
 struct HttpHandles {
     #[allow(clippy::type_complexity)]
     by_route: RwLock<HashMap<String, HashMap<(Method, u16), (Histogram, Counter)>>>,
@@ -101,12 +123,70 @@ impl HttpHandles {
     }
 }
 
-pub(crate) async fn render() -> Response {
+/// Series that tell what detection has seen: shown only to auditors.
+const DETECTION_SERIES: [&str; 2] = ["warden_incidents_total", "warden_alert_failures_total"];
+
+/// `GET /metrics`. Without credentials: every series but [`DETECTION_SERIES`]. With a
+/// token (or JWT) holding `audit:read`: all of them. Bad credentials are refused (and
+/// recorded) like anywhere else.
+pub(crate) async fn render(
+    headers: axum::http::HeaderMap,
+    auth: Result<crate::Authenticated, ApiError>,
+) -> Result<Response, ApiError> {
+    let full = if headers.contains_key(axum::http::header::AUTHORIZATION) {
+        let crate::Authenticated(c) = auth?;
+        c.scopes
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == "audit:read"))
+    } else {
+        false
+    };
     let body = install().map(PrometheusHandle::render).unwrap_or_default();
+    let body = if full { body } else { public(&body) };
     let mut r = Response::new(axum::body::Body::from(body));
     r.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    r
+    Ok(r)
+}
+
+/// The exposition without the lines (samples, `# HELP`, `# TYPE`) of detection series.
+fn public(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let name = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        if !DETECTION_SERIES.iter().any(|d| name.starts_with(d)) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        let odd = Method::from_bytes(b"XYZZY").unwrap_or(Method::GET);
+        assert_eq!(method_label(&odd).as_str(), "other");
+        assert_eq!(method_label(&Method::GET), Method::GET);
+        assert_eq!(method_label(&Method::TRACE).as_str(), "other");
+    }
+
+    #[test]
+    fn public_metrics_leave_out_detection_series() {
+        let text = "# HELP warden_incidents_total x\n# TYPE warden_incidents_total counter\n\
+                    warden_incidents_total{detector=\"brute_force\"} 3\n\
+                    warden_http_requests_total{method=\"GET\"} 1\n";
+        assert_eq!(
+            public(text),
+            "warden_http_requests_total{method=\"GET\"} 1\n"
+        );
+    }
 }

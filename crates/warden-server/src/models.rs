@@ -197,7 +197,7 @@ pub(crate) async fn decision(
     let action = Action::parse(&body.action).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let d = s
         .manager
-        .check(&c, action, &model, Some(&Selector::parse(&version)), None)
+        .check_visible(&c, action, &model, &Selector::parse(&version))
         .await?;
     Ok(Json(json!({"allowed": d.allowed, "reason": d.reason()})).into_response())
 }

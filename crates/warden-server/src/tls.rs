@@ -159,18 +159,41 @@ pub async fn serve_plain(
     serve(listener, router, None, shutdown).await;
 }
 
-/// The one accept loop: TLS when `tls` is given, the same HTTP/1.1 limits and timeouts
-/// either way (header count and size, header read timeout, handshake timeout).
+/// Connections served at once by default; past that a connection is answered 503.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Connections past the limit that are still answered 503 (the rest are closed).
+const OVERFLOW_ANSWERS: usize = 64;
+/// The answer to a connection past the limit.
+const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 77\r\n\r\n{\"error\":{\"code\":\"overloaded\",\"message\":\"too many connections; retry later\"}}";
+
+/// The one accept loop with [`DEFAULT_MAX_CONNECTIONS`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    serve_limited(listener, router, tls, DEFAULT_MAX_CONNECTIONS, shutdown).await;
+}
+
+/// The one accept loop: TLS when `tls` is given, the same HTTP/1.1 limits and timeouts
+/// either way (header count and size, header read timeout, handshake timeout), and at
+/// most `max_connections` connections at once: one more is answered `503` with
+/// `Retry-After` and closed (past a small number of such answers in flight, closed at
+/// once).
+pub async fn serve_limited(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    max_connections: usize,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let overflow = Arc::new(tokio::sync::Semaphore::new(OVERFLOW_ANSWERS));
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
@@ -187,9 +210,19 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            if let Ok(permit) = Arc::clone(&overflow).try_acquire_owned() {
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    overloaded(tcp, acceptor).await;
+                });
+            }
+            continue;
+        };
         let router = router.clone().layer(axum::Extension(ConnectInfo(peer)));
         let stop = stop_rx.clone();
         tasks.spawn(async move {
+            let _slot = slot;
             match acceptor {
                 None => connection(tcp, router, stop).await,
                 Some(acceptor) => {
@@ -217,6 +250,28 @@ pub async fn serve(
     }
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+}
+
+/// Answers a connection past the limit with 503 and closes it, within the handshake
+/// timeout.
+async fn overloaded(tcp: tokio::net::TcpStream, acceptor: Option<tokio_rustls::TlsAcceptor>) {
+    use tokio::io::AsyncWriteExt;
+    let answer = async {
+        match acceptor {
+            None => {
+                let mut tcp = tcp;
+                let _ = tcp.write_all(OVERLOADED).await;
+                let _ = tcp.shutdown().await;
+            }
+            Some(a) => {
+                if let Ok(mut tls) = a.accept(tcp).await {
+                    let _ = tls.write_all(OVERLOADED).await;
+                    let _ = tls.shutdown().await;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, answer).await;
 }
 
 async fn connection<IO>(io: IO, router: Router, mut stop: tokio::sync::watch::Receiver<bool>)

@@ -8,321 +8,19 @@
     clippy::panic
 )]
 
+mod common;
+
 use axum::body::Body;
-use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Request, StatusCode};
+use common::*;
 use http_body_util::BodyExt;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
-use warden_core::crypto::SigAlg;
 use warden_core::entry::Event;
-use warden_policy::{Engine, VersionState};
-use warden_registry::blobs::BlobStore;
 use warden_registry::manifest::Provenance;
-use warden_registry::{
-    Caller, ManagerOptions, Registration, SecureModelManager, Selector, keyfile,
-};
-use warden_server::{AppState, app};
-use warden_store::keys::{self, KdfParams};
-use warden_store::ledger::{Ledger, LedgerOptions, SystemClock, SystemEntropy};
-
-struct Fx {
-    dir: tempfile::TempDir,
-    rt: tokio::runtime::Runtime,
-    m: Option<Arc<SecureModelManager>>,
-    weights: Vec<u8>,
-    limits: Arc<warden_server::limits::Limits>,
-    jwt: Option<Arc<warden_server::jwt::JwtVerifier>>,
-    /// The identity provider's Ed25519 key (PKCS#8) and a rogue one.
-    idp: Vec<u8>,
-    rogue: Vec<u8>,
-}
-
-const ISSUER: &str = "https://idp.test.local";
-const AUDIENCE: &str = "warden-api";
-
-fn ed25519() -> (Vec<u8>, Vec<u8>) {
-    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
-    let doc = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
-    let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap();
-    (doc.as_ref().to_vec(), pair.public_key().as_ref().to_vec())
-}
-
-fn jwt_verifier(public: &[u8]) -> warden_server::jwt::JwtVerifier {
-    use base64::Engine as _;
-    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public);
-    let jwks = serde_json::json!({"keys": [
-        {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "idp-1", "alg": "EdDSA", "use": "sig"}
-    ]});
-    let cfg: warden_store::config::JwtConfig = toml::from_str(&format!(
-        r#"
-        issuer = "{ISSUER}"
-        audience = "{AUDIENCE}"
-        jwks = "jwks.json"
-        role_claim = "groups"
-        [scope_map]
-        "warden.read" = ["model:read"]
-        [role_map]
-        "ml-team" = "ml-engineer"
-        "#
-    ))
-    .unwrap();
-    warden_server::jwt::JwtVerifier::new(cfg, jwks.to_string().as_bytes()).unwrap()
-}
-
-impl Fx {
-    fn new() -> Self {
-        Self::with_weights(200_000)
-    }
-
-    /// A fixture whose model file is `size` bytes (over 256 KiB streams from a reader
-    /// thread instead of being read inline).
-    fn with_weights(size: u32) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path();
-        let kdf = KdfParams {
-            m_kib: 8,
-            t: 1,
-            p: 1,
-        };
-        keys::create_root(
-            &p.join("root.key"),
-            &p.join("root.pub"),
-            "test.local/api",
-            SigAlg::MlDsa65,
-            b"",
-            kdf,
-        )
-        .unwrap();
-        keys::create_recipient(&p.join("aud.key"), &p.join("aud.key.pub")).unwrap();
-        std::fs::create_dir_all(p.join("logs")).unwrap();
-        let ledger = Ledger::open(
-            &p.join("logs/model_access.jsonl"),
-            keys::unlock_root(&p.join("root.key"), b"").unwrap(),
-            LedgerOptions {
-                origin: "test.local/api".into(),
-                alg: SigAlg::MlDsa65,
-                rotation_interval: Duration::from_secs(7200),
-                strict: false,
-                recipients: vec![keys::read_recipient_public(&p.join("aud.key.pub")).unwrap()],
-                clock: Arc::new(SystemClock),
-                entropy: Arc::new(SystemEntropy),
-                segments: warden_store::segments::SegmentPolicy::default(),
-            },
-        )
-        .unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let weights: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
-        std::fs::write(p.join("model.safetensors"), &weights).unwrap();
-        let m = rt.block_on(async {
-            let m = SecureModelManager::open(
-                ManagerOptions {
-                    db_path: p.join("registry.db"),
-                    blobs: BlobStore::local(&p.join("blobs")).unwrap(),
-                    engine: Engine::default_policy().unwrap(),
-                    policy_digest: "test".into(),
-                    config_digest: None,
-                    clock: Arc::new(SystemClock),
-                },
-                ledger,
-            )
-            .await
-            .unwrap();
-            m.add_principal(None, "admin", &["admin".into()], false, None)
-                .await
-                .unwrap();
-            let admin = Caller::local("admin");
-            let key = keyfile::create(&p.join("eng.key"), "eng", SigAlg::MlDsa65).unwrap();
-            m.add_principal(
-                Some(&admin),
-                "eng",
-                &["ml-engineer".into()],
-                false,
-                Some(&key.key.verifying_key()),
-            )
-            .await
-            .unwrap();
-            m.register(
-                &Caller::local("eng"),
-                Registration {
-                    model: "fraud",
-                    version: "1.0",
-                    path: &p.join("model.safetensors"),
-                    provenance: Provenance::default(),
-                },
-                &key,
-                &|_, _| {},
-            )
-            .await
-            .unwrap();
-            let approver = Caller {
-                mfa: true,
-                ..Caller::local("admin")
-            };
-            let v = Selector::Version("1.0".into());
-            m.promote(&approver, "fraud", &v, VersionState::Validated, None)
-                .await
-                .unwrap();
-            m.promote(&approver, "fraud", &v, VersionState::Production, None)
-                .await
-                .unwrap();
-            m
-        });
-        let (idp, idp_pub) = ed25519();
-        let (rogue, _) = ed25519();
-        Self {
-            jwt: Some(Arc::new(jwt_verifier(&idp_pub))),
-            idp,
-            rogue,
-            dir,
-            rt,
-            m: Some(Arc::new(m)),
-            weights,
-            limits: Arc::new(warden_server::limits::Limits::new(
-                warden_server::limits::LimitConfig {
-                    auth_failures_per_min: 8,
-                    per_principal_per_sec: 5,
-                    per_principal_burst: 30,
-                    ..Default::default()
-                },
-            )),
-        }
-    }
-
-    fn m(&self) -> &SecureModelManager {
-        self.m.as_ref().unwrap()
-    }
-
-    fn token(&self, principal: &str, scopes: &[&str], ttl: i64) -> String {
-        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-        self.rt
-            .block_on(
-                self.m()
-                    .create_token(&Caller::local("admin"), principal, &scopes, ttl),
-            )
-            .unwrap()
-            .0
-    }
-
-    /// A JWT over `claims`, signed by the identity provider's key (or the rogue one),
-    /// with the standard claims filled in unless `claims` sets them.
-    fn jwt(&self, claims: serde_json::Value, rogue: bool) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let mut c = serde_json::json!({
-            "iss": ISSUER, "aud": AUDIENCE, "sub": "eng",
-            "iat": now, "nbf": now - 5, "exp": now + 300, "jti": "j-1",
-        });
-        for (k, v) in claims.as_object().unwrap() {
-            c[k] = v.clone();
-        }
-        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-        h.kid = Some("idp-1".into());
-        let key =
-            jsonwebtoken::EncodingKey::from_ed_der(if rogue { &self.rogue } else { &self.idp });
-        jsonwebtoken::encode(&h, &c, &key).unwrap()
-    }
-
-    /// Starts the real accept loop on a loopback port (TLS when `tls` is given) with
-    /// the default state; returns its address, the stop signal and the task.
-    fn serve(
-        &self,
-        tls: Option<Arc<rustls::ServerConfig>>,
-    ) -> (
-        SocketAddr,
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    ) {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let listener = self
-            .rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = app(AppState::new(Arc::clone(self.m.as_ref().unwrap())));
-        let server = self
-            .rt
-            .spawn(warden_server::tls::serve(listener, router, tls, async {
-                rx.await.ok();
-            }));
-        (addr, tx, server)
-    }
-
-    fn router(&self) -> axum::Router {
-        app(AppState {
-            manager: Arc::clone(self.m.as_ref().unwrap()),
-            limits: Arc::clone(&self.limits),
-            jwt: self.jwt.clone(),
-            max_upload: 1 << 20,
-            auditor: Some(Arc::new(
-                keys::read_recipient_secret(&self.dir.path().join("aud.key")).unwrap(),
-            )),
-            mtls_scopes: warden_server::default_mtls_scopes(),
-        })
-        .layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))))
-    }
-
-    /// Sends a request; returns status, headers and body.
-    fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-        self.rt.block_on(async {
-            let r = self.router().oneshot(req).await.unwrap();
-            let (parts, body) = r.into_parts();
-            (
-                parts.status,
-                parts.headers,
-                body.collect().await.unwrap().to_bytes().to_vec(),
-            )
-        })
-    }
-
-    fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Vec<u8>) {
-        let mut b = Request::get(path)
-            .header("user-agent", "api-test/1")
-            .header("x-request-id", format!("rq-{path}"));
-        if let Some(t) = token {
-            b = b.header("authorization", format!("Bearer {t}"));
-        }
-        let (s, _, body) = self.send(b.body(Body::empty()).unwrap());
-        (s, body)
-    }
-
-    fn close_and_read(&mut self) -> Vec<(String, Event)> {
-        let m = Arc::try_unwrap(self.m.take().unwrap()).unwrap();
-        self.rt.block_on(m.close()).unwrap();
-        let p = self.dir.path();
-        let sk = keys::read_recipient_secret(&p.join("aud.key")).unwrap();
-        let data = std::fs::read(p.join("logs/model_access.jsonl")).unwrap();
-        let mut key = None;
-        let mut out = Vec::new();
-        for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let e = warden_core::entry::parse_line(line).unwrap();
-            if let Some(r) = e.header.rotation {
-                key = warden_core::epoch::RotationRecord::decode(r)
-                    .unwrap()
-                    .unwrap_data_key(&sk)
-                    .unwrap();
-            }
-            let mut pt = Vec::new();
-            e.open(key.as_ref().unwrap(), &mut pt).unwrap();
-            out.push((
-                e.header.kind.to_owned(),
-                Event::from_plaintext(&pt).unwrap(),
-            ));
-        }
-        out
-    }
-}
-
-const FILE: &str = "/v1/models/fraud/versions/1.0/files/model.safetensors";
-const SHOW: &str = "/v1/models/fraud/versions/1.0";
+use warden_registry::{Caller, Registration, Selector, keyfile};
+use warden_store::keys;
 
 #[test]
 fn token_scopes_decide_what_each_endpoint_serves() {
@@ -698,7 +396,7 @@ fn jwt_bearer_tokens_are_verified_mapped_and_every_refusal_recorded() {
         false,
     );
     assert_eq!(get(&fx, FILE, &grouped), StatusCode::OK);
-    // `amr` carries MFA: revoking needs it.
+    // `amr` carries MFA: revoking needs it. (Asking for a decision needs model:read.)
     let decide = |fx: &Fx, t: &str| {
         let req = Request::post("/v1/models/fraud/versions/1.0/decision")
             .header("authorization", bearer(t))
@@ -710,12 +408,12 @@ fn jwt_bearer_tokens_are_verified_mapped_and_every_refusal_recorded() {
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["allowed"].clone()
     };
     let pwd = fx.jwt(
-        serde_json::json!({"sub": "admin", "scope": "model:admin", "amr": ["pwd"]}),
+        serde_json::json!({"sub": "admin", "scope": "model:admin model:read", "amr": ["pwd"]}),
         false,
     );
     assert_eq!(decide(&fx, &pwd), false);
     let hwk = fx.jwt(
-        serde_json::json!({"sub": "admin", "scope": "model:admin", "amr": ["pwd", "hwk"]}),
+        serde_json::json!({"sub": "admin", "scope": "model:admin model:read", "amr": ["pwd", "hwk"]}),
         false,
     );
     assert_eq!(decide(&fx, &hwk), true);
@@ -801,35 +499,6 @@ fn jwt_bearer_tokens_are_verified_mapped_and_every_refusal_recorded() {
     );
 }
 
-/// Sends `method path` with a bearer token and an optional JSON body; returns status
-/// and parsed JSON (Null when the body is not JSON).
-fn call(
-    fx: &Fx,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<serde_json::Value>,
-) -> (StatusCode, serde_json::Value) {
-    let b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {token}"))
-        .header("x-request-id", format!("rq-{method}-{path}"));
-    let req = match body {
-        Some(v) => b
-            .header("content-type", "application/json")
-            .body(Body::from(v.to_string())),
-        None => b.body(Body::empty()),
-    }
-    .unwrap();
-    let (s, _, body) = fx.send(req);
-    (s, serde_json::from_slice(&body).unwrap_or_default())
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    warden_core::hex::encode(&warden_core::merkle::sha256(b))
-}
-
 #[test]
 fn the_whole_lifecycle_over_http_is_in_the_ledger() {
     let mut fx = Fx::new();
@@ -901,9 +570,10 @@ fn the_whole_lifecycle_over_http_is_in_the_ledger() {
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["version"]["state"], "registered");
 
-    // An administrator with MFA (from the identity provider) runs the lifecycle.
+    // An administrator with MFA (from the identity provider) runs the lifecycle; it
+    // administers other principals too, which takes the explicit principal:admin scope.
     let admin = fx.jwt(
-        serde_json::json!({"sub": "admin", "scope": "model:admin model:read model:load", "amr": ["hwk"]}),
+        serde_json::json!({"sub": "admin", "scope": "model:admin model:read model:load principal:admin", "amr": ["hwk"]}),
         false,
     );
     let base = "/v1/models/churn/versions/2.0";
@@ -961,7 +631,8 @@ fn the_whole_lifecycle_over_http_is_in_the_ledger() {
         "POST",
         "/v1/principals/svc-scoring/grants",
         &admin,
-        Some(serde_json::json!({"model": "churn", "actions": ["load"], "expires_in_secs": 600})),
+        // Nothing the JWT issues outlives it (it expires in 300 s).
+        Some(serde_json::json!({"model": "churn", "actions": ["load"], "expires_in_secs": 240})),
     );
     assert_eq!(s, StatusCode::OK);
     let (s, v) = call(
@@ -970,7 +641,7 @@ fn the_whole_lifecycle_over_http_is_in_the_ledger() {
         "/v1/tokens",
         &admin,
         Some(
-            serde_json::json!({"principal": "svc-scoring", "scopes": ["model:load"], "expires_in_secs": 600}),
+            serde_json::json!({"principal": "svc-scoring", "scopes": ["model:load"], "expires_in_secs": 240}),
         ),
     );
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -2048,12 +1719,4 @@ fn detection_raises_incidents_and_the_playbook_suspends_and_revokes() {
     let ev = fx.close_and_read();
     assert!(ev.iter().any(|(k, _)| k == "playbook.revoke"));
     assert!(ev.iter().any(|(k, _)| k == "incident.ack"));
-}
-
-/// Polls `done` every 5 ms for at most a second.
-fn wait_until(done: impl Fn() -> bool) {
-    let t = std::time::Instant::now();
-    while !done() && t.elapsed() < Duration::from_secs(1) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }

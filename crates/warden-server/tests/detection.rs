@@ -258,12 +258,17 @@ fn generated_traffic_through_the_service_raises_every_attack_and_few_false_alarm
                 per_principal_per_sec: 1_000_000,
                 per_principal_burst: 1_000_000,
                 auth_failures_per_min: 1_000_000,
+                per_network_per_sec: 1_000_000,
+                per_network_burst: 1_000_000,
+                auth_failures_per_network_per_min: 1_000_000,
+                auth_failures_total_per_min: 1_000_000,
             },
         )),
         jwt: None,
         max_upload: 1 << 20,
         auditor: None,
         mtls_scopes: warden_server::default_mtls_scopes(),
+        pace: warden_server::pace::Pace::default(),
     });
     let send = |token: Option<&str>, ip: IpAddr, path: &str| -> StatusCode {
         let mut b = Request::get(path).header("user-agent", "generator/1");

@@ -20,6 +20,13 @@ pub enum StoreError {
     BadPassphrase { path: PathBuf },
     #[error("{0}")]
     Config(String),
+    /// A secret others can read, or a directory others can write.
+    #[error("{}: {detail}; fix with `{fix}`", path.display())]
+    Permissions {
+        path: PathBuf,
+        detail: String,
+        fix: String,
+    },
     /// A request the ledger cannot answer as asked (an index past the end, ...).
     #[error("{0}")]
     Request(String),

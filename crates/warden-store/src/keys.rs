@@ -159,6 +159,7 @@ pub struct RootKey {
 
 /// Unseals the root key with `passphrase`.
 pub fn unlock_root(path: &Path, passphrase: &[u8]) -> Result<RootKey, StoreError> {
+    crate::perms::check_secret_file(path)?;
     let f: RootKeyFile = read_json(path, 64 * 1024)?;
     let bad = |d: &str| StoreError::Format {
         path: path.into(),
@@ -265,6 +266,7 @@ pub fn create_recipient(
 
 /// Reads a recipient secret key file.
 pub fn read_recipient_secret(path: &Path) -> Result<RecipientSecretKey, StoreError> {
+    crate::perms::check_secret_file(path)?;
     let f: RecipientSecretFile = read_json(path, 64 * 1024)?;
     let bad = |d: &str| StoreError::Format {
         path: path.into(),

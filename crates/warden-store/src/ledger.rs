@@ -358,6 +358,20 @@ pub type FileWrapper = Box<
     ) -> (Box<dyn AppendFile>, Box<dyn AppendFile>),
 >;
 
+/// Checks what [`Ledger::submit`] would accept, without a ledger: the kind's form and the
+/// event's size. Returns the event's plaintext. Commands call it before opening anything,
+/// so bad input writes nothing (not even the new epoch's `key.rotation`).
+pub fn check_submission(kind: &str, event: &Event) -> Result<Vec<u8>, AppendError> {
+    if !entry::valid_kind(kind) || kind == KIND_ROTATION {
+        return Err(AppendError::Invalid(format!(
+            "kind {kind:?} must be 1-64 of [a-z0-9._-], start with a letter, and not be key.rotation"
+        )));
+    }
+    event
+        .to_plaintext()
+        .map_err(|e| AppendError::Invalid(e.to_string()))
+}
+
 impl Ledger {
     /// Opens (or creates) the ledger at `log`, recovering from a crash if needed, and
     /// starts a new epoch.
@@ -610,14 +624,7 @@ impl Ledger {
 
     /// Queues an entry. Blocks while the queue is full.
     pub fn submit(&self, kind: &str, event: &Event) -> Result<Ticket, AppendError> {
-        if !entry::valid_kind(kind) || kind == KIND_ROTATION {
-            return Err(AppendError::Invalid(format!(
-                "kind {kind:?} must be 1-64 of [a-z0-9._-], start with a letter, and not be key.rotation"
-            )));
-        }
-        let plaintext = event
-            .to_plaintext()
-            .map_err(|e| AppendError::Invalid(e.to_string()))?;
+        let plaintext = check_submission(kind, event)?;
         let mut q = lock(&self.shared.queue);
         loop {
             if let Some(f) = &q.failed {

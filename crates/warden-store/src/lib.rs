@@ -8,6 +8,7 @@ pub mod durable;
 pub mod error;
 pub mod keys;
 pub mod ledger;
+pub mod perms;
 pub mod report;
 pub mod retention;
 pub mod segments;

@@ -430,8 +430,15 @@ pub fn build(input: &ReportInput<'_>) -> Result<ComplianceReport, StoreError> {
         r.accesses.by_user = Some(counts.by_user.into_iter().collect());
         r.accesses.by_model = Some(counts.by_model.into_iter().collect());
     }
-    r.daily = counts
-        .days
+    // Every day of the period has its row, with or without entries (at most ten
+    // years of rows, whatever period is asked for).
+    let mut days = counts.days;
+    let first_day = input.from.as_micros() / DAY_MICROS;
+    let last_day = input.to.as_micros().saturating_sub(1) / DAY_MICROS;
+    for day in (first_day..=last_day).take(3660) {
+        days.entry(day).or_default();
+    }
+    r.daily = days
         .into_iter()
         .map(|(day, mut d)| {
             d.date = Timestamp::from_micros(day.saturating_mul(DAY_MICROS))

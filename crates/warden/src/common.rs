@@ -48,6 +48,9 @@ pub fn passphrase() -> zeroize::Zeroizing<Vec<u8>> {
 
 /// Unlocks the data directory's root key.
 pub fn unlock(dir: &DataDir) -> Result<RootKey> {
+    // Nothing signs from a directory others could have written keys or policy into.
+    warden_store::perms::check_private_dir(&dir.root)?;
+    warden_store::perms::check_private_dir(&dir.root.join("keys"))?;
     let pass = passphrase();
     let key = keys::unlock_root(&dir.root_key(), &pass).with_context(|| {
         if pass.is_empty() {

@@ -71,6 +71,7 @@ impl CallerArgs {
             idp_roles: Vec::new(),
             user_agent: Some(format!("warden-cli/{}", env!("CARGO_PKG_VERSION"))),
             request_id: self.request_id.clone(),
+            expires_at: None,
         }
     }
 }

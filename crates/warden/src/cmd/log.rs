@@ -115,6 +115,9 @@ pub fn run(c: &Command) -> Result<ExitCode> {
                 bail!("--kind and --event are required")
             };
             let ev = Event::from_plaintext(event.as_bytes()).context("--event")?;
+            // Bad input stops here, before the ledger is opened (which would start an
+            // epoch and write its key.rotation entry).
+            warden_store::ledger::check_submission(kind, &ev)?;
             let (ledger, _) = open_ledger(&dir.dir())?;
             let r = ledger.append(kind, &ev);
             ledger.close();
@@ -301,9 +304,83 @@ struct StdinEntry {
     event: Event,
 }
 
+/// Longest line read from `log append --stdin`: an event may take 64 KiB as the ledger
+/// stores it, and its JSON here a little more.
+const MAX_STDIN_LINE: usize = 2 * warden_core::entry::MAX_EVENT_LEN;
+
+/// Reads the next line of at most `max` bytes (without its `\n`) into `buf`, keeping no
+/// more than `max` bytes in memory however long the line is. `Ok(None)` at the end of
+/// input; a longer line is an error naming its number.
+fn read_line_bounded(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+    line_no: usize,
+) -> Result<Option<()>> {
+    buf.clear();
+    let mut read_any = false;
+    let mut too_long = false;
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        read_any = true;
+        let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (chunk.get(..i).unwrap_or_default(), Some(i + 1)),
+            None => (chunk, None),
+        };
+        if buf.len() + part.len() > max {
+            too_long = true;
+        } else {
+            buf.extend_from_slice(part);
+        }
+        let used = done.unwrap_or(chunk.len());
+        r.consume(used);
+        if done.is_some() {
+            break;
+        }
+    }
+    if too_long {
+        bail!("line {line_no}: longer than {max} bytes");
+    }
+    Ok(read_any.then_some(()))
+}
+
+/// The next entry of `--stdin`: skips blank lines; `None` at the end of input.
+fn next_stdin_entry(
+    r: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    line_no: &mut usize,
+) -> Result<Option<StdinEntry>> {
+    loop {
+        *line_no += 1;
+        if read_line_bounded(r, buf, MAX_STDIN_LINE, *line_no)?.is_none() {
+            return Ok(None);
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let e: StdinEntry =
+            serde_json::from_slice(buf).with_context(|| format!("line {line_no}"))?;
+        warden_store::ledger::check_submission(&e.kind, &e.event)
+            .with_context(|| format!("line {line_no}"))?;
+        return Ok(Some(e));
+    }
+}
+
 /// Reads entries from stdin, submits them without waiting, and prints receipts in
-/// order as they become durable (a second thread waits on the tickets).
+/// order as they become durable (a second thread waits on the tickets). The first entry
+/// is read and checked before the ledger is opened, so input that is bad from the start
+/// writes nothing.
 fn append_stdin(dir: &DataDirArg, json: bool) -> Result<ExitCode> {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut buf = Vec::new();
+    let mut line_no = 0usize;
+    let Some(first) = next_stdin_entry(&mut input, &mut buf, &mut line_no)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let (ledger, _) = open_ledger(&dir.dir())?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Ticket>(100_000);
     let printer = std::thread::spawn(move || -> Result<u64> {
@@ -327,18 +404,8 @@ fn append_stdin(dir: &DataDirArg, json: bool) -> Result<ExitCode> {
         Ok(n)
     });
     let mut status = Ok(());
-    for (i, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let e: StdinEntry = match serde_json::from_str(&line) {
-            Ok(e) => e,
-            Err(err) => {
-                status = Err(anyhow::anyhow!("line {}: {err}", i + 1));
-                break;
-            }
-        };
+    let mut next = Some(first);
+    while let Some(e) = next.take() {
         match ledger.submit(&e.kind, &e.event) {
             Ok(t) => {
                 if tx.send(t).is_err() {
@@ -349,6 +416,10 @@ fn append_stdin(dir: &DataDirArg, json: bool) -> Result<ExitCode> {
                 status = Err(err.into());
                 break;
             }
+        }
+        match next_stdin_entry(&mut input, &mut buf, &mut line_no) {
+            Ok(e) => next = e,
+            Err(err) => status = Err(err),
         }
     }
     drop(tx);

@@ -65,8 +65,13 @@ fn chart(id: &str, label: &str, days: &[Day], series: &[Series<'_>]) -> String {
     let max = nice_max(totals.iter().copied().max().unwrap_or(0));
     let plot_h = H - BOTTOM - TOP_PAD;
     let plot_w = W - LEFT - 10;
-    // Grid and y labels at 0, 1/2 and the top.
-    for (frac, val) in [(0u64, 0u64), (1, max / 2), (2, max)] {
+    // Grid and y labels at 0, 1/2 and the top (the half of an odd top is `n.5`).
+    let half = if max.is_multiple_of(2) {
+        (max / 2).to_string()
+    } else {
+        format!("{}.5", max / 2)
+    };
+    for (frac, val) in [(0u64, "0".to_owned()), (1, half), (2, max.to_string())] {
         let y = TOP_PAD + plot_h - plot_h * frac / 2;
         let _ = write!(
             s,
@@ -383,5 +388,28 @@ mod tests {
             [0, 1, 3, 7, 10, 11, 99, 480].map(nice_max),
             [1, 1, 5, 10, 10, 20, 100, 500]
         );
+    }
+
+    /// Finding 17 of the review: an incidents chart whose top is 1 labelled its half
+    /// tick "0", so the axis read 1, 0, 0.
+    #[test]
+    fn report_chart_half_tick_of_an_odd_top_is_not_rounded_to_zero() {
+        let days = [Day {
+            date: "2026-11-30".into(),
+            incidents: 1,
+            ..Day::default()
+        }];
+        let svg = chart(
+            "incidents",
+            "x",
+            &days,
+            &[("incidents", INCIDENT, |d| d.incidents)],
+        );
+        let labels: Vec<&str> = svg
+            .split("class=\"axis\">")
+            .skip(1)
+            .filter_map(|t| t.split('<').next())
+            .collect();
+        assert_eq!(labels.get(..3), Some(&["0", "0.5", "1"][..]), "{svg}");
     }
 }

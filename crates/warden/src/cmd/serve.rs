@@ -50,6 +50,9 @@ pub struct Args {
     /// Largest file accepted by an upload, in bytes.
     #[arg(long, default_value_t = warden_server::DEFAULT_MAX_UPLOAD)]
     max_upload: u64,
+    /// Connections served at once; one more is answered 503 with Retry-After.
+    #[arg(long, default_value_t = warden_server::tls::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
 }
 
 pub fn run(a: &Args) -> Result<ExitCode> {
@@ -61,6 +64,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         per_principal_per_sec: a.rate_principal,
         per_principal_burst: a.rate_principal.saturating_mul(2),
         auth_failures_per_min: a.auth_failures_per_min,
+        ..warden_server::limits::LimitConfig::default()
     };
     // Plain HTTP on loopback only: anything else is TLS 1.3.
     let tls = if a.tls || !a.listen.ip().is_loopback() {
@@ -163,19 +167,15 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 max_upload: a.max_upload,
                 auditor: auditor.clone(),
                 mtls_scopes: a.mtls_scopes.clone().into(),
+                pace: warden_server::pace::Pace::default(),
             });
-            match tls {
-                Some(cfg) => {
-                    eprint(&format!("warden: serving https://{local} (TLS 1.3)"));
-                    warden_server::tls::serve_tls(listener, router, cfg, shutdown()).await;
-                    anyhow::Ok(())
-                }
-                None => {
-                    eprint(&format!("warden: serving http://{local}"));
-                    warden_server::tls::serve_plain(listener, router, shutdown()).await;
-                    anyhow::Ok(())
-                }
+            match &tls {
+                Some(_) => eprint(&format!("warden: serving https://{local} (TLS 1.3)")),
+                None => eprint(&format!("warden: serving http://{local}")),
             }
+            warden_server::tls::serve_limited(listener, router, tls, a.max_connections, shutdown())
+                .await;
+            anyhow::Ok(())
         }
         .await;
         // Scheduled jobs finish what they are doing and let go of the manager.

@@ -152,6 +152,7 @@ fn verify(a: &Args) -> Result<ExitCode> {
             "ok": r.is_clean(), "entries": r.entries, "checkpoints": r.checkpoints, "epochs": r.epochs,
             "decrypted": r.decrypted, "verified_size": r.verified_size, "seconds": secs, "findings": r.findings,
             "resumed_from": resume.as_ref().map(|s| s.size), "removed_by_retention": r.removed,
+            "pending_recovery": r.pending,
         }))?;
     } else {
         for f in r.findings.iter().take(a.max_findings) {
@@ -181,6 +182,16 @@ fn verify(a: &Args) -> Result<ExitCode> {
         } else {
             String::new()
         };
+        if let Some(p) = &r.pending {
+            println!(
+                "PENDING RECOVERY: entries {}..{} ({} entries) follow the last signed checkpoint: \
+                 never acknowledged, not part of the log; the next writer to open the ledger \
+                 cuts them and records a system.recovery entry",
+                p.from,
+                p.to,
+                p.to.saturating_sub(p.from)
+            );
+        }
         println!(
             "{verdict}: {} entries, {} checkpoints, {} epochs{decrypted}, {} findings ({secs:.2} s){removed}",
             r.entries,
