@@ -392,6 +392,10 @@ pub struct Event {
     pub digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
+    /// The credential the request used (`tok:<id>`, `jwt:<id>`, `cert:<name>`; never a
+    /// secret), so one abused token can be told from its principal's other ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// The shape of [`Event`] with borrowed fields, to check a plaintext without building
@@ -422,6 +426,8 @@ struct EventShape<'a> {
     digest: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     details: Option<serde::de::IgnoredAny>,
+    #[serde(default, borrow)]
+    credential: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl Event {

@@ -13,8 +13,8 @@
 //! |---|---|---|---|
 //! | `brute_force` | failed authentications in a window | source IP, its network, and all sources | HIGH |
 //! | `enumeration` | distinct model/version/file fetched in a window | principal | HIGH |
-//! | `exfiltration` | downloads of one artifact in a window | principal + artifact | HIGH |
-//! | `new_network` | a known principal from a network it has never used | principal | HIGH with a token, else MEDIUM |
+//! | `exfiltration` | artifacts the principal never fetched before, in a window, far above its own busiest window | principal | HIGH |
+//! | `new_network` | a known principal from a network it has never used | principal | MEDIUM |
 //! | `request_rate` | requests a minute far above the principal's own baseline | principal | MEDIUM |
 //! | `repeated_denials` | policy denials in a window | principal | MEDIUM |
 //! | `revoked_access` | an attempt on a revoked version | principal + version | MEDIUM |
@@ -23,6 +23,12 @@
 //!
 //! Each (detector, key) raises at most one incident per cool-down, so an attack in
 //! progress is one incident, not one per request.
+//!
+//! Volume is judged by what is disclosed, not by repetition: downloading the same bytes
+//! again (a scoring service, a fleet of pods reloading the model it is granted) tells
+//! nothing new and raises nothing; fetching many distinct artifacts does, against the
+//! principal's own learned baseline (`exfiltration`) and absolutely (`enumeration`).
+//! A new network alone is at most MEDIUM: travellers are normal, and only HIGH suspends.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -110,8 +116,11 @@ pub struct Config {
     /// Distinct artifacts (model, version, file) one principal fetches within the window.
     pub enumeration_distinct: usize,
     pub enumeration_window_secs: u64,
-    /// Downloads of one artifact by one principal within the window.
-    pub exfiltration_downloads: usize,
+    /// Artifacts a principal fetches for the first time within the window (bytes it
+    /// was never given before), once that is more than `rate_factor` times its own
+    /// busiest window so far (learnt principals). Fetching the same bytes again never
+    /// counts.
+    pub exfiltration_new_artifacts: usize,
     pub exfiltration_window_secs: u64,
     /// Requests a principal must have made before its networks and hours are known.
     pub learn_events: u64,
@@ -139,8 +148,8 @@ impl Default for Config {
             brute_force_total_failures: 500,
             enumeration_distinct: 40,
             enumeration_window_secs: 600,
-            exfiltration_downloads: 25,
-            exfiltration_window_secs: 600,
+            exfiltration_new_artifacts: 50,
+            exfiltration_window_secs: 3600,
             learn_events: 50,
             network_prefix_v4: 24,
             network_prefix_v6: 48,
@@ -274,6 +283,8 @@ pub struct Incident {
 
 /// Most evidence indices one incident carries.
 pub const MAX_EVIDENCE: usize = 100;
+/// Artifacts remembered per principal as already disclosed.
+const MAX_KNOWN: usize = 100_000;
 /// Failure sources tracked before quiet ones are dropped.
 const MAX_SOURCES: usize = 100_000;
 
@@ -315,34 +326,33 @@ impl Window {
     }
 }
 
-/// Distinct keys in a sliding window.
+/// Distinct keys in a sliding window: each key's latest (time, index), so memory
+/// follows the number of distinct keys, not of events (a service downloading one
+/// model 1 000 times a second holds one key).
 #[derive(Debug, Default)]
 struct Distinct {
-    events: VecDeque<(u64, u64, u64)>,
-    counts: HashMap<u64, usize>,
+    last: HashMap<u64, (u64, u64)>,
+    /// When keys that fell out of the window were last dropped.
+    pruned_at: u64,
 }
 
 impl Distinct {
     fn push(&mut self, t: u64, i: u64, key: u64, width: u64) -> usize {
-        self.events.push_back((t, i, key));
-        *self.counts.entry(key).or_default() += 1;
-        while let Some(&(t0, _, k)) = self.events.front() {
-            if t0 + width >= t {
-                break;
-            }
-            self.events.pop_front();
-            if let Some(c) = self.counts.get_mut(&k) {
-                *c -= 1;
-                if *c == 0 {
-                    self.counts.remove(&k);
-                }
-            }
+        self.last.insert(key, (t, i));
+        // Exact when it matters (many keys), cheap otherwise: drop keys that fell out
+        // of the window on every push once there are several, else now and then.
+        if self.last.len() > 8 || t.saturating_sub(self.pruned_at) > width / 8 {
+            self.last.retain(|_, (t0, _)| t0.saturating_add(width) >= t);
+            self.pruned_at = t;
         }
-        self.counts.len()
+        self.last.len()
     }
+    /// The latest entry of each key, oldest first (at most [`MAX_EVIDENCE`]).
     fn evidence(&self) -> Vec<u64> {
-        let skip = self.events.len().saturating_sub(MAX_EVIDENCE);
-        self.events.iter().skip(skip).map(|&(_, i, _)| i).collect()
+        let mut v: Vec<u64> = self.last.values().map(|&(_, i)| i).collect();
+        v.sort_unstable();
+        let skip = v.len().saturating_sub(MAX_EVIDENCE);
+        v.split_off(skip)
     }
 }
 
@@ -356,7 +366,13 @@ struct Principal {
     /// Busiest minute so far, once learnt.
     peak: usize,
     enumeration: Distinct,
-    per_artifact: HashMap<u64, Window>,
+    /// Artifacts ever fetched; those fetched for the first time within the
+    /// exfiltration window, and the most such in any window so far.
+    known: HashSet<u64>,
+    disclosed: Window,
+    disclosed_peak: usize,
+    /// The current fixed window (number, new artifacts in it).
+    disclosed_bucket: (u64, usize),
     denials: Window,
 }
 
@@ -549,15 +565,10 @@ impl Detector {
         if let Some(ip) = s.ip {
             let net = network(ip, cfg.network_prefix_v4, cfg.network_prefix_v6);
             if learnt && !p.networks.contains(&net) {
-                let sev = if s.token.is_some() {
-                    Severity::High
-                } else {
-                    Severity::Medium
-                };
                 raised.push(Raised(
                     "new_network",
                     who.to_owned(),
-                    sev,
+                    Severity::Medium,
                     format!(
                         "{who} from {ip}, a network it has not used in {} requests",
                         p.seen
@@ -628,25 +639,37 @@ impl Detector {
                         true,
                     ));
                 }
-                let w = p.per_artifact.entry(key).or_default();
-                let c = w.push(t, s.index, cfg.exfiltration_window_secs * SEC);
-                if c >= cfg.exfiltration_downloads {
-                    raised.push(Raised(
-                        "exfiltration",
-                        format!("{who}/{m}@{v}/{f}"),
-                        Severity::High,
-                        format!(
-                            "{who} downloaded {m}@{v} {f} {c} times within {} s",
-                            cfg.exfiltration_window_secs
-                        ),
-                        w.evidence(),
-                        true,
-                    ));
-                }
-                // Windows of artifacts not touched lately are dropped.
-                if p.per_artifact.len() > 4096 {
-                    let horizon = t.saturating_sub(cfg.exfiltration_window_secs * SEC);
-                    p.per_artifact.retain(|_, w| w.last_time() >= horizon);
+                // Bytes disclosed for the first time, against this principal's own
+                // busiest window of them: fetching the same bytes again adds nothing.
+                if p.known.len() < MAX_KNOWN && p.known.insert(key) {
+                    let width = cfg.exfiltration_window_secs * SEC;
+                    let x = p.disclosed.push(t, s.index, width);
+                    // The baseline is learnt from whole windows that have ended, so an
+                    // attack in progress does not raise its own bar.
+                    let bucket = t.checked_div(width).unwrap_or(0);
+                    if bucket != p.disclosed_bucket.0 {
+                        if learnt {
+                            p.disclosed_peak = p.disclosed_peak.max(p.disclosed_bucket.1);
+                        }
+                        p.disclosed_bucket = (bucket, 0);
+                    }
+                    p.disclosed_bucket.1 += 1;
+                    if learnt
+                        && x >= cfg.exfiltration_new_artifacts
+                        && x > cfg.rate_factor.saturating_mul(p.disclosed_peak.max(1))
+                    {
+                        raised.push(Raised(
+                            "exfiltration",
+                            who.to_owned(),
+                            Severity::High,
+                            format!(
+                                "{who} fetched {x} artifacts it never had before within {} s; its busiest window before held {}",
+                                cfg.exfiltration_window_secs, p.disclosed_peak
+                            ),
+                            p.disclosed.evidence(),
+                            true,
+                        ));
+                    }
                 }
             }
             Category::Denied => {
@@ -711,5 +734,43 @@ mod tests {
         assert_eq!(network(a, 24, 48), IpAddr::from([192, 0, 2, 0]));
         assert_eq!(network(a, 0, 48), IpAddr::from([0, 0, 0, 0]));
         assert_eq!(network(a, 32, 48), a);
+    }
+}
+
+#[cfg(test)]
+mod distinct_tests {
+    use super::*;
+
+    fn access(i: u64, file: &str) -> Signal<'_> {
+        Signal {
+            index: i,
+            time_micros: 1_000_000_000 + i * 1000,
+            category: Category::Access,
+            principal: Some("svc1"),
+            token: Some("tok:abc"),
+            ip: Some(IpAddr::from([127, 0, 0, 1])),
+            model: Some("many"),
+            version: Some("1"),
+            file: Some(file),
+            reason: None,
+            count: 1,
+        }
+    }
+
+    #[test]
+    fn repeats_raise_nothing_and_many_distinct_artifacts_raise_enumeration() {
+        let mut d = Detector::new(Config::default());
+        for i in 0..5000 {
+            assert!(d.observe(&access(i, "same.bin")).is_empty(), "repeat {i}");
+        }
+        let names: Vec<String> = (0..45).map(|k| format!("f{k}")).collect();
+        let mut found = Vec::new();
+        for (k, n) in names.iter().enumerate() {
+            found.extend(d.observe(&access(5000 + k as u64, n)));
+        }
+        assert!(
+            found.iter().any(|i| i.detector == "enumeration"),
+            "{found:?}"
+        );
     }
 }

@@ -39,6 +39,9 @@ pub struct Caller {
     /// seconds since the epoch); `None` for local callers and client certificates. What
     /// the caller issues never outlives it.
     pub expires_at: Option<i64>,
+    /// The credential presented (`tok:<id>`, `jwt:<id>`, `cert:<name>`), recorded in
+    /// every entry of the request; `None` for local callers.
+    pub credential: Option<String>,
 }
 
 impl Caller {
@@ -54,6 +57,7 @@ impl Caller {
             user_agent: None,
             request_id: None,
             expires_at: None,
+            credential: None,
         }
     }
 }
@@ -418,6 +422,7 @@ impl SecureModelManager {
             action: Some(action.as_str().to_owned()),
             user_agent: caller.user_agent.clone(),
             request_id: caller.request_id.clone(),
+            credential: caller.credential.clone(),
             ..Event::default()
         }
     }

@@ -64,6 +64,8 @@ struct Playbooks {
     default: Thresholds,
     by_detector: std::collections::HashMap<String, Thresholds>,
     alerts: Vec<(AlertTarget, Severity)>,
+    /// Tokens the playbook suspended, by principal: a second one suspends the principal.
+    suspended_tokens: Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
 }
 
 impl Playbooks {
@@ -113,6 +115,7 @@ impl Playbooks {
             default,
             by_detector,
             alerts: targets,
+            suspended_tokens: Mutex::default(),
         })
     }
 
@@ -165,21 +168,24 @@ impl Hook {
         if category == Category::Other || OWN_KINDS.contains(&kind) {
             return;
         }
+        // The file: a download names it in `files` (one), an integrity incident in its
+        // evidence, other entries in `file`.
         let file = details
             .and_then(|d| d.get("file"))
-            .and_then(|f| f.as_str())
-            .or_else(|| {
-                details
-                    .and_then(|d| d.pointer("/evidence/file"))
-                    .and_then(|f| f.as_str())
-            });
+            .or_else(|| details.and_then(|d| d.pointer("/files/0/name")))
+            .or_else(|| details.and_then(|d| d.pointer("/evidence/file")))
+            .and_then(|f| f.as_str());
+        let credential = ev
+            .credential
+            .clone()
+            .or_else(|| ev.user.as_ref().map(|u| format!("own:{u}")));
         let s = Signal {
             index,
             time_micros: now_micros,
             category,
             principal: ev.user.as_deref(),
-            // The credentials a request used are its principal's.
-            token: ev.user.as_deref(),
+            // The credential the request used; a local request used its principal's own.
+            token: credential.as_deref(),
             ip: ev.ip.as_deref().and_then(|i| i.parse().ok()),
             model: ev.model.as_deref(),
             version: ev.version.as_deref(),
@@ -324,27 +330,9 @@ impl SecureModelManager {
             tokio::spawn(Arc::clone(self).alert(a.clone(), r.index, body.clone()));
         }
         if actions.contains(&"suspend")
-            && let Some(p) = &inc.principal
-            && self.db.principal(p).await?.is_some_and(|row| row.active)
+            && let (Some(p), Some(cred)) = (&inc.principal, &inc.token)
         {
-            let mut tx = self.db.begin().await?;
-            Db::set_active(&mut tx, p, false).await?;
-            let ev = Event {
-                user: Some("system".into()),
-                action: Some("suspend".into()),
-                decision: Some("allow".into()),
-                reason: Some(format!("playbook:{}", inc.detector)),
-                details: Some(
-                    json!({"principal": p, "incident": r.index, "severity": inc.severity}),
-                ),
-                ..Event::default()
-            };
-            self.db.commit(tx).await?;
-            let s = self.audit("playbook.suspend", &ev).await?;
-            log(&format!(
-                "principal {p} suspended by the playbook (incident {}; entry {})",
-                r.index, s.index
-            ));
+            self.suspend(p, cred, inc, r.index, playbooks).await?;
         }
         if actions.contains(&"revoke") {
             for (model, version) in &inc.versions {
@@ -382,6 +370,80 @@ impl SecureModelManager {
 }
 
 impl SecureModelManager {
+    /// The playbook's suspension. An attack carried by one API token suspends that
+    /// token; the principal is suspended when the attack used its own credentials (a
+    /// JWT, a client certificate, a local command) or a second of its tokens.
+    async fn suspend(
+        &self,
+        principal: &str,
+        credential: &str,
+        inc: &Incident,
+        incident: u64,
+        playbooks: &Playbooks,
+    ) -> Result<(), crate::RegistryError> {
+        let reason = Some(format!("playbook:{}", inc.detector));
+        let mut whole_principal = true;
+        if let Some(id) = credential.strip_prefix("tok:") {
+            let n = sqlx::query("UPDATE tokens SET revoked = $1 WHERE id = $2 AND revoked = $3")
+                .bind(true)
+                .bind(id)
+                .bind(false)
+                .execute(self.db.pool())
+                .await?
+                .rows_affected();
+            self.db.invalidate();
+            if n > 0 {
+                let ev = Event {
+                    user: Some("system".into()),
+                    action: Some("suspend".into()),
+                    decision: Some("allow".into()),
+                    reason: reason.clone(),
+                    details: Some(json!({"principal": principal, "token": id,
+                        "incident": incident, "severity": inc.severity})),
+                    ..Event::default()
+                };
+                let s = self.audit("playbook.suspend", &ev).await?;
+                log(&format!(
+                    "token {id} of {principal} suspended by the playbook (incident {incident}; entry {})",
+                    s.index
+                ));
+            }
+            let mut seen = playbooks
+                .suspended_tokens
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let tokens = seen.entry(principal.to_owned()).or_default();
+            tokens.insert(id.to_owned());
+            whole_principal = tokens.len() >= 2;
+        }
+        if whole_principal
+            && self
+                .db
+                .principal(principal)
+                .await?
+                .is_some_and(|row| row.active)
+        {
+            let mut tx = self.db.begin().await?;
+            Db::set_active(&mut tx, principal, false).await?;
+            let ev = Event {
+                user: Some("system".into()),
+                action: Some("suspend".into()),
+                decision: Some("allow".into()),
+                reason,
+                details: Some(json!({"principal": principal, "credential": credential,
+                    "incident": incident, "severity": inc.severity})),
+                ..Event::default()
+            };
+            self.db.commit(tx).await?;
+            let s = self.audit("playbook.suspend", &ev).await?;
+            log(&format!(
+                "principal {principal} suspended by the playbook (incident {incident}; entry {})",
+                s.index
+            ));
+        }
+        Ok(())
+    }
+
     /// Sends again every alert whose outcome was never recorded. One whose sink is no
     /// longer configured is recorded as not delivered.
     async fn resend_pending(

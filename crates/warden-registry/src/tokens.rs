@@ -301,6 +301,7 @@ impl SecureModelManager {
                     user_agent: user_agent.map(str::to_owned),
                     request_id: request_id.map(str::to_owned),
                     expires_at: Some(t.expires_at),
+                    credential: Some(format!("tok:{}", t.id)),
                 }))
             }
             Checked::Failed(why, id) => Ok(Err(Refused {

@@ -65,6 +65,7 @@ fn caller(name: &str, ip: IpAddr, mfa: bool) -> Caller {
         user_agent: Some("matrix-test".into()),
         request_id: None,
         expires_at: None,
+        credential: None,
     }
 }
 

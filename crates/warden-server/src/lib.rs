@@ -557,6 +557,7 @@ async fn authenticate_cert(
     let name = id.map(|i| i.0).unwrap_or_default();
     if !name.is_empty() && state.manager.principal_is_active(&name).await? {
         return Ok(Ok(Caller {
+            credential: Some(format!("cert:{name}")),
             principal: name,
             ip,
             mfa: false,
@@ -589,7 +590,14 @@ async fn authenticate_jwt(
     let refused = match verified {
         Ok(id) => {
             if !id.principal.is_empty() && state.manager.principal_is_active(&id.principal).await? {
+                let credential = id
+                    .details
+                    .get("jti")
+                    .and_then(serde_json::Value::as_str)
+                    .map(|j| j.chars().take(64).collect::<String>())
+                    .map_or_else(|| format!("jwt:{}", id.principal), |j| format!("jwt:{j}"));
                 return Ok(Ok(Caller {
+                    credential: Some(credential),
                     principal: id.principal,
                     ip,
                     mfa: id.mfa,

@@ -1527,7 +1527,8 @@ fn detection_raises_incidents_and_the_playbook_suspends_and_revokes() {
     let cfg = warden_detect::DetectionConfig {
         thresholds: warden_detect::Config {
             brute_force_failures: 6,
-            exfiltration_downloads: 12,
+            exfiltration_new_artifacts: 5,
+            learn_events: 1,
             ..Default::default()
         },
         ..Default::default()
@@ -1581,9 +1582,28 @@ fn detection_raises_incidents_and_the_playbook_suspends_and_revokes() {
         .0
     };
 
-    // Bulk exfiltration: the 12th download of the same file raises it.
+    // Downloading the same bytes again and again discloses nothing new: no incident.
     for _ in 0..12 {
         assert_eq!(get(&eng), StatusCode::OK);
+    }
+    let (d, _) = wait_for(1);
+    assert!(d.is_empty(), "repeats raise nothing: {d:?}");
+    // Exfiltration: artifacts eng never had, far above its own baseline (none yet);
+    // the fifth new one (counting the model above) raises it.
+    let bulk = fx.dir.path().join("bulk");
+    std::fs::create_dir_all(&bulk).unwrap();
+    for i in 0..4 {
+        std::fs::write(bulk.join(format!("f{i}.bin")), format!("shard {i}")).unwrap();
+    }
+    register(&fx, "bulk", "1", &bulk);
+    for i in 0..4 {
+        let (s, _, _) = fx.send(
+            Request::get(format!("/v1/models/bulk/versions/1/files/f{i}.bin"))
+                .header("authorization", format!("Bearer {eng}"))
+                .body(Body::empty())
+                .unwrap(),
+        );
+        assert_eq!(s, StatusCode::OK);
     }
     let (d, waited) = wait_for(1);
     assert_eq!(d.len(), 1, "one incident, raised in {waited:?}");
@@ -1592,7 +1612,7 @@ fn detection_raises_incidents_and_the_playbook_suspends_and_revokes() {
     assert_eq!(ev["details"]["severity"], "HIGH");
     assert_eq!(ev["user"], "eng");
     let evidence: Vec<u64> = serde_json::from_value(ev["details"]["evidence"].clone()).unwrap();
-    assert_eq!(evidence.len(), 12);
+    assert_eq!(evidence.len(), 5, "the five first-time downloads");
     let accesses: Vec<u64> = entries("model.access").iter().map(|e| e.index).collect();
     assert!(
         evidence.iter().all(|i| accesses.contains(i)),
@@ -1606,11 +1626,14 @@ fn detection_raises_incidents_and_the_playbook_suspends_and_revokes() {
         s[0].event.as_ref().unwrap()["details"]["incident"],
         d[0].index
     );
-    assert_ne!(
-        get(&eng),
-        StatusCode::OK,
-        "a suspended principal's token is refused"
+    assert_eq!(
+        s[0].event.as_ref().unwrap()["details"]["token"]
+            .as_str()
+            .map(str::len),
+        Some(16),
+        "the attack's token is suspended, not its principal"
     );
+    assert_ne!(get(&eng), StatusCode::OK, "the suspended token is refused");
 
     // Credential stuffing: failed logins from one address.
     for k in 0..6 {

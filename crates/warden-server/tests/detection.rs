@@ -359,7 +359,7 @@ fn generated_traffic_through_the_service_raises_every_attack_and_few_false_alarm
         // request: the playbook must have suspended it.
         if let Some(a) = e.attack
             && last_of_attack[a] == k
-            && matches!(a, "enumeration" | "exfiltration" | "stolen_token")
+            && matches!(a, "enumeration" | "exfiltration")
         {
             // The incident was raised mid-attack and the suspension follows it; give
             // it at most a second to commit.
@@ -460,7 +460,8 @@ fn generated_traffic_through_the_service_raises_every_attack_and_few_false_alarm
         ("credential_stuffing", "brute_force", "203.0.113.50", "HIGH"),
         ("enumeration", "enumeration", "u040", "HIGH"),
         ("exfiltration", "exfiltration", "u020", "HIGH"),
-        ("stolen_token", "new_network", "u030", "HIGH"),
+        // A new network alone is at most MEDIUM: it alerts nobody and suspends nothing.
+        ("stolen_token", "new_network", "u030", "MEDIUM"),
         ("tampered_artifact", "integrity", "u050", "CRITICAL"),
     ];
     for (attack, detector, who, severity) in expect {
@@ -485,7 +486,7 @@ fn generated_traffic_through_the_service_raises_every_attack_and_few_false_alarm
     // The playbook: each abused token refused on its next request, the tampered
     // version revoked, and every action a ledger entry naming its incident.
     // Nothing was served to an attacker after its suspension was recorded.
-    assert_eq!(after_attack.len(), 3, "{after_attack:?}");
+    assert_eq!(after_attack.len(), 2, "{after_attack:?}");
     let accesses = entries("model.access");
     for e in entries("playbook.suspend") {
         let u = e.event.as_ref().unwrap()["details"]["principal"].clone();
@@ -515,8 +516,13 @@ fn generated_traffic_through_the_service_raises_every_attack_and_few_false_alarm
                 .to_owned()
         })
         .collect();
-    for u in ["u020", "u030", "u040"] {
+    for u in ["u020", "u040"] {
         assert!(suspended.contains(u), "{u} suspended: {suspended:?}");
+    }
+    // Each attack was carried by one token: that token is suspended, not its principal.
+    for e in entries("playbook.suspend") {
+        let d = &e.event.as_ref().unwrap()["details"];
+        assert!(d["token"].is_string(), "a token, not the principal: {d}");
     }
     assert_eq!(victim_state, "revoked");
     let revoked = entries("playbook.revoke");

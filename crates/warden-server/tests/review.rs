@@ -987,3 +987,198 @@ fn an_alert_pending_at_shutdown_is_sent_after_the_restart() {
         "{outcomes:?}"
     );
 }
+
+// ------------------------------------------------------------------- finding 13
+
+/// Drives `GET path` over `conns` keep-alive connections for `secs`, each request with
+/// the next of `tokens`; returns the count of each status.
+fn load(
+    fx: &Fx,
+    addr: SocketAddr,
+    path: &str,
+    tokens: &[String],
+    conns: usize,
+    secs: u64,
+) -> std::collections::BTreeMap<u16, u64> {
+    let tokens = Arc::new(tokens.to_vec());
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let tasks: Vec<_> = (0..conns)
+        .map(|k| {
+            let tokens = Arc::clone(&tokens);
+            let path = path.to_owned();
+            fx.rt.spawn(async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let (mut tx, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                let mut seen = std::collections::BTreeMap::<u16, u64>::new();
+                let mut n = k;
+                while std::time::Instant::now() < until {
+                    let req = Request::get(&path)
+                        .header("host", "bench")
+                        .header(
+                            "authorization",
+                            format!("Bearer {}", tokens[n % tokens.len()]),
+                        )
+                        .body(http_body_util::Empty::<axum::body::Bytes>::new())
+                        .unwrap();
+                    let r = tx.send_request(req).await.unwrap();
+                    *seen.entry(r.status().as_u16()).or_default() += 1;
+                    r.into_body().collect().await.unwrap();
+                    n += conns;
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut all = std::collections::BTreeMap::new();
+    for t in tasks {
+        for (s, n) in fx.rt.block_on(t).unwrap() {
+            *all.entry(s).or_default() += n;
+        }
+    }
+    all
+}
+
+/// Finding 13: with detection at its defaults, `bench/serve`'s traffic (20 service
+/// accounts reloading the one model they are granted, 64 connections) had every
+/// account suspended within a second. Repeats disclose nothing: nobody is suspended and
+/// nothing refused. One token fetching many distinct artifacts is still an incident,
+/// and only that token is suspended.
+#[test]
+fn a_fleet_reloading_its_model_is_normal_and_an_abused_token_is_suspended_alone() {
+    let fx = Fx::with_weights(4096);
+    let admin = Caller::local("admin");
+    let approver = Caller {
+        mfa: true,
+        ..Caller::local("admin")
+    };
+    // 45 artifacts in production for the second half.
+    let many = fx.dir.path().join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..45 {
+        std::fs::write(many.join(format!("shard{i:02}.bin")), format!("shard {i}")).unwrap();
+    }
+    register(&fx, "many", "1", &many);
+    let m = fx.m();
+    for to in [VersionState::Validated, VersionState::Production] {
+        fx.rt
+            .block_on(m.promote(&approver, "many", &Selector::Version("1".into()), to, None))
+            .unwrap();
+    }
+    let mut tokens = Vec::new();
+    for i in 0..20 {
+        let name = format!("svc{i}");
+        fx.rt
+            .block_on(m.add_principal(Some(&admin), &name, &["service".into()], true, None))
+            .unwrap();
+        fx.rt
+            .block_on(m.grant(
+                &admin,
+                &name,
+                "*",
+                &[warden_policy::Action::Load],
+                m.now_secs() + 86_400,
+            ))
+            .unwrap();
+        tokens.push(fx.token(&name, &["model:load"], 86_400));
+    }
+    let spare = fx.token("svc0", &["model:load"], 86_400);
+    let mgr = Arc::clone(fx.m.as_ref().unwrap());
+    fx.rt
+        .block_on(async {
+            mgr.enable_detection(&warden_detect::DetectionConfig::default(), Vec::new())
+        })
+        .unwrap();
+    let listener = fx
+        .rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let unlimited = warden_server::limits::LimitConfig {
+        per_ip_per_sec: 10_000_000,
+        per_ip_burst: 10_000_000,
+        per_network_per_sec: 10_000_000,
+        per_network_burst: 10_000_000,
+        per_principal_per_sec: 10_000_000,
+        per_principal_burst: 10_000_000,
+        ..Default::default()
+    };
+    let unlimited = Arc::new(warden_server::limits::Limits::new(unlimited));
+    let router = app(AppState {
+        limits: Arc::clone(&unlimited),
+        ..AppState::new(Arc::clone(&mgr))
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = fx
+        .rt
+        .spawn(warden_server::tls::serve(listener, router, None, async {
+            stopped.await.ok();
+        }));
+    let statuses = load(
+        &fx,
+        addr,
+        "/v1/models/fraud/versions/production/files/model.safetensors",
+        &tokens,
+        64,
+        10,
+    );
+    let served = statuses.get(&200).copied().unwrap_or(0);
+    assert_eq!(statuses.len(), 1, "every request served: {statuses:?}");
+    assert!(served > 1000, "{served} requests in 10 s");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(entries(&fx, "playbook.suspend").is_empty());
+    let high: Vec<_> = entries(&fx, "incident")
+        .into_iter()
+        .filter(|e| matches!(e["details"]["severity"].as_str(), Some("HIGH" | "CRITICAL")))
+        .collect();
+    assert!(high.is_empty(), "{high:?}");
+
+    // One token walks the 45 artifacts: enumeration, and that token alone suspended.
+    let abused = &tokens[1];
+    let direct = router_at(&fx, &unlimited, IpAddr::from([127, 0, 0, 1]));
+    let mut refused_at = None;
+    for i in 0..45 {
+        let (s, _) = call_via(
+            &fx,
+            &direct,
+            "GET",
+            &format!("/v1/models/many/versions/production/files/shard{i:02}.bin"),
+            abused,
+            None,
+        );
+        if s != StatusCode::OK {
+            refused_at = Some(i);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(refused_at.is_some(), "the abused token was stopped");
+    wait_until(|| !entries(&fx, "playbook.suspend").is_empty());
+    let suspended = entries(&fx, "playbook.suspend");
+    assert_eq!(suspended.len(), 1, "{suspended:?}");
+    assert_eq!(suspended[0]["details"]["principal"], "svc1");
+    assert!(suspended[0]["details"]["token"].is_string());
+    // svc1 itself is still active; everyone else's token, and svc0's spare, still work.
+    let principals = fx.rt.block_on(m.principals(&admin)).unwrap();
+    assert!(
+        principals.iter().all(|(p, _)| p.active),
+        "no principal suspended"
+    );
+    for t in [&tokens[0], &tokens[2], &spare] {
+        let (s, _) = call_via(
+            &fx,
+            &direct,
+            "GET",
+            "/v1/models/fraud/versions/production/files/model.safetensors",
+            t,
+            None,
+        );
+        assert_eq!(s, StatusCode::OK);
+    }
+    drop(direct);
+    stop.send(()).unwrap();
+    fx.rt.block_on(server).unwrap();
+}

@@ -72,6 +72,7 @@ impl CallerArgs {
             user_agent: Some(format!("warden-cli/{}", env!("CARGO_PKG_VERSION"))),
             request_id: self.request_id.clone(),
             expires_at: None,
+            credential: None,
         }
     }
 }

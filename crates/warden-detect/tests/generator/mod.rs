@@ -172,18 +172,19 @@ pub fn attacks() -> Vec<Ev> {
         e.file = "model.safetensors".into();
         out.push(e);
     }
-    // Bulk exfiltration: u020 downloads its own model's weights 80 times in 4 minutes.
-    for k in 0..80u64 {
+    // Exfiltration: u020's token takes 60 artifacts it never had, one every 50 s (too
+    // slow for enumeration), far above the new artifacts of its busiest hour.
+    for k in 0..60u64 {
         let mut e = ev(
-            base + 2 * HOUR + k * 3_000_000,
+            base + 2 * HOUR + k * 50_000_000,
             Category::Access,
             Some("u020"),
             home_ip(20, &mut rng),
             "exfiltration",
         );
-        e.model = format!("m{:02}", (20 * 7) % 50);
-        e.version = "1.0".into();
-        e.file = "model.safetensors".into();
+        e.model = format!("m{:02}", k % 50);
+        e.version = if k < 50 { "1.0" } else { "2.0" }.into();
+        e.file = "tokenizer.json".into();
         out.push(e);
     }
     // A stolen token: u030's token used from an address it has never used.
