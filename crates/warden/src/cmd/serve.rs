@@ -33,9 +33,21 @@ pub struct Args {
     /// Requests per second per principal (burst: twice this).
     #[arg(long, default_value_t = 200)]
     rate_principal: u32,
+    /// Requests per second from one /24 (IPv4) or /64 (IPv6) network (burst: twice
+    /// this). Behind a proxy every request comes from its address: raise this with
+    /// --rate-ip.
+    #[arg(long, default_value_t = 2000)]
+    rate_network: u32,
     /// Failed authentications per minute per client address before answers turn to 429.
     #[arg(long, default_value_t = 10)]
     auth_failures_per_min: u32,
+    /// Failed authentications per minute per /24 or /64 network.
+    #[arg(long, default_value_t = 50)]
+    auth_failures_per_network_per_min: u32,
+    /// Failed authentications per minute from everywhere written one by one; past it
+    /// they are answered 429 and counted, one entry per address a minute.
+    #[arg(long, default_value_t = 600)]
+    auth_failures_total_per_min: u32,
     /// CA certificates (PEM) for optional client certificates (mTLS): a certificate
     /// chaining to one identifies the principal named by its subject CN. Needs TLS.
     #[arg(long)]
@@ -63,8 +75,11 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         per_ip_burst: a.rate_ip.saturating_mul(2),
         per_principal_per_sec: a.rate_principal,
         per_principal_burst: a.rate_principal.saturating_mul(2),
+        per_network_per_sec: a.rate_network,
+        per_network_burst: a.rate_network.saturating_mul(2),
         auth_failures_per_min: a.auth_failures_per_min,
-        ..warden_server::limits::LimitConfig::default()
+        auth_failures_per_network_per_min: a.auth_failures_per_network_per_min,
+        auth_failures_total_per_min: a.auth_failures_total_per_min,
     };
     // Plain HTTP on loopback only: anything else is TLS 1.3.
     let tls = if a.tls || !a.listen.ip().is_loopback() {
