@@ -13,6 +13,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+/// `warden log append --stdin` with its standard streams piped.
+fn append_stdin(fx: &Fx) -> std::process::Child {
+    fx.cmd()
+        .args(["log", "append", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn log_bytes(fx: &Fx) -> (u64, u64) {
     let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
     (
@@ -52,14 +63,7 @@ fn failed_commands_write_nothing_and_read_bounded_input() {
     }
     // --stdin: a first line of 8 MiB is refused without being held whole, and nothing
     // is written.
-    let mut child = fx
-        .cmd()
-        .args(["log", "append", "--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = append_stdin(&fx);
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
         let chunk = vec![b'a'; 1 << 20];
@@ -84,14 +88,7 @@ fn failed_commands_write_nothing_and_read_bounded_input() {
         "an oversized first line writes nothing"
     );
     // A bad line after good ones: the good ones are recorded, the error names the line.
-    let mut child = fx
-        .cmd()
-        .args(["log", "append", "--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = append_stdin(&fx);
     let line = format!(r#"{{"kind":"model.access","event":{event}}}"#);
     child
         .stdin
@@ -191,14 +188,7 @@ fn an_interrupted_append_reads_as_pending_recovery_not_tampering() {
     let line = r#"{"kind":"model.access","event":{"user":"alice","action":"load"}}"#;
     // A few real SIGKILLs mid-stream: each leaves whatever the kill left.
     for _ in 0..3 {
-        let mut child = fx
-            .cmd()
-            .args(["log", "append", "--stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = append_stdin(&fx);
         let mut stdin = child.stdin.take().unwrap();
         let feeder = std::thread::spawn(move || {
             let batch = format!("{line}\n").repeat(2000);
