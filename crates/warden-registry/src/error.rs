@@ -39,6 +39,10 @@ pub enum RegistryError {
     },
     #[error("no principal named {name:?}")]
     UnknownPrincipal { name: String },
+    #[error("no token with id {id:?}")]
+    UnknownToken { id: String },
+    #[error("ledger entry {index} is not an incident")]
+    UnknownIncident { index: u64 },
     #[error("{what} {name:?} already exists")]
     Exists { what: &'static str, name: String },
     #[error("{model}@{version} is {from}; it cannot become {to}{}", hint.map(|h| format!(": {h}")).unwrap_or_default())]

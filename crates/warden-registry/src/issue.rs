@@ -8,6 +8,10 @@
 //! - What it issues expires no later than its own credential.
 //! - Tokens for another principal, and roles (which never expire), need the explicit scope
 //!   [`PRINCIPAL_ADMIN`]; the entry records that the token was issued for someone else.
+//! - Revoking another principal's token, and suspending or re-enabling a principal, act
+//!   on its credentials too: a scoped credential needs [`PRINCIPAL_ADMIN`] for them. No
+//!   principal suspends itself (an administrator would lock itself out; another one can
+//!   suspend it). Revoking one's own token (signing out) needs nothing more.
 //! - Local callers (the CLI, whose user holds the data directory) are unscoped and bound
 //!   only by the policy.
 //!
@@ -73,6 +77,31 @@ impl Caller {
     /// Whether this caller may give roles, which never expire.
     pub fn may_give_roles(&self) -> Result<(), Refusal> {
         self.holds_principal_admin("give a role")
+    }
+
+    /// Whether this caller may suspend (`active` false) or re-enable `name`.
+    pub fn may_set_active(&self, name: &str, active: bool) -> Result<(), Refusal> {
+        if !active && name == self.principal {
+            return Err(refusal(
+                "self",
+                format!("{name} cannot suspend itself; another administrator can"),
+            ));
+        }
+        self.holds_principal_admin(if active {
+            "re-enable a principal"
+        } else {
+            "suspend a principal"
+        })
+    }
+
+    /// Whether this caller may revoke a token of `owner`: its own always (signing out),
+    /// another principal's with [`PRINCIPAL_ADMIN`].
+    pub fn may_revoke_token_of(&self, owner: &str) -> Result<(), Refusal> {
+        if owner == self.principal {
+            Ok(())
+        } else {
+            self.holds_principal_admin("revoke another principal's token")
+        }
     }
 
     fn within_scopes<'a>(&self, wanted: impl Iterator<Item = &'a str>) -> Result<(), Refusal> {
@@ -188,6 +217,39 @@ mod tests {
                 .may_issue_token("eve", &s(&["audit:read"]), i64::MAX)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_principal_cannot_suspend_itself_and_suspension_needs_principal_admin() {
+        let ops = scoped(&["model:admin"], Some(1_000));
+        assert_eq!(ops.may_set_active("ops", false).unwrap_err().rule, "self");
+        assert_eq!(
+            ops.may_set_active("eve", false).unwrap_err().rule,
+            "principal"
+        );
+        assert_eq!(
+            ops.may_set_active("eve", true).unwrap_err().rule,
+            "principal"
+        );
+        let root = scoped(&["model:admin", PRINCIPAL_ADMIN], Some(1_000));
+        assert!(root.may_set_active("eve", false).is_ok());
+        assert!(root.may_set_active("eve", true).is_ok());
+        assert_eq!(root.may_set_active("ops", false).unwrap_err().rule, "self");
+        // The local caller is unscoped but still cannot lock itself out.
+        assert_eq!(
+            Caller::local("admin")
+                .may_set_active("admin", false)
+                .unwrap_err()
+                .rule,
+            "self"
+        );
+        assert!(Caller::local("admin").may_set_active("eve", false).is_ok());
+        assert!(ops.may_revoke_token_of("ops").is_ok(), "signing out");
+        assert_eq!(
+            ops.may_revoke_token_of("eve").unwrap_err().rule,
+            "principal"
+        );
+        assert!(root.may_revoke_token_of("eve").is_ok());
     }
 
     #[test]

@@ -905,14 +905,18 @@ impl SecureModelManager {
         let decision = self
             .authorize(caller, Action::Write, &ResourceFacts::Directory, None)
             .await?;
-        self.require_principal(name).await?;
-        let mut tx = self.db.begin().await?;
-        Db::set_active(&mut tx, name, active).await?;
         let op = if active {
             "principal.enable"
         } else {
             "principal.suspend"
         };
+        if let Err(r) = caller.may_set_active(name, active) {
+            let details = json!({"op": op, "principal": name});
+            return Err(self.refuse_issue(caller, r, details).await);
+        }
+        self.require_principal(name).await?;
+        let mut tx = self.db.begin().await?;
+        Db::set_active(&mut tx, name, active).await?;
         let ev = Self::directory_event(caller, &decision, json!({"op": op, "principal": name}));
         let r = self.audit("registry.principal", &ev).await?;
         self.db.commit(tx).await?;

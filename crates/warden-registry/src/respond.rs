@@ -589,10 +589,7 @@ impl SecureModelManager {
         .map_err(|e| crate::RegistryError::invalid("incident", e.to_string()))?
         .map_err(crate::RegistryError::Store)?;
         if found.0.first().is_none_or(|e| e.kind != "incident") {
-            return Err(crate::RegistryError::invalid(
-                "incident",
-                format!("entry {index} is not an incident"),
-            ));
+            return Err(crate::RegistryError::UnknownIncident { index });
         }
         let ev = Event {
             user: Some(caller.principal.clone()),

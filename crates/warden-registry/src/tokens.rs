@@ -247,19 +247,24 @@ impl SecureModelManager {
         let decision = self
             .authorize(caller, Action::Write, &ResourceFacts::Directory, None)
             .await?;
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT principal FROM tokens WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        let Some(owner) = owner else {
+            return Err(RegistryError::UnknownToken { id: id.to_owned() });
+        };
+        if let Err(r) = caller.may_revoke_token_of(&owner) {
+            let details = json!({"op": "token.revoke", "token": id, "principal": owner});
+            return Err(self.refuse_issue(caller, r, details).await);
+        }
         let mut tx = self.db.begin().await?;
-        let n = sqlx::query("UPDATE tokens SET revoked = $1 WHERE id = $2")
+        sqlx::query("UPDATE tokens SET revoked = $1 WHERE id = $2")
             .bind(true)
             .bind(id)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(RegistryError::invalid(
-                "token",
-                format!("no token with id {id:?}"),
-            ));
-        }
+            .await?;
         let mut ev = Self::event(caller, Action::Write);
         ev.decision = Some("allow".into());
         ev.reason = Some(decision.reason());

@@ -349,7 +349,9 @@ impl IntoResponse for ApiError {
                 R::UnknownModel { .. }
                 | R::UnknownVersion { .. }
                 | R::UnknownFile { .. }
-                | R::UnknownPrincipal { .. } => {
+                | R::UnknownPrincipal { .. }
+                | R::UnknownToken { .. }
+                | R::UnknownIncident { .. } => {
                     (StatusCode::NOT_FOUND, "not_found", e.to_string())
                 }
                 R::Integrity { .. } => (
@@ -362,9 +364,12 @@ impl IntoResponse for ApiError {
                     "audit_unavailable",
                     "the audit ledger cannot record this request, so it was refused".into(),
                 ),
-                R::Invalid { .. } | R::Transition { .. } | R::Exists { .. } | R::Signer(_)
-                | R::Manifest(_) => {
+                R::Invalid { .. } | R::Signer(_) | R::Manifest(_) => {
                     (StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+                }
+                // Well-formed, but at odds with the resource's current state.
+                R::Transition { .. } | R::Exists { .. } => {
+                    (StatusCode::CONFLICT, "conflict", e.to_string())
                 }
                 R::DigestMismatch { .. } => {
                     (StatusCode::BAD_REQUEST, "digest_mismatch", e.to_string())

@@ -1732,7 +1732,11 @@ fn detection_raises_incidents_and_the_playbook_suspends_and_revokes() {
         &auditor,
         Some(serde_json::json!({"note": "x"})),
     );
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "entry 0 is no incident, as for GET"
+    );
     let (s, _) = call(&fx, "GET", "/v1/incidents", &admin, None);
     assert_eq!(
         s,

@@ -488,6 +488,68 @@ fn issued_credentials_never_exceed_their_issuer() {
     );
 }
 
+/// Found by `scripts/api-fuzz`: an administrator's token suspended its own principal
+/// (`POST /v1/principals/admin/suspend`) and locked every later request out, and a token
+/// holding only `model:admin` could suspend, re-enable or revoke the tokens of anyone.
+/// Those are principal administration (`principal:admin`), nobody suspends itself, and
+/// each refusal is an entry.
+#[test]
+fn a_principal_cannot_suspend_itself_and_suspension_needs_principal_admin() {
+    let mut fx = Fx::new();
+    let r = open_router(&fx);
+    let root = fx.token("admin", &["model:admin", "principal:admin"], 600);
+    let ops = fx.token("admin", &["model:admin"], 600);
+    let post = |t: &str, path: &str| call_via(&fx, &r, "POST", path, t, None).0;
+    assert_eq!(
+        post(&root, "/v1/principals/admin/suspend"),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(&ops, "/v1/principals/eng/suspend"),
+        StatusCode::FORBIDDEN
+    );
+    // The administrator is still active: it suspends someone else.
+    assert_eq!(post(&root, "/v1/principals/eng/suspend"), StatusCode::OK);
+    assert_eq!(
+        post(&ops, "/v1/principals/eng/enable"),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(post(&root, "/v1/principals/eng/enable"), StatusCode::OK);
+    // The same holds for revoking another principal's token; one's own is signing out.
+    let mint = |t: &str, who: &str| {
+        let body =
+            serde_json::json!({"principal": who, "scopes": ["model:admin"], "expires_in_secs": 60});
+        let (s, v) = call_via(&fx, &r, "POST", "/v1/tokens", t, Some(body));
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["info"]["id"].as_str().unwrap().to_owned()
+    };
+    let theirs = mint(&root, "eng");
+    let own = mint(&root, "admin");
+    let delete =
+        |t: &str, id: &str| call_via(&fx, &r, "DELETE", &format!("/v1/tokens/{id}"), t, None).0;
+    assert_eq!(delete(&ops, &theirs), StatusCode::FORBIDDEN);
+    assert_eq!(delete(&ops, &own), StatusCode::OK);
+    assert_eq!(delete(&root, &theirs), StatusCode::OK);
+    assert_eq!(delete(&root, "0123456789abcdef"), StatusCode::NOT_FOUND);
+    drop(r);
+    let refused: Vec<String> = fx
+        .close_and_read()
+        .into_iter()
+        .filter(|(k, _)| k == "model.denied")
+        .filter_map(|(_, e)| e.reason)
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "issue:self",
+            "issue:principal",
+            "issue:principal",
+            "issue:principal"
+        ],
+        "every refusal is in the ledger, naming its rule"
+    );
+}
+
 // ------------------------------------------------------------------- finding 4
 
 /// Finding 4: an alias named after another version's commit id redirected clients

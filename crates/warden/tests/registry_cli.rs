@@ -327,3 +327,73 @@ fn registry_workload_through_the_cli_with_exit_codes_and_a_clean_verify() {
         size
     );
 }
+
+/// `warden model sign` writes the body of `POST /v1/models/NAME/versions/VERSION`: a
+/// manifest of the files signed with the caller's key, verifiable against its public key,
+/// without touching the registry or the ledger.
+#[test]
+fn model_sign_writes_a_verifiable_registration_body_and_records_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    ok(p, &["auditor", "keygen", "--out", "aud.key"]);
+    ok(p, &["init", "--dev", "--auditor", "aud.key.pub"]);
+    ok(
+        p,
+        &[
+            "principal",
+            "add",
+            "eng",
+            "--role",
+            "ml-engineer",
+            "--as",
+            "admin",
+        ],
+    );
+    std::fs::write(p.join("w.bin"), b"weights").unwrap();
+    let before = entries(p).len();
+    let body: serde_json::Value = serde_json::from_str(&ok(
+        p,
+        &[
+            "model",
+            "sign",
+            "churn",
+            "--version",
+            "2.0",
+            "w.bin",
+            "--as",
+            "eng",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(entries(p).len(), before, "signing records nothing");
+    let env = warden_registry::manifest::parse_envelope(
+        serde_json::to_string(&body["envelope"]).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let (_, key) =
+        warden_registry::keyfile::read_pub(&p.join("d/keys/principals/eng.key.pub")).unwrap();
+    let m = warden_registry::manifest::verify(&env, "eng", &key, "churn", "2.0").unwrap();
+    assert_eq!(m.resources().len(), 1);
+    assert_eq!(
+        m.resources()[0].digest,
+        warden_core::hex::encode(&warden_core::merkle::sha256(b"weights"))
+    );
+    assert!(
+        warden_registry::manifest::verify(&env, "eng", &key, "churn", "3.0").is_err(),
+        "the signature binds the version"
+    );
+    let (c, err) = code(
+        p,
+        &[
+            "model",
+            "sign",
+            "churn",
+            "--version",
+            "../x",
+            "w.bin",
+            "--as",
+            "eng",
+        ],
+    );
+    assert_eq!(c, 2, "{err}");
+}

@@ -17,6 +17,12 @@ pub enum Command {
     /// Register a file or directory as a new model version: hash every file, store the
     /// blobs by digest, sign the manifest with your key, record it in the ledger.
     Register(Register),
+    /// Sign a file or directory's manifest for registration over HTTP, without touching
+    /// the registry: writes the body of `POST /v1/models/NAME/versions/VERSION`.
+    ///
+    /// Upload each file first (`PUT /v1/models/NAME/blobs/sha256:DIGEST`, digests in the
+    /// manifest); the server checks the signature against your registered key.
+    Sign(Sign),
     /// List the versions of every model you may read.
     List(List),
     /// Show one version: state, files and digests, aliases, provenance.
@@ -66,6 +72,31 @@ pub struct Register {
     key: Option<PathBuf>,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Sign {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    caller: CallerArgs,
+    /// Model name.
+    name: String,
+    /// Version to create.
+    #[arg(long)]
+    version: String,
+    /// File or directory to sign.
+    path: PathBuf,
+    /// Provenance as plain JSON (datasets, code_commit, config_digest, environment,
+    /// parent_model). A signed training record is checked by `warden model register`.
+    #[arg(long)]
+    provenance: Option<PathBuf>,
+    /// Your signing key (default: keys/principals/<you>.key in the data directory).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Where to write the request body (default: standard output).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -208,6 +239,7 @@ fn print_version(v: &VersionInfo) {
 pub fn run(c: &Command) -> Result<ExitCode> {
     match c {
         Command::Register(a) => register(a),
+        Command::Sign(a) => sign(a),
         Command::List(a) => with_manager(&a.dir, async |m| {
             let list = m.list(&a.caller.caller()).await?;
             if a.json {
@@ -399,6 +431,53 @@ fn register(a: &Register) -> Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn sign(a: &Sign) -> Result<ExitCode> {
+    warden_registry::manager::check_name("model name", &a.name)?;
+    warden_registry::manager::check_name("version", &a.version)?;
+    let provenance = match &a.provenance {
+        Some(p) => {
+            let b = crate::common::read_limited(p, manifest::MAX_ENVELOPE as u64)?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&b).with_context(|| format!("{}: not JSON", p.display()))?;
+            if v.get("payloadType").is_some() {
+                bail!(
+                    "{}: a signed training record is verified on registration; use `warden model register`",
+                    p.display()
+                );
+            }
+            serde_json::from_value(v)
+                .with_context(|| format!("{}: not a provenance document", p.display()))?
+        }
+        None => Provenance::default(),
+    };
+    let key_path = a
+        .key
+        .clone()
+        .unwrap_or_else(|| a.dir.dir().principal_key(&a.caller.as_principal));
+    let key = keyfile::read(&key_path)
+        .with_context(|| format!("reading the signing key {}", key_path.display()))?;
+    let files = warden_registry::manager::fingerprint(&a.path, &|_, _| {})?;
+    let st = manifest::statement(&a.name, &a.version, files, provenance);
+    let env = manifest::sign(&st, &a.caller.as_principal, &key.key)?;
+    let body = serde_json::to_vec_pretty(&json!({ "envelope": env }))?;
+    match &a.out {
+        Some(p) => std::fs::write(p, &body).with_context(|| format!("writing {}", p.display()))?,
+        None => {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&body)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    for r in &st.predicate.resources {
+        crate::common::eprint(&format!(
+            "{}  sha256:{}  {} bytes",
+            r.name, r.digest, r.size
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load(a: &Load) -> Result<ExitCode> {
