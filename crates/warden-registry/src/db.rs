@@ -35,9 +35,28 @@ const SCHEMA: &[&str] = &[
         model TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,
         PRIMARY KEY (model, alias))",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    crate::tokens::TOKENS_TABLE,
-    crate::outbox::OUTBOX_TABLE,
+    "CREATE TABLE IF NOT EXISTS tokens (
+        id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, principal TEXT NOT NULL,
+        scopes TEXT NOT NULL, expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL, revoked BOOLEAN NOT NULL, last_used BIGINT)",
+    // Alerts awaiting their outcome (the outbox).
+    "CREATE TABLE IF NOT EXISTS alert_outbox (
+        incident BIGINT NOT NULL, sink TEXT NOT NULL, body BLOB NOT NULL,
+        created_at BIGINT NOT NULL, PRIMARY KEY (incident, sink))",
 ];
+
+/// A token as listed (never the secret).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub principal: String,
+    pub scopes: Vec<String>,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub created_by: String,
+    pub revoked: bool,
+    pub last_used: Option<i64>,
+}
 
 /// Creates `dir` (and parents) with mode 0700 where it does not exist yet.
 pub(crate) fn private_dir(dir: &Path) -> Result<(), RegistryError> {
@@ -154,7 +173,7 @@ pub(crate) struct ReadCache {
     versions: Cached<(String, String), Option<VersionRow>>,
     aliases: Cached<(String, String), Option<String>>,
     /// Tokens by hash; only found ones (unknown tokens are not cached).
-    pub(crate) tokens: Cached<String, crate::tokens::TokenInfo>,
+    pub(crate) tokens: Cached<String, TokenInfo>,
 }
 
 impl Db {

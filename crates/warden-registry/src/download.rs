@@ -57,7 +57,7 @@ pub struct Download {
     ledger: Arc<Ledger>,
     incident: Event,
     /// Detection, which sees a mid-stream integrity incident too.
-    hook: Option<Arc<crate::respond::Hook>>,
+    hook: Option<Arc<crate::detection::Hook>>,
 }
 
 impl std::fmt::Debug for BlobReader {
@@ -218,7 +218,7 @@ struct Check {
     file: String,
     ledger: Arc<Ledger>,
     incident: Event,
-    hook: Option<Arc<crate::respond::Hook>>,
+    hook: Option<Arc<crate::detection::Hook>>,
 }
 
 impl Check {
@@ -538,7 +538,7 @@ impl SecureModelManager {
         incident.details = None;
         Ok(Download {
             receipt,
-            commit: crate::manager::commit_id(&v.manifest),
+            commit: crate::names::commit_id(&v.manifest),
             model: v.model,
             version: v.version,
             name: r.name,

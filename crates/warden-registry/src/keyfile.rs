@@ -2,7 +2,6 @@
 //! key beside it (`.pub`). The registry stores only the public key.
 
 use crate::error::RegistryError;
-use crate::manager::PrincipalKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -10,6 +9,13 @@ use std::path::{Path, PathBuf};
 use warden_core::crypto::{SigAlg, SigningKey, VerifyingKey};
 use warden_core::hex;
 use zeroize::Zeroizing;
+
+/// A principal's signing key, read from its key file.
+#[derive(Debug)]
+pub struct PrincipalKey {
+    pub principal: String,
+    pub key: SigningKey,
+}
 
 /// Zeroized on drop: it holds the seed in text.
 #[derive(Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]

@@ -9,21 +9,27 @@
 pub mod blobs;
 mod cache;
 pub mod db;
+mod detection;
+mod directory;
 pub mod download;
 pub mod error;
+mod failures;
 pub mod issue;
 pub mod keyfile;
+mod lifecycle;
 pub mod load;
 pub mod manager;
+pub mod names;
 pub mod outbox;
+pub mod register;
 pub mod respond;
 pub mod throttle;
 pub mod tokens;
 
 pub use error::RegistryError;
+pub use keyfile::PrincipalKey;
 pub use load::{LoadedFile, LoadedModel, Staging};
-pub use manager::{
-    Caller, ManagerOptions, PrincipalKey, Registration, SecureModelManager, Selector, fingerprint,
-};
+pub use manager::{Caller, ManagerOptions, Registration, SecureModelManager, Selector};
+pub use register::fingerprint;
 /// The signed manifest format (in `warden-core`, being pure format code).
 pub use warden_core::manifest;

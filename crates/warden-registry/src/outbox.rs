@@ -11,10 +11,6 @@ use crate::RegistryError;
 use crate::manager::SecureModelManager;
 use sqlx::Row;
 
-pub(crate) const OUTBOX_TABLE: &str = "CREATE TABLE IF NOT EXISTS alert_outbox (
-    incident BIGINT NOT NULL, sink TEXT NOT NULL, body BLOB NOT NULL,
-    created_at BIGINT NOT NULL, PRIMARY KEY (incident, sink))";
-
 /// One alert awaiting its outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pending {

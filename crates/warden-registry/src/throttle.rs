@@ -11,12 +11,9 @@
 //!
 //! Counts still open when the process stops are lost (they are at most one window's).
 
-use crate::manager::SecureModelManager;
-use serde_json::json;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
-use warden_core::entry::Event;
+use std::sync::{Mutex, PoisonError};
 
 /// Length of a counting window.
 pub const WINDOW_SECS: u64 = 60;
@@ -40,81 +37,40 @@ pub struct Throttled {
     window: Mutex<Window>,
 }
 
-impl Throttled {
-    /// Takes the window's counts (leaving it empty).
-    fn take(&self) -> Window {
-        std::mem::take(&mut *self.window.lock().unwrap_or_else(PoisonError::into_inner))
-    }
+/// What a closed window writes: the busiest addresses with their counts, most first,
+/// and (when any remain) the count and number of all the other addresses.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    pub busiest: Vec<(IpAddr, u64)>,
+    pub others: Option<(u64, u64)>,
 }
 
-impl SecureModelManager {
-    /// Counts a failed authentication from `ip` that a rate-limit budget refused. The
-    /// first count of a window schedules the window's flush on the current runtime.
-    pub fn count_throttled_failure(self: &Arc<Self>, ip: IpAddr) {
-        let schedule = {
-            let mut w = self
-                .throttled
-                .window
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if w.by_ip.len() < MAX_TRACKED || w.by_ip.contains_key(&ip) {
-                *w.by_ip.entry(ip).or_default() += 1;
-            } else {
-                w.untracked = w.untracked.saturating_add(1);
-            }
-            !std::mem::replace(&mut w.scheduled, true)
-        };
-        if schedule && let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let m = Arc::clone(self);
-            rt.spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_secs(WINDOW_SECS)).await;
-                // A ledger that cannot record fails every request anyway; the counts
-                // of this window are then lost with it.
-                let _ = m.flush_throttled().await;
-            });
+impl Throttled {
+    /// Counts a failure from `ip`. True for the first count of a window: the caller
+    /// schedules the window's flush.
+    pub fn count(&self, ip: IpAddr) -> bool {
+        let mut w = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        if w.by_ip.len() < MAX_TRACKED || w.by_ip.contains_key(&ip) {
+            *w.by_ip.entry(ip).or_default() += 1;
+        } else {
+            w.untracked = w.untracked.saturating_add(1);
         }
+        !std::mem::replace(&mut w.scheduled, true)
     }
 
-    /// Writes the current window's counts now (the scheduled flush, and tests).
-    /// Returns the number of entries written.
-    pub async fn flush_throttled(&self) -> Result<usize, crate::RegistryError> {
-        let w = self.throttled.take();
-        let mut rows: Vec<(IpAddr, u64)> = w.by_ip.into_iter().collect();
-        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let rest: Vec<(IpAddr, u64)> = rows.split_off(rows.len().min(MAX_ADDRESSES));
-        let mut written = 0;
-        for (ip, n) in rows {
-            self.write_throttled(Some(ip), n, None).await?;
-            written += 1;
-        }
+    /// Takes the window's counts (leaving it empty), as the entries they become.
+    pub fn drain(&self) -> Drained {
+        let w = std::mem::take(&mut *self.window.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut busiest: Vec<(IpAddr, u64)> = w.by_ip.into_iter().collect();
+        busiest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let rest = busiest.split_off(busiest.len().min(MAX_ADDRESSES));
         let others: u64 = rest
             .iter()
             .map(|r| r.1)
             .fold(w.untracked, u64::saturating_add);
-        if others > 0 {
-            self.write_throttled(None, others, Some(rest.len() as u64))
-                .await?;
-            written += 1;
+        Drained {
+            busiest,
+            others: (others > 0).then_some((others, rest.len() as u64)),
         }
-        Ok(written)
-    }
-
-    async fn write_throttled(
-        &self,
-        ip: Option<IpAddr>,
-        count: u64,
-        addresses: Option<u64>,
-    ) -> Result<(), crate::RegistryError> {
-        let ev = Event {
-            ip: ip.map(|i| i.to_string()),
-            action: Some("authenticate".into()),
-            decision: Some("deny".into()),
-            reason: Some("rate-limited".into()),
-            details: Some(json!({
-                "throttled": count, "window_secs": WINDOW_SECS, "addresses": addresses,
-            })),
-            ..Event::default()
-        };
-        self.audit("auth.failure", &ev).await.map(|_| ())
     }
 }

@@ -6,7 +6,8 @@
 //! nothing an attacker can use to build a valid token.
 
 use crate::error::RegistryError;
-use crate::manager::{Caller, SecureModelManager, check_principal_name};
+use crate::manager::{Caller, SecureModelManager};
+use crate::names::check_principal_name;
 use aws_lc_rs::digest;
 use serde_json::json;
 use sqlx::Row;
@@ -34,18 +35,7 @@ pub const MAX_TOKEN_LEN: usize = 128;
 /// `last_used` is written at most this often per token (seconds).
 const LAST_USED_EVERY: i64 = 60;
 
-/// A token as listed (never the secret).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct TokenInfo {
-    pub id: String,
-    pub principal: String,
-    pub scopes: Vec<String>,
-    pub expires_at: i64,
-    pub created_at: i64,
-    pub created_by: String,
-    pub revoked: bool,
-    pub last_used: Option<i64>,
-}
+pub use crate::db::TokenInfo;
 
 /// Why a presented token was not accepted. Callers answer every case alike (401) and
 /// log the detail.
@@ -90,11 +80,6 @@ enum Checked {
     /// Why, and the token's id when it was a real (revoked or expired) token.
     Failed(AuthFailure, Option<String>),
 }
-
-pub(crate) const TOKENS_TABLE: &str = "CREATE TABLE IF NOT EXISTS tokens (
-    id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, principal TEXT NOT NULL,
-    scopes TEXT NOT NULL, expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL,
-    created_by TEXT NOT NULL, revoked BOOLEAN NOT NULL, last_used BIGINT)";
 
 fn hash(token: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())

@@ -48,12 +48,9 @@ pub enum Command {
     Load(Load),
 }
 
+/// What a manifest covers and who signs it: shared by `register` and `sign`.
 #[derive(Args, Debug)]
-pub struct Register {
-    #[command(flatten)]
-    dir: DataDirArg,
-    #[command(flatten)]
-    caller: CallerArgs,
+pub struct ManifestArgs {
     /// Model name.
     name: String,
     /// Version to create.
@@ -63,13 +60,37 @@ pub struct Register {
     path: PathBuf,
     /// Provenance, included in the signed manifest: a signed training record from
     /// `warden training record` (verified against its signer's registered key, and it
-    /// must attest exactly these files), or plain JSON (datasets, code_commit,
-    /// config_digest, environment, parent_model).
+    /// must attest exactly these files; `register` only), or plain JSON (datasets,
+    /// code_commit, config_digest, environment, parent_model).
     #[arg(long)]
     provenance: Option<PathBuf>,
     /// Your signing key (default: keys/principals/<you>.key in the data directory).
     #[arg(long)]
     key: Option<PathBuf>,
+}
+
+impl ManifestArgs {
+    fn signing_key(
+        &self,
+        dir: &DataDirArg,
+        caller: &CallerArgs,
+    ) -> Result<warden_registry::PrincipalKey> {
+        let path = self
+            .key
+            .clone()
+            .unwrap_or_else(|| dir.dir().principal_key(&caller.as_principal));
+        keyfile::read(&path).with_context(|| format!("reading the signing key {}", path.display()))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct Register {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    caller: CallerArgs,
+    #[command(flatten)]
+    m: ManifestArgs,
     #[arg(long)]
     json: bool,
 }
@@ -80,20 +101,8 @@ pub struct Sign {
     dir: DataDirArg,
     #[command(flatten)]
     caller: CallerArgs,
-    /// Model name.
-    name: String,
-    /// Version to create.
-    #[arg(long)]
-    version: String,
-    /// File or directory to sign.
-    path: PathBuf,
-    /// Provenance as plain JSON (datasets, code_commit, config_digest, environment,
-    /// parent_model). A signed training record is checked by `warden model register`.
-    #[arg(long)]
-    provenance: Option<PathBuf>,
-    /// Your signing key (default: keys/principals/<you>.key in the data directory).
-    #[arg(long)]
-    key: Option<PathBuf>,
+    #[command(flatten)]
+    m: ManifestArgs,
     /// Where to write the request body (default: standard output).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -348,7 +357,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
 fn register(a: &Register) -> Result<ExitCode> {
     // A signed training record, or plain provenance JSON.
     let (mut provenance, record): (Provenance, Option<(manifest::Envelope, String)>) =
-        match &a.provenance {
+        match &a.m.provenance {
             Some(p) => {
                 let b = crate::common::read_limited(p, manifest::MAX_ENVELOPE as u64)?;
                 let v: serde_json::Value = serde_json::from_slice(&b)
@@ -366,12 +375,7 @@ fn register(a: &Register) -> Result<ExitCode> {
             }
             None => (Provenance::default(), None),
         };
-    let key_path = a
-        .key
-        .clone()
-        .unwrap_or_else(|| a.dir.dir().principal_key(&a.caller.as_principal));
-    let key = keyfile::read(&key_path)
-        .with_context(|| format!("reading the signing key {}", key_path.display()))?;
+    let key = a.m.signing_key(&a.dir, &a.caller)?;
     with_manager(&a.dir, async |m| {
         if let Some((env, digest)) = &record {
             let (signer, st) = m
@@ -400,9 +404,9 @@ fn register(a: &Register) -> Result<ExitCode> {
             .register(
                 &a.caller.caller(),
                 warden_registry::Registration {
-                    model: &a.name,
-                    version: &a.version,
-                    path: &a.path,
+                    model: &a.m.name,
+                    version: &a.m.version,
+                    path: &a.m.path,
                     provenance,
                 },
                 &key,
@@ -434,9 +438,9 @@ fn register(a: &Register) -> Result<ExitCode> {
 }
 
 fn sign(a: &Sign) -> Result<ExitCode> {
-    warden_registry::manager::check_name("model name", &a.name)?;
-    warden_registry::manager::check_name("version", &a.version)?;
-    let provenance = match &a.provenance {
+    warden_registry::names::check_name("model name", &a.m.name)?;
+    warden_registry::names::check_name("version", &a.m.version)?;
+    let provenance = match &a.m.provenance {
         Some(p) => {
             let b = crate::common::read_limited(p, manifest::MAX_ENVELOPE as u64)?;
             let v: serde_json::Value =
@@ -452,14 +456,9 @@ fn sign(a: &Sign) -> Result<ExitCode> {
         }
         None => Provenance::default(),
     };
-    let key_path = a
-        .key
-        .clone()
-        .unwrap_or_else(|| a.dir.dir().principal_key(&a.caller.as_principal));
-    let key = keyfile::read(&key_path)
-        .with_context(|| format!("reading the signing key {}", key_path.display()))?;
-    let files = warden_registry::manager::fingerprint(&a.path, &|_, _| {})?;
-    let st = manifest::statement(&a.name, &a.version, files, provenance);
+    let key = a.m.signing_key(&a.dir, &a.caller)?;
+    let files = warden_registry::fingerprint(&a.m.path, &|_, _| {})?;
+    let st = manifest::statement(&a.m.name, &a.m.version, files, provenance);
     let env = manifest::sign(&st, &a.caller.as_principal, &key.key)?;
     let body = serde_json::to_vec_pretty(&json!({ "envelope": env }))?;
     match &a.out {

@@ -170,7 +170,7 @@ fn record_cmd(a: &Record) -> Result<ExitCode> {
     if a.json && a.out == Path::new("-") {
         bail!("--json prints a summary on standard output: give --out FILE");
     }
-    warden_registry::manager::check_name("model", &a.name)?;
+    warden_registry::names::check_name("model", &a.name)?;
     let dir = a.dir.dir();
     let key_path = a
         .key
