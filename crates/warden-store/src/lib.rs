@@ -3,13 +3,19 @@
 //! file-reading verification driver ([`verify`]).
 
 pub mod audit;
+mod clock;
 pub mod config;
 pub mod durable;
 pub mod error;
 pub mod keys;
+mod layout;
 pub mod ledger;
+mod options;
 pub mod perms;
 pub mod report;
 pub mod retention;
+mod seal;
 pub mod segments;
+mod sequencer;
+mod ticket;
 pub mod verify;

@@ -14,10 +14,13 @@
 //! removed, which the next run deletes.
 
 use crate::error::{StoreError, io};
+use crate::ledger::Receipt;
 use crate::ledger::{DurableState, checkpoints_path};
 use crate::segments::{Removal, SegmentRecord, load_index, segment_path, store_index};
+use crate::ticket::lock;
 use serde::Serialize;
 use std::path::Path;
+use warden_core::entry::Event;
 use warden_core::time::Timestamp;
 use warden_core::verify::{ResumeState, VerifyConfig};
 
@@ -206,4 +209,50 @@ pub(crate) fn remove_marked(log: &Path, index: &[SegmentRecord]) -> Result<(), S
         crate::durable::sync_dir(dir).map_err(io("sync", dir))?;
     }
     Ok(())
+}
+
+impl crate::ledger::Ledger {
+    /// Removes the sealed segments past retention (see [`crate::retention`]): verifies
+    /// them, records a `retention.delete` entry, then deletes them. `hold`: never remove
+    /// an entry at or after this index. With `dry_run`, only says what would go.
+    pub fn apply_retention(
+        &self,
+        keep_secs: u64,
+        hold: Option<u64>,
+        cfg: warden_core::verify::VerifyConfig,
+        dry_run: bool,
+    ) -> Result<Option<(crate::retention::Plan, Option<Receipt>)>, StoreError> {
+        // One run at a time; the index lock is held only while the index is rewritten,
+        // never across the append (the sequencer takes it to seal).
+        let _run = lock(&self.retention_lock);
+        {
+            let _g = lock(&self.index_lock);
+            let index = crate::segments::load_index(&self.path)?;
+            crate::retention::remove_marked(&self.path, &index)?;
+        }
+        let now = self.clock.now();
+        let Some(plan) = crate::retention::plan(&self.path, keep_secs, now, hold, cfg)? else {
+            return Ok(None);
+        };
+        if dry_run {
+            return Ok(Some((plan, None)));
+        }
+        let ev = Event {
+            user: Some("system".into()),
+            action: Some("retention".into()),
+            reason: Some(format!(
+                "{} sealed segment(s) older than the retention period of {} s",
+                plan.segments.len(),
+                keep_secs
+            )),
+            details: Some(plan.details(keep_secs)),
+            ..Event::default()
+        };
+        let receipt = self
+            .append(crate::retention::KIND_RETENTION, &ev)
+            .map_err(|e| StoreError::Config(format!("recording the removal: {e}")))?;
+        let _g = lock(&self.index_lock);
+        crate::retention::commit(&self.path, &plan, receipt.index, self.clock.now())?;
+        Ok(Some((plan, Some(receipt))))
+    }
 }

@@ -1,0 +1,113 @@
+//! What an append returns: a ticket, then the receipt that proves the entry durable.
+
+use crate::error::AppendError;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Proof that an entry is durable: its index and the signed checkpoint covering it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub index: u64,
+    /// Size of the tree the checkpoint signs.
+    pub size: u64,
+    /// The signed checkpoint note.
+    pub checkpoint: Arc<str>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) first: u64,
+    pub(crate) size: u64,
+    /// One note for the batch, or one per entry in strict mode.
+    pub(crate) notes: Vec<Arc<str>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    pub(crate) done: Mutex<Option<Result<Arc<Outcome>, AppendError>>>,
+    pub(crate) cv: Condvar,
+    /// Tasks awaiting a ticket of this batch; pushed and taken under `done`'s lock, so
+    /// a completion never misses one.
+    pub(crate) wakers: Mutex<Vec<std::task::Waker>>,
+}
+
+/// A queued append; [`Ticket::wait`] blocks until it is durable or failed.
+#[derive(Debug)]
+pub struct Ticket {
+    pub(crate) slot: Arc<Slot>,
+    pub(crate) pos: usize,
+}
+
+impl Ticket {
+    /// Waits for the entry's receipt (blocking the thread; in async code, `.await` the
+    /// ticket instead).
+    pub fn wait(self) -> Result<Receipt, AppendError> {
+        let mut g = lock(&self.slot.done);
+        loop {
+            if let Some(r) = g.as_ref() {
+                return self.receipt(r);
+            }
+            g = self
+                .slot
+                .cv
+                .wait(g)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    pub(crate) fn receipt(
+        &self,
+        r: &Result<Arc<Outcome>, AppendError>,
+    ) -> Result<Receipt, AppendError> {
+        let o = r.clone()?;
+        let index = o.first + self.pos as u64;
+        let (size, checkpoint) = if o.notes.len() == 1 {
+            (
+                o.size,
+                o.notes.first().cloned().unwrap_or_else(|| Arc::from("")),
+            )
+        } else {
+            (
+                index + 1,
+                o.notes
+                    .get(self.pos)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from("")),
+            )
+        };
+        Ok(Receipt {
+            index,
+            size,
+            checkpoint,
+        })
+    }
+}
+
+/// Awaiting a ticket parks the task, not a thread, until the entry is durable.
+impl std::future::Future for Ticket {
+    type Output = Result<Receipt, AppendError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let g = lock(&self.slot.done);
+        if let Some(r) = g.as_ref() {
+            return std::task::Poll::Ready(self.receipt(r));
+        }
+        let mut w = lock(&self.slot.wakers);
+        if !w.iter().any(|x| x.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+        std::task::Poll::Pending
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A queued append: the entry's kind and its plaintext event.
+pub(crate) struct Pending {
+    pub(crate) kind: Box<str>,
+    pub(crate) plaintext: Vec<u8>,
+}
