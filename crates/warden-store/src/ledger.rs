@@ -12,7 +12,7 @@ use crate::durable::{AppendFile, FsFile};
 use crate::error::{AppendError, StoreError, io};
 use crate::keys::RootKey;
 pub use crate::layout::{DurableState, Present, checkpoints_path, read_leaves};
-use crate::layout::{IndexLock, complete_lines, read_all};
+use crate::layout::{IndexLock, complete_lines, read_all, read_tail};
 pub use crate::options::LedgerOptions;
 use crate::seal::SignWorker;
 use crate::sequencer::{Active, Queue, Shared, Writer, new_epoch, rotation_item, sequencer};
@@ -130,9 +130,9 @@ impl Ledger {
         let sealed = index.last();
         let (active_first, active_base) = sealed.map_or((0, 0), |l| (l.end, l.offset + l.bytes));
         // Recovery: the last complete checkpoint record defines what is acknowledged.
-        let cp_data = read_all(&cp_path)?;
-        let (cp_lines, cp_good) = complete_lines(&cp_data);
-        let last = match cp_lines.last() {
+        let cp_tail = read_tail(&cp_path)?;
+        let cp_good = cp_tail.good;
+        let last = match cp_tail.last.as_deref() {
             None => None,
             Some(l) => Some(
                 CheckpointRecord::decode(l).map_err(|e| StoreError::Corrupt {
@@ -209,7 +209,7 @@ impl Ledger {
             }
         }
         let cut_entries = lines.len() as u64 + active_first - covered;
-        let cut_bytes = (data.len() - keep_bytes) as u64 + (cp_data.len() - cp_good) as u64;
+        let cut_bytes = (data.len() - keep_bytes) as u64 + (cp_tail.len - cp_good);
         let (mut entries, mut checkpoints) = wrap(
             Box::new(FsFile::open(log).map_err(io("open", log))?),
             Box::new(FsFile::open(&cp_path).map_err(io("open", &cp_path))?),
@@ -219,9 +219,9 @@ impl Ledger {
                 .truncate(keep_bytes as u64)
                 .map_err(io("truncate", log))?;
         }
-        if checkpoints.len() != cp_good as u64 {
+        if checkpoints.len() != cp_good {
             checkpoints
-                .truncate(cp_good as u64)
+                .truncate(cp_good)
                 .map_err(io("truncate", &cp_path))?;
         }
         let now = opts.clock.now();
