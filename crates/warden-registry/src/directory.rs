@@ -130,6 +130,13 @@ impl SecureModelManager {
             return Err(self.refuse_issue(caller, r, details).await);
         }
         self.require_principal(name).await?;
+        // A grant names a model that exists (or every model): a typo must not pass as a
+        // grant that never applies.
+        if model != "*" && !self.db.model_exists(model).await? {
+            return Err(RegistryError::UnknownModel {
+                model: model.to_owned(),
+            });
+        }
         let now = self.now_secs();
         let mut tx = self.db.begin().await?;
         for a in actions {

@@ -1,4 +1,4 @@
-//! The audited, fail-closed load path (DESIGN.md §4):
+//! The audited, fail-closed load path (ARCHITECTURE.md, "Design in brief"):
 //!
 //! ```text
 //! policy check ─▶ deny: `model.denied` entry ─▶ Denied

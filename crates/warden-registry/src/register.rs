@@ -146,7 +146,7 @@ impl SecureModelManager {
         }
         let st = manifest::statement(model, version, resources, provenance);
         let env = manifest::sign(&st, &caller.principal, &key.key)?;
-        self.commit_registration(caller, model, version, &env, &decision)
+        self.commit_registration(caller, model, version, &env, &decision, true)
             .await
     }
 
@@ -161,7 +161,7 @@ impl SecureModelManager {
         envelope: &manifest::Envelope,
     ) -> Result<(VersionInfo, Receipt), RegistryError> {
         let decision = self.may_register(caller, model, version).await?;
-        self.commit_registration(caller, model, version, envelope, &decision)
+        self.commit_registration(caller, model, version, envelope, &decision, false)
             .await
     }
 
@@ -283,11 +283,20 @@ impl SecureModelManager {
         version: &str,
         env: &manifest::Envelope,
         decision: &Decision,
+        attestation_checked: bool,
     ) -> Result<(VersionInfo, Receipt), RegistryError> {
         let registered = self.signer_key(&caller.principal).await?;
         // The registry accepts only what verifies against the registered key: a key
         // file that is not the caller's registered key is rejected here.
         let verified = manifest::verify(env, &caller.principal, &registered, model, version)?;
+        // An attestation names a training record the registry verified (the local path
+        // checks it before signing); a manifest signed elsewhere can only claim one.
+        if !attestation_checked && verified.provenance().attestation.is_some() {
+            return Err(RegistryError::invalid(
+                "provenance",
+                "a manifest signed elsewhere cannot carry a training attestation; register with the training record through `warden model register --provenance`",
+            ));
+        }
         let mut total = 0u64;
         for r in verified.resources() {
             match self.blobs.size(&r.digest).await? {

@@ -1244,3 +1244,65 @@ fn a_fleet_reloading_its_model_is_normal_and_an_abused_token_is_suspended_alone(
     stop.send(()).unwrap();
     fx.rt.block_on(server).unwrap();
 }
+
+/// A manifest signed on the client may not claim a training attestation: only a
+/// training record the registry verified names its trainer (`warden model register
+/// --provenance record.json`). Otherwise a registrant could sign a claim in the
+/// trainer's name.
+#[test]
+fn a_client_signed_manifest_cannot_claim_a_training_attestation() {
+    let fx = Fx::new();
+    let p = fx.dir.path();
+    let eng = fx.token("eng", &["model:register", "model:read"], 3600);
+    let weights = b"weights signed elsewhere".to_vec();
+    let digest = sha256_hex(&weights);
+    let put = Request::put(format!("/v1/models/churn/blobs/sha256:{digest}"))
+        .header("authorization", format!("Bearer {eng}"))
+        .body(Body::from(weights.clone()))
+        .unwrap();
+    assert_eq!(fx.send(put).0, StatusCode::CREATED);
+    let key = keyfile::read(&p.join("eng.key")).unwrap();
+    let files = vec![warden_registry::manifest::Resource {
+        name: "w.bin".into(),
+        algorithm: "sha256".into(),
+        digest: digest.clone(),
+        size: weights.len() as u64,
+    }];
+    let root = warden_registry::manifest::root_digest(&files);
+    let claimed = Provenance {
+        attestation: Some(warden_registry::manifest::AttestationRef {
+            signer: "trainer".into(),
+            digest: "0".repeat(64),
+            root,
+        }),
+        ..Provenance::default()
+    };
+    let sign = |prov: Provenance, version: &str| {
+        let st = warden_registry::manifest::statement("churn", version, files.clone(), prov);
+        warden_registry::manifest::sign(&st, "eng", &key.key).unwrap()
+    };
+    let (s, v) = call(
+        &fx,
+        "POST",
+        "/v1/models/churn/versions/2.0",
+        &eng,
+        Some(serde_json::json!({"envelope": sign(claimed, "2.0")})),
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("attestation"),
+        "{v}"
+    );
+    // The same files without the claim register.
+    let (s, v) = call(
+        &fx,
+        "POST",
+        "/v1/models/churn/versions/2.1",
+        &eng,
+        Some(serde_json::json!({"envelope": sign(Provenance::default(), "2.1")})),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}

@@ -28,6 +28,24 @@ impl DataDirArg {
     }
 }
 
+/// Unix seconds as RFC 3339 UTC to the second (`2026-12-06T05:00:00Z`), for what the
+/// commands print to people; `--json` keeps the numbers.
+#[must_use]
+pub fn rfc3339(secs: i64) -> String {
+    let micros = u64::try_from(secs).unwrap_or(0).saturating_mul(1_000_000);
+    warden_core::time::Timestamp::from_micros(micros).map_or_else(
+        || secs.to_string(),
+        |t| {
+            let s = t.to_string();
+            // The ledger's form carries microseconds; people need seconds.
+            match s.split_once('.') {
+                Some((whole, _)) => format!("{whole}Z"),
+                None => s,
+            }
+        },
+    )
+}
+
 /// Writes a line to stderr.
 #[expect(
     clippy::print_stderr,
@@ -46,19 +64,28 @@ pub fn passphrase() -> zeroize::Zeroizing<Vec<u8>> {
     )
 }
 
+/// Unlocks the root key at `path` with `WARDEN_PASSPHRASE`. An unset passphrase is
+/// named as such, not reported as a wrong one.
+pub fn unlock_root_file(path: &std::path::Path) -> Result<RootKey> {
+    let pass = passphrase();
+    match keys::unlock_root(path, &pass) {
+        Ok(k) => Ok(k),
+        Err(warden_store::error::StoreError::BadPassphrase { .. }) if pass.is_empty() => {
+            anyhow::bail!(
+                "the root key {} is sealed under a passphrase and WARDEN_PASSPHRASE is not set: export the passphrase given to `warden init`",
+                path.display()
+            )
+        }
+        Err(e) => Err(e).context("unlocking the root key"),
+    }
+}
+
 /// Unlocks the data directory's root key.
 pub fn unlock(dir: &DataDir) -> Result<RootKey> {
     // Nothing signs from a directory others could have written keys or policy into.
     warden_store::perms::check_private_dir(&dir.root)?;
     warden_store::perms::check_private_dir(&dir.root.join("keys"))?;
-    let pass = passphrase();
-    let key = keys::unlock_root(&dir.root_key(), &pass).with_context(|| {
-        if pass.is_empty() {
-            "set WARDEN_PASSPHRASE to the passphrase given to `warden init`".to_owned()
-        } else {
-            "unlocking the root key".to_owned()
-        }
-    })?;
+    let key = unlock_root_file(&dir.root_key())?;
     if key.dev {
         eprint(
             "warning: development mode: the root key is sealed under an empty passphrase; do not use this data directory in production",

@@ -84,6 +84,8 @@ impl ManifestArgs {
 }
 
 #[derive(Args, Debug)]
+// `--version` names the model version here (flattened from ManifestArgs).
+#[command(disable_version_flag = true)]
 pub struct Register {
     #[command(flatten)]
     dir: DataDirArg,
@@ -96,6 +98,8 @@ pub struct Register {
 }
 
 #[derive(Args, Debug)]
+// `--version` names the model version here (flattened from ManifestArgs).
+#[command(disable_version_flag = true)]
 pub struct Sign {
     #[command(flatten)]
     dir: DataDirArg,
@@ -177,6 +181,8 @@ pub struct Alias {
     caller: CallerArgs,
     name: String,
     alias: String,
+    /// The version the alias points at.
+    #[arg(id = "target_version", value_name = "VERSION")]
     version: String,
 }
 
@@ -268,6 +274,8 @@ pub fn run(c: &Command) -> Result<ExitCode> {
                 print_json(&serde_json::to_value(&v)?)?;
             } else {
                 print_version(&v);
+                // The commit id pins this version for Hub clients (`revision=`).
+                println!("  commit {}", v.commit);
                 for f in &v.files {
                     println!("  {}  {} bytes  sha256:{}", f.name, f.size, f.digest);
                 }
@@ -368,8 +376,9 @@ fn register(a: &Register) -> Result<ExitCode> {
                     let digest = warden_core::hex::encode(&warden_core::merkle::sha256(&b));
                     (Provenance::default(), Some((env, digest)))
                 } else {
-                    let prov = serde_json::from_value(v)
+                    let prov: Provenance = serde_json::from_value(v)
                         .with_context(|| format!("{}: not a provenance document", p.display()))?;
+                    refuse_claimed_attestation(&prov, p)?;
                     (prov, None)
                 }
             }
@@ -437,6 +446,18 @@ fn register(a: &Register) -> Result<ExitCode> {
     })
 }
 
+/// `attestation` is filled in from a verified training record, never taken from plain
+/// provenance JSON: there it would be a claim in the trainer's name.
+fn refuse_claimed_attestation(prov: &Provenance, path: &std::path::Path) -> Result<()> {
+    if prov.attestation.is_some() {
+        bail!(
+            "{}: \"attestation\" is set from a verified training record; pass the record from `warden training record` as --provenance instead",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn sign(a: &Sign) -> Result<ExitCode> {
     warden_registry::names::check_name("model name", &a.m.name)?;
     warden_registry::names::check_name("version", &a.m.version)?;
@@ -451,8 +472,10 @@ fn sign(a: &Sign) -> Result<ExitCode> {
                     p.display()
                 );
             }
-            serde_json::from_value(v)
-                .with_context(|| format!("{}: not a provenance document", p.display()))?
+            let prov: Provenance = serde_json::from_value(v)
+                .with_context(|| format!("{}: not a provenance document", p.display()))?;
+            refuse_claimed_attestation(&prov, p)?;
+            prov
         }
         None => Provenance::default(),
     };

@@ -162,7 +162,12 @@ pub fn run(c: &Command) -> Result<ExitCode> {
                         p.roles.join(", ")
                     );
                     for g in g {
-                        println!("  grant {} on {} until {}", g.action, g.model, g.expires_at);
+                        println!(
+                            "  grant {} on {} until {}",
+                            g.action,
+                            g.model,
+                            crate::common::rfc3339(g.expires_at)
+                        );
                     }
                 }
             }

@@ -179,8 +179,7 @@ fn generate(a: &RunArgs) -> Result<ExitCode> {
         ))
     });
     let key = if a.log.is_some() {
-        let pass = crate::common::passphrase();
-        warden_store::keys::unlock_root(&root_key, &pass).context("unlocking the root key")?
+        crate::common::unlock_root_file(&root_key)?
     } else {
         unlock(&dir)?
     };

@@ -76,11 +76,11 @@ pub fn run(c: &Command) -> Result<ExitCode> {
                 print_json(&json!({"token_info": info, "ledger_index": r.index}))?;
             } else {
                 println!(
-                    "token {} for {} ({}), expires at {} (unix); shown once:",
+                    "token {} for {} ({}), expires {}; shown once:",
                     info.id,
                     info.principal,
                     info.scopes.join(" "),
-                    info.expires_at
+                    crate::common::rfc3339(info.expires_at)
                 );
             }
             println!("{token}");
@@ -97,7 +97,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
                         t.id,
                         t.principal,
                         t.scopes.join(","),
-                        t.expires_at,
+                        crate::common::rfc3339(t.expires_at),
                         if t.revoked { "  [revoked]" } else { "" }
                     );
                 }

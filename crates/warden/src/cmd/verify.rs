@@ -15,7 +15,8 @@ use warden_store::ledger::checkpoints_path;
 #[derive(ClapArgs, Debug)]
 pub struct Args {
     /// Data directory whose ledger to verify (uses its warden.toml and keys/root.pub).
-    #[arg(long, env = "WARDEN_DATA_DIR", conflicts_with = "log")]
+    /// Ignored when --log names the ledger.
+    #[arg(long, env = "WARDEN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Entries file to verify; its checkpoints file is beside it. Needs --root-pub.
     #[arg(long)]
