@@ -9,5 +9,6 @@
 
 pub mod dataset;
 pub mod envcheck;
+mod recognise;
 pub mod sanitize;
 pub mod stream;
