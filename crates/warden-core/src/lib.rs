@@ -5,6 +5,7 @@ pub mod crypto;
 pub mod entry;
 pub mod epoch;
 pub mod error;
+mod findings;
 pub mod hex;
 pub mod manifest;
 pub mod merkle;
