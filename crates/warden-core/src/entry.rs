@@ -3,8 +3,12 @@
 //! One entry is one line of JSON with its fields in a fixed order:
 //!
 //! ```text
-//! {"v":1,"origin":"O","index":N,"time":"T","epoch":E,"kind":"K","nonce":"HEX"[,"rotation":"B64"],"encrypted":"HEX"}
+//! {"v":1,"origin":"O","index":N,"time":"T","epoch":E,"kind":"K","nonce":"HEX"[,"rotation":"B64"][,"rid":"HEX"],"encrypted":"HEX"}
 //! ```
+//!
+//! `rid` is the 16-byte request id a writer-protocol client chose for the entry; it is
+//! public so that a writer restarted after a crash can recognise a retried request
+//! whose entry is already durable (see ARCHITECTURE.md, "The writer protocol").
 //!
 //! Everything before `,"encrypted":` is the public header and is the AEAD associated
 //! data, so a header cannot be changed without failing decryption. The decoder accepts
@@ -23,6 +27,8 @@ pub const VERSION: u32 = 1;
 pub const MAX_LINE_LEN: usize = 1024 * 1024;
 /// Largest accepted plaintext event.
 pub const MAX_EVENT_LEN: usize = 64 * 1024;
+/// Length of a request id.
+pub const RID_LEN: usize = 16;
 /// Longest accepted kind.
 pub const MAX_KIND_LEN: usize = 64;
 
@@ -58,6 +64,8 @@ pub struct Header<'a> {
     pub nonce: [u8; NONCE_LEN],
     /// Base64 rotation record; present exactly on `key.rotation` entries.
     pub rotation: Option<&'a str>,
+    /// The client's request id, on entries sent through the writer protocol.
+    pub rid: Option<[u8; RID_LEN]>,
 }
 
 impl Header<'_> {
@@ -79,6 +87,11 @@ impl Header<'_> {
         if let Some(r) = self.rotation {
             out.extend_from_slice(b",\"rotation\":\"");
             out.extend_from_slice(r.as_bytes());
+            out.push(b'"');
+        }
+        if let Some(r) = &self.rid {
+            out.extend_from_slice(b",\"rid\":\"");
+            hex::encode_into(r, out);
             out.push(b'"');
         }
     }
@@ -155,6 +168,7 @@ pub struct EntrySpans {
     time: Timestamp,
     epoch: u64,
     nonce: [u8; NONCE_LEN],
+    rid: Option<[u8; RID_LEN]>,
 }
 
 impl EntrySpans {
@@ -181,6 +195,7 @@ impl EntrySpans {
             time: e.header.time,
             epoch: e.header.epoch,
             nonce: e.header.nonce,
+            rid: e.header.rid,
         })
     }
 
@@ -202,6 +217,7 @@ impl EntrySpans {
                 kind: text(self.kind)?,
                 nonce: self.nonce,
                 rotation: self.rotation.map(text).transpose()?,
+                rid: self.rid,
             },
             aad: line.get(..self.aad_end as usize).ok_or(bad.clone())?,
             encrypted_hex: get(self.encrypted)?,
@@ -305,6 +321,13 @@ pub fn parse_line(line: &[u8]) -> Result<EntryRef<'_>, DecodeError> {
     } else {
         None
     };
+    let rid = if c.peek_lit(b",\"rid\":\"") {
+        c.lit(b",\"rid\":\"", "expected rid")?;
+        let h = c.string(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'), "invalid rid")?;
+        Some(hex::decode_array::<RID_LEN>(h)?)
+    } else {
+        None
+    };
     let aad_end = c.pos;
     c.lit(b",\"encrypted\":\"", "expected encrypted")?;
     // The ciphertext runs to the closing `"}` that ends the line; strict hex
@@ -360,6 +383,7 @@ pub fn parse_line(line: &[u8]) -> Result<EntryRef<'_>, DecodeError> {
             kind,
             nonce,
             rotation,
+            rid,
         },
         aad: line.get(..aad_end).unwrap_or_default(),
         encrypted_hex: enc,
@@ -396,6 +420,10 @@ pub struct Event {
     /// secret), so one abused token can be told from its principal's other ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+    /// How the writer established `user` for an entry a local client sent
+    /// (`os-user=NAME`, `os-user=NAME admin`), set by the writer, never by the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// The shape of [`Event`] with borrowed fields, to check a plaintext without building
@@ -428,6 +456,8 @@ struct EventShape<'a> {
     details: Option<serde::de::IgnoredAny>,
     #[serde(default, borrow)]
     credential: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    via: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl Event {
@@ -521,10 +551,41 @@ mod tests {
             kind,
             nonce: [1; 12],
             rotation,
+            rid: None,
         };
         let mut out = Vec::new();
         seal_line(&h, &key(), pt, &mut out, &mut Vec::new()).unwrap();
         out
+    }
+
+    #[test]
+    fn request_id_is_public_bound_and_canonical() {
+        let h = Header {
+            origin: "example.com/log",
+            index: 3,
+            time: Timestamp::from_micros(1_700_000_000_123_456).unwrap(),
+            epoch: 2,
+            kind: "model.access",
+            nonce: [1; 12],
+            rotation: None,
+            rid: Some([0xab; RID_LEN]),
+        };
+        let mut l = Vec::new();
+        seal_line(&h, &key(), b"{}", &mut l, &mut Vec::new()).unwrap();
+        let e = parse_line(&l).unwrap();
+        assert_eq!(e.header, h);
+        e.open(&key(), &mut Vec::new()).unwrap();
+        let s = String::from_utf8(l).unwrap();
+        // Part of the associated data: another id fails decryption.
+        let other = s.replacen("\"rid\":\"ab", "\"rid\":\"cd", 1);
+        let e = parse_line(other.as_bytes()).unwrap();
+        assert_eq!(e.open(&key(), &mut Vec::new()), Err(CryptoError::Decrypt));
+        for bad in [
+            s.replacen("\"rid\":\"ab", "\"rid\":\"AB", 1),
+            s.replacen("\"rid\":\"abab", "\"rid\":\"ab", 1),
+        ] {
+            assert!(parse_line(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -578,7 +639,7 @@ mod tests {
         fn prop_round_trip(index in any::<u64>(), epoch in any::<u64>(), micros in 0u64..253_402_300_799_999_999,
                            pt in proptest::collection::vec(any::<u8>(), 0..512)) {
             let h = Header { origin: "o/p", index, time: Timestamp::from_micros(micros).unwrap(), epoch,
-                             kind: "incident", nonce: [9; 12], rotation: None };
+                             kind: "incident", nonce: [9; 12], rotation: None, rid: None };
             let mut out = Vec::new();
             seal_line(&h, &key(), &pt, &mut out, &mut Vec::new()).unwrap();
             let e = parse_line(&out).unwrap();

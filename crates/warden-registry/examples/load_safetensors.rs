@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 config_digest: None,
                 clock: Arc::new(SystemClock),
             },
-            ledger,
+            std::sync::Arc::new(ledger),
         )
         .await?;
         // Principals: an admin, an engineer who registers, a second who approves, and a

@@ -39,6 +39,10 @@ const SCHEMA: &[&str] = &[
         id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, principal TEXT NOT NULL,
         scopes TEXT NOT NULL, expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL,
         created_by TEXT NOT NULL, revoked BOOLEAN NOT NULL, last_used BIGINT)",
+    // Operating-system users bound to principals (the local writer's identities).
+    "CREATE TABLE IF NOT EXISTS os_users (
+        os_user TEXT PRIMARY KEY, principal TEXT NOT NULL, created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL)",
     // Alerts awaiting their outcome (the outbox).
     "CREATE TABLE IF NOT EXISTS alert_outbox (
         incident BIGINT NOT NULL, sink TEXT NOT NULL, body BLOB NOT NULL,
@@ -241,6 +245,40 @@ impl Db {
     pub async fn begin(&self) -> Result<Transaction<'static, Sqlite>, RegistryError> {
         self.cache.generation.bump();
         Ok(self.pool.begin().await?)
+    }
+
+    /// The principal `os_user` is bound to.
+    pub async fn os_user_principal(&self, os_user: &str) -> Result<Option<String>, RegistryError> {
+        Ok(
+            sqlx::query_scalar::<_, String>("SELECT principal FROM os_users WHERE os_user = $1")
+                .bind(os_user)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Binds `os_user` to `principal`, replacing an earlier binding.
+    pub async fn bind_os_user(
+        tx: &mut Transaction<'static, Sqlite>,
+        os_user: &str,
+        principal: &str,
+        by: &str,
+        at: i64,
+    ) -> Result<(), RegistryError> {
+        sqlx::query("DELETE FROM os_users WHERE os_user = $1")
+            .bind(os_user)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO os_users (os_user, principal, created_at, created_by) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(os_user)
+        .bind(principal)
+        .bind(at)
+        .bind(by)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     pub async fn meta(&self, key: &str) -> Result<Option<String>, RegistryError> {

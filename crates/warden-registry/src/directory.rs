@@ -5,7 +5,7 @@ use crate::db::{Db, GrantRow, PrincipalRow};
 use crate::error::RegistryError;
 use crate::manager::{Caller, SecureModelManager};
 use crate::manifest;
-use crate::names::{check_name, check_principal_name};
+use crate::names::{check_name, check_os_user, check_principal_name};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
@@ -164,6 +164,50 @@ impl SecureModelManager {
         let r = self.audit("registry.principal", &ev).await?;
         self.db.commit(tx).await?;
         Ok(r)
+    }
+
+    /// Binds an operating-system user to principal `name`: the local writer then lets
+    /// that user's processes act as `name` (and as no one else). One principal per
+    /// operating-system user; a new binding replaces the old. Giving a person's
+    /// processes a principal's rights is a grant, so it needs what giving a role needs.
+    pub async fn bind_os_user(
+        &self,
+        caller: &Caller,
+        os_user: &str,
+        name: &str,
+    ) -> Result<Receipt, RegistryError> {
+        check_os_user(os_user)?;
+        let decision = self
+            .authorize(caller, Action::Write, &ResourceFacts::Directory, None)
+            .await?;
+        if let Err(r) = caller.may_give_roles() {
+            let details = json!({"op": "principal.bind", "principal": name, "os_user": os_user});
+            return Err(self.refuse_issue(caller, r, details).await);
+        }
+        self.require_principal(name).await?;
+        let previous = self.db.os_user_principal(os_user).await?;
+        let mut tx = self.db.begin().await?;
+        Db::bind_os_user(&mut tx, os_user, name, &caller.principal, self.now_secs()).await?;
+        let ev = Self::directory_event(
+            caller,
+            &decision,
+            json!({"op": "principal.bind", "principal": name, "os_user": os_user, "previous": previous}),
+        );
+        let r = self.audit("registry.principal", &ev).await?;
+        self.db.commit(tx).await?;
+        Ok(r)
+    }
+
+    /// The principal `os_user` is bound to, and whether it is active.
+    pub async fn os_user_principal(
+        &self,
+        os_user: &str,
+    ) -> Result<Option<(String, bool)>, RegistryError> {
+        let Some(name) = self.db.os_user_principal(os_user).await? else {
+            return Ok(None);
+        };
+        let active = self.db.principal(&name).await?.is_some_and(|p| p.active);
+        Ok(Some((name, active)))
     }
 
     /// Suspends or re-enables a principal.

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use warden_core::entry::Event;
 use warden_core::hex;
-use warden_store::ledger::{Ledger, Receipt};
+use warden_store::journal::Journal;
+use warden_store::ledger::Receipt;
 
 /// Bytes read per chunk.
 const CHUNK: usize = 1 << 20;
@@ -54,7 +55,7 @@ pub struct Download {
     size: u64,
     range: Option<ByteRange>,
     reader: Option<BlobReader>,
-    ledger: Arc<Ledger>,
+    ledger: Arc<dyn Journal>,
     incident: Event,
     /// Detection, which sees a mid-stream integrity incident too.
     hook: Option<Arc<crate::detection::Hook>>,
@@ -216,7 +217,7 @@ struct Check {
     limit: u64,
     digest: String,
     file: String,
-    ledger: Arc<Ledger>,
+    ledger: Arc<dyn Journal>,
     incident: Event,
     hook: Option<Arc<crate::detection::Hook>>,
 }

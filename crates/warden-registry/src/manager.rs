@@ -17,6 +17,7 @@ use warden_policy::{
     AccessRequest, Action, ContextFacts, Decision, Engine, PrincipalFacts, ResourceFacts,
     VersionState,
 };
+use warden_store::journal::Journal;
 use warden_store::ledger::{Clock, Ledger, Receipt};
 
 /// Who is asking, from where, and how they authenticated.
@@ -109,7 +110,7 @@ pub struct SecureModelManager {
     pub(crate) db: Db,
     pub(crate) blobs: BlobStore,
     engine: Engine,
-    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) ledger: Arc<dyn Journal>,
     pub(crate) clock: Arc<dyn Clock>,
     /// The last verified manifest of each version, with the inputs it was verified from.
     pub(crate) manifests: crate::cache::Cached<(String, String), Arc<VerifiedEntry>>,
@@ -166,33 +167,41 @@ pub struct FileInfo {
 }
 
 impl SecureModelManager {
-    /// Opens the registry beside an open ledger, records `system.start`, and a
-    /// `policy.change` entry when the policy differs from the one last recorded.
-    pub async fn open(opts: ManagerOptions, ledger: Ledger) -> Result<Self, RegistryError> {
+    /// Opens the registry beside an open ledger (in this process, or a running writer's),
+    /// records `system.start`, and a `policy.change` entry when the policy differs from
+    /// the one last recorded.
+    pub async fn open(
+        opts: ManagerOptions,
+        ledger: Arc<dyn Journal>,
+    ) -> Result<Self, RegistryError> {
         let db = Db::open(&opts.db_path).await?;
         let m = Self {
             db,
             blobs: opts.blobs,
             engine: opts.engine,
-            ledger: Arc::new(ledger),
+            ledger,
             clock: opts.clock,
             manifests: crate::cache::Cached::default(),
             manifests_generation: crate::cache::Generation::default(),
             detection: std::sync::OnceLock::new(),
             throttled: crate::throttle::Throttled::default(),
         };
-        m.audit(
-            "system.start",
-            &Event {
-                user: Some("system".into()),
-                action: Some("start".into()),
-                details: Some(
-                    json!({"policy_digest": opts.policy_digest, "policies": m.engine.len()}),
-                ),
-                ..Event::default()
-            },
-        )
-        .await?;
+        // A command that appends through the data directory's writer is not a start of
+        // the service: the writer recorded its own.
+        if m.ledger.local().is_some() {
+            m.audit(
+                "system.start",
+                &Event {
+                    user: Some("system".into()),
+                    action: Some("start".into()),
+                    details: Some(
+                        json!({"policy_digest": opts.policy_digest, "policies": m.engine.len()}),
+                    ),
+                    ..Event::default()
+                },
+            )
+            .await?;
+        }
         m.record_change(
             "policy_digest",
             "policy.change",
@@ -238,8 +247,8 @@ impl SecureModelManager {
 
     /// Records `system.stop` and closes the ledger (final checkpoint).
     pub async fn close(self) -> Result<(), RegistryError> {
-        let r = self
-            .audit(
+        let r = if self.ledger.local().is_some() {
+            self.audit(
                 "system.stop",
                 &Event {
                     user: Some("system".into()),
@@ -247,12 +256,16 @@ impl SecureModelManager {
                     ..Event::default()
                 },
             )
-            .await;
+            .await
+            .map(|_| ())
+        } else {
+            Ok(())
+        };
         self.db.close().await;
-        if let Ok(l) = Arc::try_unwrap(self.ledger) {
-            l.close();
-        }
-        r.map(|_| ())
+        // The last reference closes the ledger (drains it and stops the sequencer), or
+        // ends the session with the writer.
+        drop(self.ledger);
+        r
     }
 
     /// Records an activity of the service itself (a scheduled verification, a report)
@@ -275,9 +288,15 @@ impl SecureModelManager {
         .await
     }
 
-    /// The audit ledger (retention runs through it).
+    /// The audit ledger when this process owns it (retention runs through it).
     #[must_use]
-    pub fn ledger(&self) -> &Ledger {
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.ledger.local()
+    }
+
+    /// Where this manager's entries go.
+    #[must_use]
+    pub fn journal(&self) -> &Arc<dyn Journal> {
         &self.ledger
     }
 

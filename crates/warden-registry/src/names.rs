@@ -39,6 +39,27 @@ pub fn check_principal_name(s: &str) -> Result<(), RegistryError> {
     }
 }
 
+/// An operating-system user name (POSIX portable: 1-32 of letters, digits, '.', '_',
+/// '-', not starting with '-'), or `uid:N` for a user without a name.
+pub fn check_os_user(s: &str) -> Result<(), RegistryError> {
+    let portable = !s.is_empty()
+        && s.len() <= 32
+        && !s.starts_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let numeric = s
+        .strip_prefix("uid:")
+        .is_some_and(|n| !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit()));
+    if portable || numeric {
+        Ok(())
+    } else {
+        Err(RegistryError::invalid(
+            "operating-system user",
+            format!("{s:?}: use 1-32 letters, digits, '.', '_' or '-', or uid:N"),
+        ))
+    }
+}
+
 /// The commit id of a version (see [`VersionInfo::commit`]).
 #[must_use]
 pub fn commit_id(manifest: &str) -> String {

@@ -170,7 +170,7 @@ fn generated_traffic_through_the_service_raises_every_attack_and_few_false_alarm
                     config_digest: None,
                     clock: Arc::new(clock.clone()),
                 },
-                ledger,
+                std::sync::Arc::new(ledger),
             )
             .await
             .unwrap(),

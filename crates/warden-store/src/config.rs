@@ -64,6 +64,47 @@ pub struct Config {
     /// What `warden check-env` requires of a training environment (`[training]`).
     #[serde(default)]
     pub training: TrainingConfig,
+    /// The local writer's socket (`[writer]`); written only when not the default.
+    #[serde(default, skip_serializing_if = "WriterConfig::is_default")]
+    pub writer: WriterConfig,
+}
+
+/// Where the data directory's writer listens for local clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriterConfig {
+    /// The socket (relative to the data directory unless absolute). The default,
+    /// `run/writer.sock`, is reachable only by the data directory's owner and root; put
+    /// it in a directory other users can reach (and set `socket_mode`) to let their
+    /// processes append as the principals bound to them. Clients that cannot read the
+    /// data directory find it through `WARDEN_WRITER_SOCKET`.
+    pub socket: PathBuf,
+    /// Permission bits of the socket file (a process needs write permission on it to
+    /// connect). Default 0o600.
+    pub socket_mode: u32,
+}
+
+impl Config {
+    /// The entries file when the configuration names none.
+    #[must_use]
+    pub fn default_log() -> PathBuf {
+        default_log()
+    }
+}
+
+impl WriterConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("run/writer.sock"),
+            socket_mode: 0o600,
+        }
+    }
 }
 
 /// Requirements of `warden check-env`.
@@ -317,11 +358,18 @@ impl Config {
             retention: RetentionConfig::default(),
             detection: warden_detect::DetectionConfig::default(),
             training: TrainingConfig::default(),
+            writer: WriterConfig::default(),
         }
     }
 
     /// Checks every value.
     pub fn validate(&self) -> Result<SigAlg, StoreError> {
+        if self.writer.socket_mode & !0o777 != 0 {
+            return Err(StoreError::Config(format!(
+                "[writer] socket_mode {:o} has bits beyond 0o777",
+                self.writer.socket_mode
+            )));
+        }
         if !warden_core::checkpoint::valid_origin(&self.origin) {
             return Err(StoreError::Config(format!(
                 "invalid origin {:?}: use a name like example.com/warden without spaces, quotes or '+'",

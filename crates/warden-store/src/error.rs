@@ -61,6 +61,16 @@ pub enum AppendError {
     Closed,
     #[error("invalid entry: {0}")]
     Invalid(String),
+    /// The writer refused the caller's identity claim; the refusal is in the ledger.
+    #[error("refused by the writer: {0}")]
+    Refused(String),
+    /// No receipt within the request's deadline; the entry may or may not be durable
+    /// (retrying with the same request id settles which).
+    #[error("the writer did not confirm the entry within {ms} ms")]
+    Deadline { ms: u64 },
+    /// The writer could not be reached or cannot write now.
+    #[error("the writer is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Shorthand for building [`StoreError::Io`].

@@ -14,6 +14,7 @@ use crate::keys::RootKey;
 pub use crate::layout::{DurableState, Present, checkpoints_path, read_leaves};
 use crate::layout::{IndexLock, complete_lines, read_all, read_tail};
 pub use crate::options::LedgerOptions;
+use crate::requests::{RECOVER_ENTRIES, RequestId, Requests};
 use crate::seal::SignWorker;
 use crate::sequencer::{Active, Queue, Shared, Writer, new_epoch, rotation_item, sequencer};
 use crate::ticket::{Pending, lock};
@@ -41,6 +42,7 @@ pub struct Ledger {
     pub(crate) index_lock: IndexLock,
     pub(crate) retention_lock: Mutex<()>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) requests: Mutex<Requests>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -208,6 +210,23 @@ impl Ledger {
                 });
             }
         }
+        let mut requests = Requests::default();
+        if let Some(r) = &last {
+            let note: Arc<str> = Arc::from(r.note.as_str());
+            let kept = lines.get(..keep).unwrap_or_default();
+            let from = kept.len().saturating_sub(RECOVER_ENTRIES);
+            for (i, l) in kept.iter().enumerate().skip(from) {
+                // Only entries sent through the writer protocol carry `"rid":`.
+                if memchr::memmem::find(l, b",\"rid\":\"").is_none() {
+                    continue;
+                }
+                if let Ok(e) = entry::parse_line(l)
+                    && let Some(rid) = e.header.rid
+                {
+                    requests.recovered(rid, active_first + i as u64, covered, &note);
+                }
+            }
+        }
         let cut_entries = lines.len() as u64 + active_first - covered;
         let cut_bytes = (data.len() - keep_bytes) as u64 + (cp_tail.len - cp_good);
         let (mut entries, mut checkpoints) = wrap(
@@ -278,6 +297,7 @@ impl Ledger {
             first.push(Pending {
                 kind: "system.recovery".into(),
                 plaintext: ev.to_plaintext()?,
+                rid: None,
             });
         }
         w.seal_if_due(now).map_err(|e| StoreError::Corrupt {
@@ -315,6 +335,7 @@ impl Ledger {
             index_lock,
             retention_lock: Mutex::new(()),
             clock,
+            requests: Mutex::new(requests),
         })
     }
 
@@ -339,6 +360,40 @@ impl Ledger {
     /// Queues an entry. Blocks while the queue is full.
     pub fn submit(&self, kind: &str, event: &Event) -> Result<Ticket, AppendError> {
         let plaintext = check_submission(kind, event)?;
+        self.enqueue(kind, plaintext, None)
+    }
+
+    /// Queues an entry a client identified with `rid`, or returns the ticket of the
+    /// entry already queued or written under that id (a retry is recorded once; see
+    /// [`crate::requests`]).
+    pub fn submit_request(
+        &self,
+        kind: &str,
+        event: &Event,
+        rid: RequestId,
+    ) -> Result<Ticket, AppendError> {
+        let plaintext = check_submission(kind, event)?;
+        let mut seen = lock(&self.requests);
+        if let Some((slot, pos)) = seen.get(&rid) {
+            return Ok(Ticket { slot, pos });
+        }
+        let t = self.enqueue(kind, plaintext, Some(rid))?;
+        seen.insert(rid, Arc::clone(&t.slot), t.pos);
+        Ok(t)
+    }
+
+    /// Request ids remembered now.
+    #[must_use]
+    pub fn remembered_requests(&self) -> usize {
+        lock(&self.requests).len()
+    }
+
+    fn enqueue(
+        &self,
+        kind: &str,
+        plaintext: Vec<u8>,
+        rid: Option<RequestId>,
+    ) -> Result<Ticket, AppendError> {
         let mut q = lock(&self.shared.queue);
         loop {
             if let Some(f) = &q.failed {
@@ -360,6 +415,7 @@ impl Ledger {
         q.items.push(Pending {
             kind: kind.into(),
             plaintext,
+            rid,
         });
         let slot = Arc::clone(&q.slot);
         drop(q);

@@ -58,6 +58,7 @@ impl SealJob<'_> {
                 } else {
                     None
                 },
+                rid: it.rid,
             };
             entry::seal_line(
                 &header,

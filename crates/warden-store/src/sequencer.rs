@@ -80,6 +80,7 @@ pub(crate) fn rotation_item(
     Ok(Pending {
         kind: KIND_ROTATION.into(),
         plaintext: ev.to_plaintext()?,
+        rid: None,
     })
 }
 
@@ -164,15 +165,7 @@ pub(crate) fn sequencer(shared: &Shared, mut w: Writer) {
             lock(&shared.queue).failed = Some(m.clone());
             shared.space.notify_all();
         }
-        let wakers = {
-            let mut done = lock(&slot.done);
-            *done = Some(result.map(Arc::new));
-            std::mem::take(&mut *lock(&slot.wakers))
-        };
-        slot.cv.notify_all();
-        for w in wakers {
-            w.wake();
-        }
+        slot.complete(result.map(Arc::new));
     }
 }
 

@@ -102,6 +102,36 @@ impl std::future::Future for Ticket {
     }
 }
 
+impl Slot {
+    /// Completes the slot's tickets with `r` and wakes their waiters.
+    pub(crate) fn complete(&self, r: Result<Arc<Outcome>, AppendError>) {
+        let wakers = {
+            let mut done = lock(&self.done);
+            *done = Some(r);
+            std::mem::take(&mut *lock(&self.wakers))
+        };
+        self.cv.notify_all();
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+impl Ticket {
+    /// A ticket completed from elsewhere (a reply from the writer): the ticket and the
+    /// slot to complete.
+    pub(crate) fn detached() -> (Self, Arc<Slot>) {
+        let slot = Arc::new(Slot::default());
+        (
+            Self {
+                slot: Arc::clone(&slot),
+                pos: 0,
+            },
+            slot,
+        )
+    }
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -110,4 +140,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Pending {
     pub(crate) kind: Box<str>,
     pub(crate) plaintext: Vec<u8>,
+    /// The writer-protocol request id, recorded in the entry's header.
+    pub(crate) rid: Option<[u8; warden_core::entry::RID_LEN]>,
 }

@@ -155,60 +155,6 @@ pub fn read_auditor(path: &Path) -> Result<warden_core::crypto::RecipientSecretK
         .with_context(|| format!("reading the auditor key {}", path.display()))
 }
 
-/// The ledger of a data directory, held open by a command that records what it did.
-/// Opened before the work, so a ledger that cannot record stops the command before it
-/// starts. Fails while `warden serve` holds the ledger.
-pub struct Recorder {
-    ledger: Ledger,
-    user: String,
-}
-
-impl Recorder {
-    /// `user` defaults to the operating-system user.
-    pub fn open(dir: &DataDir, user: Option<&str>) -> Result<Self> {
-        let (ledger, _) = open_ledger(dir).context("recording in the ledger")?;
-        let user = user
-            .map(str::to_owned)
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".into());
-        Ok(Self { ledger, user })
-    }
-
-    /// Appends one entry and waits until it is durable; returns its index.
-    pub fn record(&self, kind: &str, action: &str, details: serde_json::Value) -> Result<u64> {
-        let ev = warden_core::entry::Event {
-            user: Some(self.user.clone()),
-            action: Some(action.into()),
-            decision: Some("allow".into()),
-            details: Some(details),
-            ..Default::default()
-        };
-        Ok(self
-            .ledger
-            .append(kind, &ev)
-            .context("recording in the ledger")?
-            .index)
-    }
-
-    pub fn close(self) {
-        self.ledger.close();
-    }
-}
-
-/// Opens the ledger of `dir`, appends one entry, closes it (see [`Recorder`]).
-pub fn record(
-    dir: &DataDir,
-    kind: &str,
-    user: Option<&str>,
-    action: &str,
-    details: serde_json::Value,
-) -> Result<u64> {
-    let r = Recorder::open(dir, user)?;
-    let index = r.record(kind, action, details);
-    r.close();
-    index
-}
-
 /// A file written beside its destination and renamed into place only when complete, so
 /// a failure never leaves a partial output. `-` is standard output (written directly).
 pub struct Output {
@@ -296,4 +242,27 @@ pub fn byte_bar(total: Option<u64>, what: &str, quiet: bool) -> indicatif::Progr
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    ctrl_c.await.ok();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        ctrl_c.await.ok();
+    }
 }

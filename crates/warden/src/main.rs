@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod cmd;
 mod common;
+mod journal;
 mod registry;
 
 /// mimalloc: the service's hot path (policy evaluation, JSON, HTTP) allocates many small
@@ -46,6 +47,13 @@ enum Command {
     Principal(cmd::principal::Command),
     /// Serve the HTTP API (plain HTTP on loopback only).
     Serve(cmd::serve::Args),
+    /// Own the data directory's ledger and append for local clients over its socket
+    /// (for hosts that run no `warden serve`, which does the same).
+    ///
+    /// While a writer runs, every command that records (the CLI, Python workers)
+    /// sends its entries to it and gets the same receipt; who they act as comes from
+    /// their operating-system user (`warden principal bind`).
+    Writer(cmd::writer::Args),
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(cmd::token::Command),
@@ -116,6 +124,7 @@ fn main() -> ExitCode {
         Command::Principal(c) => cmd::principal::run(&c),
         Command::Serve(a) => cmd::serve::run(&a),
         Command::Token(c) => cmd::token::run(&c),
+        Command::Writer(a) => cmd::writer::run(&a),
         Command::Verify(a) => cmd::verify::run(&a),
         Command::Export(a) => cmd::export::run(&a),
         Command::Report(a) => cmd::report::run(&a),

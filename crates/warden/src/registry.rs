@@ -1,7 +1,8 @@
 //! Opening the model manager for a command, the caller flags, and the exit codes of the
 //! load path.
 
-use crate::common::{DataDirArg, open_ledger};
+use crate::common::DataDirArg;
+use crate::journal::open_journal;
 use anyhow::{Context, Result};
 use aws_lc_rs::digest;
 use clap::Args;
@@ -12,7 +13,9 @@ use warden_policy::Engine;
 use warden_registry::blobs::BlobStore;
 use warden_registry::{Caller, ManagerOptions, RegistryError, SecureModelManager};
 use warden_store::config::{Config, DataDir};
-use warden_store::ledger::{Ledger, SystemClock};
+use warden_store::error::AppendError;
+use warden_store::journal::Journal;
+use warden_store::ledger::SystemClock;
 
 /// The policy refused the request.
 pub const EXIT_DENIED: u8 = 3;
@@ -21,16 +24,30 @@ pub const EXIT_INTEGRITY: u8 = 4;
 /// The audit ledger could not record the access, so it was refused.
 pub const EXIT_AUDIT: u8 = 5;
 
-/// The exit code for an error: 3 denied, 4 integrity failure, 5 audit failure, else 2.
+/// The data directory's writer did not confirm in time or could not be reached; the
+/// entry may or may not be durable (retrying settles it). EX_TEMPFAIL.
+pub const EXIT_WRITER: u8 = 75;
+
+/// The exit code for an error: 3 denied (by policy, or an identity the writer refused),
+/// 4 integrity failure, 5 audit failure, 75 writer unavailable or past the deadline,
+/// else 2.
 pub fn exit_code(e: &anyhow::Error) -> Option<u8> {
-    e.chain()
-        .find_map(|c| c.downcast_ref::<RegistryError>())
-        .and_then(|r| match r {
+    let append = |a: &AppendError| match a {
+        AppendError::Refused(_) => EXIT_DENIED,
+        AppendError::Deadline { .. } | AppendError::Unavailable(_) => EXIT_WRITER,
+        _ => EXIT_AUDIT,
+    };
+    e.chain().find_map(|c| {
+        if let Some(a) = c.downcast_ref::<AppendError>() {
+            return Some(append(a));
+        }
+        c.downcast_ref::<RegistryError>().and_then(|r| match r {
             RegistryError::Denied { .. } => Some(EXIT_DENIED),
             RegistryError::Integrity { .. } => Some(EXIT_INTEGRITY),
-            RegistryError::Audit(_) => Some(EXIT_AUDIT),
+            RegistryError::Audit(a) => Some(append(a)),
             _ => None,
         })
+    })
 }
 
 /// Who is acting. The command line trusts `--as`: it runs as the operator holding the
@@ -114,7 +131,7 @@ pub fn load_policy(dir: &DataDir, cfg: &Config) -> Result<(Engine, String)> {
 pub async fn open_with(
     dir: &DataDir,
     cfg: &Config,
-    ledger: Ledger,
+    ledger: Arc<dyn Journal>,
     engine: Engine,
     policy_digest: String,
 ) -> Result<SecureModelManager> {
@@ -158,7 +175,7 @@ pub fn with_manager<T>(
     let cfg = dir.read_config()?;
     // Validate the policy before touching the ledger: a bad policy stops startup.
     let (engine, digest) = load_policy(&dir, &cfg)?;
-    let (ledger, cfg) = open_ledger(&dir).map(|(l, _)| (l, cfg))?;
+    let ledger = open_journal(&dir, None)?;
     runtime()?.block_on(async {
         let m = open_with(&dir, &cfg, ledger, engine, digest).await?;
         let r = f(&m).await;

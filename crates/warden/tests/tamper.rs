@@ -320,6 +320,7 @@ fn entries_appended_under_an_old_epoch_key_are_reported() {
         kind: "model.access",
         nonce: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0xff],
         rotation: None,
+        rid: None,
     };
     let mut forged = Vec::new();
     seal_line(

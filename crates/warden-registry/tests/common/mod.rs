@@ -118,7 +118,7 @@ impl Fixture {
                     config_digest: None,
                     clock: Arc::new(SystemClock),
                 },
-                ledger,
+                std::sync::Arc::new(ledger),
             ))
             .unwrap();
         let fx = Self {

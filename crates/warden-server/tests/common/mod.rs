@@ -55,7 +55,7 @@ pub async fn open_manager(p: &std::path::Path) -> SecureModelManager {
             config_digest: None,
             clock: Arc::new(SystemClock),
         },
-        ledger,
+        std::sync::Arc::new(ledger),
     )
     .await
     .unwrap()

@@ -130,6 +130,7 @@ fn seal_hash_ceiling(size: usize) -> Result<f64> {
             kind: "model.access",
             nonce: [0; 12],
             rotation: None,
+            rid: None,
         };
         seal_line(&h, &key, &pt, &mut out, &mut scratch)?;
         std::hint::black_box(leaf_hash(&out));

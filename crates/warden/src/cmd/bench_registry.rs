@@ -181,7 +181,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             config_digest: None,
             clock: Arc::new(SystemClock),
         },
-        ledger,
+        std::sync::Arc::new(ledger),
     ))?;
     let result = rt.block_on(measure(a, &m, &root, &say));
     rt.block_on(m.close())?;

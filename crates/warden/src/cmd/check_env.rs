@@ -1,6 +1,7 @@
 //! `warden check-env`: is this a fit place to train on sensitive data?
 
-use crate::common::{DataDirArg, EXIT_INVALID, print_json, record};
+use crate::common::{DataDirArg, EXIT_INVALID, print_json};
+use crate::journal::record;
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use serde_json::json;

@@ -5,7 +5,8 @@
 //! directory's own dataset key (`keys/dataset.key.pub`, created by `warden init`) is
 //! the recipient. Every encryption and decryption is a ledger entry.
 
-use crate::common::{DataDirArg, Output, Recorder, byte_bar, input, print_json};
+use crate::common::{DataDirArg, Output, byte_bar, input, print_json};
+use crate::journal::Recorder;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;

@@ -120,7 +120,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     // Open the ledger so it exists from the start, beginning with epoch 0, and create
     // the registry with its first principal, `admin`, whose signing key is written 0600.
     let key = keys::unlock_root(&dir.root_key(), &pass)?;
-    let ledger = crate::common::open_unlocked(&dir, &cfg, key)?;
+    let ledger = std::sync::Arc::new(crate::common::open_unlocked(&dir, &cfg, key)?);
     let admin_key = dir.principal_key("admin");
     crate::registry::runtime()?.block_on(async {
         let m = crate::registry::open_with(&dir, &cfg, ledger, engine, digest).await?;

@@ -1,6 +1,7 @@
 //! `warden log append|show|checkpoint|prove|segments|retention`.
 
 use crate::common::{DataDirArg, EXIT_ERROR, open_ledger, print_json};
+use crate::journal::open_journal;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::io::{BufRead, Write};
@@ -27,6 +28,12 @@ pub enum Command {
         /// Read entries from standard input instead.
         #[arg(long, conflicts_with_all = ["kind", "event"])]
         stdin: bool,
+        /// The principal the entries are recorded for (events without a `user` get
+        /// it). Through a running writer this must be the principal bound to your
+        /// operating-system user, unless you own the data directory or are root;
+        /// default: that bound principal.
+        #[arg(long = "as", env = "WARDEN_USER", value_name = "PRINCIPAL")]
+        as_principal: Option<String>,
         #[command(flatten)]
         dir: DataDirArg,
         /// Print receipts as JSON.
@@ -105,22 +112,27 @@ pub fn run(c: &Command) -> Result<ExitCode> {
             kind,
             event,
             stdin,
+            as_principal,
             dir,
             json,
         } => {
+            let who = as_principal.as_deref();
             if *stdin {
-                return append_stdin(dir, *json);
+                return append_stdin(dir, who, *json);
             }
             let (Some(kind), Some(event)) = (kind, event) else {
                 bail!("--kind and --event are required")
             };
-            let ev = Event::from_plaintext(event.as_bytes()).context("--event")?;
+            let mut ev = Event::from_plaintext(event.as_bytes()).context("--event")?;
+            if ev.user.is_none() {
+                ev.user = who.map(str::to_owned);
+            }
             // Bad input stops here, before the ledger is opened (which would start an
             // epoch and write its key.rotation entry).
             warden_store::ledger::check_submission(kind, &ev)?;
-            let (ledger, _) = open_ledger(&dir.dir())?;
-            let r = ledger.append(kind, &ev);
-            ledger.close();
+            let journal = open_journal(&dir.dir(), who)?;
+            let r = journal.append(kind, &ev);
+            drop(journal);
             let r = r?;
             print_receipt(&r, *json)?;
             Ok(ExitCode::SUCCESS)
@@ -241,6 +253,7 @@ fn segments(dir: &DataDirArg, json: bool) -> Result<ExitCode> {
 fn retention(dir: &DataDirArg, days: Option<u64>, dry_run: bool, json: bool) -> Result<ExitCode> {
     let d = dir.dir();
     let root = keys::read_root_public(&d.root_pub())?;
+    crate::journal::needs_own_ledger(&d, &d.read_config()?, "retention")?;
     let (ledger, cfg) = open_ledger(&d)?;
     let days = days.unwrap_or(cfg.retention.ledger_days);
     let r = crate::cmd::retention::ledger(&ledger, &d, &cfg, &root, days, dry_run);
@@ -373,7 +386,7 @@ fn next_stdin_entry(
 /// order as they become durable (a second thread waits on the tickets). The first entry
 /// is read and checked before the ledger is opened, so input that is bad from the start
 /// writes nothing.
-fn append_stdin(dir: &DataDirArg, json: bool) -> Result<ExitCode> {
+fn append_stdin(dir: &DataDirArg, who: Option<&str>, json: bool) -> Result<ExitCode> {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut buf = Vec::new();
@@ -381,7 +394,7 @@ fn append_stdin(dir: &DataDirArg, json: bool) -> Result<ExitCode> {
     let Some(first) = next_stdin_entry(&mut input, &mut buf, &mut line_no)? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let (ledger, _) = open_ledger(&dir.dir())?;
+    let ledger = open_journal(&dir.dir(), who)?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Ticket>(100_000);
     let printer = std::thread::spawn(move || -> Result<u64> {
         let mut n = 0;
@@ -405,7 +418,10 @@ fn append_stdin(dir: &DataDirArg, json: bool) -> Result<ExitCode> {
     });
     let mut status = Ok(());
     let mut next = Some(first);
-    while let Some(e) = next.take() {
+    while let Some(mut e) = next.take() {
+        if e.event.user.is_none() {
+            e.event.user = who.map(str::to_owned);
+        }
         match ledger.submit(&e.kind, &e.event) {
             Ok(t) => {
                 if tx.send(t).is_err() {
@@ -426,7 +442,7 @@ fn append_stdin(dir: &DataDirArg, json: bool) -> Result<ExitCode> {
     let printed = printer
         .join()
         .map_err(|_| anyhow::anyhow!("receipt thread failed"))?;
-    ledger.close();
+    drop(ledger);
     status?;
     printed?;
     Ok(ExitCode::SUCCESS)

@@ -18,3 +18,4 @@ pub mod serve;
 pub mod token;
 pub mod training;
 pub mod verify;
+pub mod writer;

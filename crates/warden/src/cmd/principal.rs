@@ -19,6 +19,10 @@ pub enum Command {
     Add(Add),
     /// Give a principal a role, or actions on a model until an expiry.
     Grant(Grant),
+    /// Bind an operating-system user to a principal: that user's local processes
+    /// (CLI, Python workers) then record through the writer as this principal, and as
+    /// no other.
+    Bind(Bind),
     /// Suspend a principal: every request is refused until it is enabled again.
     Suspend(Name),
     /// Enable a suspended principal.
@@ -48,8 +52,25 @@ pub struct Add {
     /// Where to write the new private key.
     #[arg(long)]
     key_out: Option<PathBuf>,
+    /// Bind this operating-system user to the new principal (see `principal bind`).
+    #[arg(long, value_name = "USER")]
+    os_user: Option<String>,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Bind {
+    #[command(flatten)]
+    dir: DataDirArg,
+    #[command(flatten)]
+    caller: CallerArgs,
+    /// The principal.
+    name: String,
+    /// The operating-system user (a name, or uid:N); a user has one principal, so this
+    /// replaces an earlier binding.
+    #[arg(long, value_name = "USER")]
+    os_user: String,
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +116,16 @@ pub struct List {
 pub fn run(c: &Command) -> Result<ExitCode> {
     match c {
         Command::Add(a) => add(a),
+        Command::Bind(a) => with_manager(&a.dir, async |m| {
+            let r = m
+                .bind_os_user(&a.caller.caller(), &a.os_user, &a.name)
+                .await?;
+            println!(
+                "operating-system user {} acts as {} (ledger index {})",
+                a.os_user, a.name, r.index
+            );
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Grant(a) => {
             let actions = a
                 .actions
@@ -222,10 +253,15 @@ fn add(a: &Add) -> Result<ExitCode> {
                 return Err(e.into());
             }
         };
+        let bound = match &a.os_user {
+            Some(u) => Some(m.bind_os_user(&a.caller.caller(), u, &a.name).await?),
+            None => None,
+        };
         if a.json {
             print_json(
                 &json!({"principal": a.name, "roles": a.roles, "service": a.service,
-                "key": key_file, "ledger_index": r.index}),
+                "key": key_file, "ledger_index": r.index, "os_user": a.os_user,
+                "bind_index": bound.as_ref().map(|b| b.index)}),
             )?;
         } else {
             println!(
@@ -236,6 +272,12 @@ fn add(a: &Add) -> Result<ExitCode> {
             );
             if let Some(k) = key_file {
                 println!("  signing key: {} (keep it private)", k.display());
+            }
+            if let (Some(u), Some(b)) = (&a.os_user, &bound) {
+                println!(
+                    "  operating-system user {u} acts as {} (ledger index {})",
+                    a.name, b.index
+                );
             }
         }
         Ok(ExitCode::SUCCESS)

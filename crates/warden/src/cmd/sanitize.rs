@@ -1,6 +1,7 @@
 //! `warden sanitize`: replace PII in training data with typed tokens.
 
-use crate::common::{DataDirArg, Output, Recorder, byte_bar, input, print_json};
+use crate::common::{DataDirArg, Output, byte_bar, input, print_json};
+use crate::journal::Recorder;
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 use serde_json::json;

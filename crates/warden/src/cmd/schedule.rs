@@ -259,8 +259,12 @@ async fn report(j: &Arc<Jobs>) -> Result<()> {
 async fn retention(j: &Arc<Jobs>) -> Result<()> {
     let jobs = Arc::clone(j);
     let outcome = tokio::task::spawn_blocking(move || {
+        let ledger = jobs
+            .m
+            .ledger()
+            .ok_or_else(|| anyhow::anyhow!("retention runs where the ledger is open"))?;
         crate::cmd::retention::ledger(
-            jobs.m.ledger(),
+            ledger,
             &jobs.dir,
             &jobs.config,
             &jobs.root.public,

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use warden_server::{AppState, app};
+use warden_store::journal::Journal;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -125,7 +126,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         .iter()
         .map(|c| crate::cmd::export::spec(&dir, c).with_context(|| format!("[[siem]] to {}", c.to)))
         .collect::<Result<Vec<_>>>()?;
-    let (ledger, _) = open_ledger(&dir)?;
+    let ledger = Arc::new(open_ledger(&dir)?.0);
     // The metrics recorder first, so the exporters' lag gauges are served at /metrics.
     warden_server::metrics::install();
     let exporters = Exporters::start(&dir.log(&cfg), &crate::cmd::export::export_dir(&dir), sinks)?;
@@ -158,7 +159,11 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 Some(v)
             }
         };
-        let m = Arc::new(open_with(&dir, &cfg, ledger, engine, digest).await?);
+        let journal: Arc<dyn Journal> = Arc::clone(&ledger) as Arc<dyn Journal>;
+        let m = Arc::new(open_with(&dir, &cfg, journal, engine, digest).await?);
+        // Local clients (the CLI, Python workers) append through this process.
+        let writer = crate::cmd::writer::listen(&dir, &cfg, Arc::clone(&ledger), Arc::clone(&m))?;
+        drop(ledger);
         // Inline threat detection and its playbook (`[detection]`).
         let alerts = webhooks(&dir, &cfg.detection.webhooks)?;
         let _responder = m.enable_detection(&cfg.detection, alerts)?;
@@ -188,14 +193,22 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 Some(_) => eprint(&format!("warden: serving https://{local} (TLS 1.3)")),
                 None => eprint(&format!("warden: serving http://{local}")),
             }
-            warden_server::tls::serve_limited(listener, router, tls, a.max_connections, shutdown())
-                .await;
+            warden_server::tls::serve_limited(
+                listener,
+                router,
+                tls,
+                a.max_connections,
+                crate::common::shutdown_signal(),
+            )
+            .await;
             anyhow::Ok(())
         }
         .await;
-        // Scheduled jobs finish what they are doing and let go of the manager.
+        // Scheduled jobs finish what they are doing and let go of the manager; local
+        // clients get the replies already due, then their connections close.
         let _ = stop_schedule.send(true);
         let _ = schedule.await;
+        writer.stop();
         // In-flight requests have drained; record the stop and the final checkpoint.
         match Arc::try_unwrap(m) {
             Ok(m) => m.close().await?,
@@ -339,27 +352,4 @@ fn read_limited(path: &std::path::Path, max: usize) -> Result<Vec<u8>> {
         .read_to_end(&mut buf)?;
     anyhow::ensure!(buf.len() <= max, "larger than {max} bytes");
     Ok(buf)
-}
-
-async fn shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    ctrl_c.await.ok();
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        ctrl_c.await.ok();
-    }
 }

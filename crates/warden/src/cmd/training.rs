@@ -1,7 +1,8 @@
 //! `warden fingerprint` and `warden training record`: what a training run produced,
 //! and a signed record of where it came from.
 
-use crate::common::{DataDirArg, Output, print_json, record};
+use crate::common::{DataDirArg, Output, print_json};
+use crate::journal::record;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;

@@ -1,0 +1,64 @@
+//! The boundary between what records entries and what stores them.
+//!
+//! The registry, the HTTP service and the CLI append through a [`Journal`]: the
+//! in-process [`Ledger`] when this process owns the data directory, or a
+//! [`crate::writer::client::Remote`] that sends entries to the writer that does.
+
+use crate::error::AppendError;
+use crate::layout::DurableState;
+use crate::ledger::Ledger;
+use crate::ticket::{Receipt, Ticket};
+use std::path::Path;
+use warden_core::entry::Event;
+
+/// Where entries are appended.
+///
+/// Contract for every implementation:
+/// - **Durable on receipt.** A ticket yields a receipt only once the entry and a signed
+///   checkpoint covering it are on stable storage; the receipt's index is the entry's
+///   position, its checkpoint covers that index.
+/// - **Nothing reported stored that is not.** Any failure fails the ticket; an entry
+///   whose ticket failed may or may not be in the ledger (a retry through the writer
+///   protocol with the same request id resolves which).
+/// - **Safe for concurrent use.** `submit` may be called from many threads and tasks at
+///   once; entries of one caller are ordered as that caller submitted them.
+pub trait Journal: Send + Sync + std::fmt::Debug {
+    /// Queues an entry (blocking only for back-pressure).
+    fn submit(&self, kind: &str, event: &Event) -> Result<Ticket, AppendError>;
+
+    /// The entries file, which readers read directly.
+    fn path(&self) -> &Path;
+
+    /// The files' consistent prefix after the last durable batch, when this process
+    /// writes them; `None` for a remote writer (readers then read the checkpoint-covered
+    /// prefix themselves).
+    fn durable_state(&self) -> Option<DurableState>;
+
+    /// Appends one entry and waits until it is durable.
+    fn append(&self, kind: &str, event: &Event) -> Result<Receipt, AppendError> {
+        self.submit(kind, event)?.wait()
+    }
+
+    /// The ledger itself, when this process owns it (retention runs only there).
+    fn local(&self) -> Option<&Ledger> {
+        None
+    }
+}
+
+impl Journal for Ledger {
+    fn submit(&self, kind: &str, event: &Event) -> Result<Ticket, AppendError> {
+        Ledger::submit(self, kind, event)
+    }
+
+    fn path(&self) -> &Path {
+        Ledger::path(self)
+    }
+
+    fn durable_state(&self) -> Option<DurableState> {
+        Ledger::durable_state(self)
+    }
+
+    fn local(&self) -> Option<&Ledger> {
+        Some(self)
+    }
+}

@@ -1,0 +1,427 @@
+//! The writer side of the protocol: a listener on the data directory's socket, two
+//! threads per connection (one reads and queues, one waits for receipts and replies in
+//! request order), group commit across every connection through the one sequencer.
+//!
+//! Nothing a client does blocks another: a garbage or oversized frame closes that
+//! connection; a half frame times out after [`FRAME_TIMEOUT`]; a client that stops
+//! reading is cut off after [`WRITE_TIMEOUT`]; a client with [`proto::MAX_IN_FLIGHT`]
+//! unanswered requests is not read from until replies drain.
+
+use super::peer::Peer;
+use super::proto::{self, Code, Request, Response};
+use crate::error::AppendError;
+use crate::ledger::Ledger;
+use crate::ticket::{Ticket, lock};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use warden_core::entry::Event;
+
+/// Time to receive the rest of a frame once its first byte arrived.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a reply may wait for a client to read.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most connections at once; more are answered `busy` and closed.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// Who a session acts as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The principal entries name when they name none.
+    pub principal: String,
+    /// The caller is the data directory's owner or root: its entries may name any
+    /// principal (the registry, acting for the people it serves).
+    pub admin: bool,
+}
+
+/// Decides who a caller may act as. Implemented over the registry's bindings of
+/// operating-system users to principals.
+pub trait Admission: Send + Sync {
+    /// The identity of `peer` when it names `claimed` (or nothing); `Err` with the reason
+    /// when it may not act as that principal.
+    fn admit(&self, peer: &Peer, claimed: Option<&str>) -> Result<Identity, String>;
+}
+
+/// The running writer's listener.
+pub struct Listener {
+    stop: Arc<AtomicBool>,
+    socket: PathBuf,
+    accept: Option<JoinHandle<()>>,
+    state: Arc<State>,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+struct State {
+    ledger: Arc<Ledger>,
+    admission: Arc<dyn Admission>,
+    origin: String,
+    conns: Mutex<Vec<(UnixStream, JoinHandle<()>)>>,
+    open: AtomicU64,
+    last_active: Mutex<Instant>,
+}
+
+impl Listener {
+    /// Binds `socket` (its directory is created 0700 when missing; the socket is made
+    /// `mode`) and starts
+    /// accepting. A leftover socket file from a writer that died is replaced; the caller
+    /// holds the ledger, so no other writer is alive.
+    pub fn start(
+        ledger: Arc<Ledger>,
+        admission: Arc<dyn Admission>,
+        origin: &str,
+        socket: &Path,
+        mode: u32,
+    ) -> std::io::Result<Self> {
+        if let Some(dir) = socket.parent()
+            && !dir.exists()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        match std::fs::remove_file(socket) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let listener = UnixListener::bind(socket)?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(State {
+            ledger,
+            admission,
+            origin: origin.to_owned(),
+            conns: Mutex::new(Vec::new()),
+            open: AtomicU64::new(0),
+            last_active: Mutex::new(Instant::now()),
+        });
+        let (s2, st2) = (Arc::clone(&stop), Arc::clone(&state));
+        let accept = std::thread::Builder::new()
+            .name("warden-writer-accept".into())
+            .spawn(move || accept_loop(&listener, &s2, &st2))?;
+        Ok(Self {
+            stop,
+            socket: socket.to_path_buf(),
+            accept: Some(accept),
+            state,
+        })
+    }
+
+    /// The socket path.
+    #[must_use]
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Connections open now.
+    #[must_use]
+    pub fn connections(&self) -> u64 {
+        self.state.open.load(Ordering::Relaxed)
+    }
+
+    /// How long since a connection last closed or sent a request (zero while any is
+    /// open).
+    #[must_use]
+    pub fn idle_for(&self) -> Duration {
+        if self.connections() > 0 {
+            return Duration::ZERO;
+        }
+        lock(&self.state.last_active).elapsed()
+    }
+
+    /// Stops accepting, closes every connection (replies already due are sent first),
+    /// and removes the socket.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = UnixStream::connect(&self.socket);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+        let conns = std::mem::take(&mut *lock(&self.state.conns));
+        for (s, _) in &conns {
+            let _ = s.shutdown(std::net::Shutdown::Read);
+        }
+        for (_, t) in conns {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if self.accept.is_some() {
+            self.shutdown();
+        }
+    }
+}
+
+fn accept_loop(listener: &UnixListener, stop: &AtomicBool, state: &Arc<State>) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = conn else { continue };
+        let mut conns = lock(&state.conns);
+        conns.retain(|(_, t)| !t.is_finished());
+        if conns.len() >= MAX_CONNECTIONS {
+            drop(conns);
+            let mut s = stream;
+            let _ = s.set_write_timeout(Some(WRITE_TIMEOUT));
+            let _ = send(
+                &mut s,
+                &Response::error(Code::Busy, "too many connections", None),
+            );
+            continue;
+        }
+        let Ok(handle) = stream.try_clone() else {
+            continue;
+        };
+        let st = Arc::clone(state);
+        state.open.fetch_add(1, Ordering::SeqCst);
+        let spawned = std::thread::Builder::new()
+            .name("warden-writer-conn".into())
+            .spawn(move || {
+                connection(stream, &st);
+                *lock(&st.last_active) = Instant::now();
+                st.open.fetch_sub(1, Ordering::SeqCst);
+            });
+        match spawned {
+            Ok(t) => conns.push((handle, t)),
+            Err(_) => {
+                state.open.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// What the reading side hands the replying side, in request order.
+enum Reply {
+    Now(Response, bool),
+    Wait([u8; warden_core::entry::RID_LEN], Ticket),
+}
+
+fn connection(stream: UnixStream, state: &Arc<State>) {
+    let Ok(out) = stream.try_clone() else { return };
+    let (tx, rx) = sync_channel::<Reply>(proto::MAX_IN_FLIGHT);
+    let responder = std::thread::Builder::new()
+        .name("warden-writer-reply".into())
+        .spawn(move || respond(out, &rx));
+    let Ok(responder) = responder else { return };
+    read_requests(&stream, state, &tx);
+    drop(tx);
+    let _ = responder.join();
+}
+
+fn read_requests(stream: &UnixStream, state: &State, tx: &SyncSender<Reply>) {
+    let Ok(peer) = Peer::of(stream) else { return };
+    let mut session: Option<(Identity, String)> = None;
+    let mut buf = Vec::new();
+    let mut reader = Timed {
+        s: stream,
+        boundary: true,
+    };
+    loop {
+        reader.boundary = true;
+        let frame = proto::read_frame(&mut reader, &mut buf);
+        let req = match frame {
+            Ok(None) => return,
+            Err(e) => {
+                if e.get_ref().is_some_and(|i| i.is::<proto::FrameTooLarge>()) {
+                    let r = Response::error(Code::TooLarge, e.to_string(), None);
+                    let _ = tx.send(Reply::Now(r, true));
+                }
+                return;
+            }
+            Ok(Some(())) => proto::decode_request(&buf),
+        };
+        let reply = match req {
+            Err(rej) => {
+                let close = !matches!(rej.code, Code::Invalid);
+                Reply::Now(
+                    Response::error(rej.code, rej.message, rej.id.as_ref()),
+                    close,
+                )
+            }
+            Ok(Request::Hello { acting_as, .. }) => {
+                match state.admission.admit(&peer, acting_as.as_deref()) {
+                    Ok(id) => {
+                        let via = format!(
+                            "os-user={}{}",
+                            peer.user,
+                            if id.admin { " admin" } else { "" }
+                        );
+                        let r = Response {
+                            v: proto::VERSION,
+                            ok: true,
+                            principal: Some(id.principal.clone()),
+                            via: Some(via.clone()),
+                            origin: Some(state.origin.clone()),
+                            max_frame: Some(proto::MAX_FRAME),
+                            max_in_flight: Some(proto::MAX_IN_FLIGHT),
+                            ..Response::default()
+                        };
+                        session = Some((id, via));
+                        Reply::Now(r, false)
+                    }
+                    Err(why) => {
+                        let msg = refuse(state, &peer, acting_as.as_deref(), &why);
+                        Reply::Now(Response::error(Code::Refused, msg, None), true)
+                    }
+                }
+            }
+            Ok(Request::Append {
+                id,
+                kind,
+                mut event,
+                ..
+            }) => match &session {
+                None => Reply::Now(
+                    Response::error(Code::Order, "send hello first", Some(&id)),
+                    true,
+                ),
+                Some((who, via)) => {
+                    let named = event.user.get_or_insert_with(|| who.principal.clone());
+                    if !who.admin && *named != who.principal {
+                        let claimed = named.clone();
+                        let msg = refuse(
+                            state,
+                            &peer,
+                            Some(&claimed),
+                            "entries of this session name its own principal only",
+                        );
+                        Reply::Now(Response::error(Code::Refused, msg, Some(&id)), false)
+                    } else {
+                        event.via = Some(via.clone());
+                        match state.ledger.submit_request(&kind, &event, id) {
+                            Ok(t) => Reply::Wait(id, t),
+                            Err(e) => Reply::Now(append_error(&e, &id), false),
+                        }
+                    }
+                }
+            },
+        };
+        *lock(&state.last_active) = Instant::now();
+        let close = matches!(reply, Reply::Now(_, true));
+        if tx.send(reply).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// Records a refused identity claim (the refusal is itself an entry) and returns the
+/// message for the client.
+fn refuse(state: &State, peer: &Peer, claimed: Option<&str>, why: &str) -> String {
+    let ev = Event {
+        user: Some(peer.user.clone()),
+        action: Some("writer.identity".into()),
+        decision: Some("deny".into()),
+        reason: Some(why.to_owned()),
+        details: Some(serde_json::json!({
+            "claimed": claimed, "os_user": peer.user, "uid": peer.uid, "pid": peer.pid,
+        })),
+        via: Some(format!("os-user={}", peer.user)),
+        ..Event::default()
+    };
+    let recorded = state
+        .ledger
+        .submit("auth.failure", &ev)
+        .and_then(Ticket::wait);
+    let who = claimed.map_or_else(|| "a principal".to_owned(), |c| format!("principal {c:?}"));
+    match recorded {
+        Ok(r) => format!(
+            "operating-system user {} may not act as {who}: {why} (recorded as entry {})",
+            peer.user, r.index
+        ),
+        Err(e) => format!(
+            "operating-system user {} may not act as {who}: {why} (and recording the refusal failed: {e})",
+            peer.user
+        ),
+    }
+}
+
+fn append_error(e: &AppendError, id: &[u8; warden_core::entry::RID_LEN]) -> Response {
+    let code = match e {
+        AppendError::Invalid(_) => Code::Invalid,
+        _ => Code::Unavailable,
+    };
+    Response::error(code, e.to_string(), Some(id))
+}
+
+fn respond(mut out: UnixStream, rx: &Receiver<Reply>) {
+    let _ = out.set_write_timeout(Some(WRITE_TIMEOUT));
+    for reply in rx {
+        let (r, close) = match reply {
+            Reply::Now(r, close) => (r, close),
+            Reply::Wait(id, t) => match t.wait() {
+                Ok(rc) => (
+                    Response {
+                        v: proto::VERSION,
+                        ok: true,
+                        id: Some(proto::format_id(&id)),
+                        index: Some(rc.index),
+                        size: Some(rc.size),
+                        checkpoint: Some(rc.checkpoint.to_string()),
+                        ..Response::default()
+                    },
+                    false,
+                ),
+                Err(e) => (append_error(&e, &id), false),
+            },
+        };
+        if send(&mut out, &r).is_err() || close {
+            // The client stopped reading or the session ends: stop reading from it too.
+            let _ = out.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
+
+fn send(out: &mut UnixStream, r: &Response) -> std::io::Result<()> {
+    let body = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+    let mut f = Vec::with_capacity(body.len() + 4);
+    proto::frame(&body, &mut f);
+    out.write_all(&f)
+}
+
+/// Reads with no time limit between frames and [`FRAME_TIMEOUT`] within one: waits
+/// for a frame's first byte as long as the client likes, then expects the rest soon.
+struct Timed<'a> {
+    s: &'a UnixStream,
+    /// The next read is a frame's first.
+    boundary: bool,
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let limit = if self.boundary {
+            None
+        } else {
+            Some(FRAME_TIMEOUT)
+        };
+        self.s.set_read_timeout(limit)?;
+        let n = (&*self.s).read(buf)?;
+        if n > 0 {
+            self.boundary = false;
+        }
+        Ok(n)
+    }
+}

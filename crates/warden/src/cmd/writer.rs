@@ -1,0 +1,90 @@
+//! `warden writer`: the data directory's writer for hosts that serve nothing over
+//! HTTP. It owns the ledger and appends for every local client (the CLI, Python
+//! workers, training jobs) over the socket; `warden serve` does the same alongside the
+//! API.
+
+use crate::common::{DataDirArg, eprint, open_ledger};
+use crate::registry::{load_policy, open_with, runtime};
+use anyhow::{Context, Result};
+use clap::Args as ClapArgs;
+use std::os::unix::fs::MetadataExt as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use warden_registry::SecureModelManager;
+use warden_registry::admission::OsUsers;
+use warden_store::config::{Config, DataDir};
+use warden_store::journal::Journal;
+use warden_store::ledger::Ledger;
+use warden_store::writer::server::Listener;
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    dir: DataDirArg,
+    /// Exit after this many seconds without a connection (default: run until SIGTERM
+    /// or Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    idle_exit: Option<u64>,
+}
+
+/// Starts accepting local clients for `ledger`; who may act as whom comes from the
+/// registry's bindings of operating-system users (`warden principal bind`).
+pub fn listen(
+    dir: &DataDir,
+    cfg: &Config,
+    ledger: Arc<Ledger>,
+    m: Arc<SecureModelManager>,
+) -> Result<Listener> {
+    let owner = std::fs::metadata(&dir.root)
+        .with_context(|| format!("reading {}", dir.root.display()))?
+        .uid();
+    let admission = Arc::new(OsUsers::new(m, owner, tokio::runtime::Handle::current()));
+    let socket = warden_store::writer::socket_path(dir, cfg);
+    Listener::start(
+        ledger,
+        admission,
+        &cfg.origin,
+        &socket,
+        cfg.writer.socket_mode,
+    )
+    .with_context(|| format!("listening on {}", socket.display()))
+}
+
+pub fn run(a: &Args) -> Result<ExitCode> {
+    let dir = a.dir.dir();
+    let cfg = dir.read_config()?;
+    let (engine, digest) = load_policy(&dir, &cfg)?;
+    let ledger = Arc::new(open_ledger(&dir)?.0);
+    runtime()?.block_on(async {
+        let journal = Arc::clone(&ledger) as Arc<dyn Journal>;
+        let m = Arc::new(open_with(&dir, &cfg, journal, engine, digest).await?);
+        let w = listen(&dir, &cfg, Arc::clone(&ledger), Arc::clone(&m))?;
+        drop(ledger);
+        eprint(&format!(
+            "warden: writer listening on {}",
+            w.socket().display()
+        ));
+        let idle = a.idle_exit.map(Duration::from_secs);
+        let stop = crate::common::shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(Duration::from_millis(250)) => {
+                    if idle.is_some_and(|i| w.idle_for() >= i) {
+                        eprint("warden: writer idle; exiting");
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::task::block_in_place(|| w.stop());
+        match Arc::try_unwrap(m) {
+            Ok(m) => m.close().await?,
+            Err(_) => eprint("warning: the manager was still in use at shutdown"),
+        }
+        eprint("warden: writer stopped");
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
