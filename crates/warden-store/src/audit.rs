@@ -26,17 +26,13 @@ fn bad(detail: impl Into<String>) -> StoreError {
     StoreError::Request(detail.into())
 }
 
-/// The latest checkpoint record, if the ledger has one.
+/// The latest checkpoint record, if the ledger has one: the last complete line of the
+/// checkpoints file, read from its end. A record the writer is appending right now (no
+/// newline yet) is not one, so a reader beside the writer never sees a torn record.
 pub fn latest_checkpoint(log: &Path) -> Result<Option<CheckpointRecord>, StoreError> {
-    let path = checkpoints_path(log);
-    let data = match std::fs::read(&path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io("read", &path)(e)),
-    };
-    match data.split(|&b| b == b'\n').rfind(|l| !l.is_empty()) {
+    match crate::layout::read_tail(&checkpoints_path(log))?.last {
         None => Ok(None),
-        Some(line) => Ok(Some(CheckpointRecord::decode(line)?)),
+        Some(line) => Ok(Some(CheckpointRecord::decode(&line)?)),
     }
 }
 
@@ -233,6 +229,9 @@ pub fn for_each_entry(
             "filtering by user or model needs the auditor key: events are encrypted",
         ));
     }
+    // Only what a signed checkpoint covers: entries past it may still be cut (a writer
+    // is mid-batch beside this reader, or a crash left them unacknowledged).
+    let covered = latest_checkpoint(log)?.map_or(0, |r| r.size);
     let view = crate::segments::LogView::open(log)?;
     let mut index = view.first_index();
     let start = view.start();
@@ -240,6 +239,9 @@ pub fn for_each_entry(
     let mut keys: HashMap<u64, Option<DataKey>> = HashMap::new();
     let mut buf = Vec::new();
     loop {
+        if index >= covered {
+            return Ok(());
+        }
         buf.clear();
         if reader
             .read_until(b'\n', &mut buf)

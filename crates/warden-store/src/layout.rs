@@ -43,24 +43,6 @@ pub(crate) fn complete_lines(data: &[u8]) -> (Vec<&[u8]>, usize) {
     (lines, end)
 }
 
-pub(crate) fn read_all(path: &Path) -> Result<Vec<u8>, StoreError> {
-    let mut v = Vec::new();
-    match File::open(path) {
-        Ok(mut f) => {
-            f.read_to_end(&mut v).map_err(io("read", path))?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(StoreError::Io {
-                op: "open",
-                path: path.into(),
-                source: e,
-            });
-        }
-    }
-    Ok(v)
-}
-
 /// The end of an append-only line file, read from its end: the last complete line
 /// (without its newline), the length of the complete part, and the file's length (a
 /// torn tail is the difference). Costs the last line, not the file: opening a ledger

@@ -12,9 +12,9 @@ use crate::durable::{AppendFile, FsFile};
 use crate::error::{AppendError, StoreError, io};
 use crate::keys::RootKey;
 pub use crate::layout::{DurableState, Present, checkpoints_path, read_leaves};
-use crate::layout::{IndexLock, complete_lines, read_all, read_tail};
+use crate::layout::{IndexLock, read_tail};
 pub use crate::options::LedgerOptions;
-use crate::requests::{RECOVER_ENTRIES, RequestId, Requests};
+use crate::requests::{RequestId, Requests};
 use crate::seal::SignWorker;
 use crate::sequencer::{Active, Queue, Shared, Writer, new_epoch, rotation_item, sequencer};
 use crate::ticket::{Pending, lock};
@@ -23,10 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use warden_core::checkpoint::Checkpoint;
 use warden_core::entry::{self, Event, KIND_ROTATION};
 use warden_core::epoch::Closure;
-use warden_core::merkle::{CompactRange, leaf_hash};
+use warden_core::merkle::CompactRange;
 use warden_core::record::CheckpointRecord;
 use warden_core::time::Timestamp;
 
@@ -64,6 +63,9 @@ pub struct LedgerInfo {
     pub cut_bytes: u64,
     /// The epoch this process writes under.
     pub epoch: u64,
+    /// Entries of the active segment read and hashed to open (those after the saved
+    /// tree state, or all of them when it could not be used).
+    pub rehashed: u64,
 }
 
 /// Files to write through; tests wrap them to inject faults.
@@ -143,38 +145,19 @@ impl Ledger {
             ),
         };
         let covered = last.as_ref().map_or(0, |r| r.size);
-        let data = read_all(log)?;
-        let (lines, _) = complete_lines(&data);
-        if (lines.len() as u64) + active_first < covered || covered < active_first {
-            return Err(StoreError::Corrupt {
-                detail: format!(
-                    "{} entries present from index {active_first} but the last checkpoint covers {covered}",
-                    lines.len()
-                ),
-            });
-        }
-        let keep = usize::try_from(covered - active_first).unwrap_or(usize::MAX);
-        let mut range = match sealed {
+        let sealed_range = match sealed {
             None => CompactRange::new(),
             Some(l) => crate::segments::decode_range(l.end, &l.range)?,
         };
-        let mut keep_bytes = 0usize;
-        for l in lines.iter().take(keep) {
-            range.push(leaf_hash(l));
-            keep_bytes += l.len() + 1;
-        }
+        let segment = index.len() as u64 + 1;
+        let scan = crate::recover::scan(log, segment, active_first, &sealed_range, last.as_ref())?;
         let parse_time = |t: &str| {
             Timestamp::parse(t.as_bytes()).map_err(|e| StoreError::Corrupt {
                 detail: format!("segment index time: {e}"),
             })
         };
-        let (last_epoch, last_time) = match lines.get(keep.wrapping_sub(1)).filter(|_| keep > 0) {
-            Some(l) => {
-                let e = entry::parse_line(l).map_err(|e| StoreError::Corrupt {
-                    detail: format!("entry {}: {e}", active_first + keep as u64 - 1),
-                })?;
-                (Some(e.header.epoch), e.header.time)
-            }
+        let (last_epoch, last_time) = match scan.last {
+            Some((e, t)) => (Some(e), t),
             // The active file is empty: the last entry is the sealed segment's.
             None => match (sealed, &last) {
                 (Some(l), Some(r)) => (Some(r.epoch), parse_time(&l.last_time)?),
@@ -184,59 +167,19 @@ impl Ledger {
                 ),
             },
         };
-        let first_time = match lines.first().filter(|_| keep > 0) {
-            Some(l) => Some(
-                entry::parse_line(l)
-                    .map_err(|e| StoreError::Corrupt {
-                        detail: format!("entry {active_first}: {e}"),
-                    })?
-                    .header
-                    .time,
-            ),
-            None => None,
-        };
-        if let Some(r) = &last {
-            let note = warden_core::note::Note::parse(r.note.as_bytes()).map_err(|e| {
-                StoreError::Corrupt {
-                    detail: format!("last checkpoint: {e}"),
-                }
-            })?;
-            let cp = Checkpoint::from_text(note.text()).map_err(|e| StoreError::Corrupt {
-                detail: format!("last checkpoint: {e}"),
-            })?;
-            if cp.root != range.root() || cp.size != covered {
-                return Err(StoreError::Corrupt {
-                    detail: "entries do not match the last signed checkpoint".into(),
-                });
-            }
-        }
-        let mut requests = Requests::default();
-        if let Some(r) = &last {
-            let note: Arc<str> = Arc::from(r.note.as_str());
-            let kept = lines.get(..keep).unwrap_or_default();
-            let from = kept.len().saturating_sub(RECOVER_ENTRIES);
-            for (i, l) in kept.iter().enumerate().skip(from) {
-                // Only entries sent through the writer protocol carry `"rid":`.
-                if memchr::memmem::find(l, b",\"rid\":\"").is_none() {
-                    continue;
-                }
-                if let Ok(e) = entry::parse_line(l)
-                    && let Some(rid) = e.header.rid
-                {
-                    requests.recovered(rid, active_first + i as u64, covered, &note);
-                }
-            }
-        }
-        let cut_entries = lines.len() as u64 + active_first - covered;
-        let cut_bytes = (data.len() - keep_bytes) as u64 + (cp_tail.len - cp_good);
+        let first_time = scan.first_time;
+        let range = scan.range;
+        let requests = scan.requests;
+        let keep_bytes = scan.keep_bytes;
+        let cut_entries = scan.uncovered;
+        let rehashed = scan.hashed;
+        let cut_bytes = (scan.file_len - keep_bytes) + (cp_tail.len - cp_good);
         let (mut entries, mut checkpoints) = wrap(
             Box::new(FsFile::open(log).map_err(io("open", log))?),
             Box::new(FsFile::open(&cp_path).map_err(io("open", &cp_path))?),
         );
-        if entries.len() != keep_bytes as u64 {
-            entries
-                .truncate(keep_bytes as u64)
-                .map_err(io("truncate", log))?;
+        if entries.len() != keep_bytes {
+            entries.truncate(keep_bytes).map_err(io("truncate", log))?;
         }
         if checkpoints.len() != cp_good {
             checkpoints
@@ -261,6 +204,7 @@ impl Ledger {
             cut_entries,
             cut_bytes,
             epoch: next_epoch,
+            rehashed,
         };
         let index_lock: IndexLock = Arc::default();
         let clock = Arc::clone(&opts.clock);
@@ -282,6 +226,7 @@ impl Ledger {
             // The last entry's time until this process commits (a seal at open uses it).
             last_time,
             bufs: Vec::new(),
+            tree_saved: covered,
             signer: SignWorker::start().map_err(io("starting the signing thread for", log))?,
         };
         let mut first = vec![rotation_item(reason, cut_entries, cut_bytes)?];

@@ -62,6 +62,8 @@ pub(crate) struct Writer {
     pub(crate) last_time: Timestamp,
     /// Reused sealing buffers, one per thread.
     pub(crate) bufs: Vec<Sealed>,
+    /// Tree size when the tree state was last saved.
+    pub(crate) tree_saved: u64,
     pub(crate) signer: SignWorker,
 }
 
@@ -145,6 +147,9 @@ pub(crate) fn sequencer(shared: &Shared, mut w: Writer) {
             }
             q.wake = false;
             if q.closed && q.items.is_empty() {
+                if q.failed.is_none() {
+                    w.save_tree();
+                }
                 return;
             }
             let items = std::mem::take(&mut q.items);
@@ -159,6 +164,9 @@ pub(crate) fn sequencer(shared: &Shared, mut w: Writer) {
         };
         if result.is_ok() {
             *lock(&shared.durable) = Some(w.durable());
+            if w.range.size() >= w.tree_saved + crate::treestate::SAVE_EVERY {
+                w.save_tree();
+            }
         }
         if let Err(AppendError::Io(m)) = &result {
             // A write failed: the files' state is uncertain. Stop; reopening recovers.
@@ -170,6 +178,19 @@ pub(crate) fn sequencer(shared: &Shared, mut w: Writer) {
 }
 
 impl Writer {
+    /// Saves the tree state (a cache that spares the next open a rehash; a failure to
+    /// save only costs that).
+    pub(crate) fn save_tree(&mut self) {
+        let _ = crate::treestate::save(
+            &self.log,
+            self.active.number,
+            self.active.first,
+            &self.range,
+            self.entries.len(),
+        );
+        self.tree_saved = self.range.size();
+    }
+
     /// The files' consistent state now.
     pub(crate) fn durable(&self) -> DurableState {
         DurableState {

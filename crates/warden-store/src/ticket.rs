@@ -38,6 +38,12 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// Whether the entry's outcome is known (waiting would not block).
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        lock(&self.slot.done).is_some()
+    }
+
     /// Waits for the entry's receipt (blocking the thread; in async code, `.await` the
     /// ticket instead).
     pub fn wait(self) -> Result<Receipt, AppendError> {

@@ -147,6 +147,30 @@ pub fn record(
     index
 }
 
+/// Opens the ledger for a process that will own it (`serve`, `writer`). A command that
+/// holds it briefly is waited for (up to 10 s); a running writer is named as such.
+pub fn open_owned(dir: &DataDir) -> Result<warden_store::ledger::Ledger> {
+    let start = Instant::now();
+    loop {
+        match open_ledger(dir) {
+            Ok((l, _)) => return Ok(l),
+            Err(e) if is_locked(&e) => {
+                let cfg = dir.read_config()?;
+                if writer::client::writer_running(&writer::socket_path(dir, &cfg)) {
+                    return Err(e.context(
+                        "a writer (warden serve or warden writer) already runs for this data directory",
+                    ));
+                }
+                if start.elapsed() >= STARTING {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Refuses, with what to do instead, when a writer runs but this command needs the
 /// ledger itself.
 pub fn needs_own_ledger(dir: &DataDir, cfg: &Config, what: &str) -> Result<()> {

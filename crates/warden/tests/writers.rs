@@ -727,3 +727,37 @@ fn sigkill_of_the_writer_loses_nothing_acknowledged_and_records_retries_once() {
         started.elapsed()
     );
 }
+
+/// An entry too large for the writer is refused with `invalid` before it is sent (the
+/// writer would close the connection on its frame) and the session goes on; one within
+/// the frame but over the event limit is refused by the writer, which records nothing.
+#[test]
+fn an_oversized_entry_is_refused_and_the_session_goes_on() {
+    use warden_store::journal::Journal as _;
+    let fx = Fx::initialised();
+    let _w = start_writer(&fx);
+    let remote = warden_store::writer::client::Remote::connect(
+        &socket(&fx),
+        &fx.data.join("logs/model_access.jsonl"),
+        None,
+        "test",
+        10_000,
+    )
+    .unwrap();
+    let ev = |n: usize| warden_core::entry::Event {
+        details: Some(serde_json::json!({ "pad": "x".repeat(n) })),
+        ..Default::default()
+    };
+    let before = count_kind(&fx, "model.access");
+    for n in [300_000, 100_000] {
+        let r = remote.submit("model.access", &ev(n)).and_then(|t| t.wait());
+        assert!(
+            matches!(r, Err(warden_store::error::AppendError::Invalid(_))),
+            "{n}: {r:?}"
+        );
+    }
+    let ok = remote.append("model.access", &ev(10)).unwrap();
+    assert!(ok.index > 0);
+    drop(remote);
+    assert_eq!(count_kind(&fx, "model.access"), before + 1);
+}

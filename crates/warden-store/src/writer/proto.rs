@@ -194,6 +194,34 @@ pub fn decode_request(body: &[u8]) -> Result<Request, Rejected> {
     }
 }
 
+/// An `append` request as written: borrowed, so encoding copies nothing twice.
+#[derive(Serialize)]
+struct AppendOut<'a> {
+    v: u32,
+    op: &'static str,
+    id: &'a str,
+    kind: &'a str,
+    event: &'a Event,
+    deadline_ms: u64,
+}
+
+/// Encodes an `append` request body.
+pub fn encode_append(
+    id: &RequestId,
+    kind: &str,
+    event: &Event,
+    deadline_ms: u64,
+) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&AppendOut {
+        v: VERSION,
+        op: "append",
+        id: &format_id(id),
+        kind,
+        event,
+        deadline_ms,
+    })
+}
+
 /// Encodes a request body (the client side).
 pub fn encode_request(r: &Request) -> Result<Vec<u8>, serde_json::Error> {
     let w = match r {
@@ -212,16 +240,7 @@ pub fn encode_request(r: &Request) -> Result<Vec<u8>, serde_json::Error> {
             kind,
             event,
             deadline_ms,
-        } => RequestWire {
-            v: VERSION,
-            op: "append".into(),
-            id: Some(format_id(id)),
-            acting_as: None,
-            client: None,
-            kind: Some(kind.clone()),
-            event: Some((**event).clone()),
-            deadline_ms: Some(*deadline_ms),
-        },
+        } => return encode_append(id, kind, event, *deadline_ms),
     };
     serde_json::to_vec(&w)
 }

@@ -17,7 +17,7 @@ use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -235,13 +235,9 @@ fn read_requests(stream: &UnixStream, state: &State, tx: &SyncSender<Reply>) {
     let Ok(peer) = Peer::of(stream) else { return };
     let mut session: Option<(Identity, String)> = None;
     let mut buf = Vec::new();
-    let mut reader = Timed {
-        s: stream,
-        boundary: true,
-    };
+    let mut reader = Frames::new(stream);
     loop {
-        reader.boundary = true;
-        let frame = proto::read_frame(&mut reader, &mut buf);
+        let frame = reader.next(&mut buf);
         let req = match frame {
             Ok(None) => return,
             Err(e) => {
@@ -368,31 +364,89 @@ fn append_error(e: &AppendError, id: &[u8; warden_core::entry::RID_LEN]) -> Resp
 
 fn respond(mut out: UnixStream, rx: &Receiver<Reply>) {
     let _ = out.set_write_timeout(Some(WRITE_TIMEOUT));
-    for reply in rx {
-        let (r, close) = match reply {
-            Reply::Now(r, close) => (r, close),
-            Reply::Wait(id, t) => match t.wait() {
-                Ok(rc) => (
-                    Response {
-                        v: proto::VERSION,
-                        ok: true,
-                        id: Some(proto::format_id(&id)),
-                        index: Some(rc.index),
-                        size: Some(rc.size),
-                        checkpoint: Some(rc.checkpoint.to_string()),
-                        ..Response::default()
-                    },
-                    false,
-                ),
-                Err(e) => (append_error(&e, &id), false),
-            },
-        };
-        if send(&mut out, &r).is_err() || close {
-            // The client stopped reading or the session ends: stop reading from it too.
-            let _ = out.shutdown(std::net::Shutdown::Both);
-            return;
+    // Replies are gathered and written together while more are ready, so a busy
+    // connection costs one write per group commit rather than one per entry.
+    let mut pending = Vec::with_capacity(64 * 1024);
+    // The checkpoint size last sent in full on this connection: a receipt under the
+    // same checkpoint omits the note (several kilobytes), which the client keeps.
+    let mut sent_cp: Option<u64> = None;
+    let mut next = rx.recv().ok();
+    while let Some(reply) = next.take() {
+        let blocks = matches!(&reply, Reply::Wait(_, t) if !t.is_ready());
+        if blocks && !pending.is_empty() && out.write_all(&pending).is_err() {
+            break;
         }
+        if blocks {
+            pending.clear();
+        }
+        let (mut r, close) = resolve(reply);
+        if r.ok && r.checkpoint.is_some() {
+            if sent_cp.is_some() && sent_cp == r.size {
+                r.checkpoint = None;
+            } else {
+                sent_cp = r.size;
+            }
+        }
+        if encode(&r, &mut pending).is_err() {
+            break;
+        }
+        if close {
+            let _ = out.write_all(&pending);
+            break;
+        }
+        next = match rx.try_recv() {
+            Ok(x) if pending.len() < 256 * 1024 => Some(x),
+            Ok(x) => {
+                if out.write_all(&pending).is_err() {
+                    break;
+                }
+                pending.clear();
+                Some(x)
+            }
+            Err(TryRecvError::Empty) => {
+                if out.write_all(&pending).is_err() {
+                    break;
+                }
+                pending.clear();
+                rx.recv().ok()
+            }
+            Err(TryRecvError::Disconnected) => {
+                let _ = out.write_all(&pending);
+                None
+            }
+        };
     }
+    // The client stopped reading, or the session ends: stop reading from it too.
+    let _ = out.shutdown(std::net::Shutdown::Both);
+}
+
+/// The response to send for `reply`, waiting for its receipt if needed, and whether
+/// the connection closes after it.
+fn resolve(reply: Reply) -> (Response, bool) {
+    match reply {
+        Reply::Now(r, close) => (r, close),
+        Reply::Wait(id, t) => match t.wait() {
+            Ok(rc) => (
+                Response {
+                    v: proto::VERSION,
+                    ok: true,
+                    id: Some(proto::format_id(&id)),
+                    index: Some(rc.index),
+                    size: Some(rc.size),
+                    checkpoint: Some(rc.checkpoint.to_string()),
+                    ..Response::default()
+                },
+                false,
+            ),
+            Err(e) => (append_error(&e, &id), false),
+        },
+    }
+}
+
+fn encode(r: &Response, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let body = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+    proto::frame(&body, out);
+    Ok(())
 }
 
 fn send(out: &mut UnixStream, r: &Response) -> std::io::Result<()> {
@@ -402,26 +456,77 @@ fn send(out: &mut UnixStream, r: &Response) -> std::io::Result<()> {
     out.write_all(&f)
 }
 
-/// Reads with no time limit between frames and [`FRAME_TIMEOUT`] within one: waits
-/// for a frame's first byte as long as the client likes, then expects the rest soon.
-struct Timed<'a> {
+/// Reads frames through a buffer (one read call serves many frames), with no time
+/// limit between frames and [`FRAME_TIMEOUT`] within one: a client may wait as long as
+/// it likes before a frame's first byte, then must send the rest promptly.
+struct Frames<'a> {
     s: &'a UnixStream,
-    /// The next read is a frame's first.
-    boundary: bool,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    timeout: Option<Duration>,
 }
 
-impl Read for Timed<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let limit = if self.boundary {
-            None
-        } else {
-            Some(FRAME_TIMEOUT)
-        };
-        self.s.set_read_timeout(limit)?;
-        let n = (&*self.s).read(buf)?;
-        if n > 0 {
-            self.boundary = false;
+impl<'a> Frames<'a> {
+    fn new(s: &'a UnixStream) -> Self {
+        Self {
+            s,
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+            timeout: Some(Duration::ZERO),
         }
-        Ok(n)
+    }
+
+    /// The next frame's body into `out`; `Ok(None)` at a clean end of stream.
+    fn next(&mut self, out: &mut Vec<u8>) -> std::io::Result<Option<()>> {
+        loop {
+            let avail = self.buf.get(self.start..self.end).unwrap_or_default();
+            let mut need = 4;
+            if let Some(len) = avail.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+                let n = u32::from_be_bytes(len) as usize;
+                if n == 0 || n > proto::MAX_FRAME {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        proto::FrameTooLarge(n),
+                    ));
+                }
+                if let Some(body) = avail.get(4..4 + n) {
+                    out.clear();
+                    out.extend_from_slice(body);
+                    self.start += 4 + n;
+                    return Ok(Some(()));
+                }
+                need = 4 + n;
+            }
+            let have = avail.len();
+            // Make room: move what is left to the front, grow for a large frame.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.start = 0;
+            self.end = have;
+            if self.buf.len() < need {
+                self.buf.resize(need, 0);
+            }
+            let limit = (have > 0).then_some(FRAME_TIMEOUT);
+            if self.timeout != limit {
+                self.s.set_read_timeout(limit)?;
+                self.timeout = limit;
+            }
+            let room = self.buf.get_mut(self.end..).unwrap_or_default();
+            let n = loop {
+                match (&*self.s).read(room) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    r => break r?,
+                }
+            };
+            if n == 0 {
+                return if have == 0 {
+                    Ok(None)
+                } else {
+                    Err(std::io::ErrorKind::UnexpectedEof.into())
+                };
+            }
+            self.end += n;
+        }
     }
 }

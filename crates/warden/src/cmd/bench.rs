@@ -14,6 +14,7 @@ use warden_core::entry::{Event, Header, seal_line};
 use warden_core::merkle::leaf_hash;
 use warden_core::time::Timestamp;
 use warden_core::verify::VerifyConfig;
+use warden_store::journal::Journal;
 use warden_store::keys::{self, KdfParams, random_seed};
 use warden_store::ledger::{
     Ledger, LedgerOptions, SystemClock, SystemEntropy, Ticket, checkpoints_path,
@@ -42,9 +43,13 @@ pub enum Command {
     /// Policy decision latency at scale and the verified load path against plain
     /// read+hash and the single-core SHA-256 rate.
     Registry(crate::cmd::bench_registry::Args),
+    /// Durable appends through the writer's socket from 1, 8 and 32 `log append
+    /// --stdin` processes, next to the in-process ledger measured in the same run, and
+    /// acknowledgement latency through the socket at half the 32-client rate.
+    Writers(crate::cmd::bench_writers::Args),
 }
 
-fn event(size: usize, i: u64) -> Event {
+pub(crate) fn event(size: usize, i: u64) -> Event {
     let base = Event {
         user: Some(format!("user{:04}@example.com", i % 1000)),
         ip: Some(format!("10.0.{}.{}", (i / 256) % 256, i % 256)),
@@ -63,7 +68,7 @@ fn event(size: usize, i: u64) -> Event {
     }
 }
 
-fn rate(n: u64, d: Duration) -> f64 {
+pub(crate) fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
@@ -76,7 +81,7 @@ pub(crate) fn pct(v: &mut [Duration], p: f64) -> f64 {
     v.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
@@ -184,7 +189,7 @@ pub(crate) fn fixture(dir: Option<&PathBuf>) -> Result<Fixture> {
     })
 }
 
-fn open(fx: &Fixture, name: &str, strict: bool) -> Result<(Ledger, PathBuf)> {
+pub(crate) fn open(fx: &Fixture, name: &str, strict: bool) -> Result<(Ledger, PathBuf)> {
     let d = fx.root.join(name);
     if d.exists() {
         std::fs::remove_dir_all(&d)?;
@@ -221,7 +226,12 @@ fn open(fx: &Fixture, name: &str, strict: bool) -> Result<(Ledger, PathBuf)> {
 }
 
 /// Submits `n` events from `producers` threads, each keeping up to `window` in flight.
-fn sustained(ledger: &Ledger, n: u64, size: usize, producers: usize) -> Result<Duration> {
+pub(crate) fn sustained(
+    ledger: &Ledger,
+    n: u64,
+    size: usize,
+    producers: usize,
+) -> Result<Duration> {
     let events: Arc<Vec<Event>> = Arc::new((0..64).map(|i| event(size, i)).collect());
     let start = Instant::now();
     std::thread::scope(|s| -> Result<()> {
@@ -256,7 +266,12 @@ fn sustained(ledger: &Ledger, n: u64, size: usize, producers: usize) -> Result<D
 }
 
 /// Paced load at `per_sec` for `secs`; returns ack latencies.
-fn paced(ledger: &Ledger, per_sec: f64, secs: f64, size: usize) -> Result<Vec<Duration>> {
+pub(crate) fn paced(
+    ledger: &dyn Journal,
+    per_sec: f64,
+    secs: f64,
+    size: usize,
+) -> Result<Vec<Duration>> {
     let ev = event(size, 7);
     let (tx, rx) = std::sync::mpsc::channel::<(Instant, Ticket)>();
     let collector = std::thread::spawn(move || -> Result<Vec<Duration>> {
@@ -313,6 +328,9 @@ fn verify_rate(log: &Path, root_pub: &Path, auditor: Option<&Path>) -> Result<(u
 pub fn run(c: &Command) -> Result<ExitCode> {
     if let Command::Registry(a) = c {
         return crate::cmd::bench_registry::run(a);
+    }
+    if let Command::Writers(a) = c {
+        return crate::cmd::bench_writers::run(a);
     }
     let Command::Ledger {
         events,

@@ -1,6 +1,7 @@
 pub mod auditor;
 pub mod bench;
 pub mod bench_registry;
+pub mod bench_writers;
 pub mod check_env;
 pub mod dataset;
 pub mod export;

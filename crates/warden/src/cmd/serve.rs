@@ -1,6 +1,6 @@
 //! `warden serve`: the HTTP API.
 
-use crate::common::{DataDirArg, eprint, open_ledger};
+use crate::common::{DataDirArg, eprint};
 use crate::registry::{load_policy, open_with, runtime};
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
@@ -126,7 +126,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         .iter()
         .map(|c| crate::cmd::export::spec(&dir, c).with_context(|| format!("[[siem]] to {}", c.to)))
         .collect::<Result<Vec<_>>>()?;
-    let ledger = Arc::new(open_ledger(&dir)?.0);
+    let ledger = Arc::new(crate::journal::open_owned(&dir)?);
     // The metrics recorder first, so the exporters' lag gauges are served at /metrics.
     warden_server::metrics::install();
     let exporters = Exporters::start(&dir.log(&cfg), &crate::cmd::export::export_dir(&dir), sinks)?;

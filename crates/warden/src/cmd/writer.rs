@@ -3,7 +3,7 @@
 //! workers, training jobs) over the socket; `warden serve` does the same alongside the
 //! API.
 
-use crate::common::{DataDirArg, eprint, open_ledger};
+use crate::common::{DataDirArg, eprint};
 use crate::registry::{load_policy, open_with, runtime};
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
@@ -24,8 +24,34 @@ pub struct Args {
     dir: DataDirArg,
     /// Exit after this many seconds without a connection (default: run until SIGTERM
     /// or Ctrl-C).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", conflicts_with = "status")]
     idle_exit: Option<u64>,
+    /// Do not run a writer: say whether one answers for this data directory (exit 0) or
+    /// not (exit 1). Scripts that start `warden serve &` use it with --wait before
+    /// their first command, so that command appends through the service.
+    #[arg(long)]
+    status: bool,
+    /// With --status: wait up to this many seconds for a writer to answer.
+    #[arg(long, value_name = "SECS", requires = "status", default_value_t = 0)]
+    wait: u64,
+}
+
+fn status(a: &Args) -> Result<ExitCode> {
+    let dir = a.dir.dir();
+    let cfg = dir.read_config()?;
+    let socket = warden_store::writer::socket_path(&dir, &cfg);
+    let until = std::time::Instant::now() + Duration::from_secs(a.wait);
+    loop {
+        if warden_store::writer::client::writer_running(&socket) {
+            println!("a writer answers on {}", socket.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        if std::time::Instant::now() >= until {
+            println!("no writer answers on {}", socket.display());
+            return Ok(ExitCode::from(1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Starts accepting local clients for `ledger`; who may act as whom comes from the
@@ -52,10 +78,13 @@ pub fn listen(
 }
 
 pub fn run(a: &Args) -> Result<ExitCode> {
+    if a.status {
+        return status(a);
+    }
     let dir = a.dir.dir();
     let cfg = dir.read_config()?;
     let (engine, digest) = load_policy(&dir, &cfg)?;
-    let ledger = Arc::new(open_ledger(&dir)?.0);
+    let ledger = Arc::new(crate::journal::open_owned(&dir)?);
     runtime()?.block_on(async {
         let journal = Arc::clone(&ledger) as Arc<dyn Journal>;
         let m = Arc::new(open_with(&dir, &cfg, journal, engine, digest).await?);
