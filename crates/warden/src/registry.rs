@@ -50,13 +50,15 @@ pub fn exit_code(e: &anyhow::Error) -> Option<u8> {
     })
 }
 
-/// Who is acting. The command line trusts `--as`: it runs as the operator holding the
-/// data directory; network clients authenticate instead (`warden serve`).
+/// Who is acting. The command line names a principal with `--as` (through a running
+/// writer, checked against the caller's operating-system user), or defaults to the
+/// principal that user is bound to; network clients authenticate instead.
 #[derive(Args, Debug, Clone)]
 pub struct CallerArgs {
-    /// Principal performing the action.
+    /// Principal performing the action; default: the principal your operating-system
+    /// user is bound to (`warden principal bind`).
     #[arg(long = "as", env = "WARDEN_USER", value_name = "PRINCIPAL")]
-    pub as_principal: String,
+    pub as_principal: Option<String>,
     /// Client IP address recorded in the audit entry and given to the policy.
     #[arg(long, default_value = "127.0.0.1")]
     pub ip: IpAddr,
@@ -79,9 +81,35 @@ pub struct CallerArgs {
 }
 
 impl CallerArgs {
-    pub fn caller(&self) -> Caller {
+    /// The principal named with `--as`, for commands that act without the registry
+    /// (signing with the principal's key file).
+    pub fn named(&self) -> Result<&str> {
+        self.as_principal
+            .as_deref()
+            .context("name the principal with --as (or WARDEN_USER)")
+    }
+
+    /// The caller: `--as`, or the principal bound to this process's operating-system
+    /// user.
+    pub async fn caller_in(&self, m: &SecureModelManager) -> Result<Caller> {
+        let principal = match &self.as_principal {
+            Some(p) => p.clone(),
+            None => {
+                let user = warden_store::writer::peer::current_user();
+                match m.os_user_principal(&user).await? {
+                    Some((p, _)) => p,
+                    None => anyhow::bail!(
+                        "no --as given, and operating-system user {user} is bound to no principal (`warden principal bind NAME --os-user {user} --as admin`)"
+                    ),
+                }
+            }
+        };
+        Ok(self.caller_as(principal))
+    }
+
+    fn caller_as(&self, principal: String) -> Caller {
         Caller {
-            principal: self.as_principal.clone(),
+            principal,
             ip: self.ip,
             mfa: self.mfa,
             scopes: self.scopes.clone(),

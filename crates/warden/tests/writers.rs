@@ -75,6 +75,20 @@ fn count_kind(fx: &Fx, kind: &str) -> usize {
     headers(fx).iter().filter(|e| e["kind"] == kind).count()
 }
 
+/// `eng` registers `churn` 1.0 from `w.bin`.
+fn register_churn(fx: &Fx) {
+    fx.ok(&[
+        "model",
+        "register",
+        "churn",
+        "--version",
+        "1.0",
+        "w.bin",
+        "--as",
+        "eng",
+    ]);
+}
+
 /// `warden verify` exits 0.
 fn verifies(fx: &Fx) {
     let out = fx.run(&["verify"]);
@@ -86,7 +100,7 @@ fn verifies(fx: &Fx) {
 }
 
 fn me() -> String {
-    warden_store::writer::peer::user_name(rustix_uid())
+    warden_store::writer::peer::current_user()
 }
 
 fn rustix_uid() -> u32 {
@@ -125,16 +139,7 @@ fn every_command_works_while_serve_runs_and_cli_appends_start_no_epoch() {
         "--as",
         "admin",
     ]);
-    fx.ok(&[
-        "model",
-        "register",
-        "churn",
-        "--version",
-        "1.0",
-        "w.bin",
-        "--as",
-        "eng",
-    ]);
+    register_churn(&fx);
     fx.ok(&[
         "principal",
         "grant",
@@ -760,4 +765,39 @@ fn an_oversized_entry_is_refused_and_the_session_goes_on() {
     assert!(ok.index > 0);
     drop(remote);
     assert_eq!(count_kind(&fx, "model.access"), before + 1);
+}
+
+/// Without `--as`, `model list|show|check` act as the principal the caller's
+/// operating-system user is bound to; with no binding they say how to make one.
+#[test]
+fn model_commands_default_to_the_principal_bound_to_the_os_user() {
+    let fx = Fx::initialised();
+    std::fs::write(fx.path("w.bin"), b"weights").unwrap();
+    let o = fx.run(&["model", "list"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bound to no principal") && err.contains("principal bind"),
+        "{err}"
+    );
+    let user = me();
+    fx.ok(&[
+        "principal",
+        "add",
+        "eng",
+        "--role",
+        "ml-engineer",
+        "--os-user",
+        &user,
+        "--as",
+        "admin",
+    ]);
+    register_churn(&fx);
+    assert!(fx.ok(&["model", "list"]).contains("churn"));
+    fx.ok(&["model", "show", "churn@1.0"]);
+    fx.ok(&["model", "check", "churn@1.0", "--action", "read"]);
+    let lists = fx.entries("registry.list");
+    assert_eq!(lists.last().unwrap()["event"]["user"], "eng");
+    let decisions = fx.entries("model.decision");
+    assert_eq!(decisions.last().unwrap()["event"]["user"], "eng");
 }

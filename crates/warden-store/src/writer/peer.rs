@@ -28,6 +28,12 @@ impl Peer {
     }
 }
 
+/// The user name of this process's real user id.
+#[must_use]
+pub fn current_user() -> String {
+    user_name(rustix::process::getuid().as_raw())
+}
+
 /// The name of `uid` in `/etc/passwd`, or `uid:N`.
 #[must_use]
 pub fn user_name(uid: u32) -> String {

@@ -84,7 +84,8 @@ fn list_of(
 ) -> Result<Vec<IncidentView>> {
     let auditor = key.map(|p| read_auditor(p).map(Arc::new)).transpose()?;
     with_manager(dir, async |m| {
-        Ok(m.incidents(&caller.caller(), auditor.clone()).await?)
+        Ok(m.incidents(&caller.caller_in(m).await?, auditor.clone())
+            .await?)
     })
 }
 
@@ -137,7 +138,9 @@ pub fn run(c: &Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ack(a) => with_manager(&a.dir, async |m| {
-            let r = m.ack_incident(&a.caller.caller(), a.index, &a.note).await?;
+            let r = m
+                .ack_incident(&a.caller.caller_in(m).await?, a.index, &a.note)
+                .await?;
             println!(
                 "incident {} acknowledged (ledger index {})",
                 a.index, r.index

@@ -75,10 +75,10 @@ impl ManifestArgs {
         dir: &DataDirArg,
         caller: &CallerArgs,
     ) -> Result<warden_registry::PrincipalKey> {
-        let path = self
-            .key
-            .clone()
-            .unwrap_or_else(|| dir.dir().principal_key(&caller.as_principal));
+        let path = match &self.key {
+            Some(k) => k.clone(),
+            None => dir.dir().principal_key(caller.named()?),
+        };
         keyfile::read(&path).with_context(|| format!("reading the signing key {}", path.display()))
     }
 }
@@ -256,7 +256,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
         Command::Register(a) => register(a),
         Command::Sign(a) => sign(a),
         Command::List(a) => with_manager(&a.dir, async |m| {
-            let list = m.list(&a.caller.caller()).await?;
+            let list = m.list(&a.caller.caller_in(m).await?).await?;
             if a.json {
                 print_json(&serde_json::to_value(&list)?)?;
             } else {
@@ -269,7 +269,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
         }),
         Command::Show(a) => with_manager(&a.dir, async |m| {
             let (model, sel) = reference(&a.reference)?;
-            let v = m.show(&a.caller.caller(), &model, &sel).await?;
+            let v = m.show(&a.caller.caller_in(m).await?, &model, &sel).await?;
             if a.json {
                 print_json(&serde_json::to_value(&v)?)?;
             } else {
@@ -306,7 +306,13 @@ pub fn run(c: &Command) -> Result<ExitCode> {
             with_manager(&a.dir, async |m| {
                 let (model, sel) = versioned(&a.reference)?;
                 let r = m
-                    .promote(&a.caller.caller(), &model, &sel, target, evidence)
+                    .promote(
+                        &a.caller.caller_in(m).await?,
+                        &model,
+                        &sel,
+                        target,
+                        evidence,
+                    )
                     .await?;
                 println!("{} is now {target} (ledger index {})", a.reference, r.index);
                 Ok(ExitCode::SUCCESS)
@@ -314,21 +320,23 @@ pub fn run(c: &Command) -> Result<ExitCode> {
         }
         Command::Retire(a) => with_manager(&a.dir, async |m| {
             let (model, sel) = versioned(&a.reference)?;
-            let r = m.retire(&a.caller.caller(), &model, &sel).await?;
+            let r = m
+                .retire(&a.caller.caller_in(m).await?, &model, &sel)
+                .await?;
             println!("{} retired (ledger index {})", a.reference, r.index);
             Ok(ExitCode::SUCCESS)
         }),
         Command::Revoke(a) => with_manager(&a.dir, async |m| {
             let (model, sel) = versioned(&a.reference)?;
             let r = m
-                .revoke(&a.caller.caller(), &model, &sel, &a.reason)
+                .revoke(&a.caller.caller_in(m).await?, &model, &sel, &a.reason)
                 .await?;
             println!("{} revoked (ledger index {})", a.reference, r.index);
             Ok(ExitCode::SUCCESS)
         }),
         Command::Alias(a) => with_manager(&a.dir, async |m| {
             let r = m
-                .set_alias(&a.caller.caller(), &a.name, &a.alias, &a.version)
+                .set_alias(&a.caller.caller_in(m).await?, &a.name, &a.alias, &a.version)
                 .await?;
             println!(
                 "{}@{} -> {} (ledger index {})",
@@ -341,7 +349,13 @@ pub fn run(c: &Command) -> Result<ExitCode> {
             let (model, sel) = reference(&a.reference)?;
             let sel = a.reference.contains('@').then_some(sel);
             let d = m
-                .check(&a.caller.caller(), action, &model, sel.as_ref(), None)
+                .check(
+                    &a.caller.caller_in(m).await?,
+                    action,
+                    &model,
+                    sel.as_ref(),
+                    None,
+                )
                 .await?;
             if a.json {
                 print_json(&json!({"allowed": d.allowed, "reason": d.reason()}))?;
@@ -411,7 +425,7 @@ fn register(a: &Register) -> Result<ExitCode> {
         );
         let (info, receipt) = m
             .register(
-                &a.caller.caller(),
+                &a.caller.caller_in(m).await?,
                 warden_registry::Registration {
                     model: &a.m.name,
                     version: &a.m.version,
@@ -482,7 +496,7 @@ fn sign(a: &Sign) -> Result<ExitCode> {
     let key = a.m.signing_key(&a.dir, &a.caller)?;
     let files = warden_registry::fingerprint(&a.m.path, &|_, _| {})?;
     let st = manifest::statement(&a.m.name, &a.m.version, files, provenance);
-    let env = manifest::sign(&st, &a.caller.as_principal, &key.key)?;
+    let env = manifest::sign(&st, a.caller.named()?, &key.key)?;
     let body = serde_json::to_vec_pretty(&json!({ "envelope": env }))?;
     match &a.out {
         Some(p) => std::fs::write(p, &body).with_context(|| format!("writing {}", p.display()))?,
@@ -523,7 +537,7 @@ fn load(a: &Load) -> Result<ExitCode> {
         let (model, sel) = reference(&a.reference)?;
         let loaded = m
             .load(
-                &a.caller.caller(),
+                &a.caller.caller_in(m).await?,
                 &model,
                 &sel,
                 a.file.as_deref(),

@@ -118,7 +118,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
         Command::Add(a) => add(a),
         Command::Bind(a) => with_manager(&a.dir, async |m| {
             let r = m
-                .bind_os_user(&a.caller.caller(), &a.os_user, &a.name)
+                .bind_os_user(&a.caller.caller_in(m).await?, &a.os_user, &a.name)
                 .await?;
             println!(
                 "operating-system user {} acts as {} (ledger index {})",
@@ -133,7 +133,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
                 .map(|s| Action::parse(s))
                 .collect::<Result<Vec<_>, _>>()?;
             with_manager(&a.dir, async |m| {
-                let caller = a.caller.caller();
+                let caller = a.caller.caller_in(m).await?;
                 let r = match (&a.role, &a.model) {
                     (Some(role), _) => m.grant_role(&caller, &a.name, role).await?,
                     (None, Some(model)) => {
@@ -159,7 +159,9 @@ pub fn run(c: &Command) -> Result<ExitCode> {
         Command::Suspend(a) | Command::Enable(a) => {
             let active = matches!(c, Command::Enable(_));
             with_manager(&a.dir, async |m| {
-                let r = m.set_active(&a.caller.caller(), &a.name, active).await?;
+                let r = m
+                    .set_active(&a.caller.caller_in(m).await?, &a.name, active)
+                    .await?;
                 println!(
                     "{} {} (ledger index {})",
                     a.name,
@@ -170,7 +172,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
             })
         }
         Command::List(a) => with_manager(&a.dir, async |m| {
-            let list = m.principals(&a.caller.caller()).await?;
+            let list = m.principals(&a.caller.caller_in(m).await?).await?;
             if a.json {
                 let v: Vec<_> = list
                     .iter()
@@ -236,7 +238,7 @@ fn add(a: &Add) -> Result<ExitCode> {
         };
         let r = m
             .add_principal(
-                Some(&a.caller.caller()),
+                Some(&a.caller.caller_in(m).await?),
                 &a.name,
                 &a.roles,
                 a.service,
@@ -254,7 +256,10 @@ fn add(a: &Add) -> Result<ExitCode> {
             }
         };
         let bound = match &a.os_user {
-            Some(u) => Some(m.bind_os_user(&a.caller.caller(), u, &a.name).await?),
+            Some(u) => Some(
+                m.bind_os_user(&a.caller.caller_in(m).await?, u, &a.name)
+                    .await?,
+            ),
             None => None,
         };
         if a.json {

@@ -70,7 +70,12 @@ pub fn run(c: &Command) -> Result<ExitCode> {
     match c {
         Command::Create(a) => with_manager(&a.dir, async |m| {
             let (token, info, r) = m
-                .create_token(&a.caller.caller(), &a.principal, &a.token_scopes, a.expires)
+                .create_token(
+                    &a.caller.caller_in(m).await?,
+                    &a.principal,
+                    &a.token_scopes,
+                    a.expires,
+                )
                 .await?;
             if a.json {
                 print_json(&json!({"token_info": info, "ledger_index": r.index}))?;
@@ -87,7 +92,9 @@ pub fn run(c: &Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         Command::List(a) => with_manager(&a.dir, async |m| {
-            let list = m.tokens(&a.caller.caller(), a.principal.as_deref()).await?;
+            let list = m
+                .tokens(&a.caller.caller_in(m).await?, a.principal.as_deref())
+                .await?;
             if a.json {
                 print_json(&serde_json::to_value(&list)?)?;
             } else {
@@ -105,7 +112,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         Command::Revoke(a) => with_manager(&a.dir, async |m| {
-            let r = m.revoke_token(&a.caller.caller(), &a.id).await?;
+            let r = m.revoke_token(&a.caller.caller_in(m).await?, &a.id).await?;
             println!("token {} revoked (ledger index {})", a.id, r.index);
             Ok(ExitCode::SUCCESS)
         }),
