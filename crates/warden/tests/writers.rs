@@ -75,6 +75,36 @@ fn count_kind(fx: &Fx, kind: &str) -> usize {
     headers(fx).iter().filter(|e| e["kind"] == kind).count()
 }
 
+/// Adds the service account `svc`.
+fn add_service(fx: &Fx) {
+    fx.ok(&[
+        "principal",
+        "add",
+        "svc",
+        "--role",
+        "service",
+        "--service",
+        "--as",
+        "admin",
+    ]);
+}
+
+/// A one-hour token for `svc` with `scopes`; `token create`'s output.
+fn svc_token(fx: &Fx, scopes: &str) -> String {
+    fx.ok(&[
+        "token",
+        "create",
+        "--principal",
+        "svc",
+        "--scopes",
+        scopes,
+        "--expires",
+        "1h",
+        "--as",
+        "admin",
+    ])
+}
+
 /// `eng` registers `churn` 1.0 from `w.bin`.
 fn register_churn(fx: &Fx) {
     fx.ok(&[
@@ -129,16 +159,7 @@ fn every_command_works_while_serve_runs_and_cli_appends_start_no_epoch() {
         "--as",
         "admin",
     ]);
-    fx.ok(&[
-        "principal",
-        "add",
-        "svc",
-        "--role",
-        "service",
-        "--service",
-        "--as",
-        "admin",
-    ]);
+    add_service(&fx);
     register_churn(&fx);
     fx.ok(&[
         "principal",
@@ -153,18 +174,7 @@ fn every_command_works_while_serve_runs_and_cli_appends_start_no_epoch() {
         "--as",
         "admin",
     ]);
-    let token = fx.ok(&[
-        "token",
-        "create",
-        "--principal",
-        "svc",
-        "--scopes",
-        "model:load",
-        "--expires",
-        "1h",
-        "--as",
-        "admin",
-    ]);
+    let token = svc_token(&fx, "model:load");
     assert!(token.lines().last().unwrap().len() > 20, "{token}");
     fx.ok(&["incident", "list", "--as", "admin"]);
     fx.ok(&["model", "list", "--as", "eng"]);
@@ -503,28 +513,8 @@ fn thirty_two_concurrent_clients_get_unique_contiguous_receipts() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let fx = Fx::initialised();
-    fx.ok(&[
-        "principal",
-        "add",
-        "svc",
-        "--role",
-        "service",
-        "--service",
-        "--as",
-        "admin",
-    ]);
-    let token = fx.ok(&[
-        "token",
-        "create",
-        "--principal",
-        "svc",
-        "--scopes",
-        "model:read",
-        "--expires",
-        "1h",
-        "--as",
-        "admin",
-    ]);
+    add_service(&fx);
+    let token = svc_token(&fx, "model:read");
     let token = token.lines().last().unwrap().trim().to_owned();
     let (mut serve, addr, _) = serve::start(fx.cmd());
     let before = headers(&fx).len() as u64;
