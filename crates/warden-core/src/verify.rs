@@ -16,6 +16,8 @@ use crate::time::Timestamp;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod trusted;
+
 pub use crate::findings::{
     Code, Finding, KIND_RETENTION, Location, PendingTail, Report, ResumeState, VerifyConfig,
 };
@@ -181,15 +183,6 @@ impl Verifier {
             last_time: self.last_time?.to_string(),
             last_nonce: self.epochs.get(&epoch).and_then(|e| e.last_nonce),
         })
-    }
-
-    /// Registers a checkpoint known to an outside party (SIEM, witness); the log must
-    /// contain its tree.
-    pub fn add_trusted(&mut self, note: Note) {
-        if let Ok(cp) = Checkpoint::from_text(note.text()) {
-            self.trusted_sizes.push(cp.size);
-        }
-        self.trusted.push((note, None));
     }
 
     /// Whether an auditor key was given, so entries are decrypted.
@@ -677,20 +670,6 @@ impl Verifier {
         }
     }
 
-    fn check_trusted_at(&mut self, size: u64) {
-        if !self.trusted_sizes.contains(&size) {
-            return;
-        }
-        let root = self.range.root();
-        for t in &mut self.trusted {
-            if let Ok(cp) = Checkpoint::from_text(t.0.text())
-                && cp.size == size
-            {
-                t.1 = Some(root);
-            }
-        }
-    }
-
     /// Ends the run: uncovered entries, trusted checkpoints, truncation.
     #[must_use]
     pub fn finish(mut self) -> Report {
@@ -728,73 +707,6 @@ impl Verifier {
             .findings
             .sort_by_key(|f| (f.position, f.location == Location::Checkpoint, f.index));
         self.report
-    }
-
-    fn finish_trusted(&mut self, n: u64, note: &Note, root_at: Option<Hash>) {
-        let origin = self.cfg.root.origin.clone();
-        let cp = match Checkpoint::from_text(note.text()) {
-            Ok(cp) => cp,
-            Err(e) => {
-                return self.find(
-                    Location::Entry,
-                    n,
-                    Code::TrustedCheckpointMismatch,
-                    format!("trusted checkpoint: {e}"),
-                );
-            }
-        };
-        let verified = note.signatures().iter().any(|s| {
-            let Some(epoch) = s
-                .name
-                .rsplit('/')
-                .next()
-                .and_then(|e| e.parse::<u64>().ok())
-            else {
-                return false;
-            };
-            self.epochs.get(&epoch).is_some_and(|ep| {
-                ep.trusted
-                    && verify_checkpoint(
-                        note,
-                        &epoch_key_name(&origin, epoch),
-                        &ep.info.key,
-                        &origin,
-                    )
-                    .is_ok()
-            })
-        });
-        if cp.size > n {
-            return self.find(
-                Location::Entry,
-                n,
-                Code::Truncated,
-                format!(
-                    "log has {n} entries but a trusted checkpoint covers {}: the log was truncated",
-                    cp.size
-                ),
-            );
-        }
-        if !verified {
-            return self.find(
-                Location::Entry,
-                n,
-                Code::TrustedCheckpointMismatch,
-                "trusted checkpoint is not signed by any epoch key of this log".to_owned(),
-            );
-        }
-        let root = if cp.size == 0 {
-            Some(crate::merkle::empty_root())
-        } else {
-            root_at
-        };
-        if root != Some(cp.root) {
-            self.find(
-                Location::Entry,
-                cp.size.saturating_sub(1),
-                Code::TrustedCheckpointMismatch,
-                format!("entries 0..{} do not match the trusted checkpoint", cp.size),
-            );
-        }
     }
 }
 
