@@ -17,15 +17,7 @@ use std::path::Path;
 /// An initialised data directory with an engineer, `eng`, and a small file `w.bin`.
 fn with_engineer() -> Fx {
     let fx = Fx::initialised();
-    fx.ok(&[
-        "principal",
-        "add",
-        "eng",
-        "--role",
-        "ml-engineer",
-        "--as",
-        "admin",
-    ]);
+    fx.add_principal("eng", "ml-engineer", &[]);
     std::fs::write(fx.path("w.bin"), b"weights").unwrap();
     fx
 }
@@ -102,16 +94,7 @@ fn readme_newcomer_verify_log_with_data_dir_exported_grant_typo_and_readable_exp
         "--root-pub",
         "data/keys/root.pub",
     ]);
-    fx.ok(&[
-        "principal",
-        "add",
-        "svc",
-        "--role",
-        "service",
-        "--service",
-        "--as",
-        "admin",
-    ]);
+    fx.add_principal("svc", "service", &["--service"]);
     let grant = |model: &str| {
         vec![
             "principal",

@@ -77,16 +77,7 @@ fn count_kind(fx: &Fx, kind: &str) -> usize {
 
 /// Adds the service account `svc`.
 fn add_service(fx: &Fx) {
-    fx.ok(&[
-        "principal",
-        "add",
-        "svc",
-        "--role",
-        "service",
-        "--service",
-        "--as",
-        "admin",
-    ]);
+    fx.add_principal("svc", "service", &["--service"]);
 }
 
 /// A one-hour token for `svc` with `scopes`; `token create`'s output.
@@ -150,15 +141,7 @@ fn every_command_works_while_serve_runs_and_cli_appends_start_no_epoch() {
     std::fs::write(fx.path("w.bin"), b"weights").unwrap();
     let (mut serve, _addr, _) = serve::start(fx.cmd());
     let rotations = count_kind(&fx, "key.rotation");
-    fx.ok(&[
-        "principal",
-        "add",
-        "eng",
-        "--role",
-        "ml-engineer",
-        "--as",
-        "admin",
-    ]);
+    fx.add_principal("eng", "ml-engineer", &[]);
     add_service(&fx);
     register_churn(&fx);
     fx.ok(&[
@@ -432,17 +415,7 @@ fn an_unbound_os_user_is_refused_and_the_refusal_is_recorded() {
         err.contains("operating-system user nobody") && err.contains("principal bind"),
         "{err}"
     );
-    fx.ok(&[
-        "principal",
-        "add",
-        "bob",
-        "--role",
-        "data-scientist",
-        "--os-user",
-        "nobody",
-        "--as",
-        "admin",
-    ]);
+    fx.add_principal("bob", "data-scientist", &["--os-user", "nobody"]);
     let o = as_nobody(&["--as", "admin"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
@@ -771,17 +744,7 @@ fn model_commands_default_to_the_principal_bound_to_the_os_user() {
         "{err}"
     );
     let user = me();
-    fx.ok(&[
-        "principal",
-        "add",
-        "eng",
-        "--role",
-        "ml-engineer",
-        "--os-user",
-        &user,
-        "--as",
-        "admin",
-    ]);
+    fx.add_principal("eng", "ml-engineer", &["--os-user", &user]);
     register_churn(&fx);
     assert!(fx.ok(&["model", "list"]).contains("churn"));
     fx.ok(&["model", "show", "churn@1.0"]);

@@ -62,6 +62,14 @@ impl Fx {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
+    /// `principal add NAME --role ROLE EXTRA… --as admin`, which must succeed.
+    pub fn add_principal(&self, name: &str, role: &str, extra: &[&str]) -> String {
+        let mut args = vec!["principal", "add", name, "--role", role];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--as", "admin"]);
+        self.ok(&args)
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
