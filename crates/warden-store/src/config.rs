@@ -82,6 +82,13 @@ pub struct WriterConfig {
     /// Permission bits of the socket file (a process needs write permission on it to
     /// connect). Default 0o600.
     pub socket_mode: u32,
+    /// A command that finds no writer starts one (`warden writer --on-demand`) and
+    /// appends through it, so a run of commands shares one epoch instead of starting
+    /// one each. `WARDEN_WRITER_AUTOSTART=0|1` overrides. Default true.
+    pub autostart: bool,
+    /// How long a writer started on demand waits without a client before it exits
+    /// (closing its epoch). Default 300.
+    pub idle_exit_secs: u64,
 }
 
 impl Config {
@@ -103,6 +110,8 @@ impl Default for WriterConfig {
         Self {
             socket: PathBuf::from("run/writer.sock"),
             socket_mode: 0o600,
+            autostart: true,
+            idle_exit_secs: 300,
         }
     }
 }

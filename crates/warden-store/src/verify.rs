@@ -216,6 +216,15 @@ pub fn verify_prefix(
     for t in trusted {
         v.add_trusted(t);
     }
+    // A live writer makes entries durable, then the checkpoint covering them. Taking
+    // the checkpoints file's complete part first and the entries' length after gives a
+    // consistent prefix: every checkpoint read covers entries that are present. A torn
+    // last checkpoint record was never acknowledged; the entries it would cover read as
+    // pending, as recovery treats them.
+    let cps_len = match bound {
+        Some(b) => b.checkpoints_len,
+        None => crate::layout::read_tail(checkpoints)?.good,
+    };
     let file_len = view.len().map_err(io("stat", log))?;
     let total = bound.map_or(file_len, |b| b.entries_len.min(file_len));
     let start = resume.map_or(0, |r| r.entries_offset);
@@ -223,7 +232,7 @@ pub fn verify_prefix(
     let cstart = resume.map_or(0, |r| r.checkpoints_offset);
     cf.seek(SeekFrom::Start(cstart))
         .map_err(io("seek", checkpoints))?;
-    let cps_limit = bound.map_or(u64::MAX, |b| b.checkpoints_len.saturating_sub(cstart));
+    let cps_limit = cps_len.saturating_sub(cstart);
     let mut cps = Checkpoints {
         reader: BufReader::with_capacity(1 << 20, cf.take(cps_limit)),
         next: None,

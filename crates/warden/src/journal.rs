@@ -58,6 +58,18 @@ pub fn open_journal(dir: &DataDir, claimed: Option<&str>) -> Result<Arc<dyn Jour
             Err(e) => return Err(anyhow!(e)).context("the data directory's writer refused"),
         }
     }
+    // No writer: start one and append through it. When it cannot start (it reports why
+    // in run/writer.log), the ledger is opened here, which reports the same cause.
+    if crate::ondemand::enabled(&cfg)
+        && let Ok(mut child) = crate::ondemand::start(dir, &cfg)
+        && crate::ondemand::wait_started(&mut child, &socket, STARTING)
+    {
+        match connect() {
+            Ok(r) => return Ok(Arc::new(r)),
+            Err(AppendError::Unavailable(_)) => {}
+            Err(e) => return Err(anyhow!(e)).context("the data directory's writer refused"),
+        }
+    }
     match open_ledger(dir) {
         Ok((l, _)) => Ok(Arc::new(l)),
         Err(e) if is_locked(&e) => {
@@ -148,18 +160,33 @@ pub fn record(
 }
 
 /// Opens the ledger for a process that will own it (`serve`, `writer`). A command that
-/// holds it briefly is waited for (up to 10 s); a running writer is named as such.
-pub fn open_owned(dir: &DataDir) -> Result<warden_store::ledger::Ledger> {
-    let start = Instant::now();
+/// holds it briefly is waited for (up to 10 s); a writer started on demand is asked to
+/// hand it over unless `take_over` is false (a writer started on demand leaves the
+/// ledger to the one that won the race to start); any other running writer is named.
+pub fn open_owned(dir: &DataDir, take_over: bool) -> Result<warden_store::ledger::Ledger> {
+    let mut start = Instant::now();
     loop {
         match open_ledger(dir) {
             Ok((l, _)) => return Ok(l),
             Err(e) if is_locked(&e) => {
                 let cfg = dir.read_config()?;
-                if writer::client::writer_running(&writer::socket_path(dir, &cfg)) {
-                    return Err(e.context(
-                        "a writer (warden serve or warden writer) already runs for this data directory",
-                    ));
+                let socket = writer::socket_path(dir, &cfg);
+                // A writer started on demand hands the ledger over; any other is named.
+                if writer::client::writer_running(&socket) {
+                    let yielded = if take_over {
+                        crate::ondemand::take_over(&socket)
+                    } else {
+                        Err(anyhow!("it answers on {}", socket.display()))
+                    };
+                    match yielded {
+                        Ok(true) => start = Instant::now(),
+                        Ok(false) => {}
+                        Err(y) => {
+                            return Err(e.context(format!(
+                                "a writer (warden serve or warden writer) already runs for this data directory: {y:#}"
+                            )));
+                        }
+                    }
                 }
                 if start.elapsed() >= STARTING {
                     return Err(e);
@@ -173,13 +200,16 @@ pub fn open_owned(dir: &DataDir) -> Result<warden_store::ledger::Ledger> {
 
 /// Refuses, with what to do instead, when a writer runs but this command needs the
 /// ledger itself.
+/// A writer started on demand is asked to hand the ledger over first.
 pub fn needs_own_ledger(dir: &DataDir, cfg: &Config, what: &str) -> Result<()> {
     let socket = writer::socket_path(dir, cfg);
     if writer::client::writer_running(&socket) {
-        anyhow::bail!(
-            "{what} runs in the process that owns the ledger, and a writer is running for {} (stop it, or let `warden serve`'s schedule do it)",
-            dir.root.display()
-        );
+        crate::ondemand::take_over(&socket).with_context(|| {
+            format!(
+                "{what} runs in the process that owns the ledger, and a writer is running for {} (stop it, or let `warden serve`'s schedule do it)",
+                dir.root.display()
+            )
+        })?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod cmd;
 mod common;
 mod journal;
+mod ondemand;
 mod registry;
 
 /// mimalloc: the service's hot path (policy evaluation, JSON, HTTP) allocates many small

@@ -20,7 +20,10 @@ const TRIALS: u64 = 20;
 
 fn warden(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
+    // Each command owns the ledger itself (no writer started on demand): the kill below
+    // must land on the process that appends. tests/writers.rs kills writers.
     c.env_remove("WARDEN_PASSPHRASE")
+        .env("WARDEN_WRITER_AUTOSTART", "0")
         .env("WARDEN_DATA_DIR", dir);
     c
 }

@@ -206,6 +206,9 @@ fn an_interrupted_append_reads_as_pending_recovery_not_tampering() {
                 break;
             }
         }
+        // The power cut: the writer the command started (which owns the ledger) dies,
+        // then the command.
+        assert!(fx.kill_writer(), "the command appended through a writer");
         child.kill().unwrap();
         child.wait().unwrap();
         feeder.join().unwrap();

@@ -63,18 +63,6 @@ fn start_writer(fx: &Fx) -> Writer {
     Writer(child)
 }
 
-/// Every entry's public header (no key needed).
-fn headers(fx: &Fx) -> Vec<Value> {
-    fx.ok(&["log", "show", "--json"])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn count_kind(fx: &Fx, kind: &str) -> usize {
-    headers(fx).iter().filter(|e| e["kind"] == kind).count()
-}
-
 /// Adds the service account `svc`.
 fn add_service(fx: &Fx) {
     fx.add_principal("svc", "service", &["--service"]);
@@ -140,7 +128,7 @@ fn every_command_works_while_serve_runs_and_cli_appends_start_no_epoch() {
     let fx = Fx::initialised();
     std::fs::write(fx.path("w.bin"), b"weights").unwrap();
     let (mut serve, _addr, _) = serve::start(fx.cmd());
-    let rotations = count_kind(&fx, "key.rotation");
+    let rotations = fx.count_kind("key.rotation");
     fx.add_principal("eng", "ml-engineer", &[]);
     add_service(&fx);
     register_churn(&fx);
@@ -173,7 +161,7 @@ fn every_command_works_while_serve_runs_and_cli_appends_start_no_epoch() {
     );
     fx.ok(&["log", "prove", "--index", "3"]);
     assert_eq!(
-        count_kind(&fx, "key.rotation"),
+        fx.count_kind("key.rotation"),
         rotations,
         "no command started an epoch"
     );
@@ -358,7 +346,7 @@ fn a_retried_request_is_recorded_once_across_a_restart() {
     let other = s.recv().unwrap();
     assert_ne!(other.index, first.index);
     drop(s);
-    assert_eq!(count_kind(&fx, "model.access"), 2);
+    assert_eq!(fx.count_kind("model.access"), 2);
 }
 
 /// A client whose operating-system user is bound to no principal, or names one it is
@@ -490,7 +478,7 @@ fn thirty_two_concurrent_clients_get_unique_contiguous_receipts() {
     let token = svc_token(&fx, "model:read");
     let token = token.lines().last().unwrap().trim().to_owned();
     let (mut serve, addr, _) = serve::start(fx.cmd());
-    let before = headers(&fx).len() as u64;
+    let before = fx.headers().len() as u64;
     let http_clients = 8usize;
     let http_each = 250usize;
     let cli_clients = 32 - http_clients;
@@ -549,7 +537,7 @@ fn thirty_two_concurrent_clients_get_unique_contiguous_receipts() {
     assert!(serve.wait().unwrap().success());
     // Every index from the server's start to its stop is one of the clients' receipts
     // or an entry of the server itself (auth failures, incidents, start and stop).
-    let hs = headers(&fx);
+    let hs = fx.headers();
     let mine: HashSet<u64> = all.iter().copied().collect();
     let mut others = BTreeMap::new();
     for h in hs.iter().skip(usize::try_from(before).unwrap()) {
@@ -632,7 +620,8 @@ fn sigkill_of_the_writer_loses_nothing_acknowledged_and_records_retries_once() {
         assert_eq!(acked.len(), n, "trial {trial}: receipts unique");
         // The kill came mid-run: the restarted writer's first entry (its epoch's
         // key.rotation) lies between receipts the clients got from each writer.
-        let restart = headers(&fx)
+        let restart = fx
+            .headers()
             .iter()
             .filter(|h| h["kind"] == "key.rotation")
             .map(|h| h["index"].as_u64().unwrap())
@@ -716,7 +705,7 @@ fn an_oversized_entry_is_refused_and_the_session_goes_on() {
         details: Some(serde_json::json!({ "pad": "x".repeat(n) })),
         ..Default::default()
     };
-    let before = count_kind(&fx, "model.access");
+    let before = fx.count_kind("model.access");
     for n in [300_000, 100_000] {
         let r = remote.submit("model.access", &ev(n)).and_then(|t| t.wait());
         assert!(
@@ -727,7 +716,7 @@ fn an_oversized_entry_is_refused_and_the_session_goes_on() {
     let ok = remote.append("model.access", &ev(10)).unwrap();
     assert!(ok.index > 0);
     drop(remote);
-    assert_eq!(count_kind(&fx, "model.access"), before + 1);
+    assert_eq!(fx.count_kind("model.access"), before + 1);
 }
 
 /// Without `--as`, `model list|show|check` act as the principal the caller's

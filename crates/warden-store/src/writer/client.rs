@@ -87,6 +87,45 @@ pub fn writer_running(socket: &Path) -> bool {
     UnixStream::connect(socket).is_ok()
 }
 
+/// Connects to `socket`, sends `req` and reads one reply, each step within `limit`;
+/// the stream (for what follows) and the reply when it is a success.
+fn exchange(
+    socket: &Path,
+    req: &Request,
+    limit: Duration,
+) -> Result<(UnixStream, Response), AppendError> {
+    let unavailable =
+        |e: std::io::Error| AppendError::Unavailable(format!("{}: {e}", socket.display()));
+    let mut s = UnixStream::connect(socket).map_err(unavailable)?;
+    s.set_read_timeout(Some(limit)).map_err(unavailable)?;
+    s.set_write_timeout(Some(limit)).map_err(unavailable)?;
+    let body = proto::encode_request(req).map_err(|e| AppendError::Invalid(e.to_string()))?;
+    let mut f = Vec::new();
+    proto::frame(&body, &mut f);
+    s.write_all(&f).map_err(unavailable)?;
+    let mut buf = Vec::new();
+    match proto::read_frame(&mut s, &mut buf) {
+        Ok(Some(())) => {}
+        Ok(None) => return Err(unavailable(std::io::ErrorKind::UnexpectedEof.into())),
+        Err(e) => return Err(unavailable(e)),
+    }
+    let r: Response = serde_json::from_slice(&buf)
+        .map_err(|e| AppendError::Unavailable(format!("bad reply from the writer: {e}")))?;
+    if r.ok {
+        Ok((s, r))
+    } else {
+        Err(error_of(&r, 0))
+    }
+}
+
+/// Asks the writer at `socket` to hand the ledger over (see [`Request::Yield`]).
+/// `Ok` when it agreed (it then stops; wait for the ledger's lock);
+/// [`AppendError::Refused`] when it does not yield; [`AppendError::Unavailable`] when
+/// nothing answers.
+pub fn request_yield(socket: &Path, limit: Duration) -> Result<(), AppendError> {
+    exchange(socket, &Request::Yield, limit).map(|_| ())
+}
+
 impl Remote {
     /// Connects to the writer at `socket` and opens a session acting as `claimed` (the
     /// principal bound to this process's operating-system user when `None`). `log` is
@@ -155,30 +194,13 @@ impl Remote {
 impl Shared {
     /// Connects and says hello; the stream and the writer's answer.
     fn hello(&self, limit: Duration) -> Result<(UnixStream, Response), AppendError> {
-        let unavailable =
-            |e: std::io::Error| AppendError::Unavailable(format!("{}: {e}", self.socket.display()));
-        let mut s = UnixStream::connect(&self.socket).map_err(unavailable)?;
-        s.set_read_timeout(Some(limit)).map_err(unavailable)?;
-        s.set_write_timeout(Some(limit)).map_err(unavailable)?;
-        let body = proto::encode_request(&Request::Hello {
+        let hello = Request::Hello {
             acting_as: self.claimed.clone(),
             client: Some(self.client.clone()),
-        })
-        .map_err(|e| AppendError::Invalid(e.to_string()))?;
-        let mut f = Vec::new();
-        proto::frame(&body, &mut f);
-        s.write_all(&f).map_err(unavailable)?;
-        let mut buf = Vec::new();
-        match proto::read_frame(&mut s, &mut buf) {
-            Ok(Some(())) => {}
-            Ok(None) => return Err(unavailable(std::io::ErrorKind::UnexpectedEof.into())),
-            Err(e) => return Err(unavailable(e)),
-        }
-        let r: Response = serde_json::from_slice(&buf)
-            .map_err(|e| AppendError::Unavailable(format!("bad reply from the writer: {e}")))?;
-        if !r.ok {
-            return Err(error_of(&r, 0));
-        }
+        };
+        let (s, r) = exchange(&self.socket, &hello, limit)?;
+        let unavailable =
+            |e: std::io::Error| AppendError::Unavailable(format!("{}: {e}", self.socket.display()));
         s.set_read_timeout(Some(TICK)).map_err(unavailable)?;
         s.set_write_timeout(Some(limit)).map_err(unavailable)?;
         Ok((s, r))

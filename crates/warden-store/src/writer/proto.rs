@@ -57,6 +57,11 @@ pub enum Request {
         acting_as: Option<String>,
         client: Option<String>,
     },
+    /// Asks a writer started on demand (`warden writer --idle-exit`) to stop so that
+    /// the caller can own the ledger (`warden serve`, retention). Honoured only from the
+    /// writer's own operating-system user or root; a writer that does not yield answers
+    /// `refused`. Needs no `hello`.
+    Yield,
     /// Appends one entry.
     Append {
         id: RequestId,
@@ -155,6 +160,17 @@ pub fn decode_request(body: &[u8]) -> Result<Request, Rejected> {
                 client: w.client,
             })
         }
+        "yield" => {
+            if w.acting_as.is_some()
+                || w.client.is_some()
+                || w.kind.is_some()
+                || w.event.is_some()
+                || w.deadline_ms.is_some()
+            {
+                return Err(rejected(Code::Malformed, "yield carries nothing", id));
+            }
+            Ok(Request::Yield)
+        }
         "append" => {
             let id = id.ok_or_else(|| rejected(Code::Malformed, "append needs an id", None))?;
             if w.acting_as.is_some() || w.client.is_some() {
@@ -231,6 +247,16 @@ pub fn encode_request(r: &Request) -> Result<Vec<u8>, serde_json::Error> {
             id: None,
             acting_as: acting_as.clone(),
             client: client.clone(),
+            kind: None,
+            event: None,
+            deadline_ms: None,
+        },
+        Request::Yield => RequestWire {
+            v: VERSION,
+            op: "yield".into(),
+            id: None,
+            acting_as: None,
+            client: None,
             kind: None,
             event: None,
             deadline_ms: None,
@@ -362,6 +388,12 @@ mod tests {
         assert_eq!(decode_request(no_id).unwrap_err().code, Code::Malformed);
         let upper = br#"{"v":1,"op":"append","id":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","kind":"a","event":{}}"#;
         assert_eq!(decode_request(upper).unwrap_err().code, Code::Malformed);
+        assert_eq!(
+            decode_request(&encode_request(&Request::Yield).unwrap()).unwrap(),
+            Request::Yield
+        );
+        let loaded = br#"{"v":1,"op":"yield","kind":"a"}"#;
+        assert_eq!(decode_request(loaded).unwrap_err().code, Code::Malformed);
         let late = br#"{"v":1,"op":"append","id":"00000000000000000000000000000000","kind":"a","event":{},"deadline_ms":0}"#;
         let e = decode_request(late).unwrap_err();
         assert_eq!((e.code, e.id), (Code::Invalid, Some([0; RID_LEN])));

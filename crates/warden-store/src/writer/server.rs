@@ -71,6 +71,10 @@ struct State {
     conns: Mutex<Vec<(UnixStream, JoinHandle<()>)>>,
     open: AtomicU64,
     last_active: Mutex<Instant>,
+    /// This writer hands the ledger over on a `yield` request (a writer started on
+    /// demand); `yielded` is set when one was honoured.
+    yields: AtomicBool,
+    yielded: AtomicBool,
 }
 
 impl Listener {
@@ -107,6 +111,8 @@ impl Listener {
             conns: Mutex::new(Vec::new()),
             open: AtomicU64::new(0),
             last_active: Mutex::new(Instant::now()),
+            yields: AtomicBool::new(false),
+            yielded: AtomicBool::new(false),
         });
         let (s2, st2) = (Arc::clone(&stop), Arc::clone(&state));
         let accept = std::thread::Builder::new()
@@ -142,6 +148,19 @@ impl Listener {
         lock(&self.state.last_active).elapsed()
     }
 
+    /// Honours `yield` requests from this process's user or root from now on (a writer
+    /// started on demand, which `warden serve` and retention may take the ledger from).
+    pub fn allow_yield(&self) {
+        self.state.yields.store(true, Ordering::SeqCst);
+    }
+
+    /// A `yield` request was honoured: the owner should stop this listener and close
+    /// the ledger.
+    #[must_use]
+    pub fn yield_requested(&self) -> bool {
+        self.state.yielded.load(Ordering::SeqCst)
+    }
+
     /// Stops accepting, closes every connection (replies already due are sent first),
     /// and removes the socket.
     pub fn stop(mut self) {
@@ -150,8 +169,6 @@ impl Listener {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop.
-        let _ = UnixStream::connect(&self.socket);
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
@@ -174,12 +191,34 @@ impl Drop for Listener {
     }
 }
 
+/// How often the accept loop looks at the stop flag while no client connects (the
+/// socket file may be gone, so stopping cannot rely on connecting to it).
+const ACCEPT_TICK: rustix::event::Timespec = rustix::event::Timespec {
+    tv_sec: 0,
+    tv_nsec: 200_000_000,
+};
+
 fn accept_loop(listener: &UnixListener, stop: &AtomicBool, state: &Arc<State>) {
-    for conn in listener.incoming() {
+    use rustix::event::{PollFd, PollFlags, poll};
+    loop {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = conn else { continue };
+        let mut fds = [PollFd::new(listener, PollFlags::IN)];
+        match poll(&mut fds, Some(&ACCEPT_TICK)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok((stream, _)) = listener.accept() else {
+            continue;
+        };
         let mut conns = lock(&state.conns);
         conns.retain(|(_, t)| !t.is_finished());
         if conns.len() >= MAX_CONNECTIONS {
@@ -200,8 +239,10 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, state: &Arc<State>) {
         let spawned = std::thread::Builder::new()
             .name("warden-writer-conn".into())
             .spawn(move || {
-                connection(stream, &st);
-                *lock(&st.last_active) = Instant::now();
+                // A probe that sends nothing (`warden writer --status`) is not activity.
+                if connection(stream, &st) {
+                    *lock(&st.last_active) = Instant::now();
+                }
                 st.open.fetch_sub(1, Ordering::SeqCst);
             });
         match spawned {
@@ -219,35 +260,48 @@ enum Reply {
     Wait([u8; warden_core::entry::RID_LEN], Ticket),
 }
 
-fn connection(stream: UnixStream, state: &Arc<State>) {
-    let Ok(out) = stream.try_clone() else { return };
+/// Serves one connection; whether it sent anything.
+fn connection(stream: UnixStream, state: &Arc<State>) -> bool {
+    let Ok(out) = stream.try_clone() else {
+        return false;
+    };
     let (tx, rx) = sync_channel::<Reply>(proto::MAX_IN_FLIGHT);
     let responder = std::thread::Builder::new()
         .name("warden-writer-reply".into())
         .spawn(move || respond(out, &rx));
-    let Ok(responder) = responder else { return };
-    read_requests(&stream, state, &tx);
+    let Ok(responder) = responder else {
+        return false;
+    };
+    let active = read_requests(&stream, state, &tx);
     drop(tx);
     let _ = responder.join();
+    active
 }
 
-fn read_requests(stream: &UnixStream, state: &State, tx: &SyncSender<Reply>) {
-    let Ok(peer) = Peer::of(stream) else { return };
+/// Reads and queues one connection's requests; whether it sent any.
+fn read_requests(stream: &UnixStream, state: &State, tx: &SyncSender<Reply>) -> bool {
+    let Ok(peer) = Peer::of(stream) else {
+        return false;
+    };
+    let mut active = false;
     let mut session: Option<(Identity, String)> = None;
     let mut buf = Vec::new();
     let mut reader = Frames::new(stream);
     loop {
         let frame = reader.next(&mut buf);
         let req = match frame {
-            Ok(None) => return,
+            Ok(None) => return active,
             Err(e) => {
                 if e.get_ref().is_some_and(|i| i.is::<proto::FrameTooLarge>()) {
                     let r = Response::error(Code::TooLarge, e.to_string(), None);
                     let _ = tx.send(Reply::Now(r, true));
                 }
-                return;
+                return true;
             }
-            Ok(Some(())) => proto::decode_request(&buf),
+            Ok(Some(())) => {
+                active = true;
+                proto::decode_request(&buf)
+            }
         };
         let reply = match req {
             Err(rej) => {
@@ -257,6 +311,7 @@ fn read_requests(stream: &UnixStream, state: &State, tx: &SyncSender<Reply>) {
                     close,
                 )
             }
+            Ok(Request::Yield) => yield_to(state, &peer),
             Ok(Request::Hello { acting_as, .. }) => {
                 match state.admission.admit(&peer, acting_as.as_deref()) {
                     Ok(id) => {
@@ -318,9 +373,45 @@ fn read_requests(stream: &UnixStream, state: &State, tx: &SyncSender<Reply>) {
         *lock(&state.last_active) = Instant::now();
         let close = matches!(reply, Reply::Now(_, true));
         if tx.send(reply).is_err() || close {
-            return;
+            return true;
         }
     }
+}
+
+/// Answers a `yield` request; the connection closes after the reply.
+fn yield_to(state: &State, peer: &Peer) -> Reply {
+    let own = rustix::process::geteuid().as_raw();
+    let why = if !state.yields.load(Ordering::SeqCst) {
+        "this writer does not hand the ledger over (it is `warden serve` or a `warden writer` started by hand): stop it first"
+    } else if peer.uid != own && peer.uid != 0 {
+        "only the writer's own operating-system user or root may take the ledger over"
+    } else {
+        state.yielded.store(true, Ordering::SeqCst);
+        let r = Response {
+            v: proto::VERSION,
+            ok: true,
+            ..Response::default()
+        };
+        return Reply::Now(r, true);
+    };
+    let ev = Event {
+        user: Some(peer.user.clone()),
+        action: Some("writer.yield".into()),
+        decision: Some("deny".into()),
+        reason: Some(why.to_owned()),
+        details: Some(serde_json::json!({"uid": peer.uid, "pid": peer.pid})),
+        via: Some(format!("os-user={}", peer.user)),
+        ..Event::default()
+    };
+    let msg = match state
+        .ledger
+        .submit("auth.failure", &ev)
+        .and_then(Ticket::wait)
+    {
+        Ok(r) => format!("{why} (recorded as entry {})", r.index),
+        Err(e) => format!("{why} (and recording the refusal failed: {e})"),
+    };
+    Reply::Now(Response::error(Code::Refused, msg, None), true)
 }
 
 /// Records a refused identity claim (the refusal is itself an entry) and returns the

@@ -62,6 +62,16 @@ pub fn run(c: &Command) -> Result<ExitCode> {
                 "auditor {} added; epochs started from now on wrap their data key to it",
                 k.id()
             );
+            // A writer started on demand stops, so the next command starts an epoch
+            // that includes the new auditor; a service keeps its epoch until it rotates.
+            if let Ok(cfg) = d.read_config()
+                && crate::ondemand::take_over(&warden_store::writer::socket_path(&d, &cfg)).is_err()
+            {
+                println!(
+                    "note: a writer is running for this data directory: the auditor receives data keys from its next rotation (at most {} s) or when it restarts",
+                    cfg.rotation_interval_secs
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

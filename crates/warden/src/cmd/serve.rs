@@ -126,7 +126,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         .iter()
         .map(|c| crate::cmd::export::spec(&dir, c).with_context(|| format!("[[siem]] to {}", c.to)))
         .collect::<Result<Vec<_>>>()?;
-    let ledger = Arc::new(crate::journal::open_owned(&dir)?);
+    let ledger = Arc::new(crate::journal::open_owned(&dir, true)?);
     // The metrics recorder first, so the exporters' lag gauges are served at /metrics.
     warden_server::metrics::install();
     let exporters = Exporters::start(&dir.log(&cfg), &crate::cmd::export::export_dir(&dir), sinks)?;

@@ -3,7 +3,7 @@
 //! workers, training jobs) over the socket; `warden serve` does the same alongside the
 //! API.
 
-use crate::common::{DataDirArg, eprint};
+use crate::common::{DataDirArg, eprint, print_json};
 use crate::registry::{load_policy, open_with, runtime};
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
@@ -16,6 +16,7 @@ use warden_registry::admission::OsUsers;
 use warden_store::config::{Config, DataDir};
 use warden_store::journal::Journal;
 use warden_store::ledger::Ledger;
+use warden_store::writer::peer::Peer;
 use warden_store::writer::server::Listener;
 
 #[derive(ClapArgs, Debug)]
@@ -26,6 +27,17 @@ pub struct Args {
     /// or Ctrl-C).
     #[arg(long, value_name = "SECS", conflicts_with = "status")]
     idle_exit: Option<u64>,
+    /// Started by a command that found no writer (see `[writer] autostart`): hand the
+    /// ledger over when `warden serve`, `warden writer`, retention or `auditor add`
+    /// asks, leave it to another writer that won the race to start, and exit when the
+    /// data directory disappears.
+    #[arg(long, conflicts_with = "status")]
+    on_demand: bool,
+    /// Do not run a writer: stop the one a command started on demand, so the files are
+    /// at rest (before a backup or an inspection). `warden serve` and a writer started
+    /// by hand are stopped with SIGTERM instead.
+    #[arg(long, conflicts_with_all = ["status", "on_demand", "idle_exit"])]
+    stop: bool,
     /// Do not run a writer: say whether one answers for this data directory (exit 0) or
     /// not (exit 1). Scripts that start `warden serve &` use it with --wait before
     /// their first command, so that command appends through the service.
@@ -34,6 +46,10 @@ pub struct Args {
     /// With --status: wait up to this many seconds for a writer to answer.
     #[arg(long, value_name = "SECS", requires = "status", default_value_t = 0)]
     wait: u64,
+    /// With --status: print {"running", "socket", "pid", "user"} as JSON (the pid and
+    /// user are the writer's, from the kernel's peer credentials).
+    #[arg(long, requires = "status")]
+    json: bool,
 }
 
 fn status(a: &Args) -> Result<ExitCode> {
@@ -42,12 +58,30 @@ fn status(a: &Args) -> Result<ExitCode> {
     let socket = warden_store::writer::socket_path(&dir, &cfg);
     let until = std::time::Instant::now() + Duration::from_secs(a.wait);
     loop {
-        if warden_store::writer::client::writer_running(&socket) {
-            println!("a writer answers on {}", socket.display());
+        let peer = std::os::unix::net::UnixStream::connect(&socket)
+            .ok()
+            .and_then(|s| Peer::of(&s).ok());
+        if let Some(p) = peer {
+            if a.json {
+                print_json(&serde_json::json!({
+                    "running": true, "socket": socket, "pid": p.pid, "user": p.user,
+                }))?;
+            } else {
+                println!(
+                    "a writer answers on {} (pid {}, user {})",
+                    socket.display(),
+                    p.pid,
+                    p.user
+                );
+            }
             return Ok(ExitCode::SUCCESS);
         }
         if std::time::Instant::now() >= until {
-            println!("no writer answers on {}", socket.display());
+            if a.json {
+                print_json(&serde_json::json!({"running": false, "socket": socket}))?;
+            } else {
+                println!("no writer answers on {}", socket.display());
+            }
             return Ok(ExitCode::from(1));
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -77,19 +111,43 @@ pub fn listen(
     .with_context(|| format!("listening on {}", socket.display()))
 }
 
+/// Which directory `path` is (device and inode), `None` when it is gone.
+fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn stop(a: &Args) -> Result<ExitCode> {
+    let dir = a.dir.dir();
+    let cfg = dir.read_config()?;
+    let socket = warden_store::writer::socket_path(&dir, &cfg);
+    if crate::ondemand::take_over(&socket)? {
+        println!("the writer on {} stopped", socket.display());
+    } else {
+        println!("no writer answers on {}", socket.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(a: &Args) -> Result<ExitCode> {
     if a.status {
         return status(a);
     }
+    if a.stop {
+        return stop(a);
+    }
     let dir = a.dir.dir();
     let cfg = dir.read_config()?;
     let (engine, digest) = load_policy(&dir, &cfg)?;
-    let ledger = Arc::new(crate::journal::open_owned(&dir)?);
+    let ledger = Arc::new(crate::journal::open_owned(&dir, !a.on_demand)?);
+    let home = identity(&dir.root);
     runtime()?.block_on(async {
         let journal = Arc::clone(&ledger) as Arc<dyn Journal>;
         let m = Arc::new(open_with(&dir, &cfg, journal, engine, digest).await?);
         let w = listen(&dir, &cfg, Arc::clone(&ledger), Arc::clone(&m))?;
         drop(ledger);
+        if a.on_demand {
+            w.allow_yield();
+        }
         eprint(&format!(
             "warden: writer listening on {}",
             w.socket().display()
@@ -103,6 +161,14 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 () = tokio::time::sleep(Duration::from_millis(250)) => {
                     if idle.is_some_and(|i| w.idle_for() >= i) {
                         eprint("warden: writer idle; exiting");
+                        break;
+                    }
+                    if w.yield_requested() {
+                        eprint("warden: handing the ledger over; exiting");
+                        break;
+                    }
+                    if a.on_demand && identity(&dir.root) != home {
+                        eprint("warden: the data directory is gone; exiting");
                         break;
                     }
                 }

@@ -70,6 +70,49 @@ impl Fx {
         self.ok(&args)
     }
 
+    /// Every entry's public header (no key needed).
+    pub fn headers(&self) -> Vec<Value> {
+        self.ok(&["log", "show", "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// How many entries are of `kind` (from the public headers).
+    pub fn count_kind(&self, kind: &str) -> usize {
+        self.headers().iter().filter(|e| e["kind"] == kind).count()
+    }
+
+    /// The pid of the writer answering for the data directory, if one does.
+    pub fn writer_pid(&self) -> Option<u32> {
+        let out = self.run(&["writer", "--status", "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["pid"].as_u64().map(|p| u32::try_from(p).unwrap())
+    }
+
+    /// SIGKILLs the data directory's writer (a power cut for the process that owns the
+    /// ledger) and waits until it is gone; `false` when none ran.
+    pub fn kill_writer(&self) -> bool {
+        let Some(pid) = self.writer_pid() else {
+            return false;
+        };
+        let st = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -KILL {pid}");
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        let t = std::time::Instant::now();
+        // Gone, or a zombie its parent has not reaped (it holds nothing any more).
+        while proc.exists()
+            && !std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z "))
+        {
+            assert!(t.elapsed().as_secs() < 10, "writer {pid} survived SIGKILL");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        true
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
