@@ -71,6 +71,9 @@ struct State {
     space_waiters: usize,
     pending: HashMap<RequestId, Waiting>,
     order: VecDeque<RequestId>,
+    /// No request in `pending` has a deadline before this (it may be earlier than the
+    /// true minimum after replies; `None` only when nothing is pending).
+    earliest: Option<Instant>,
     closed: bool,
 }
 
@@ -162,9 +165,18 @@ impl Remote {
             .name("warden-writer-flush".into())
             .spawn(move || flush(&s3))
             .map_err(|e| AppendError::Unavailable(e.to_string()))?;
+        // From the kernel directly: the prefix only has to be unique, and seeding the
+        // library's generator (jitter entropy) cost a client process about 40 ms of CPU.
         let mut session = [0u8; 8];
-        aws_lc_rs::rand::fill(&mut session)
-            .map_err(|_| AppendError::Unavailable("no randomness for request ids".into()))?;
+        let filled = rustix::rand::getrandom(&mut session, rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| {
+            AppendError::Unavailable(format!("no randomness for request ids: {e}"))
+        })?;
+        if filled != session.len() {
+            return Err(AppendError::Unavailable(
+                "short read of randomness for request ids".into(),
+            ));
+        }
         Ok(Self {
             log: log.to_path_buf(),
             deadline_ms,
@@ -207,9 +219,20 @@ impl Shared {
     }
 
     /// Fails every request whose deadline passed.
+    /// Scans only when the earliest deadline known may have passed: called after every
+    /// read, a scan of every unanswered request each time cost more than the replies.
     fn expire(&self, now: Instant) {
         let mut st = lock(&self.state);
-        let State { pending, order, .. } = &mut *st;
+        if st.earliest.is_none_or(|e| e > now) {
+            return;
+        }
+        let State {
+            pending,
+            order,
+            earliest,
+            ..
+        } = &mut *st;
+        *earliest = None;
         order.retain(|id| match pending.get(id) {
             Some(w) if w.deadline <= now => {
                 if let Some(w) = pending.remove(id) {
@@ -217,7 +240,10 @@ impl Shared {
                 }
                 false
             }
-            Some(_) => true,
+            Some(w) => {
+                *earliest = Some(earliest.map_or(w.deadline, |e| e.min(w.deadline)));
+                true
+            }
             None => false,
         });
         drop(st);
@@ -482,6 +508,7 @@ impl Journal for Remote {
             }
         }
         st.order.push_back(id);
+        st.earliest = Some(st.earliest.map_or(deadline, |e| e.min(deadline)));
         st.pending.insert(
             id,
             Waiting {
