@@ -1,8 +1,10 @@
 //! The writer: one process owns a data directory's ledger and appends for any number of
 //! local clients over a Unix domain socket (see ARCHITECTURE.md, "The writer protocol").
 //! [`proto`] is the wire format, [`server`] the writer side, [`client`] the client side
-//! (a [`crate::journal::Journal`]), [`peer`] who is calling.
+//! (a [`crate::journal::Journal`]), [`peer`] who is calling, [`autostart`] starting a
+//! writer on demand.
 
+pub mod autostart;
 pub mod client;
 pub mod peer;
 pub mod proto;

@@ -1,0 +1,296 @@
+//! `warden._native`: what the `warden` Python package needs from Rust. A [`Ledger`]
+//! session appends through the data directory's writer (the protocol in ARCHITECTURE.md,
+//! "The writer and its protocol"), starting one on demand when none runs, exactly as a
+//! CLI command does; [`verify`] checks a ledger's files. The GIL is released while
+//! waiting for receipts and while verifying, so many Python threads and processes
+//! append at once. Errors arrive as the typed exceptions below, chosen from the Rust
+//! error kind, never from message text.
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use warden_core::entry::Event;
+use warden_store::config::{Config, DataDir};
+use warden_store::error::{AppendError, StoreError};
+use warden_store::journal::Journal;
+use warden_store::writer::{self, autostart, client::Remote};
+
+create_exception!(
+    warden,
+    WardenError,
+    PyException,
+    "Base class of every Warden error."
+);
+create_exception!(
+    warden,
+    AccessDenied,
+    WardenError,
+    "The caller may not do this (policy, identity, or scope); the refusal is in the ledger."
+);
+create_exception!(
+    warden,
+    AuditUnavailable,
+    WardenError,
+    "The ledger cannot record right now (no writer, a deadline passed, a failed ledger): nothing was done unaudited."
+);
+create_exception!(
+    warden,
+    InvalidInput,
+    WardenError,
+    "The request is malformed (kind, event form, size, missing file or directory)."
+);
+create_exception!(
+    warden,
+    IntegrityError,
+    WardenError,
+    "Stored data does not match what was signed."
+);
+
+/// The client string sent in the protocol's `hello`.
+const CLIENT: &str = concat!("warden-python/", env!("CARGO_PKG_VERSION"));
+
+/// How long a writer started on demand may take to answer.
+const STARTING: Duration = Duration::from_secs(10);
+
+fn append_error(e: AppendError) -> PyErr {
+    match e {
+        AppendError::Refused(m) => AccessDenied::new_err(m),
+        AppendError::Invalid(m) => InvalidInput::new_err(m),
+        other => AuditUnavailable::new_err(other.to_string()),
+    }
+}
+
+fn store_error(e: &StoreError) -> PyErr {
+    match e {
+        StoreError::Config(_) => InvalidInput::new_err(e.to_string()),
+        _ => AuditUnavailable::new_err(e.to_string()),
+    }
+}
+
+/// The `warden` executable that starts writers on demand: `warden_bin`, else
+/// `WARDEN_BIN`, else the first `warden` on `PATH`.
+fn find_warden(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p);
+    }
+    if let Some(p) = std::env::var_os("WARDEN_BIN").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("warden"))
+        .find(|p| p.is_file())
+}
+
+/// Connects to the writer of `dir`, starting one on demand when none answers.
+fn connect(
+    dir: &DataDir,
+    acting_as: Option<&str>,
+    warden_bin: Option<PathBuf>,
+    deadline_ms: u64,
+) -> Result<Remote, PyErr> {
+    let cfg = match dir.read_config() {
+        Ok(c) => c,
+        // A process of another operating-system user cannot read the data directory;
+        // it reaches the writer through WARDEN_WRITER_SOCKET alone (as the CLI does).
+        Err(e) => match std::env::var_os("WARDEN_WRITER_SOCKET").filter(|s| !s.is_empty()) {
+            Some(s) => {
+                let log = dir.resolve(&Config::default_log());
+                return Remote::connect(Path::new(&s), &log, acting_as, CLIENT, deadline_ms)
+                    .map_err(append_error);
+            }
+            None => {
+                return Err(InvalidInput::new_err(format!(
+                    "{} is not a readable Warden data directory ({e}): run `warden init` first, or set WARDEN_WRITER_SOCKET",
+                    dir.root.display()
+                )));
+            }
+        },
+    };
+    let socket = writer::socket_path(dir, &cfg);
+    let log = dir.log(&cfg);
+    let connect = || Remote::connect(&socket, &log, acting_as, CLIENT, deadline_ms);
+    match connect() {
+        Ok(r) => return Ok(r),
+        Err(AppendError::Unavailable(_)) => {}
+        Err(e) => return Err(append_error(e)),
+    }
+    if !autostart::enabled(&cfg) {
+        return Err(AuditUnavailable::new_err(format!(
+            "no writer answers on {} and starting one is turned off (WARDEN_WRITER_AUTOSTART / [writer] autostart): start `warden writer` or `warden serve`",
+            socket.display()
+        )));
+    }
+    let Some(exe) = find_warden(warden_bin) else {
+        return Err(AuditUnavailable::new_err(format!(
+            "no writer answers on {} and no `warden` executable was found to start one: put it on PATH, set WARDEN_BIN, or pass warden_bin=",
+            socket.display()
+        )));
+    };
+    let mut child = autostart::start(&exe, dir, &cfg).map_err(|e| {
+        AuditUnavailable::new_err(format!("starting {} writer: {e}", exe.display()))
+    })?;
+    if !autostart::wait_started(&mut child, &socket, STARTING) {
+        let why = std::fs::read_to_string(dir.root.join("run/writer.log"))
+            .ok()
+            .and_then(|l| {
+                l.lines()
+                    .rev()
+                    .find(|x| x.starts_with("error"))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "see run/writer.log".to_owned());
+        return Err(AuditUnavailable::new_err(format!(
+            "the writer for {} did not start: {why}",
+            dir.root.display()
+        )));
+    }
+    connect().map_err(append_error)
+}
+
+fn parse_event(json: &str) -> PyResult<Event> {
+    Event::from_plaintext(json.as_bytes())
+        .map_err(|e| InvalidInput::new_err(format!("not an event: {e}")))
+}
+
+/// A session with a data directory's ledger, through its writer.
+#[pyclass(frozen, module = "warden._native")]
+#[derive(Debug)]
+struct Ledger {
+    remote: Remote,
+    data_dir: PathBuf,
+}
+
+#[pymethods]
+impl Ledger {
+    /// Opens a session with the writer of `data_dir` (started on demand when none
+    /// runs), acting as `acting_as` or the principal bound to this process's
+    /// operating-system user.
+    #[new]
+    #[pyo3(signature = (data_dir, *, acting_as=None, warden_bin=None, deadline_ms=30_000))]
+    fn new(
+        py: Python<'_>,
+        data_dir: PathBuf,
+        acting_as: Option<String>,
+        warden_bin: Option<PathBuf>,
+        deadline_ms: u64,
+    ) -> PyResult<Self> {
+        let dir = DataDir::new(&data_dir);
+        let remote = py.detach(|| connect(&dir, acting_as.as_deref(), warden_bin, deadline_ms))?;
+        Ok(Self { remote, data_dir })
+    }
+
+    /// The principal this session acts as.
+    #[getter]
+    fn principal(&self) -> String {
+        self.remote.principal().to_owned()
+    }
+
+    /// The data directory.
+    #[getter]
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone()
+    }
+
+    /// Appends one entry (`event` is its JSON) and waits until it is durable; returns
+    /// `(index, checkpoint_size)`.
+    fn append(&self, py: Python<'_>, kind: &str, event: &str) -> PyResult<(u64, u64)> {
+        let ev = parse_event(event)?;
+        let r = py
+            .detach(|| self.remote.append(kind, &ev))
+            .map_err(append_error)?;
+        Ok((r.index, r.size))
+    }
+
+    /// Appends many entries of one kind (each a JSON event): all are sent before any
+    /// receipt is awaited, so they share checkpoints. Returns their indices in order.
+    /// Every event is checked first; a bad one sends none.
+    fn append_many(&self, py: Python<'_>, kind: &str, events: Vec<String>) -> PyResult<Vec<u64>> {
+        let evs = events
+            .iter()
+            .map(|e| parse_event(e))
+            .collect::<PyResult<Vec<_>>>()?;
+        py.detach(|| {
+            let tickets = evs
+                .iter()
+                .map(|ev| self.remote.submit(kind, ev))
+                .collect::<Result<Vec<_>, _>>()?;
+            tickets
+                .into_iter()
+                .map(|t| t.wait().map(|r| r.index))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(append_error)
+    }
+}
+
+/// Verifies the ledger of `data_dir` against its root public key (and decrypts every
+/// entry with `auditor_key` when given); returns the report as JSON: `ok`, `entries`,
+/// `checkpoints`, `epochs`, `decrypted`, `findings` (each with `location`, `index`,
+/// `code`, `message`), `pending`.
+#[pyfunction]
+#[pyo3(signature = (data_dir, *, auditor_key=None, max_epoch_secs=7200))]
+fn verify(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    auditor_key: Option<PathBuf>,
+    max_epoch_secs: u64,
+) -> PyResult<String> {
+    let dir = DataDir::new(&data_dir);
+    let cfg = dir.read_config().map_err(|e| store_error(&e))?;
+    let root = warden_store::keys::read_root_public(&dir.root_pub())
+        .map_err(|e| InvalidInput::new_err(e.to_string()))?;
+    let auditor = auditor_key
+        .as_deref()
+        .map(warden_store::keys::read_recipient_secret)
+        .transpose()
+        .map_err(|e| InvalidInput::new_err(e.to_string()))?;
+    let log = dir.log(&cfg);
+    let cfg = warden_core::verify::VerifyConfig {
+        root,
+        max_epoch_micros: max_epoch_secs.saturating_mul(1_000_000),
+        auditor,
+    };
+    let out = py.detach(|| {
+        warden_store::verify::verify_files(
+            &log,
+            &warden_store::ledger::checkpoints_path(&log),
+            cfg,
+            Vec::new(),
+            None,
+            &mut |_, _| {},
+        )
+    });
+    let out = out.map_err(|e| IntegrityError::new_err(e.to_string()))?;
+    let mut v =
+        serde_json::to_value(&out.report).map_err(|e| WardenError::new_err(e.to_string()))?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("ok".into(), out.report.is_clean().into());
+    }
+    Ok(v.to_string())
+}
+
+/// The log file of a data directory (for tools that read it directly).
+#[pyfunction]
+fn log_path(data_dir: PathBuf) -> PyResult<PathBuf> {
+    let dir = DataDir::new(&data_dir);
+    let cfg = dir.read_config().map_err(|e| store_error(&e))?;
+    Ok(dir.log(&cfg))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Ledger>()?;
+    m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add_function(wrap_pyfunction!(log_path, m)?)?;
+    m.add("WardenError", py.get_type::<WardenError>())?;
+    m.add("AccessDenied", py.get_type::<AccessDenied>())?;
+    m.add("AuditUnavailable", py.get_type::<AuditUnavailable>())?;
+    m.add("InvalidInput", py.get_type::<InvalidInput>())?;
+    m.add("IntegrityError", py.get_type::<IntegrityError>())?;
+    m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

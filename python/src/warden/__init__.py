@@ -1,0 +1,229 @@
+"""Warden for Python: every model access recorded in Warden's ledger.
+
+Entries go to the data directory's writer (``warden serve`` or ``warden writer``),
+which signs them (ML-DSA) and seals them (ChaCha20-Poly1305) like every other entry;
+when none runs, the first session starts one on demand, as a ``warden`` command does.
+Many processes (``multiprocessing``, gunicorn workers, notebooks) may log at once:
+the writer gives each entry one place in one ledger.
+
+Example::
+
+    from warden import SecureModelManager
+
+    with SecureModelManager("/srv/warden") as m:
+        m.log_access("alice", "fraud-detector", "load", "success", {"ip": "10.0.0.7"})
+        m.log_access_batch(
+            {"user_id": u, "resource": "fraud-detector", "action": "predict", "result": "success"}
+            for u in users
+        )
+        assert m.verify().ok
+
+Errors are typed: :class:`AccessDenied` (the operating-system user may not act as the
+named principal; the refusal is itself an entry), :class:`AuditUnavailable` (nothing can
+be recorded, so nothing was done), :class:`InvalidInput`, :class:`IntegrityError`, all
+subclasses of :class:`WardenError`. Wrong Python types raise :class:`TypeError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+
+from . import _native
+from ._native import (
+    AccessDenied,
+    AuditUnavailable,
+    IntegrityError,
+    InvalidInput,
+    WardenError,
+)
+
+__version__: str = _native.VERSION
+
+__all__ = [
+    "AccessDenied",
+    "AuditUnavailable",
+    "IntegrityError",
+    "InvalidInput",
+    "Receipt",
+    "SecureModelManager",
+    "VerifyReport",
+    "WardenError",
+    "verify",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: ``result`` values recorded as an allowed access; anything else is a denial.
+GRANTED = frozenset({"success", "succeeded", "allow", "allowed", "granted", "ok", "permit"})
+
+#: The entry kind of an access.
+ACCESS_KIND = "model.access"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Where an entry landed: its index, and the size of the signed checkpoint that
+    covers it (the entry is durable once you hold this)."""
+
+    index: int
+    checkpoint_size: int
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of verifying a ledger (see ``warden verify``)."""
+
+    ok: bool
+    entries: int
+    checkpoints: int
+    epochs: int
+    decrypted: int
+    findings: List[Dict[str, Any]] = field(default_factory=list)
+    pending: Optional[Dict[str, Any]] = None
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be str, not {type(value).__name__}")
+    if not value:
+        raise InvalidInput(f"{name} must not be empty")
+    return value
+
+
+def _access_event(
+    user_id: Any, resource: Any, action: Any, result: Any, metadata: Any
+) -> str:
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+    result = _text("result", result)
+    details: Dict[str, Any] = {"result": result}
+    if metadata:
+        details["metadata"] = dict(metadata)
+    event = {
+        "user": _text("user_id", user_id),
+        "model": _text("resource", resource),
+        "action": _text("action", action),
+        "decision": "allow" if result.lower() in GRANTED else "deny",
+        "details": details,
+    }
+    try:
+        return json.dumps(event, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"metadata is not JSON: {e}") from None
+
+
+def verify(data_dir: PathLike, *, auditor_key: Optional[PathLike] = None) -> VerifyReport:
+    """Verifies the ledger of ``data_dir``: every signature, the hash chain, epochs and
+    rotation, and (with ``auditor_key``) that every entry decrypts."""
+    raw = json.loads(
+        _native.verify(
+            os.fspath(data_dir),
+            auditor_key=None if auditor_key is None else os.fspath(auditor_key),
+        )
+    )
+    return VerifyReport(
+        ok=bool(raw["ok"]),
+        entries=raw["entries"],
+        checkpoints=raw["checkpoints"],
+        epochs=raw["epochs"],
+        decrypted=raw["decrypted"],
+        findings=raw.get("findings", []),
+        pending=raw.get("pending"),
+    )
+
+
+class SecureModelManager:
+    """A session with a Warden data directory's ledger.
+
+    ``acting_as`` names the principal the entries are recorded for; by default, the
+    principal bound to this process's operating-system user (``warden principal bind``).
+    The data directory's owner and root may name any principal. ``warden_bin`` is the
+    ``warden`` executable used to start a writer when none runs (default: ``WARDEN_BIN``,
+    then ``PATH``). ``deadline_ms`` bounds how long one entry may wait for the writer.
+    """
+
+    def __init__(
+        self,
+        data_dir: PathLike,
+        *,
+        acting_as: Optional[str] = None,
+        warden_bin: Optional[PathLike] = None,
+        deadline_ms: int = 30_000,
+    ) -> None:
+        if not isinstance(data_dir, (str, os.PathLike)):
+            raise TypeError(f"data_dir must be a path, not {type(data_dir).__name__}")
+        if acting_as is not None:
+            _text("acting_as", acting_as)
+        if not isinstance(deadline_ms, int) or deadline_ms <= 0:
+            raise TypeError("deadline_ms must be a positive int")
+        self._data_dir = os.fspath(data_dir)
+        self._ledger: Optional[_native.Ledger] = _native.Ledger(
+            self._data_dir,
+            acting_as=acting_as,
+            warden_bin=None if warden_bin is None else os.fspath(warden_bin),
+            deadline_ms=deadline_ms,
+        )
+
+    @property
+    def principal(self) -> str:
+        """The principal this session records as."""
+        return self._open().principal
+
+    def _open(self) -> _native.Ledger:
+        if self._ledger is None:
+            raise WardenError("this SecureModelManager is closed")
+        return self._ledger
+
+    def log_access(
+        self,
+        user_id: str,
+        resource: str,
+        action: str,
+        result: str,
+        metadata: Optional[Mapping[str, Any]] = None,
+    ) -> Receipt:
+        """Records one access (the best-practices guide's ``SecurityAuditLogger`` call)
+        and returns once it is durable. ``result`` values in :data:`GRANTED` are
+        recorded as allowed, anything else as denied; ``metadata`` is kept, sealed, in
+        the entry's details."""
+        event = _access_event(user_id, resource, action, result, metadata)
+        index, size = self._open().append(ACCESS_KIND, event)
+        return Receipt(index=index, checkpoint_size=size)
+
+    def log_access_batch(self, events: Iterable[Mapping[str, Any]]) -> List[int]:
+        """Records many accesses at once; each item has the keys of :meth:`log_access`
+        (``user_id``, ``resource``, ``action``, ``result``, optional ``metadata``).
+        Every item is checked before anything is sent: a bad one records none. Returns
+        the entries' indices, in order."""
+        lines = []
+        for i, e in enumerate(events):
+            if not isinstance(e, Mapping):
+                raise TypeError(f"event {i} must be a mapping, not {type(e).__name__}")
+            try:
+                lines.append(
+                    _access_event(
+                        e["user_id"], e["resource"], e["action"], e["result"], e.get("metadata")
+                    )
+                )
+            except KeyError as k:
+                raise InvalidInput(f"event {i} has no {k.args[0]!r}") from None
+        if not lines:
+            return []
+        return self._open().append_many(ACCESS_KIND, lines)
+
+    def verify(self, *, auditor_key: Optional[PathLike] = None) -> VerifyReport:
+        """Verifies this data directory's ledger (see :func:`verify`)."""
+        return verify(self._data_dir, auditor_key=auditor_key)
+
+    def close(self) -> None:
+        """Ends the session (entries already returned are durable either way)."""
+        self._ledger = None
+
+    def __enter__(self) -> "SecureModelManager":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
