@@ -6,6 +6,8 @@
 //! append at once. Errors arrive as the typed exceptions below, chosen from the Rust
 //! error kind, never from message text.
 
+mod access;
+
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -47,6 +49,9 @@ create_exception!(
     WardenError,
     "Stored data does not match what was signed."
 );
+
+/// The entry kind of an access.
+const ACCESS_KIND: &str = "model.access";
 
 /// The client string sent in the protocol's `hello`.
 const CLIENT: &str = concat!("warden-python/", env!("CARGO_PKG_VERSION"));
@@ -194,6 +199,33 @@ impl Ledger {
         self.data_dir.clone()
     }
 
+    /// Records one access (see ARCHITECTURE.md, "Python SDK") and waits until it is
+    /// durable; returns `(index, checkpoint_size)`.
+    #[pyo3(signature = (user_id, resource, action, result, metadata=None))]
+    fn log_access(
+        &self,
+        py: Python<'_>,
+        user_id: &Bound<'_, PyAny>,
+        resource: &Bound<'_, PyAny>,
+        action: &Bound<'_, PyAny>,
+        result: &Bound<'_, PyAny>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(u64, u64)> {
+        let ev = access::event(user_id, resource, action, result, metadata)?;
+        let r = py
+            .detach(|| self.remote.append(ACCESS_KIND, &ev))
+            .map_err(append_error)?;
+        Ok((r.index, r.size))
+    }
+
+    /// Records many accesses (an iterable of dicts with the arguments of
+    /// `log_access`): every one is checked before any is sent, all are sent before any
+    /// receipt is awaited (they share checkpoints). Returns their indices in order.
+    fn log_access_many(&self, py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+        let evs = access::events(events)?;
+        submit_all(py, &self.remote, ACCESS_KIND, &evs)
+    }
+
     /// Appends one entry (`event` is its JSON) and waits until it is durable; returns
     /// `(index, checkpoint_size)`.
     fn append(&self, py: Python<'_>, kind: &str, event: &str) -> PyResult<(u64, u64)> {
@@ -212,18 +244,27 @@ impl Ledger {
             .iter()
             .map(|e| parse_event(e))
             .collect::<PyResult<Vec<_>>>()?;
-        py.detach(|| {
-            let tickets = evs
-                .iter()
-                .map(|ev| self.remote.submit(kind, ev))
-                .collect::<Result<Vec<_>, _>>()?;
-            tickets
-                .into_iter()
-                .map(|t| t.wait().map(|r| r.index))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(append_error)
+        submit_all(py, &self.remote, kind, &evs)
     }
+}
+
+/// Checks every event (kind, form, size), then submits them all, then waits for every
+/// receipt, without the GIL. A bad event sends none.
+fn submit_all(py: Python<'_>, remote: &Remote, kind: &str, evs: &[Event]) -> PyResult<Vec<u64>> {
+    py.detach(|| {
+        for ev in evs {
+            warden_store::ledger::check_submission(kind, ev)?;
+        }
+        let tickets = evs
+            .iter()
+            .map(|ev| remote.submit(kind, ev))
+            .collect::<Result<Vec<_>, _>>()?;
+        tickets
+            .into_iter()
+            .map(|t| t.wait().map(|r| r.index))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(append_error)
 }
 
 /// Verifies the ledger of `data_dir` against its root public key (and decrypts every
@@ -292,5 +333,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidInput", py.get_type::<InvalidInput>())?;
     m.add("IntegrityError", py.get_type::<IntegrityError>())?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
+    m.add("GRANTED", access::GRANTED.to_vec())?;
     Ok(())
 }

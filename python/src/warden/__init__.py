@@ -56,8 +56,9 @@ __all__ = [
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: ``result`` values recorded as an allowed access; anything else is a denial.
-GRANTED = frozenset({"success", "succeeded", "allow", "allowed", "granted", "ok", "permit"})
+#: ``result`` values recorded as an allowed access (case-insensitive); anything else is
+#: a denial.
+GRANTED = frozenset(_native.GRANTED)
 
 #: The entry kind of an access.
 ACCESS_KIND = "model.access"
@@ -91,28 +92,6 @@ def _text(name: str, value: Any) -> str:
     if not value:
         raise InvalidInput(f"{name} must not be empty")
     return value
-
-
-def _access_event(
-    user_id: Any, resource: Any, action: Any, result: Any, metadata: Any
-) -> str:
-    if metadata is not None and not isinstance(metadata, Mapping):
-        raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
-    result = _text("result", result)
-    details: Dict[str, Any] = {"result": result}
-    if metadata:
-        details["metadata"] = dict(metadata)
-    event = {
-        "user": _text("user_id", user_id),
-        "model": _text("resource", resource),
-        "action": _text("action", action),
-        "decision": "allow" if result.lower() in GRANTED else "deny",
-        "details": details,
-    }
-    try:
-        return json.dumps(event, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise InvalidInput(f"metadata is not JSON: {e}") from None
 
 
 def verify(data_dir: PathLike, *, auditor_key: Optional[PathLike] = None) -> VerifyReport:
@@ -183,36 +162,22 @@ class SecureModelManager:
         resource: str,
         action: str,
         result: str,
-        metadata: Optional[Mapping[str, Any]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
     ) -> Receipt:
         """Records one access (the best-practices guide's ``SecurityAuditLogger`` call)
         and returns once it is durable. ``result`` values in :data:`GRANTED` are
         recorded as allowed, anything else as denied; ``metadata`` is kept, sealed, in
         the entry's details."""
-        event = _access_event(user_id, resource, action, result, metadata)
-        index, size = self._open().append(ACCESS_KIND, event)
+        index, size = self._open().log_access(user_id, resource, action, result, metadata)
         return Receipt(index=index, checkpoint_size=size)
 
     def log_access_batch(self, events: Iterable[Mapping[str, Any]]) -> List[int]:
-        """Records many accesses at once; each item has the keys of :meth:`log_access`
-        (``user_id``, ``resource``, ``action``, ``result``, optional ``metadata``).
-        Every item is checked before anything is sent: a bad one records none. Returns
-        the entries' indices, in order."""
-        lines = []
-        for i, e in enumerate(events):
-            if not isinstance(e, Mapping):
-                raise TypeError(f"event {i} must be a mapping, not {type(e).__name__}")
-            try:
-                lines.append(
-                    _access_event(
-                        e["user_id"], e["resource"], e["action"], e["result"], e.get("metadata")
-                    )
-                )
-            except KeyError as k:
-                raise InvalidInput(f"event {i} has no {k.args[0]!r}") from None
-        if not lines:
-            return []
-        return self._open().append_many(ACCESS_KIND, lines)
+        """Records many accesses at once; each item is a dict with the arguments of
+        :meth:`log_access` (``user_id``, ``resource``, ``action``, ``result``, optional
+        ``metadata``). Every item is checked before anything is sent: a bad one records
+        none. All are sent before any receipt is awaited, so they share checkpoints.
+        Returns the entries' indices, in order."""
+        return self._open().log_access_many(events)
 
     def verify(self, *, auditor_key: Optional[PathLike] = None) -> VerifyReport:
         """Verifies this data directory's ledger (see :func:`verify`)."""

@@ -2,11 +2,12 @@
 
 import os
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 _Path = Union[str, "os.PathLike[str]"]
 
 VERSION: str
+GRANTED: List[str]
 
 class WardenError(Exception): ...
 class AccessDenied(WardenError): ...
@@ -27,6 +28,15 @@ class Ledger:
     def principal(self) -> str: ...
     @property
     def data_dir(self) -> Path: ...
+    def log_access(
+        self,
+        user_id: str,
+        resource: str,
+        action: str,
+        result: str,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> Tuple[int, int]: ...
+    def log_access_many(self, events: Iterable[Mapping[str, Any]]) -> List[int]: ...
     def append(self, kind: str, event: str) -> Tuple[int, int]: ...
     def append_many(self, kind: str, events: List[str]) -> List[int]: ...
 
