@@ -18,7 +18,7 @@ def test_log_access_is_recorded_sealed_and_verifies(ddir):
         assert d.index == r.index + 1 and d.checkpoint_size > d.index
         report = m.verify(auditor_key=ddir.auditor)
     assert report.ok and report.findings == [] and report.decrypted == report.entries
-    got = {e["index"]: e["event"] for e in ddir.entries("model.access")}
+    got = {e["index"]: e["event"] for e in ddir.entries("model.access") + ddir.entries("model.denied")}
     assert got[r.index]["user"] == "alice" and got[r.index]["decision"] == "allow"
     assert got[r.index]["model"] == "fraud-detector"
     assert got[r.index]["details"] == {"result": "success", "metadata": {"ip": "10.0.0.7"}}
@@ -150,3 +150,28 @@ def test_a_tampered_ledger_fails_verification(ddir):
     log.write_bytes(bytes(data))
     report = warden.verify(ddir.data)
     assert not report.ok and report.findings
+
+
+def test_compliance_report_has_the_guides_fields_and_exact_counts(ddir):
+    import datetime
+
+    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+    with SecureModelManager(ddir.data) as m:
+        m.log_access_batch(
+            [{"user_id": "alice", "resource": "fraud", "action": "load", "result": "success"}] * 3
+            + [{"user_id": "bob", "resource": "churn", "action": "load", "result": "denied"}] * 2
+        )
+        end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1)
+        r = m.compliance_report(start, end, auditor_key=ddir.auditor)
+        blind = m.compliance_report(start, end)
+    assert r["total_access_attempts"] == 5
+    assert (r["successful_accesses"], r["denied_accesses"]) == (3, 2)
+    assert r["unique_users"] == 2 and r["resources_accessed"] == ["churn", "fraud"]
+    assert r["warden"]["integrity"]["invalid"] == []
+    # Without the auditor key the counts stay exact; who and what stay sealed.
+    assert blind["total_access_attempts"] == 5
+    assert blind["unique_users"] is None and blind["resources_accessed"] is None
+    with pytest.raises(InvalidInput):
+        warden.compliance_report(ddir.data, end, start)
+    with pytest.raises(InvalidInput):
+        warden.compliance_report(ddir.data, datetime.datetime(2026, 1, 1), end)

@@ -93,14 +93,19 @@ pub fn json(v: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     )))
 }
 
-/// The `model.access` event of one access (see ARCHITECTURE.md, "Python SDK").
+/// The entry kind of an allowed access, and of a refused one (as the registry
+/// records them, and as reports count them).
+pub const ACCESS: &str = "model.access";
+pub const DENIED: &str = "model.denied";
+
+/// The entry of one access: its kind and event (see ARCHITECTURE.md, "Python SDK").
 pub fn event(
     user_id: &Bound<'_, PyAny>,
     resource: &Bound<'_, PyAny>,
     action: &Bound<'_, PyAny>,
     result: &Bound<'_, PyAny>,
     metadata: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Event> {
+) -> PyResult<(&'static str, Event)> {
     let result = text("result", result)?;
     let granted = GRANTED.iter().any(|g| g.eq_ignore_ascii_case(&result));
     let mut details = Map::new();
@@ -114,19 +119,20 @@ pub fn event(
             details.insert("metadata".into(), v);
         }
     }
-    Ok(Event {
+    let ev = Event {
         user: Some(text("user_id", user_id)?),
         model: Some(text("resource", resource)?),
         action: Some(text("action", action)?),
         decision: Some(if granted { "allow" } else { "deny" }.into()),
         details: Some(Value::Object(details)),
         ..Event::default()
-    })
+    };
+    Ok((if granted { ACCESS } else { DENIED }, ev))
 }
 
 /// The events of a batch: each item a dict with `user_id`, `resource`, `action`,
 /// `result` and optional `metadata`.
-pub fn events(items: &Bound<'_, PyAny>) -> PyResult<Vec<Event>> {
+pub fn events(items: &Bound<'_, PyAny>) -> PyResult<Vec<(&'static str, Event)>> {
     let py = items.py();
     let mut out = Vec::new();
     for (i, item) in items.try_iter()?.enumerate() {

@@ -50,9 +50,6 @@ create_exception!(
     "Stored data does not match what was signed."
 );
 
-/// The entry kind of an access.
-const ACCESS_KIND: &str = "model.access";
-
 /// The client string sent in the protocol's `hello`.
 const CLIENT: &str = concat!("warden-python/", env!("CARGO_PKG_VERSION"));
 
@@ -211,9 +208,9 @@ impl Ledger {
         result: &Bound<'_, PyAny>,
         metadata: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(u64, u64)> {
-        let ev = access::event(user_id, resource, action, result, metadata)?;
+        let (kind, ev) = access::event(user_id, resource, action, result, metadata)?;
         let r = py
-            .detach(|| self.remote.append(ACCESS_KIND, &ev))
+            .detach(|| self.remote.append(kind, &ev))
             .map_err(append_error)?;
         Ok((r.index, r.size))
     }
@@ -223,7 +220,7 @@ impl Ledger {
     /// receipt is awaited (they share checkpoints). Returns their indices in order.
     fn log_access_many(&self, py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
         let evs = access::events(events)?;
-        submit_all(py, &self.remote, ACCESS_KIND, &evs)
+        submit_all(py, &self.remote, &evs)
     }
 
     /// Appends one entry (`event` is its JSON) and waits until it is durable; returns
@@ -242,22 +239,22 @@ impl Ledger {
     fn append_many(&self, py: Python<'_>, kind: &str, events: Vec<String>) -> PyResult<Vec<u64>> {
         let evs = events
             .iter()
-            .map(|e| parse_event(e))
+            .map(|e| parse_event(e).map(|ev| (kind, ev)))
             .collect::<PyResult<Vec<_>>>()?;
-        submit_all(py, &self.remote, kind, &evs)
+        submit_all(py, &self.remote, &evs)
     }
 }
 
-/// Checks every event (kind, form, size), then submits them all, then waits for every
-/// receipt, without the GIL. A bad event sends none.
-fn submit_all(py: Python<'_>, remote: &Remote, kind: &str, evs: &[Event]) -> PyResult<Vec<u64>> {
+/// Checks every entry (kind, form, size), then submits them all, then waits for every
+/// receipt, without the GIL. A bad entry sends none.
+fn submit_all(py: Python<'_>, remote: &Remote, evs: &[(&str, Event)]) -> PyResult<Vec<u64>> {
     py.detach(|| {
-        for ev in evs {
+        for (kind, ev) in evs {
             warden_store::ledger::check_submission(kind, ev)?;
         }
         let tickets = evs
             .iter()
-            .map(|ev| remote.submit(kind, ev))
+            .map(|(kind, ev)| remote.submit(kind, ev))
             .collect::<Result<Vec<_>, _>>()?;
         tickets
             .into_iter()
@@ -313,6 +310,61 @@ fn verify(
     Ok(v.to_string())
 }
 
+/// The compliance report of `data_dir` for entries in `[start_micros, end_micros)`
+/// (Unix microseconds), as JSON: what `warden report` computes (counts, incidents,
+/// integrity, key rotation), with users and models when `auditor_key` decrypts them.
+/// SIEM coverage is left out (`siem` is empty): `warden report` reads the export
+/// cursors.
+#[pyfunction]
+#[pyo3(signature = (data_dir, start_micros, end_micros, *, auditor_key=None))]
+fn compliance_report(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    start_micros: u64,
+    end_micros: u64,
+    auditor_key: Option<PathBuf>,
+) -> PyResult<String> {
+    use warden_core::time::Timestamp;
+    let stamp = |us: u64| {
+        Timestamp::from_micros(us)
+            .ok_or_else(|| InvalidInput::new_err(format!("{us} is not a time Warden records")))
+    };
+    let (from, to) = (stamp(start_micros)?, stamp(end_micros)?);
+    if to <= from {
+        return Err(InvalidInput::new_err("the period ends before it starts"));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let generated = stamp(now)?;
+    let dir = DataDir::new(&data_dir);
+    let cfg = dir.read_config().map_err(|e| store_error(&e))?;
+    let root = warden_store::keys::read_root_public(&dir.root_pub())
+        .map_err(|e| InvalidInput::new_err(e.to_string()))?;
+    let auditor = auditor_key
+        .as_deref()
+        .map(warden_store::keys::read_recipient_secret)
+        .transpose()
+        .map_err(|e| InvalidInput::new_err(e.to_string()))?;
+    let log = dir.log(&cfg);
+    let max_epoch_micros = cfg.rotation_interval_secs.saturating_mul(1_000_000);
+    let r = py.detach(|| {
+        warden_store::report::build(&warden_store::report::ReportInput {
+            log: &log,
+            root: &root,
+            auditor: auditor.as_ref(),
+            from,
+            to,
+            max_epoch_micros,
+            generated,
+            sinks: &[],
+            bound: None,
+        })
+    });
+    let r = r.map_err(|e| IntegrityError::new_err(e.to_string()))?;
+    serde_json::to_string(&r).map_err(|e| WardenError::new_err(e.to_string()))
+}
+
 /// The log file of a data directory (for tools that read it directly).
 #[pyfunction]
 fn log_path(data_dir: PathBuf) -> PyResult<PathBuf> {
@@ -327,6 +379,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Ledger>()?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add_function(wrap_pyfunction!(log_path, m)?)?;
+    m.add_function(wrap_pyfunction!(compliance_report, m)?)?;
     m.add("WardenError", py.get_type::<WardenError>())?;
     m.add("AccessDenied", py.get_type::<AccessDenied>())?;
     m.add("AuditUnavailable", py.get_type::<AuditUnavailable>())?;

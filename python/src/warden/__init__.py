@@ -26,6 +26,7 @@ subclasses of :class:`WardenError`. Wrong Python types raise :class:`TypeError`.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ __all__ = [
     "SecureModelManager",
     "VerifyReport",
     "WardenError",
+    "compliance_report",
     "verify",
 ]
 
@@ -60,8 +62,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: a denial.
 GRANTED = frozenset(_native.GRANTED)
 
-#: The entry kind of an access.
+#: The entry kinds of an allowed and of a refused access.
 ACCESS_KIND = "model.access"
+DENIED_KIND = "model.denied"
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,48 @@ def verify(data_dir: PathLike, *, auditor_key: Optional[PathLike] = None) -> Ver
         findings=raw.get("findings", []),
         pending=raw.get("pending"),
     )
+
+
+def _micros(name: str, t: Any) -> int:
+    if isinstance(t, datetime.datetime):
+        if t.tzinfo is None:
+            raise InvalidInput(f"{name} must be timezone-aware (UTC is datetime.timezone.utc)")
+        return int(t.timestamp() * 1_000_000)
+    if isinstance(t, (int, float)) and not isinstance(t, bool):
+        return int(t * 1_000_000)
+    raise TypeError(f"{name} must be a datetime or Unix seconds, not {type(t).__name__}")
+
+
+def compliance_report(
+    data_dir: PathLike,
+    start: Union[datetime.datetime, float],
+    end: Union[datetime.datetime, float],
+    *,
+    auditor_key: Optional[PathLike] = None,
+) -> Dict[str, Any]:
+    """The compliance report for entries in ``[start, end)``: the best-practices
+    guide's fields (``total_access_attempts``, ``successful_accesses``,
+    ``denied_accesses``, ``unique_users``, ``resources_accessed``) next to Warden's own
+    report under ``"warden"`` (what ``warden report`` computes, without SIEM
+    coverage). Users and resources need ``auditor_key``; without it they are ``None``."""
+    raw = json.loads(
+        _native.compliance_report(
+            os.fspath(data_dir),
+            _micros("start", start),
+            _micros("end", end),
+            auditor_key=None if auditor_key is None else os.fspath(auditor_key),
+        )
+    )
+    acc = raw["accesses"]
+    by_model = acc.get("by_model")
+    return {
+        "total_access_attempts": acc["total"],
+        "successful_accesses": acc["granted"],
+        "denied_accesses": acc["denied"],
+        "unique_users": acc.get("unique_users"),
+        "resources_accessed": None if by_model is None else sorted(by_model),
+        "warden": raw,
+    }
 
 
 class SecureModelManager:
@@ -166,8 +211,9 @@ class SecureModelManager:
     ) -> Receipt:
         """Records one access (the best-practices guide's ``SecurityAuditLogger`` call)
         and returns once it is durable. ``result`` values in :data:`GRANTED` are
-        recorded as allowed, anything else as denied; ``metadata`` is kept, sealed, in
-        the entry's details."""
+        recorded as allowed (a ``model.access`` entry), anything else as denied (a
+        ``model.denied`` entry); ``metadata`` is kept, sealed, in the entry's
+        details."""
         index, size = self._open().log_access(user_id, resource, action, result, metadata)
         return Receipt(index=index, checkpoint_size=size)
 
@@ -182,6 +228,16 @@ class SecureModelManager:
     def verify(self, *, auditor_key: Optional[PathLike] = None) -> VerifyReport:
         """Verifies this data directory's ledger (see :func:`verify`)."""
         return verify(self._data_dir, auditor_key=auditor_key)
+
+    def compliance_report(
+        self,
+        start: Union[datetime.datetime, float],
+        end: Union[datetime.datetime, float],
+        *,
+        auditor_key: Optional[PathLike] = None,
+    ) -> Dict[str, Any]:
+        """This data directory's compliance report (see :func:`compliance_report`)."""
+        return compliance_report(self._data_dir, start, end, auditor_key=auditor_key)
 
     def close(self) -> None:
         """Ends the session (entries already returned are durable either way)."""
