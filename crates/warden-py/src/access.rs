@@ -1,7 +1,7 @@
 //! Access events built from Python objects directly: no JSON text in between, which
 //! cost more than everything else on the Python side of `log_access_batch`.
 
-use crate::InvalidInput;
+use crate::errors::InvalidInput;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
