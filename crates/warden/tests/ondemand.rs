@@ -26,17 +26,6 @@ fn socket(fx: &Fx) -> PathBuf {
     fx.data.join("run/writer.sock")
 }
 
-fn append(fx: &Fx, user: &str) {
-    fx.ok(&[
-        "log",
-        "append",
-        "--kind",
-        "model.access",
-        "--event",
-        &format!(r#"{{"user":"{user}"}}"#),
-    ]);
-}
-
 fn cmdline(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
@@ -73,11 +62,11 @@ fn a_hundred_appends_with_no_writer_running_share_one_epoch() {
     std::thread::scope(|s| {
         for i in 0..8 {
             let fx = &fx;
-            s.spawn(move || append(fx, &format!("racer{i}")));
+            s.spawn(move || fx.append_access(&format!("racer{i}")));
         }
     });
     for i in 0..92 {
-        append(&fx, &format!("u{i}"));
+        fx.append_access(&format!("u{i}"));
     }
     assert_eq!(fx.count_kind("key.rotation"), before + 1);
     assert_eq!(fx.count_kind("model.access"), 100);
@@ -100,7 +89,7 @@ fn a_hundred_appends_with_no_writer_running_share_one_epoch() {
 #[test]
 fn serve_takes_over_from_a_writer_started_on_demand_and_does_not_yield_itself() {
     let fx = Fx::initialised();
-    append(&fx, "before");
+    fx.append_access("before");
     let first = fx.writer_pid().unwrap();
     let (mut serve, _addr, _) = serve::start(fx.cmd());
     assert!(
@@ -112,7 +101,7 @@ fn serve_takes_over_from_a_writer_started_on_demand_and_does_not_yield_itself() 
     );
     let pid = fx.writer_pid().unwrap();
     assert_eq!(pid, serve.id(), "serve owns the ledger and answers");
-    append(&fx, "during");
+    fx.append_access("during");
     match request_yield(&socket(&fx), Duration::from_secs(5)) {
         Err(AppendError::Refused(m)) => assert!(m.contains("does not hand"), "{m}"),
         other => panic!("serve yielded: {other:?}"),
@@ -144,14 +133,14 @@ fn a_writer_started_on_demand_exits_when_idle_or_when_its_directory_is_gone() {
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str("\n[writer]\nidle_exit_secs = 1\n");
     std::fs::write(&cfg, text).unwrap();
-    append(&fx, "a");
+    fx.append_access("a");
     assert!(fx.writer_pid().is_some());
     assert!(
         eventually(10, || fx.writer_pid().is_none()),
         "still running after its idle time"
     );
     // It closed its epoch cleanly: no recovery at the next start.
-    append(&fx, "b");
+    fx.append_access("b");
     assert_eq!(fx.count_kind("system.recovery"), 0);
     // An operator puts the files at rest before a backup.
     assert!(fx.ok(&["writer", "--stop"]).contains("stopped"));
@@ -159,7 +148,7 @@ fn a_writer_started_on_demand_exits_when_idle_or_when_its_directory_is_gone() {
     assert!(fx.ok(&["writer", "--stop"]).contains("no writer answers"));
 
     let other = Fx::initialised();
-    append(&other, "c");
+    other.append_access("c");
     let pid = other.writer_pid().unwrap();
     let proc = PathBuf::from(format!("/proc/{pid}"));
     std::fs::remove_dir_all(&other.data).unwrap();
@@ -176,10 +165,10 @@ fn a_writer_started_on_demand_exits_when_idle_or_when_its_directory_is_gone() {
 #[test]
 fn auditor_add_makes_the_next_entry_readable_by_the_new_auditor() {
     let fx = Fx::initialised();
-    append(&fx, "old");
+    fx.append_access("old");
     fx.ok(&["auditor", "keygen", "--out", "second.key"]);
     fx.ok(&["auditor", "add", "second.key.pub"]);
-    append(&fx, "new");
+    fx.append_access("new");
     let out = fx.ok(&["log", "show", "--json", "--auditor-key", "second.key"]);
     let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(last["event"]["user"], "new", "{last}");

@@ -232,14 +232,7 @@ fn an_interrupted_append_reads_as_pending_recovery_not_tampering() {
     let out = fx.run(&["verify"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("PENDING RECOVERY"));
     // The next writer cuts the tail and records it; the log verifies clean.
-    fx.ok(&[
-        "log",
-        "append",
-        "--kind",
-        "model.access",
-        "--event",
-        r#"{"user":"bob"}"#,
-    ]);
+    fx.append_access("bob");
     let v = fx.json(&["verify", "--json"]);
     assert_eq!(v["ok"], true);
     assert!(v["pending_recovery"].is_null(), "{v}");

@@ -70,6 +70,18 @@ impl Fx {
         self.ok(&args)
     }
 
+    /// `log append` of a `model.access` entry for `user`, which must succeed.
+    pub fn append_access(&self, user: &str) -> String {
+        self.ok(&[
+            "log",
+            "append",
+            "--kind",
+            "model.access",
+            "--event",
+            &format!(r#"{{"user":"{user}"}}"#),
+        ])
+    }
+
     /// Every entry's public header (no key needed).
     pub fn headers(&self) -> Vec<Value> {
         self.ok(&["log", "show", "--json"])
