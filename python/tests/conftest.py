@@ -46,3 +46,90 @@ def ddir(tmp_path: Path):
     d.warden("init", "--dev", "--auditor", str(d.auditor) + ".pub")
     yield d
     d.warden("writer", "--stop", check=False)
+
+
+class Registry:
+    """A data directory with a registered, production model (`fraud-detector@1.4.0`,
+    registered by alice, validated and approved by bob) that `scorer` may load, and
+    managers for each principal in the mode under test."""
+
+    def __init__(self, d: Dir, mode: str) -> None:
+        self.dir = d
+        self.mode = mode
+        self.server = None
+        self.tokens: Dict[str, str] = {}
+        self._open: List[Any] = []
+        d.warden("principal", "add", "alice", "--role", "ml-engineer", "--as", "admin")
+        d.warden("principal", "add", "bob", "--role", "ml-engineer", "--as", "admin")
+        d.warden("principal", "add", "scorer", "--role", "service", "--service", "--as", "admin")
+        d.warden("principal", "add", "sec", "--role", "security-officer", "--as", "admin")
+        self.model_file = d.root / "model.safetensors"
+        write_safetensors(self.model_file)
+        if mode == "remote":
+            self.server = Server(d)
+            for p in ("alice", "bob", "scorer", "sec"):
+                self.tokens[p] = self.server.token(p)
+        a = self.alice()
+        a.register("fraud-detector", "1.4.0", self.model_file, provenance={"code_commit": "abc123"})
+        b = self.bob()
+        b.promote("fraud-detector", "1.4.0", "validated", evidence={"auc": 0.97}, mfa=True)
+        b.promote("fraud-detector", "1.4.0", "production", mfa=True)
+        d.warden("principal", "grant", "scorer", "--model", "fraud-detector", "--actions", "load,read",
+                 "--expires", "30d", "--as", "admin")
+
+    def manager(self, principal: str) -> "warden.SecureModelManager":
+        import warden
+
+        if self.mode == "local":
+            m = warden.SecureModelManager(self.dir.data, acting_as=principal)
+        else:
+            m = warden.SecureModelManager(url=self.server.url, token=self.tokens[principal])
+        self._open.append(m)
+        return m
+
+    def alice(self):
+        return self.manager("alice")
+
+    def bob(self):
+        return self.manager("bob")
+
+    def scorer(self):
+        return self.manager("scorer")
+
+    def sec(self):
+        return self.manager("sec")
+
+    def worker_args(self, n: int):
+        if self.mode == "local":
+            return ("local", str(self.dir.data), None, n)
+        return ("remote", self.server.url, self.tokens["scorer"], n)
+
+    def verify(self) -> bool:
+        import warden
+
+        return warden.verify(self.dir.data).ok
+
+    def close(self) -> None:
+        for m in self._open:
+            m.close()
+        if self.server is not None:
+            self.server.stop()
+
+
+def write_safetensors(path: Path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(7)
+    save_file(
+        {"w": rng.standard_normal((64, 32)).astype(np.float32), "b": np.arange(32, dtype=np.int64)},
+        str(path),
+        metadata={"format": "np"},
+    )
+
+
+@pytest.fixture(params=["local"])
+def reg(request, ddir):
+    r = Registry(ddir, request.param)
+    yield r
+    r.close()

@@ -9,15 +9,20 @@
 mod access;
 mod errors;
 mod read;
+mod registry;
 mod session;
 
-use errors::{AccessDenied, AuditUnavailable, IntegrityError, InvalidInput, WardenError};
+use errors::{
+    AccessDenied, AuditUnavailable, Conflict, IntegrityError, InvalidInput, NotFound, Revoked,
+    WardenError,
+};
 use pyo3::prelude::*;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<session::Ledger>()?;
+    m.add_class::<registry::Registry>()?;
     m.add_function(wrap_pyfunction!(read::verify, m)?)?;
     m.add_function(wrap_pyfunction!(read::log_path, m)?)?;
     m.add_function(wrap_pyfunction!(read::compliance_report, m)?)?;
@@ -26,6 +31,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("AuditUnavailable", py.get_type::<AuditUnavailable>())?;
     m.add("InvalidInput", py.get_type::<InvalidInput>())?;
     m.add("IntegrityError", py.get_type::<IntegrityError>())?;
+    m.add("Revoked", py.get_type::<Revoked>())?;
+    m.add("NotFound", py.get_type::<NotFound>())?;
+    m.add("Conflict", py.get_type::<Conflict>())?;
     m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
     m.add("GRANTED", access::GRANTED.to_vec())?;
     Ok(())

@@ -13,7 +13,7 @@ use warden_store::journal::Journal;
 use warden_store::writer::{self, autostart, client::Remote};
 
 /// The client string sent in the protocol's `hello`.
-const CLIENT: &str = concat!("warden-python/", env!("CARGO_PKG_VERSION"));
+pub(crate) const CLIENT: &str = concat!("warden-python/", env!("CARGO_PKG_VERSION"));
 
 /// How long a writer started on demand may take to answer.
 const STARTING: Duration = Duration::from_secs(10);
@@ -34,7 +34,7 @@ fn find_warden(explicit: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 /// Connects to the writer of `dir`, starting one on demand when none answers.
-fn connect(
+pub(crate) fn connect(
     dir: &DataDir,
     acting_as: Option<&str>,
     warden_bin: Option<PathBuf>,

@@ -415,7 +415,26 @@ fn read_into_memory(
     // faults of a 1 GiB load cost about a quarter of its rate).
     let mut map = memmap2::MmapMut::map_anon(len.max(1))
         .map_err(|e| RegistryError::io("map", Path::new("memory"))(e))?;
-    let (digest, total, extra) = std::thread::scope(|scope| {
+    let (digest, total, extra) = read_hash_into(&mut f, map.get_mut(..len).unwrap_or_default())?;
+    let map = map
+        .make_read_only()
+        .map_err(|e| RegistryError::io("map", Path::new("memory"))(e))?;
+    Ok((
+        digest,
+        (total + extra) as u64,
+        MemoryBlob(Memory::Mapped { map, len: total }),
+    ))
+}
+
+/// Reads `f` into `buf` on this thread while another thread hashes each filled chunk.
+/// Returns the digest of what was read, how much was read, and whether the file holds
+/// more than `buf` (1 when it does, so a longer file fails the size check).
+fn read_hash_into(
+    f: &mut BlobFile,
+    buf: &mut [u8],
+) -> Result<(String, usize, usize), RegistryError> {
+    let len = buf.len();
+    std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<&[u8]>(8);
         let hasher = scope.spawn(move || {
             let mut ctx = digest::Context::new(&digest::SHA256);
@@ -426,9 +445,9 @@ fn read_into_memory(
         });
         let mut total = 0usize;
         let mut result = Ok(());
-        for chunk in map.get_mut(..len).unwrap_or_default().chunks_mut(CHUNK) {
+        for chunk in buf.chunks_mut(CHUNK) {
             let want = chunk.len();
-            let n = match read_full(&mut f, chunk) {
+            let n = match read_full(f, chunk) {
                 Ok(n) => n,
                 Err(e) => {
                     result = Err(e);
@@ -445,7 +464,7 @@ fn read_into_memory(
         // Anything past the signed size makes the blob the wrong size.
         let mut probe = [0u8; 1];
         let extra = if result.is_ok() && total == len {
-            read_full(&mut f, &mut probe).unwrap_or(0)
+            read_full(f, &mut probe).unwrap_or(0)
         } else {
             0
         };
@@ -453,15 +472,29 @@ fn read_into_memory(
             .join()
             .map_err(|_| RegistryError::invalid("blob reader", "the hashing thread failed"))?;
         result.map(|()| (digest, total, extra))
-    })?;
-    let map = map
-        .make_read_only()
-        .map_err(|e| RegistryError::io("map", Path::new("memory"))(e))?;
-    Ok((
-        digest,
-        (total + extra) as u64,
-        MemoryBlob(Memory::Mapped { map, len: total }),
-    ))
+    })
+}
+
+impl BlobReader {
+    /// Reads the whole blob into `buf` (sized to the signed size), hashing it; returns
+    /// the digest and the blob's size (larger than `buf` when the blob is). A local file
+    /// is read on the calling thread (call it where blocking is allowed) while another
+    /// thread hashes, so the bytes are copied once.
+    pub(crate) async fn drain_into(self, buf: &mut [u8]) -> Result<(String, u64), RegistryError> {
+        match self {
+            BlobReader::File(mut f) => {
+                let (d, total, extra) = read_hash_into(&mut f, buf)?;
+                Ok((d, (total + extra) as u64))
+            }
+            stream @ BlobReader::Stream(_) => {
+                let (d, n, v) = stream.drain(Vec::with_capacity(buf.len())).await?;
+                if let Some(dst) = buf.get_mut(..v.len()) {
+                    dst.copy_from_slice(&v);
+                }
+                Ok((d, n))
+            }
+        }
+    }
 }
 
 /// A blob read into memory: a local file into an anonymous mapping of its own

@@ -14,6 +14,9 @@ pub enum RegistryError {
         action: String,
         resource: String,
         reason: String,
+        /// The resource is a revoked version: the refusal is its state, not the
+        /// caller's rights (the Hub's "disabled", the SDK's `Revoked`).
+        revoked: bool,
     },
     /// Stored bytes do not match the signed manifest; an incident is in the ledger.
     #[error("integrity failure: {what}")]

@@ -164,6 +164,7 @@ impl SecureModelManager {
             action: "write".into(),
             resource: "the principal directory".into(),
             reason: r.message,
+            revoked: false,
         }
     }
 }

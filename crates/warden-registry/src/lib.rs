@@ -19,8 +19,10 @@ pub mod issue;
 pub mod keyfile;
 mod lifecycle;
 pub mod load;
+pub mod load_into;
 pub mod manager;
 pub mod names;
+pub mod open;
 pub mod outbox;
 pub mod register;
 pub mod respond;
@@ -30,6 +32,7 @@ pub mod tokens;
 pub use error::RegistryError;
 pub use keyfile::PrincipalKey;
 pub use load::{LoadedFile, LoadedModel, Staging};
+pub use load_into::{AdmittedLoad, LoadedInto};
 pub use manager::{Caller, ManagerOptions, Registration, SecureModelManager, Selector};
 pub use register::fingerprint;
 /// The signed manifest format (in `warden-core`, being pure format code).

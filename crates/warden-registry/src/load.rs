@@ -166,6 +166,7 @@ impl LoadedModel {
 
 /// An allowed access, before any byte is read: the version, the decision, and the
 /// files the signed manifest lists (one when a file was named).
+#[derive(Debug)]
 pub(crate) struct Prepared {
     pub(crate) v: crate::db::VersionRow,
     pub(crate) decision: warden_policy::Decision,

@@ -420,6 +420,17 @@ impl SecureModelManager {
         }
     }
 
+    /// Whether `resource` is a revoked version (a refusal of it is its state's).
+    fn is_revoked(resource: &ResourceFacts) -> bool {
+        matches!(
+            resource,
+            ResourceFacts::Version {
+                state: VersionState::Revoked,
+                ..
+            }
+        )
+    }
+
     /// Facts about a version for the policy.
     pub(crate) fn version_facts(v: &VersionRow) -> ResourceFacts {
         ResourceFacts::Version {
@@ -547,6 +558,7 @@ impl SecureModelManager {
             action: action.to_string(),
             resource: what,
             reason: d.reason(),
+            revoked: Self::is_revoked(resource),
         })
     }
 
@@ -638,6 +650,7 @@ impl SecureModelManager {
                 action: Action::Load.to_string(),
                 resource: format!("{}@{}", v.model, v.version),
                 reason: d.reason(),
+                revoked: Self::is_revoked(&facts),
             });
         }
         self.info(&v).await

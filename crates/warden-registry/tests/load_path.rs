@@ -138,7 +138,12 @@ fn revoked_version_never_loads() {
         .unwrap();
     for who in ["admin", "eng", "approver", "sec"] {
         let err = load(&fx, who, "1", &Staging::Memory).unwrap_err();
-        assert!(matches!(err, RegistryError::Denied { .. }), "{who}: {err}");
+        // Typed as a revocation (what the SDK's `Revoked` and the Hub's "disabled" read),
+        // never recognised from the reason's text.
+        assert!(
+            matches!(err, RegistryError::Denied { revoked: true, .. }),
+            "{who}: {err}"
+        );
     }
     // The production alias no longer points at it.
     assert!(matches!(
@@ -299,4 +304,46 @@ fn reregistering_content_repairs_a_damaged_blob() {
         load(&fx, "eng", "1", &Staging::Memory).unwrap(),
         std::fs::read(&file).unwrap()
     );
+}
+
+/// The buffer form of the load (the Python SDK's zero-copy `load`): the same bytes and
+/// one access entry when intact; a tampered blob is an incident and leaves the buffer
+/// zeroed, so no unverified or unaudited byte is left with the caller.
+#[test]
+fn load_into_a_buffer_verifies_audits_and_zeroes_on_failure() {
+    let mut fx = Fixture::new();
+    fx.add("eng", &["ml-engineer"], false, Some("admin"));
+    let file = fx.dir.path().join("w.bin");
+    write_model(&file, (1 << 20) + 17, 3);
+    register(&fx, "eng", "1", &file);
+    let caller = Caller::local("eng");
+    let sel = Selector::Version("1".into());
+    let into = |buf_len: Option<usize>| {
+        fx.rt.block_on(async {
+            let a = fx.m().admit_load(&caller, "m", &sel, None).await?;
+            let mut buf = vec![0xAAu8; buf_len.unwrap_or(a.size() as usize)];
+            let r = fx.m().load_into(&caller, a, &mut buf).await;
+            Ok::<_, RegistryError>((r, buf))
+        })
+    };
+    let (r, buf) = into(None).unwrap();
+    let loaded = r.unwrap();
+    assert_eq!(buf, std::fs::read(&file).unwrap());
+    assert_eq!(loaded.size, buf.len() as u64);
+    // A buffer of the wrong size is refused, and zeroed.
+    let (r, buf) = into(Some(10)).unwrap();
+    assert!(matches!(r, Err(RegistryError::Invalid { .. })));
+    assert!(buf.iter().all(|b| *b == 0));
+    let (_, blob) = first_blob(&fx, "1");
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[(1 << 20) + 3] ^= 0x80;
+    std::fs::write(&blob, &bytes).unwrap();
+    let (r, buf) = into(None).unwrap();
+    assert!(matches!(r, Err(RegistryError::Integrity { .. })), "{r:?}");
+    assert!(buf.iter().all(|b| *b == 0), "a failed load leaves no bytes");
+    fx.close();
+    let ev = fx.events();
+    assert_eq!(ev.iter().filter(|(k, _)| k == "model.access").count(), 1);
+    assert_eq!(ev.iter().filter(|(k, _)| k == "incident").count(), 1);
+    assert_eq!(fx.verify(), Vec::<String>::new());
 }

@@ -48,10 +48,6 @@ impl From<RegistryError> for HubError {
     }
 }
 
-fn denied_revoked(reason: &str) -> bool {
-    reason.contains("revoked")
-}
-
 impl IntoResponse for HubError {
     fn into_response(self) -> Response {
         use RegistryError as R;
@@ -82,7 +78,7 @@ impl IntoResponse for HubError {
                     Some("EntryNotFound"),
                     format!("{file} does not exist on this revision"),
                 )),
-                R::Denied { reason, .. } if denied_revoked(reason) => Some((
+                R::Denied { revoked: true, .. } => Some((
                     StatusCode::FORBIDDEN,
                     None,
                     "Access to this resource is disabled.".into(),
@@ -385,6 +381,7 @@ fn revoked(c: &warden_registry::Caller, repo: &str, version: &str) -> RegistryEr
         action: "load".into(),
         resource: format!("{repo}@{version}"),
         reason: "forbid:revoked-version".into(),
+        revoked: true,
     }
 }
 

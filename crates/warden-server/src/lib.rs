@@ -341,6 +341,15 @@ impl IntoResponse for ApiError {
                 format!("too many requests; retry after {} s", l.retry_after),
             ),
             ApiError::Registry(e) => match e {
+                R::Denied {
+                    reason,
+                    revoked: true,
+                    ..
+                } => (
+                    StatusCode::FORBIDDEN,
+                    "revoked",
+                    format!("the version is revoked ({reason})"),
+                ),
                 R::Denied { reason, .. } => (
                     StatusCode::FORBIDDEN,
                     "denied",

@@ -4,18 +4,14 @@
 use crate::common::DataDirArg;
 use crate::journal::open_journal;
 use anyhow::{Context, Result};
-use aws_lc_rs::digest;
 use clap::Args;
 use std::net::IpAddr;
 use std::sync::Arc;
-use warden_core::hex;
 use warden_policy::Engine;
-use warden_registry::blobs::BlobStore;
-use warden_registry::{Caller, ManagerOptions, RegistryError, SecureModelManager};
+use warden_registry::{Caller, RegistryError, SecureModelManager};
 use warden_store::config::{Config, DataDir};
 use warden_store::error::AppendError;
 use warden_store::journal::Journal;
-use warden_store::ledger::SystemClock;
 
 /// The policy refused the request.
 pub const EXIT_DENIED: u8 = 3;
@@ -122,37 +118,22 @@ impl CallerArgs {
     }
 }
 
-/// Reads and strictly validates the data directory's policy (the shipped default when
-/// the directory has none), and its digest.
+/// Reads and strictly validates the data directory's policy (the shipped default, with
+/// a warning, when the directory has none), and its digest.
 pub fn load_policy(dir: &DataDir, cfg: &Config) -> Result<(Engine, String)> {
-    let pdir = dir.resolve(&cfg.policies);
-    let schema_p = pdir.join("warden.cedarschema");
-    let policy_p = pdir.join("warden.cedar");
-    let (schema, policy) = if schema_p.exists() || policy_p.exists() {
-        let limit = 4 << 20;
-        let s = crate::common::read_limited(&schema_p, limit)?;
-        let p = crate::common::read_limited(&policy_p, limit)?;
-        (
-            String::from_utf8(s).context("the policy schema is not UTF-8")?,
-            String::from_utf8(p).context("the policy is not UTF-8")?,
+    let p = warden_registry::open::policy(dir, cfg).with_context(|| {
+        format!(
+            "loading the policy from {}",
+            dir.resolve(&cfg.policies).display()
         )
-    } else {
+    })?;
+    if p.shipped_default {
         crate::common::eprint(&format!(
             "warning: no policy in {}; using the shipped default",
-            pdir.display()
+            dir.resolve(&cfg.policies).display()
         ));
-        (
-            warden_policy::DEFAULT_SCHEMA.to_owned(),
-            warden_policy::DEFAULT_POLICIES.to_owned(),
-        )
-    };
-    let engine = Engine::new(&schema, &policy)
-        .with_context(|| format!("loading the policy from {}", pdir.display()))?;
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(schema.as_bytes());
-    ctx.update(&[0]);
-    ctx.update(policy.as_bytes());
-    Ok((engine, hex::encode(ctx.finish().as_ref())))
+    }
+    Ok((p.engine, p.digest))
 }
 
 /// Opens the manager over an already open ledger.
@@ -163,25 +144,12 @@ pub async fn open_with(
     engine: Engine,
     policy_digest: String,
 ) -> Result<SecureModelManager> {
-    let blobs = BlobStore::local(&dir.resolve(&cfg.blobs))?;
-    Ok(SecureModelManager::open(
-        ManagerOptions {
-            db_path: dir.resolve(&cfg.registry_db),
-            blobs,
-            engine,
-            policy_digest,
-            config_digest: config_digest(dir),
-            clock: Arc::new(SystemClock),
-        },
-        ledger,
-    )
-    .await?)
-}
-
-/// SHA-256 of `warden.toml` as it is on disk.
-fn config_digest(dir: &DataDir) -> Option<String> {
-    let text = std::fs::read(dir.config()).ok()?;
-    Some(hex::encode(digest::digest(&digest::SHA256, &text).as_ref()))
+    let policy = warden_registry::open::Policy {
+        engine,
+        digest: policy_digest,
+        shipped_default: false,
+    };
+    Ok(warden_registry::open::manager(dir, cfg, ledger, policy).await?)
 }
 
 /// A runtime for one command.
@@ -247,6 +215,7 @@ mod tests {
             action: "load".into(),
             resource: "m@1".into(),
             reason: "default-deny".into(),
+            revoked: false,
         };
         let integrity = RegistryError::Integrity { what: "x".into() };
         let audit = RegistryError::Audit(AppendError::Closed);
