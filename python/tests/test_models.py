@@ -28,7 +28,10 @@ from warden import (
 def test_register_promote_load_round_trip(reg):
     data = reg.model_file.read_bytes()
     loaded = reg.scorer().load("fraud-detector", "production")
-    assert loaded.data == data and isinstance(loaded.data, bytes)
+    # Read-only memory of the load's own, shared rather than copied.
+    assert loaded.data == data and loaded.data.readonly and len(loaded.data) == len(data)
+    with pytest.raises(TypeError):
+        loaded.data[0] = 0  # type: ignore[index]
     assert loaded.version == "1.4.0" and loaded.file == "model.safetensors"
     assert loaded.digest == hashlib.sha256(data).hexdigest() and loaded.size == len(data)
     # Exactly one access entry, for the scorer, at the receipt's index.

@@ -7,6 +7,7 @@
 //! Rust error kind, never from message text.
 
 mod access;
+mod blob;
 mod errors;
 mod read;
 mod registry;
@@ -23,6 +24,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<session::Ledger>()?;
     m.add_class::<registry::Registry>()?;
+    m.add_class::<blob::Blob>()?;
     m.add_function(wrap_pyfunction!(read::verify, m)?)?;
     m.add_function(wrap_pyfunction!(read::log_path, m)?)?;
     m.add_function(wrap_pyfunction!(read::compliance_report, m)?)?;

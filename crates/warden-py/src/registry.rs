@@ -4,23 +4,20 @@
 //! `warden model` commands are; the GIL is released while the policy decides, while
 //! blobs are read and hashed, and while receipts are awaited.
 
+use crate::blob::Blob;
 use crate::errors::{InvalidInput, WardenError, registry_error};
 use crate::session::{CLIENT, connect};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use warden_policy::{Action, VersionState};
 use warden_registry::manifest::Provenance;
 use warden_registry::{
-    Caller, LoadedInto, Registration, SecureModelManager, Selector, Staging, keyfile, open,
+    Caller, Registration, RegistryError, SecureModelManager, Selector, Staging, keyfile, open,
 };
 use warden_store::config::DataDir;
 use warden_store::journal::Journal;
 use warden_store::ledger::Receipt;
-
-/// The largest file `load` returns as bytes (larger ones load to a path).
-const MAX_BYTES_LOAD: u64 = warden_registry::blobs::MAX_MEMORY_LOAD;
 
 fn receipt(r: &Receipt) -> (u64, u64) {
     (r.index, r.size)
@@ -133,51 +130,50 @@ impl Registry {
         self.principal.clone()
     }
 
-    /// Loads one file of `model@selector` (the version's only file, or `file`) into a
-    /// new `bytes` object: policy-checked, every byte hashed against the signed
-    /// manifest, the access durable in the ledger before the bytes are returned.
-    /// Returns `(data, info_json)`.
+    /// Loads one file of `model@selector` (the version's only file, or `file`) into
+    /// memory: policy-checked, every byte hashed against the signed manifest while it
+    /// is read, the access durable in the ledger before anything is returned. Returns
+    /// `(blob, info_json)`; the blob exports its bytes read-only, with no copy.
     #[pyo3(signature = (model, selector, *, file=None, mfa=false))]
-    fn load_bytes<'py>(
+    fn load_bytes(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         model: &str,
         selector: &str,
         file: Option<&str>,
         mfa: bool,
-    ) -> PyResult<(Bound<'py, PyBytes>, String)> {
+    ) -> PyResult<(Blob, String)> {
         let sel = self::selector(selector)?;
         let caller = self.caller(mfa);
-        let m = self.manager()?;
-        let admitted = py
-            .detach(|| self.rt.block_on(m.admit_load(&caller, model, &sel, file)))
-            .map_err(registry_error)?;
-        let size = admitted.size();
-        if size > MAX_BYTES_LOAD {
-            return Err(InvalidInput::new_err(format!(
-                "{} is {size} bytes, more than a load returns in memory ({MAX_BYTES_LOAD}); load it to a path",
-                admitted.name()
-            )));
-        }
-        let len = usize::try_from(size)
-            .map_err(|_| InvalidInput::new_err("the file is too large for this platform"))?;
-        let mut loaded: Option<LoadedInto> = None;
-        // The bytes object is filled in place (no second copy) without the GIL; on any
-        // failure it is zeroed and dropped, never returned.
-        let data = PyBytes::new_with(py, len, |buf| {
-            let r = py
-                .detach(|| self.rt.block_on(m.load_into(&caller, admitted, buf)))
-                .map_err(registry_error)?;
-            loaded = Some(r);
-            Ok(())
+        let l = self.run(py, async |m| {
+            // Admitted first, so a version of several files is refused before any is
+            // read or any access recorded.
+            let admitted = m.admit_load(&caller, model, &sel, file).await?;
+            let files = admitted.files();
+            if files.len() != 1 {
+                return Err(RegistryError::Invalid {
+                    what: "load",
+                    detail: format!(
+                        "{model}@{} has {} files; name one with file=, or load to a directory with to=",
+                        admitted.version(),
+                        files.len()
+                    ),
+                });
+            }
+            m.load_admitted(&caller, admitted, &Staging::Memory).await
         })?;
-        let l = loaded.ok_or_else(|| WardenError::new_err("the load returned nothing"))?;
         let info = serde_json::json!({
-            "model": l.model, "version": l.version, "file": l.name, "digest": l.digest,
-            "size": l.size, "root_digest": l.root_digest,
-            "index": l.receipt.index, "checkpoint_size": l.receipt.size,
-        });
-        Ok((data, info.to_string()))
+            "model": l.model(), "version": l.version(), "root_digest": l.root_digest(),
+            "file": l.files().first().map(|f| f.name()),
+            "digest": l.files().first().map(|f| f.digest()),
+            "size": l.files().first().map(|f| f.size()),
+            "index": l.receipt().index, "checkpoint_size": l.receipt().size,
+        })
+        .to_string();
+        let data = l
+            .into_single_bytes()
+            .ok_or_else(|| WardenError::new_err("the load returned no bytes"))?;
+        Ok((Blob::new(data), info))
     }
 
     /// Loads `model@selector` (every file, or `file`) to `dest`: the file itself when

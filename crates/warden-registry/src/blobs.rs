@@ -475,28 +475,6 @@ fn read_hash_into(
     })
 }
 
-impl BlobReader {
-    /// Reads the whole blob into `buf` (sized to the signed size), hashing it; returns
-    /// the digest and the blob's size (larger than `buf` when the blob is). A local file
-    /// is read on the calling thread (call it where blocking is allowed) while another
-    /// thread hashes, so the bytes are copied once.
-    pub(crate) async fn drain_into(self, buf: &mut [u8]) -> Result<(String, u64), RegistryError> {
-        match self {
-            BlobReader::File(mut f) => {
-                let (d, total, extra) = read_hash_into(&mut f, buf)?;
-                Ok((d, (total + extra) as u64))
-            }
-            stream @ BlobReader::Stream(_) => {
-                let (d, n, v) = stream.drain(Vec::with_capacity(buf.len())).await?;
-                if let Some(dst) = buf.get_mut(..v.len()) {
-                    dst.copy_from_slice(&v);
-                }
-                Ok((d, n))
-            }
-        }
-    }
-}
-
 /// A blob read into memory: a local file into an anonymous mapping of its own
 /// (read-only once loaded), any other store's stream into a vector.
 #[derive(Debug)]

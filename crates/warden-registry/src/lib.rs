@@ -32,7 +32,7 @@ pub mod tokens;
 pub use error::RegistryError;
 pub use keyfile::PrincipalKey;
 pub use load::{LoadedFile, LoadedModel, Staging};
-pub use load_into::{AdmittedLoad, LoadedInto};
+pub use load_into::AdmittedLoad;
 pub use manager::{Caller, ManagerOptions, Registration, SecureModelManager, Selector};
 pub use register::fingerprint;
 /// The signed manifest format (in `warden-core`, being pure format code).

@@ -261,11 +261,24 @@ impl SecureModelManager {
         file: Option<&str>,
         staging: &Staging,
     ) -> Result<LoadedModel, RegistryError> {
+        let prepared = self.prepare_access(caller, model, selector, file).await?;
+        self.deliver(caller, prepared, staging).await
+    }
+
+    /// The second half of a load, after the policy allowed it and the manifest
+    /// verified: every wanted file read into staging while hashed (a mismatch is an
+    /// incident), then the access entry made durable.
+    pub(crate) async fn deliver(
+        &self,
+        caller: &Caller,
+        prepared: Prepared,
+        staging: &Staging,
+    ) -> Result<LoadedModel, RegistryError> {
         let Prepared {
             v,
             decision,
             wanted,
-        } = self.prepare_access(caller, model, selector, file).await?;
+        } = prepared;
         let incident = |what: String, details: serde_json::Value| {
             (
                 what.clone(),

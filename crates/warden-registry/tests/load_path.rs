@@ -306,11 +306,11 @@ fn reregistering_content_repairs_a_damaged_blob() {
     );
 }
 
-/// The buffer form of the load (the Python SDK's zero-copy `load`): the same bytes and
-/// one access entry when intact; a tampered blob is an incident and leaves the buffer
-/// zeroed, so no unverified or unaudited byte is left with the caller.
+/// The two-step load (the Python SDK's `load`): admitting reads no byte and records no
+/// access; completing it delivers the registered bytes with one access entry, and a
+/// blob tampered with between the two steps is still an incident.
 #[test]
-fn load_into_a_buffer_verifies_audits_and_zeroes_on_failure() {
+fn an_admitted_load_reads_nothing_until_completed_and_still_verifies() {
     let mut fx = Fixture::new();
     fx.add("eng", &["ml-engineer"], false, Some("admin"));
     let file = fx.dir.path().join("w.bin");
@@ -318,29 +318,30 @@ fn load_into_a_buffer_verifies_audits_and_zeroes_on_failure() {
     register(&fx, "eng", "1", &file);
     let caller = Caller::local("eng");
     let sel = Selector::Version("1".into());
-    let into = |buf_len: Option<usize>| {
-        fx.rt.block_on(async {
-            let a = fx.m().admit_load(&caller, "m", &sel, None).await?;
-            let mut buf = vec![0xAAu8; buf_len.unwrap_or(a.size() as usize)];
-            let r = fx.m().load_into(&caller, a, &mut buf).await;
-            Ok::<_, RegistryError>((r, buf))
-        })
+    let admit = || {
+        fx.rt
+            .block_on(fx.m().admit_load(&caller, "m", &sel, None))
+            .unwrap()
     };
-    let (r, buf) = into(None).unwrap();
-    let loaded = r.unwrap();
-    assert_eq!(buf, std::fs::read(&file).unwrap());
-    assert_eq!(loaded.size, buf.len() as u64);
-    // A buffer of the wrong size is refused, and zeroed.
-    let (r, buf) = into(Some(10)).unwrap();
-    assert!(matches!(r, Err(RegistryError::Invalid { .. })));
-    assert!(buf.iter().all(|b| *b == 0));
+    let a = admit();
+    assert_eq!(a.files(), vec![("w.bin", (1u64 << 20) + 17)]);
+    let l = fx
+        .rt
+        .block_on(fx.m().load_admitted(&caller, a, &Staging::Memory))
+        .unwrap();
+    assert_eq!(
+        l.into_single_bytes().unwrap().to_vec(),
+        std::fs::read(&file).unwrap()
+    );
+    let a = admit();
     let (_, blob) = first_blob(&fx, "1");
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[(1 << 20) + 3] ^= 0x80;
     std::fs::write(&blob, &bytes).unwrap();
-    let (r, buf) = into(None).unwrap();
+    let r = fx
+        .rt
+        .block_on(fx.m().load_admitted(&caller, a, &Staging::Memory));
     assert!(matches!(r, Err(RegistryError::Integrity { .. })), "{r:?}");
-    assert!(buf.iter().all(|b| *b == 0), "a failed load leaves no bytes");
     fx.close();
     let ev = fx.events();
     assert_eq!(ev.iter().filter(|(k, _)| k == "model.access").count(), 1);

@@ -61,10 +61,10 @@ class LocalBackend:
     # ---------------------------------------------------------------- the registry
 
     def load(self, model: str, version: str, file: Optional[str], mfa: bool) -> Loaded:
-        data, info = self._open_registry().load_bytes(model, version, file=file, mfa=mfa)
+        blob, info = self._open_registry().load_bytes(model, version, file=file, mfa=mfa)
         i = json.loads(info)
         return Loaded(
-            data=data,
+            data=memoryview(blob),
             model=i["model"],
             version=i["version"],
             file=i["file"],

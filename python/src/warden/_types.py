@@ -32,12 +32,13 @@ class VerifyReport:
 class Loaded:
     """A verified, audited load of one file.
 
-    ``data`` is the file's bytes, checked against the SHA-256 in the signed manifest
-    before the access entry was made durable; they were written once, straight into
-    this ``bytes`` object (``memoryview(loaded.data)`` shares them, no copy).
+    ``data`` is a read-only ``memoryview`` of the file's bytes, checked against the
+    SHA-256 in the signed manifest before the access entry was made durable. The bytes
+    were read once, into memory of the load's own; ``numpy.frombuffer``, ``hashlib``,
+    ``pickle.loads`` and slicing use them in place (``bytes(data)`` copies).
     ``receipt`` is the ledger entry of the access."""
 
-    data: bytes
+    data: memoryview
     model: str
     version: str
     file: str
