@@ -161,12 +161,33 @@ fn version_row(t: VersionTuple) -> VersionRow {
     }
 }
 
+async fn data_version(conn: &mut sqlx::SqliteConnection) -> Result<i64, RegistryError> {
+    Ok(sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+        .fetch_one(conn)
+        .await?)
+}
+
 /// The metadata database.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: SqlitePool,
     cache: std::sync::Arc<ReadCache>,
+    watch: std::sync::Arc<tokio::sync::Mutex<Watch>>,
 }
+
+/// A connection of its own that notices commits by other processes (a `warden` command
+/// revoking a version or a token while `warden serve` runs): SQLite's `data_version`
+/// changes on a connection whenever another connection has committed.
+#[derive(Debug)]
+struct Watch {
+    conn: Option<sqlx::SqliteConnection>,
+    seen: i64,
+    /// When the last look began.
+    looked_at: Option<std::time::Instant>,
+}
+
+/// How long one look at `data_version` answers for later reads.
+pub const FRESH: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What the hot path reads, cached (see `cache.rs`).
 #[derive(Debug, Default)]
@@ -202,15 +223,46 @@ impl Db {
             .busy_timeout(std::time::Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         for stmt in SCHEMA {
             sqlx::query(stmt).execute(&pool).await?;
         }
+        let mut conn = sqlx::ConnectOptions::connect(&opts).await?;
+        let seen = data_version(&mut conn).await?;
         Ok(Self {
             pool,
             cache: std::sync::Arc::default(),
+            watch: std::sync::Arc::new(tokio::sync::Mutex::new(Watch {
+                conn: Some(conn),
+                seen,
+                looked_at: None,
+            })),
         })
+    }
+
+    /// The cache generation to read at, after dropping everything cached when another
+    /// process has committed since the last look. Every cached read starts here. A look
+    /// that began after this call, or less than [`FRESH`] before it, answers for it too
+    /// (concurrent requests, and the several reads of one request, share one look), so
+    /// a change another process committed is seen by every read that starts more than
+    /// [`FRESH`] after its commit.
+    pub(crate) async fn generation(&self) -> Result<u64, RegistryError> {
+        let called = std::time::Instant::now();
+        let mut w = self.watch.lock().await;
+        let fresh = w
+            .looked_at
+            .is_some_and(|t| t >= called || called.duration_since(t) < FRESH);
+        if !fresh && let Some(conn) = w.conn.as_mut() {
+            let at = std::time::Instant::now();
+            let v = data_version(conn).await?;
+            if v != w.seen {
+                w.seen = v;
+                self.cache.generation.bump();
+            }
+            w.looked_at = Some(at);
+        }
+        Ok(self.cache.generation.current())
     }
 
     /// The read cache.
@@ -238,6 +290,9 @@ impl Db {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        if let Some(c) = self.watch.lock().await.conn.take() {
+            sqlx::Connection::close(c).await.ok();
+        }
         self.pool.close().await;
     }
 
@@ -310,7 +365,7 @@ impl Db {
     // ---------------------------------------------------------------- principals
 
     pub async fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, RegistryError> {
-        let g = self.cache.generation.current();
+        let g = self.generation().await?;
         if let Some(v) = self.cache.principals.get(&name.to_owned(), g) {
             return Ok(v);
         }
@@ -423,7 +478,7 @@ impl Db {
         model: &str,
     ) -> Result<Vec<GrantRow>, RegistryError> {
         let key = (principal.to_owned(), model.to_owned());
-        let g = self.cache.generation.current();
+        let g = self.generation().await?;
         if let Some(v) = self.cache.grants.get(&key, g) {
             return Ok(v);
         }
@@ -527,7 +582,7 @@ impl Db {
         version: &str,
     ) -> Result<Option<VersionRow>, RegistryError> {
         let key = (model.to_owned(), version.to_owned());
-        let g = self.cache.generation.current();
+        let g = self.generation().await?;
         if let Some(v) = self.cache.versions.get(&key, g) {
             return Ok(v);
         }
@@ -635,7 +690,7 @@ impl Db {
 
     pub async fn alias(&self, model: &str, alias: &str) -> Result<Option<String>, RegistryError> {
         let key = (model.to_owned(), alias.to_owned());
-        let g = self.cache.generation.current();
+        let g = self.generation().await?;
         if let Some(v) = self.cache.aliases.get(&key, g) {
             return Ok(v);
         }

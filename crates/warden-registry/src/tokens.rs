@@ -18,12 +18,13 @@ use warden_policy::{Action, ResourceFacts};
 use warden_store::ledger::Receipt;
 
 /// The scopes a token may carry.
-pub const SCOPES: [&str; 6] = [
+pub const SCOPES: [&str; 7] = [
     "model:read",
     "model:load",
     "model:register",
     "model:admin",
     "audit:read",
+    crate::accesses::AUDIT_WRITE,
     crate::issue::PRINCIPAL_ADMIN,
 ];
 /// Longest token lifetime: one year.
@@ -343,8 +344,8 @@ impl SecureModelManager {
             return Ok(Checked::Failed(AuthFailure::Malformed, None));
         }
         let h = hash(token);
+        let g = self.db.generation().await?;
         let cache = self.db.cache();
-        let g = cache.generation.current();
         let t = match cache.tokens.get(&h, g) {
             Some(t) => t,
             None => {
