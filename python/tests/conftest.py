@@ -70,10 +70,10 @@ class Registry:
             for p in ("alice", "bob", "scorer", "sec"):
                 self.tokens[p] = self.server.token(p)
         a = self.alice()
-        a.register("fraud-detector", "1.4.0", self.model_file, provenance={"code_commit": "abc123"})
-        b = self.bob()
-        b.promote("fraud-detector", "1.4.0", "validated", evidence={"auc": 0.97}, mfa=True)
-        b.promote("fraud-detector", "1.4.0", "production", mfa=True)
+        a.register("fraud-detector", "1.4.0", self.model_file, provenance={"code_commit": "abc123"},
+                   **self.key("alice"))
+        self.promote("fraud-detector", "1.4.0", "validated", evidence={"auc": 0.97})
+        self.promote("fraud-detector", "1.4.0", "production")
         d.warden("principal", "grant", "scorer", "--model", "fraud-detector", "--actions", "load,read",
                  "--expires", "30d", "--as", "admin")
 
@@ -86,6 +86,36 @@ class Registry:
             m = warden.SecureModelManager(url=self.server.url, token=self.tokens[principal])
         self._open.append(m)
         return m
+
+    def key(self, principal: str) -> Dict[str, Any]:
+        """What register needs to sign: in remote mode the client holds its key."""
+        if self.mode == "local":
+            return {}
+        return {"key_file": self.dir.data / "keys" / "principals" / f"{principal}.key"}
+
+    def _with_mfa(self, principal: str, method: str, *args: Any, **kw: Any) -> None:
+        """A step the default policy allows only with a second factor: through the SDK
+        with mfa=True locally; remotely an opaque token carries none, so the SDK's
+        attempt must be refused (and recorded), and the step is taken with the CLI."""
+        import warden
+
+        m = self.manager(principal)
+        if self.mode == "local":
+            getattr(m, method)(*args, mfa=True, **kw)
+            return
+        with pytest.raises(warden.AccessDenied):
+            getattr(m, method)(*args, **kw)
+
+    def promote(self, model: str, version: str, to: str, evidence: Any = None) -> None:
+        self._with_mfa("bob", "promote", model, version, to, evidence=evidence)
+        if self.mode == "remote":
+            args = ["model", "promote", f"{model}@{version}", "--to", to, "--as", "bob", "--mfa"]
+            self.dir.warden(*args)
+
+    def revoke(self, model: str, version: str, reason: str) -> None:
+        self._with_mfa("sec", "revoke", model, version, reason)
+        if self.mode == "remote":
+            self.dir.warden("model", "revoke", f"{model}@{version}", "--reason", reason, "--as", "sec", "--mfa")
 
     def alice(self):
         return self.manager("alice")
@@ -128,7 +158,51 @@ def write_safetensors(path: Path) -> None:
     )
 
 
-@pytest.fixture(params=["local"])
+class Server:
+    """A real `warden serve` on a loopback port of the system's choosing."""
+
+    SCOPES = "model:read,model:load,model:register,model:admin,audit:write"
+
+    def __init__(self, d: Dir) -> None:
+        import subprocess
+
+        env = {k: v for k, v in os.environ.items() if k not in ("WARDEN_PASSPHRASE", "WARDEN_USER")}
+        env["WARDEN_DATA_DIR"] = str(d.data)
+        self.dir = d
+        self.proc = subprocess.Popen(
+            [WARDEN, "serve", "--listen", "127.0.0.1:0"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.url = None
+        seen = []
+        for line in self.proc.stderr:
+            seen.append(line)
+            if "serving http://" in line:
+                self.url = line.split("serving ", 1)[1].split()[0]
+                break
+        if self.url is None:
+            raise RuntimeError("warden serve did not start: " + "".join(seen))
+
+    def token(self, principal: str, scopes: str = SCOPES, expires: str = "1h") -> str:
+        out = self.dir.warden(
+            "token", "create", "--principal", principal, "--scopes", scopes, "--expires", expires, "--as", "admin"
+        ).stdout
+        return out.strip().splitlines()[-1]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(params=["local", "remote"])
 def reg(request, ddir):
     r = Registry(ddir, request.param)
     yield r

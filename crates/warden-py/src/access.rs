@@ -8,17 +8,7 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Value};
 use warden_core::entry::Event;
 
-/// `result` values recorded as an allowed access (compared case-insensitively);
-/// anything else is a denial.
-pub const GRANTED: [&str; 7] = [
-    "success",
-    "succeeded",
-    "allow",
-    "allowed",
-    "granted",
-    "ok",
-    "permit",
-];
+pub use warden_core::access::GRANTED;
 
 /// Deepest nesting of metadata accepted.
 const MAX_DEPTH: usize = 32;
@@ -93,11 +83,6 @@ pub fn json(v: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     )))
 }
 
-/// The entry kind of an allowed access, and of a refused one (as the registry
-/// records them, and as reports count them).
-pub const ACCESS: &str = "model.access";
-pub const DENIED: &str = "model.denied";
-
 /// The entry of one access: its kind and event (see ARCHITECTURE.md, "Python SDK").
 pub fn event(
     user_id: &Bound<'_, PyAny>,
@@ -107,27 +92,21 @@ pub fn event(
     metadata: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<(&'static str, Event)> {
     let result = text("result", result)?;
-    let granted = GRANTED.iter().any(|g| g.eq_ignore_ascii_case(&result));
-    let mut details = Map::new();
-    details.insert("result".into(), Value::String(result));
-    if let Some(m) = metadata.filter(|m| !m.is_none()) {
-        if m.cast::<PyDict>().is_err() {
+    let metadata = match metadata.filter(|m| !m.is_none()) {
+        Some(m) if m.cast::<PyDict>().is_err() => {
             return Err(PyTypeError::new_err("metadata must be a dict"));
         }
-        let v = json(m, 0)?;
-        if v.as_object().is_some_and(|o| !o.is_empty()) {
-            details.insert("metadata".into(), v);
-        }
-    }
-    let ev = Event {
-        user: Some(text("user_id", user_id)?),
-        model: Some(text("resource", resource)?),
-        action: Some(text("action", action)?),
-        decision: Some(if granted { "allow" } else { "deny" }.into()),
-        details: Some(Value::Object(details)),
-        ..Event::default()
+        Some(m) => Some(json(m, 0)?),
+        None => None,
     };
-    Ok((if granted { ACCESS } else { DENIED }, ev))
+    warden_core::access::event(
+        text("user_id", user_id)?,
+        text("resource", resource)?,
+        text("action", action)?,
+        result,
+        metadata,
+    )
+    .map_err(InvalidInput::new_err)
 }
 
 /// The events of a batch: each item a dict with `user_id`, `resource`, `action`,

@@ -12,6 +12,7 @@ mod errors;
 mod read;
 mod registry;
 mod session;
+mod sign;
 
 use errors::{
     AccessDenied, AuditUnavailable, Conflict, IntegrityError, InvalidInput, NotFound, Revoked,
@@ -26,6 +27,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<registry::Registry>()?;
     m.add_class::<blob::Blob>()?;
     m.add_function(wrap_pyfunction!(read::verify, m)?)?;
+    m.add_function(wrap_pyfunction!(sign::registration_files, m)?)?;
+    m.add_function(wrap_pyfunction!(sign::sign_registration, m)?)?;
     m.add_function(wrap_pyfunction!(read::log_path, m)?)?;
     m.add_function(wrap_pyfunction!(read::compliance_report, m)?)?;
     m.add("WardenError", py.get_type::<WardenError>())?;

@@ -6,6 +6,7 @@
 //! Cedar policy in `warden-policy`, and every decision and mutation is an entry in the
 //! `warden-store` ledger.
 
+pub mod accesses;
 pub mod admission;
 pub mod blobs;
 mod cache;

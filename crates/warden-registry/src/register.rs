@@ -394,8 +394,9 @@ pub fn fingerprint(
 }
 
 /// The files under `path`: `(name relative to path, full path, size)`, sorted by name.
-/// A single file is named by its file name. Symbolic links are refused.
-fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf, u64)>, RegistryError> {
+/// A single file is named by its file name. Symbolic links are refused. (A client that
+/// registers through the HTTP API names its files the same way.)
+pub fn collect_files(path: &Path) -> Result<Vec<(String, PathBuf, u64)>, RegistryError> {
     let meta = std::fs::symlink_metadata(path).map_err(RegistryError::io("stat", path))?;
     let mut out = Vec::new();
     if meta.is_file() {

@@ -6,6 +6,7 @@
 //! path. One error type maps each failure to a fixed status and stable code; details go
 //! to the log, never to the client.
 
+mod accesses;
 mod admin;
 mod audit;
 mod hub;
@@ -125,6 +126,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/tokens/{id}", delete(admin::revoke_token))
         .route("/v1/audit/entries", get(audit::entries))
+        .route(
+            "/v1/audit/accesses",
+            post(accesses::record).layer(DefaultBodyLimit::max(accesses::MAX_ACCESS_BODY)),
+        )
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/proof/inclusion", get(audit::inclusion))
         .route("/v1/audit/proof/consistency", get(audit::consistency))

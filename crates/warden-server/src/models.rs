@@ -243,6 +243,7 @@ pub(crate) fn download_response(
         ("x-warden-digest", format!("sha256:{}", d.digest())),
         ("x-warden-version", d.version().to_owned()),
         ("x-warden-audit-index", d.receipt().index.to_string()),
+        ("x-warden-audit-tree-size", d.receipt().size.to_string()),
     ] {
         fields.push((header::HeaderName::from_static(name), value));
     }

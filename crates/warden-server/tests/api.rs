@@ -1103,7 +1103,7 @@ fn every_path_in_the_openapi_document_is_served() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 30);
+    assert_eq!(checked, 31);
 }
 
 #[test]
