@@ -162,12 +162,16 @@ def test_compliance_report_has_the_guides_fields_and_exact_counts(ddir):
             + [{"user_id": "bob", "resource": "churn", "action": "load", "result": "denied"}] * 2
         )
         end = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1)
+        # One SIEM sink, exported up to here: the report shows its coverage.
+        ddir.warden("export", "--to", f"file:{ddir.root / 'siem.log'}", "--format", "policy")
         r = m.compliance_report(start, end, auditor_key=ddir.auditor)
         blind = m.compliance_report(start, end)
     assert r["total_access_attempts"] == 5
     assert (r["successful_accesses"], r["denied_accesses"]) == (3, 2)
     assert r["unique_users"] == 2 and r["resources_accessed"] == ["churn", "fraud"]
     assert r["warden"]["integrity"]["invalid"] == []
+    [sink] = r["warden"]["siem"]
+    assert sink["format"] == "policy" and sink["delivered_in_period"] >= 5
     # Without the auditor key the counts stay exact; who and what stay sealed.
     assert blind["total_access_attempts"] == 5
     assert blind["unique_users"] is None and blind["resources_accessed"] is None

@@ -183,3 +183,35 @@ def test_pickle_of_a_registered_model_is_refused_unless_through_the_manager(reg,
     finally:
         warden.guard.uninstall()
     assert pickle.loads(copy.read_bytes()) == obj
+
+
+def test_huggingface_hub_downloads_through_warden(reg, tmp_path):
+    """warden.hf.configure points the real huggingface_hub client at `warden serve`;
+    its download is policy-checked, verified and recorded like any load."""
+    if reg.mode != "remote":
+        pytest.skip("the Hub endpoint is the server's")
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys, warden.hf
+        shown = warden.hf.configure(sys.argv[1], token=sys.argv[2], offline_cache=sys.argv[3])
+        assert shown["HF_TOKEN"] == "***"
+        from huggingface_hub import hf_hub_download
+        print(hf_hub_download("fraud-detector", "model.safetensors", revision="production"))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and k not in ("HTTP_PROXY", "HTTPS_PROXY")}
+    env.update(HF_HOME=str(tmp_path / "hf-home"), NO_PROXY="127.0.0.1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    out = subprocess.run(
+        [sys.executable, "-c", code, reg.server.url, reg.tokens["scorer"], str(tmp_path / "hf")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip().splitlines()[-1]).read_bytes() == reg.model_file.read_bytes()
+    assert reg.dir.count("model.access") >= 1

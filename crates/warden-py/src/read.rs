@@ -76,9 +76,8 @@ pub fn verify(
 
 /// The compliance report of `data_dir` for entries in `[start_micros, end_micros)`
 /// (Unix microseconds), as JSON: what `warden report` computes (counts, incidents,
-/// integrity, key rotation), with users and models when `auditor_key` decrypts them.
-/// SIEM coverage is left out (`siem` is empty): `warden report` reads the export
-/// cursors.
+/// integrity, key rotation, SIEM coverage from the sinks' cursors), with users and
+/// models when `auditor_key` decrypts them.
 #[pyfunction]
 #[pyo3(signature = (data_dir, start_micros, end_micros, *, auditor_key=None))]
 pub fn compliance_report(
@@ -108,6 +107,8 @@ pub fn compliance_report(
         auditor,
     } = reading(&data_dir, auditor_key.as_deref())?;
     let max_epoch_micros = cfg.rotation_interval_secs.saturating_mul(1_000_000);
+    let sinks = warden_siem::cursor::positions(&DataDir::new(&data_dir))
+        .map_err(|e| InvalidInput::new_err(format!("reading the SIEM sinks' cursors: {e}")))?;
     let r = py.detach(|| {
         warden_store::report::build(&warden_store::report::ReportInput {
             log: &log,
@@ -117,7 +118,7 @@ pub fn compliance_report(
             to,
             max_epoch_micros,
             generated,
-            sinks: &[],
+            sinks: &sinks,
             bound: None,
         })
     });

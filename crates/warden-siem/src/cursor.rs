@@ -149,6 +149,27 @@ fn read(path: &Path) -> Result<Option<Cursor>, SiemError> {
         })
 }
 
+/// Where a data directory's sinks keep their cursors.
+#[must_use]
+pub fn export_dir(dir: &warden_store::config::DataDir) -> std::path::PathBuf {
+    dir.root.join("export")
+}
+
+/// Where each SIEM sink of a data directory stands, for the compliance report's
+/// coverage.
+pub fn positions(
+    dir: &warden_store::config::DataDir,
+) -> Result<Vec<warden_store::report::SinkPosition>, SiemError> {
+    Ok(list(&export_dir(dir))?
+        .into_iter()
+        .map(|c| warden_store::report::SinkPosition {
+            sink: c.sink,
+            format: c.format,
+            next: c.position.next,
+        })
+        .collect())
+}
+
 /// Every sink's cursor in `dir`, sorted by name.
 pub fn list(dir: &Path) -> Result<Vec<Cursor>, SiemError> {
     let mut out = Vec::new();

@@ -54,8 +54,9 @@ def compliance_report(
     """The compliance report for entries in ``[start, end)``: the best-practices
     guide's fields (``total_access_attempts``, ``successful_accesses``,
     ``denied_accesses``, ``unique_users``, ``resources_accessed``) next to Warden's own
-    report under ``"warden"`` (what ``warden report`` computes, without SIEM
-    coverage). Users and resources need ``auditor_key``; without it they are ``None``."""
+    report under ``"warden"`` (what ``warden report`` computes: integrity, key
+    rotation, incidents, each SIEM sink's coverage). Users and resources need
+    ``auditor_key``; without it they are ``None``."""
     raw = json.loads(
         _native.compliance_report(
             os.fspath(data_dir),

@@ -106,8 +106,9 @@ class SecureModelManager:
             )
 
     @property
-    def principal(self) -> str:
-        """The principal this manager acts as."""
+    def principal(self) -> Optional[str]:
+        """The principal this manager acts as (``None`` in remote mode: the server
+        knows it from the token)."""
         return self._backend.principal
 
     @property

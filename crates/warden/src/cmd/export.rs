@@ -143,7 +143,7 @@ pub fn spec(dir: &DataDir, c: &SiemConfig) -> Result<SinkSpec> {
 
 /// Where sinks keep their cursors.
 pub fn export_dir(dir: &DataDir) -> PathBuf {
-    dir.root.join("export")
+    warden_siem::cursor::export_dir(dir)
 }
 
 fn export(a: &RunArgs) -> Result<ExitCode> {

@@ -198,16 +198,7 @@ fn generate(a: &RunArgs) -> Result<ExitCode> {
 
 /// Where each SIEM sink of the data directory stands.
 pub fn sink_positions(dir: &warden_store::config::DataDir) -> Result<Vec<SinkPosition>> {
-    Ok(
-        warden_siem::cursor::list(&crate::cmd::export::export_dir(dir))?
-            .into_iter()
-            .map(|c| SinkPosition {
-                sink: c.sink,
-                format: c.format,
-                next: c.position.next,
-            })
-            .collect(),
-    )
+    Ok(warden_siem::cursor::positions(dir)?)
 }
 
 /// The report in `format` (json, csv or html).

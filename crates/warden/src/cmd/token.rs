@@ -27,7 +27,8 @@ pub struct Create {
     /// The principal the token acts as.
     #[arg(long)]
     principal: String,
-    /// Comma-separated: model:read, model:load, model:register, model:admin, audit:read.
+    /// Comma-separated: model:read, model:load, model:register, model:admin, audit:read,
+    /// audit:write (record accesses through POST /v1/audit/accesses), principal:admin.
     #[arg(
         id = "token_scopes",
         long = "scopes",
