@@ -81,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     rt.block_on(async {
         let m = SecureModelManager::open(
             ManagerOptions {
-                db_path: p.join("registry.db"),
+                database: warden_registry::db::Database::Sqlite(p.join("registry.db")),
                 blobs: BlobStore::local(&p.join("blobs"))?,
                 engine: Engine::default_policy()?,
                 policy_digest: "shipped-default".into(),

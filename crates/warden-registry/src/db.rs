@@ -1,12 +1,18 @@
-//! Registry metadata in SQL through `sqlx` (SQLite by default).
+//! Registry metadata in SQL through `sqlx`: SQLite (a file in the data directory, the
+//! default) or PostgreSQL (`postgres://…`, shared by several nodes).
 //!
-//! Queries are written for both SQLite and PostgreSQL: `$n` placeholders used once each
-//! and in order, standard types (`TEXT`, `BIGINT`, `BOOLEAN`), no `INSERT OR …`.
+//! Queries are written once for both: `$n` placeholders used once each and in order,
+//! standard types (`TEXT`, `BIGINT`, `BOOLEAN`), `ON CONFLICT` rather than
+//! `INSERT OR …`. Each runs through [`on_pool!`] or [`on_tx!`], which expand it for the
+//! engine at hand (sqlx's `Any` driver cannot carry SQLite's `BOOLEAN`).
 
 use crate::cache::{Cached, Generation};
+pub use crate::engine::{Database, FRESH, Tx};
+use crate::engine::{Pool, Watch, WatchConn, data_version};
+pub(crate) use crate::engine::{on_pool, on_tx};
 use crate::error::RegistryError;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -47,6 +53,9 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS alert_outbox (
         incident BIGINT NOT NULL, sink TEXT NOT NULL, body BLOB NOT NULL,
         created_at BIGINT NOT NULL, PRIMARY KEY (incident, sink))",
+    // Bumped by every commit on PostgreSQL, where nodes watch it to drop their caches.
+    "CREATE TABLE IF NOT EXISTS registry_generation (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
+    "INSERT INTO registry_generation (id, n) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
 ];
 
 /// A token as listed (never the secret).
@@ -161,33 +170,23 @@ fn version_row(t: VersionTuple) -> VersionRow {
     }
 }
 
-async fn data_version(conn: &mut sqlx::SqliteConnection) -> Result<i64, RegistryError> {
-    Ok(sqlx::query_scalar::<_, i64>("PRAGMA data_version")
-        .fetch_one(conn)
-        .await?)
+impl Database {
+    /// Opens it (creating the tables if needed).
+    pub async fn open(&self) -> Result<Db, RegistryError> {
+        match self {
+            Self::Sqlite(p) => Db::open(p).await,
+            Self::Postgres(u) => Db::connect(u).await,
+        }
+    }
 }
 
 /// The metadata database.
 #[derive(Debug, Clone)]
 pub struct Db {
-    pool: SqlitePool,
+    pool: Pool,
     cache: std::sync::Arc<ReadCache>,
     watch: std::sync::Arc<tokio::sync::Mutex<Watch>>,
 }
-
-/// A connection of its own that notices commits by other processes (a `warden` command
-/// revoking a version or a token while `warden serve` runs): SQLite's `data_version`
-/// changes on a connection whenever another connection has committed.
-#[derive(Debug)]
-struct Watch {
-    conn: Option<sqlx::SqliteConnection>,
-    seen: i64,
-    /// When the last look began.
-    looked_at: Option<std::time::Instant>,
-}
-
-/// How long one look at `data_version` answers for later reads.
-pub const FRESH: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What the hot path reads, cached (see `cache.rs`).
 #[derive(Debug, Default)]
@@ -225,10 +224,38 @@ impl Db {
             .max_connections(4)
             .connect_with(opts.clone())
             .await?;
+        let conn = sqlx::ConnectOptions::connect(&opts).await?;
+        Self::start(Pool::Sqlite(pool), WatchConn::Sqlite(conn)).await
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://user@host:port/db`;
+    /// the password from the URL or `PGPASSWORD`), creating the tables if needed.
+    pub async fn connect(url: &str) -> Result<Self, RegistryError> {
+        let opts: PgConnectOptions = url
+            .parse()
+            .map_err(|e| RegistryError::invalid("database URL", format!("{e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(opts.clone())
+            .await?;
+        let conn = sqlx::ConnectOptions::connect(&opts).await?;
+        Self::start(Pool::Postgres(pool), WatchConn::Postgres(conn)).await
+    }
+
+    /// Creates the tables and starts watching for other processes' commits.
+    async fn start(pool: Pool, mut conn: WatchConn) -> Result<Self, RegistryError> {
         for stmt in SCHEMA {
-            sqlx::query(stmt).execute(&pool).await?;
+            match &pool {
+                Pool::Sqlite(p) => {
+                    sqlx::query(stmt).execute(p).await?;
+                }
+                Pool::Postgres(p) => {
+                    let stmt = stmt.replace(" BLOB ", " BYTEA ");
+                    sqlx::query(&stmt).execute(p).await?;
+                }
+            }
         }
-        let mut conn = sqlx::ConnectOptions::connect(&opts).await?;
         let seen = data_version(&mut conn).await?;
         Ok(Self {
             pool,
@@ -270,95 +297,125 @@ impl Db {
         &self.cache
     }
 
-    /// Drops everything cached (after a write outside a transaction).
-    pub(crate) fn invalidate(&self) {
+    /// Drops everything cached, here and (on PostgreSQL) on every node, after a write
+    /// outside a transaction.
+    pub(crate) async fn invalidate(&self) -> Result<(), RegistryError> {
         self.cache.generation.bump();
+        if let Pool::Postgres(p) = &self.pool {
+            sqlx::query("UPDATE registry_generation SET n = n + 1 WHERE id = 1")
+                .execute(p)
+                .await?;
+        }
+        self.cache.generation.bump();
+        Ok(())
     }
 
-    /// Commits a write transaction, invalidating the cache before and after.
-    pub async fn commit(&self, tx: Transaction<'static, Sqlite>) -> Result<(), RegistryError> {
+    /// Commits a write transaction, invalidating the cache before and after (and, on
+    /// PostgreSQL, every other node's, by bumping the shared generation in it).
+    pub async fn commit(&self, tx: Tx) -> Result<(), RegistryError> {
         self.cache.generation.bump();
-        let r = tx.commit().await;
+        let r = match tx {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(mut t) => {
+                match sqlx::query("UPDATE registry_generation SET n = n + 1 WHERE id = 1")
+                    .execute(&mut *t)
+                    .await
+                {
+                    Ok(_) => t.commit().await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
         self.cache.generation.bump();
         Ok(r?)
     }
 
     /// The connection pool.
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Whether the metadata is in PostgreSQL.
+    #[must_use]
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.pool, Pool::Postgres(_))
     }
 
     /// Closes every connection.
     pub async fn close(&self) {
-        if let Some(c) = self.watch.lock().await.conn.take() {
-            sqlx::Connection::close(c).await.ok();
+        match self.watch.lock().await.conn.take() {
+            Some(WatchConn::Sqlite(c)) => sqlx::Connection::close(c).await.ok(),
+            Some(WatchConn::Postgres(c)) => sqlx::Connection::close(c).await.ok(),
+            None => None,
+        };
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
         }
-        self.pool.close().await;
     }
 
     /// Starts a transaction; commit it with [`Db::commit`].
-    pub async fn begin(&self) -> Result<Transaction<'static, Sqlite>, RegistryError> {
+    pub async fn begin(&self) -> Result<Tx, RegistryError> {
         self.cache.generation.bump();
-        Ok(self.pool.begin().await?)
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
     }
 
     /// The principal `os_user` is bound to.
     pub async fn os_user_principal(&self, os_user: &str) -> Result<Option<String>, RegistryError> {
         Ok(
-            sqlx::query_scalar::<_, String>("SELECT principal FROM os_users WHERE os_user = $1")
+            on_pool!(&self.pool, e => sqlx::query_scalar::<_, String>("SELECT principal FROM os_users WHERE os_user = $1")
                 .bind(os_user)
-                .fetch_optional(&self.pool)
-                .await?,
+                .fetch_optional(e)
+                .await)?,
         )
     }
 
     /// Binds `os_user` to `principal`, replacing an earlier binding.
     pub async fn bind_os_user(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         os_user: &str,
         principal: &str,
         by: &str,
         at: i64,
     ) -> Result<(), RegistryError> {
-        sqlx::query("DELETE FROM os_users WHERE os_user = $1")
+        on_tx!(tx, e => sqlx::query("DELETE FROM os_users WHERE os_user = $1")
             .bind(os_user)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query(
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
+        on_tx!(tx, e => sqlx::query(
             "INSERT INTO os_users (os_user, principal, created_at, created_by) VALUES ($1, $2, $3, $4)",
         )
         .bind(os_user)
         .bind(principal)
         .bind(at)
         .bind(by)
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     pub async fn meta(&self, key: &str) -> Result<Option<String>, RegistryError> {
         Ok(
-            sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = $1")
+            on_pool!(&self.pool, e => sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = $1")
                 .bind(key)
-                .fetch_optional(&self.pool)
-                .await?,
+                .fetch_optional(e)
+                .await)?,
         )
     }
 
-    pub async fn set_meta(
-        tx: &mut Transaction<'static, Sqlite>,
-        key: &str,
-        value: &str,
-    ) -> Result<(), RegistryError> {
-        sqlx::query("DELETE FROM meta WHERE key = $1")
+    pub async fn set_meta(tx: &mut Tx, key: &str, value: &str) -> Result<(), RegistryError> {
+        on_tx!(tx, e => sqlx::query("DELETE FROM meta WHERE key = $1")
             .bind(key)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
+        on_tx!(tx, e => sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
             .bind(key)
             .bind(value)
-            .execute(&mut **tx)
-            .await?;
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -377,19 +434,19 @@ impl Db {
     }
 
     async fn principal_uncached(&self, name: &str) -> Result<Option<PrincipalRow>, RegistryError> {
-        let row = sqlx::query_as::<_, (String, bool, bool, Option<String>, Option<String>, i64)>(
+        let row = on_pool!(&self.pool, e => sqlx::query_as::<_, (String, bool, bool, Option<String>, Option<String>, i64)>(
             "SELECT name, service, active, signing_alg, signing_key, created_at FROM principals WHERE name = $1",
         )
         .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(e)
+        .await)?;
         let Some(r) = row else { return Ok(None) };
-        let roles = sqlx::query_scalar::<_, String>(
+        let roles = on_pool!(&self.pool, e => sqlx::query_scalar::<_, String>(
             "SELECT role FROM principal_roles WHERE principal = $1 ORDER BY role",
         )
         .bind(name)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(Some(PrincipalRow {
             name: r.0,
             service: r.1,
@@ -402,9 +459,9 @@ impl Db {
     }
 
     pub async fn principals(&self) -> Result<Vec<PrincipalRow>, RegistryError> {
-        let names = sqlx::query_scalar::<_, String>("SELECT name FROM principals ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let names = on_pool!(&self.pool, e => sqlx::query_scalar::<_, String>("SELECT name FROM principals ORDER BY name")
+            .fetch_all(e)
+            .await)?;
         let mut out = Vec::with_capacity(names.len());
         for n in names {
             if let Some(p) = self.principal(&n).await? {
@@ -415,11 +472,11 @@ impl Db {
     }
 
     pub async fn insert_principal(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         p: &PrincipalRow,
         created_by: &str,
     ) -> Result<(), RegistryError> {
-        sqlx::query(
+        on_tx!(tx, e => sqlx::query(
             "INSERT INTO principals (name, service, active, signing_alg, signing_key, created_at, created_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -430,42 +487,38 @@ impl Db {
         .bind(&p.signing_key)
         .bind(p.created_at)
         .bind(created_by)
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
         for r in &p.roles {
             Self::add_role(tx, &p.name, r).await?;
         }
         Ok(())
     }
 
-    pub async fn add_role(
-        tx: &mut Transaction<'static, Sqlite>,
-        principal: &str,
-        role: &str,
-    ) -> Result<(), RegistryError> {
-        sqlx::query("DELETE FROM principal_roles WHERE principal = $1 AND role = $2")
+    pub async fn add_role(tx: &mut Tx, principal: &str, role: &str) -> Result<(), RegistryError> {
+        on_tx!(tx, e => sqlx::query("DELETE FROM principal_roles WHERE principal = $1 AND role = $2")
             .bind(principal)
             .bind(role)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query("INSERT INTO principal_roles (principal, role) VALUES ($1, $2)")
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
+        on_tx!(tx, e => sqlx::query("INSERT INTO principal_roles (principal, role) VALUES ($1, $2)")
             .bind(principal)
             .bind(role)
-            .execute(&mut **tx)
-            .await?;
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     pub async fn set_active(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         principal: &str,
         active: bool,
     ) -> Result<(), RegistryError> {
-        sqlx::query("UPDATE principals SET active = $1 WHERE name = $2")
+        on_tx!(tx, e => sqlx::query("UPDATE principals SET active = $1 WHERE name = $2")
             .bind(active)
             .bind(principal)
-            .execute(&mut **tx)
-            .await?;
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -482,14 +535,14 @@ impl Db {
         if let Some(v) = self.cache.grants.get(&key, g) {
             return Ok(v);
         }
-        let rows = sqlx::query_as::<_, (String, String, String, i64)>(
+        let rows = on_pool!(&self.pool, e => sqlx::query_as::<_, (String, String, String, i64)>(
             "SELECT principal, model, action, expires_at FROM grants
              WHERE principal = $1 AND (model = $2 OR model = '*') ORDER BY action",
         )
         .bind(principal)
         .bind(model)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         let v: Vec<GrantRow> = rows.into_iter().map(grant_row).collect();
         self.cache
             .grants
@@ -498,28 +551,28 @@ impl Db {
     }
 
     pub async fn grants_of(&self, principal: &str) -> Result<Vec<GrantRow>, RegistryError> {
-        let rows = sqlx::query_as::<_, (String, String, String, i64)>(
+        let rows = on_pool!(&self.pool, e => sqlx::query_as::<_, (String, String, String, i64)>(
             "SELECT principal, model, action, expires_at FROM grants WHERE principal = $1 ORDER BY model, action",
         )
         .bind(principal)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows.into_iter().map(grant_row).collect())
     }
 
     pub async fn put_grant(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         g: &GrantRow,
         by: &str,
         now: i64,
     ) -> Result<(), RegistryError> {
-        sqlx::query("DELETE FROM grants WHERE principal = $1 AND model = $2 AND action = $3")
+        on_tx!(tx, e => sqlx::query("DELETE FROM grants WHERE principal = $1 AND model = $2 AND action = $3")
             .bind(&g.principal)
             .bind(&g.model)
             .bind(&g.action)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query(
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
+        on_tx!(tx, e => sqlx::query(
             "INSERT INTO grants (principal, model, action, expires_at, created_by, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -529,8 +582,8 @@ impl Db {
         .bind(g.expires_at)
         .bind(by)
         .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -538,40 +591,40 @@ impl Db {
 
     pub async fn model_exists(&self, name: &str) -> Result<bool, RegistryError> {
         Ok(
-            sqlx::query_scalar::<_, String>("SELECT name FROM models WHERE name = $1")
+            on_pool!(&self.pool, e => sqlx::query_scalar::<_, String>("SELECT name FROM models WHERE name = $1")
                 .bind(name)
-                .fetch_optional(&self.pool)
-                .await?
+                .fetch_optional(e)
+                .await)?
                 .is_some(),
         )
     }
 
     pub async fn models(&self) -> Result<Vec<String>, RegistryError> {
         Ok(
-            sqlx::query_scalar::<_, String>("SELECT name FROM models ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?,
+            on_pool!(&self.pool, e => sqlx::query_scalar::<_, String>("SELECT name FROM models ORDER BY name")
+                .fetch_all(e)
+                .await)?,
         )
     }
 
     pub async fn ensure_model(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         name: &str,
         by: &str,
         now: i64,
     ) -> Result<(), RegistryError> {
-        let exists = sqlx::query_scalar::<_, String>("SELECT name FROM models WHERE name = $1")
+        let exists = on_tx!(tx, e => sqlx::query_scalar::<_, String>("SELECT name FROM models WHERE name = $1")
             .bind(name)
-            .fetch_optional(&mut **tx)
-            .await?
+            .fetch_optional(e)
+            .await)?
             .is_some();
         if !exists {
-            sqlx::query("INSERT INTO models (name, created_at, created_by) VALUES ($1, $2, $3)")
+            on_tx!(tx, e => sqlx::query("INSERT INTO models (name, created_at, created_by) VALUES ($1, $2, $3)")
                 .bind(name)
                 .bind(now)
                 .bind(by)
-                .execute(&mut **tx)
-                .await?;
+                .execute(e)
+                .await.map(|r| r.rows_affected()))?;
         }
         Ok(())
     }
@@ -587,12 +640,12 @@ impl Db {
             return Ok(v);
         }
         let q = format!("SELECT {VERSION_COLS} FROM versions WHERE model = $1 AND version = $2");
-        let v = sqlx::query_as::<_, VersionTuple>(&q)
+        let v = on_pool!(&self.pool, e => sqlx::query_as::<_, VersionTuple>(&q)
             .bind(model)
             .bind(version)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(version_row);
+            .fetch_optional(e)
+            .await)?
+        .map(version_row);
         self.cache
             .versions
             .put(&self.cache.generation, g, key, v.clone());
@@ -603,21 +656,23 @@ impl Db {
         let q = format!(
             "SELECT {VERSION_COLS} FROM versions WHERE model = $1 ORDER BY created_at, version"
         );
-        Ok(sqlx::query_as::<_, VersionTuple>(&q)
+        Ok(
+            on_pool!(&self.pool, e => sqlx::query_as::<_, VersionTuple>(&q)
             .bind(model)
-            .fetch_all(&self.pool)
-            .await?
+            .fetch_all(e)
+            .await)?
             .into_iter()
             .map(version_row)
-            .collect())
+            .collect(),
+        )
     }
 
     pub async fn insert_version(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         v: &VersionRow,
         files: &[FileRow],
     ) -> Result<(), RegistryError> {
-        sqlx::query(
+        on_tx!(tx, e => sqlx::query(
             "INSERT INTO versions (model, version, state, registrant, root_digest, manifest, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -629,10 +684,10 @@ impl Db {
         .bind(&v.manifest)
         .bind(v.created_at)
         .bind(v.updated_at)
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
         for f in files {
-            sqlx::query(
+            on_tx!(tx, e => sqlx::query(
                 "INSERT INTO files (model, version, name, digest, size) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(&v.model)
@@ -640,18 +695,15 @@ impl Db {
             .bind(&f.name)
             .bind(&f.digest)
             .bind(f.size)
-            .execute(&mut **tx)
-            .await?;
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
         }
         Ok(())
     }
 
     /// Writes the mutable columns of `v` (state and its records).
-    pub async fn update_version(
-        tx: &mut Transaction<'static, Sqlite>,
-        v: &VersionRow,
-    ) -> Result<(), RegistryError> {
-        sqlx::query(
+    pub async fn update_version(tx: &mut Tx, v: &VersionRow) -> Result<(), RegistryError> {
+        on_tx!(tx, e => sqlx::query(
             "UPDATE versions SET state = $1, updated_at = $2, validated_by = $3, validation = $4,
              approved_by = $5, revoked_reason = $6 WHERE model = $7 AND version = $8",
         )
@@ -663,19 +715,19 @@ impl Db {
         .bind(&v.revoked_reason)
         .bind(&v.model)
         .bind(&v.version)
-        .execute(&mut **tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     pub async fn files(&self, model: &str, version: &str) -> Result<Vec<FileRow>, RegistryError> {
-        let rows = sqlx::query_as::<_, (String, String, i64)>(
+        let rows = on_pool!(&self.pool, e => sqlx::query_as::<_, (String, String, i64)>(
             "SELECT name, digest, size FROM files WHERE model = $1 AND version = $2 ORDER BY name",
         )
         .bind(model)
         .bind(version)
-        .fetch_all(&self.pool)
-        .await?;
+        .fetch_all(e)
+        .await)?;
         Ok(rows
             .into_iter()
             .map(|r| FileRow {
@@ -694,13 +746,13 @@ impl Db {
         if let Some(v) = self.cache.aliases.get(&key, g) {
             return Ok(v);
         }
-        let v = sqlx::query_scalar::<_, String>(
+        let v = on_pool!(&self.pool, e => sqlx::query_scalar::<_, String>(
             "SELECT version FROM aliases WHERE model = $1 AND alias = $2",
         )
         .bind(model)
         .bind(alias)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(e)
+        .await)?;
         self.cache
             .aliases
             .put(&self.cache.generation, g, key, v.clone());
@@ -708,32 +760,34 @@ impl Db {
     }
 
     pub async fn aliases(&self, model: &str) -> Result<Vec<(String, String)>, RegistryError> {
-        Ok(sqlx::query_as::<_, (String, String)>(
+        Ok(
+            on_pool!(&self.pool, e => sqlx::query_as::<_, (String, String)>(
             "SELECT alias, version FROM aliases WHERE model = $1 ORDER BY alias",
         )
         .bind(model)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_all(e)
+        .await)?,
+        )
     }
 
     pub async fn set_alias(
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut Tx,
         model: &str,
         alias: &str,
         version: Option<&str>,
     ) -> Result<(), RegistryError> {
-        sqlx::query("DELETE FROM aliases WHERE model = $1 AND alias = $2")
+        on_tx!(tx, e => sqlx::query("DELETE FROM aliases WHERE model = $1 AND alias = $2")
             .bind(model)
             .bind(alias)
-            .execute(&mut **tx)
-            .await?;
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
         if let Some(v) = version {
-            sqlx::query("INSERT INTO aliases (model, alias, version) VALUES ($1, $2, $3)")
+            on_tx!(tx, e => sqlx::query("INSERT INTO aliases (model, alias, version) VALUES ($1, $2, $3)")
                 .bind(model)
                 .bind(alias)
                 .bind(v)
-                .execute(&mut **tx)
-                .await?;
+                .execute(e)
+                .await.map(|r| r.rows_affected()))?;
         }
         Ok(())
     }

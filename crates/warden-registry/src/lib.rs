@@ -14,6 +14,7 @@ pub mod db;
 mod detection;
 mod directory;
 pub mod download;
+mod engine;
 pub mod error;
 mod failures;
 pub mod issue;

@@ -167,7 +167,7 @@ impl SecureModelManager {
     /// that pointed at it (`latest` stays: it names the newest registration).
     pub(crate) async fn store_end_state(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        tx: &mut crate::db::Tx,
         v: &VersionRow,
     ) -> Result<(), RegistryError> {
         Db::update_version(tx, v).await?;

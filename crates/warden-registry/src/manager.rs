@@ -94,7 +94,8 @@ impl Selector {
 /// Where the registry keeps its data.
 #[derive(Debug)]
 pub struct ManagerOptions {
-    pub db_path: PathBuf,
+    /// The registry's metadata: a SQLite file, or PostgreSQL.
+    pub database: crate::db::Database,
     pub blobs: BlobStore,
     pub engine: Engine,
     /// Digest of the policy text, to record policy changes in the ledger.
@@ -174,7 +175,7 @@ impl SecureModelManager {
         opts: ManagerOptions,
         ledger: Arc<dyn Journal>,
     ) -> Result<Self, RegistryError> {
-        let db = Db::open(&opts.db_path).await?;
+        let db = opts.database.open().await?;
         let m = Self {
             db,
             blobs: opts.blobs,

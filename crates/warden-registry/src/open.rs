@@ -4,6 +4,7 @@
 //! and the Python module, so both load the same policy the same way.
 
 use crate::blobs::BlobStore;
+use crate::db::Database;
 use crate::error::RegistryError;
 use crate::manager::{ManagerOptions, SecureModelManager};
 use aws_lc_rs::digest;
@@ -93,7 +94,10 @@ pub async fn manager(
     let blobs = BlobStore::local(&dir.resolve(&cfg.blobs))?;
     SecureModelManager::open(
         ManagerOptions {
-            db_path: dir.resolve(&cfg.registry_db),
+            database: match &cfg.registry_database {
+                Some(url) => Database::Postgres(url.clone()),
+                None => Database::Sqlite(dir.resolve(&cfg.registry_db)),
+            },
             blobs,
             engine: policy.engine,
             policy_digest: policy.digest,

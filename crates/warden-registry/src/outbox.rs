@@ -8,8 +8,8 @@
 //! it is stored no more widely than the database that already names principals.
 
 use crate::RegistryError;
+use crate::db::on_pool;
 use crate::manager::SecureModelManager;
-use sqlx::Row;
 
 /// One alert awaiting its outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,44 +31,42 @@ impl SecureModelManager {
         sink: &str,
         body: &[u8],
     ) -> Result<(), RegistryError> {
-        sqlx::query(
-            "INSERT OR REPLACE INTO alert_outbox (incident, sink, body, created_at)
-             VALUES ($1, $2, $3, $4)",
+        on_pool!(self.db.pool(), e => sqlx::query(
+            "INSERT INTO alert_outbox (incident, sink, body, created_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (incident, sink) DO UPDATE SET body = excluded.body, created_at = excluded.created_at",
         )
         .bind(key(incident))
         .bind(sink)
         .bind(body)
         .bind(self.now_secs())
-        .execute(self.db.pool())
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Forgets an alert whose outcome is in the ledger.
     pub(crate) async fn outbox_done(&self, incident: u64, sink: &str) -> Result<(), RegistryError> {
-        sqlx::query("DELETE FROM alert_outbox WHERE incident = $1 AND sink = $2")
+        on_pool!(self.db.pool(), e => sqlx::query("DELETE FROM alert_outbox WHERE incident = $1 AND sink = $2")
             .bind(key(incident))
             .bind(sink)
-            .execute(self.db.pool())
-            .await?;
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Alerts still awaiting their outcome, oldest incident first.
     pub async fn pending_alerts(&self) -> Result<Vec<Pending>, RegistryError> {
-        let rows =
-            sqlx::query("SELECT incident, sink, body FROM alert_outbox ORDER BY incident, sink")
-                .fetch_all(self.db.pool())
-                .await?;
-        rows.iter()
-            .map(|r| {
-                let i: i64 = r.try_get("incident")?;
-                Ok(Pending {
-                    incident: u64::try_from(i).unwrap_or(0),
-                    sink: r.try_get("sink")?,
-                    body: r.try_get("body")?,
-                })
+        let rows = on_pool!(self.db.pool(), e => sqlx::query_as::<_, (i64, String, Vec<u8>)>("SELECT incident, sink, body FROM alert_outbox ORDER BY incident, sink")
+                .fetch_all(e)
+                .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(i, sink, body)| Pending {
+                incident: u64::try_from(i).unwrap_or(0),
+                sink,
+                body,
             })
-            .collect()
+            .collect())
     }
 }

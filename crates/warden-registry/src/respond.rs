@@ -20,6 +20,7 @@
 //! incident itself is in the ledger, and reaches SIEMs as a Detection Finding.
 
 use crate::db::Db;
+use crate::db::on_pool;
 use crate::detection::Hook;
 use crate::manager::SecureModelManager;
 use serde_json::json;
@@ -311,14 +312,13 @@ impl SecureModelManager {
         let reason = Some(format!("playbook:{}", inc.detector));
         let mut whole_principal = true;
         if let Some(id) = credential.strip_prefix("tok:") {
-            let n = sqlx::query("UPDATE tokens SET revoked = $1 WHERE id = $2 AND revoked = $3")
+            let n = on_pool!(self.db.pool(), e => sqlx::query("UPDATE tokens SET revoked = $1 WHERE id = $2 AND revoked = $3")
                 .bind(true)
                 .bind(id)
                 .bind(false)
-                .execute(self.db.pool())
-                .await?
-                .rows_affected();
-            self.db.invalidate();
+                .execute(e)
+                .await.map(|r| r.rows_affected()))?;
+            self.db.invalidate().await?;
             if n > 0 {
                 let ev = Event {
                     user: Some("system".into()),

@@ -5,12 +5,13 @@
 //! constant-time, but it compares SHA-256 digests of 256-bit secrets, so timing reveals
 //! nothing an attacker can use to build a valid token.
 
+use crate::db::on_pool;
+use crate::db::on_tx;
 use crate::error::RegistryError;
 use crate::manager::{Caller, SecureModelManager};
 use crate::names::check_principal_name;
 use aws_lc_rs::digest;
 use serde_json::json;
-use sqlx::Row;
 use std::net::IpAddr;
 use warden_core::entry::Event;
 use warden_core::hex;
@@ -86,22 +87,25 @@ fn hash(token: &str) -> String {
     hex::encode(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
 }
 
-fn info(r: &sqlx::sqlite::SqliteRow) -> Result<TokenInfo, RegistryError> {
-    let scopes: String = r.try_get("scopes")?;
-    Ok(TokenInfo {
-        id: r.try_get("id")?,
-        principal: r.try_get("principal")?,
+/// A `tokens` row, in [`COLS`] order.
+type TokenRow = (String, String, String, i64, i64, String, bool, Option<i64>);
+
+fn info(r: TokenRow) -> TokenInfo {
+    let (id, principal, scopes, expires_at, created_at, created_by, revoked, last_used) = r;
+    TokenInfo {
+        id,
+        principal,
         scopes: scopes
             .split(' ')
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect(),
-        expires_at: r.try_get("expires_at")?,
-        created_at: r.try_get("created_at")?,
-        created_by: r.try_get("created_by")?,
-        revoked: r.try_get("revoked")?,
-        last_used: r.try_get("last_used")?,
-    })
+        expires_at,
+        created_at,
+        created_by,
+        revoked,
+        last_used,
+    }
 }
 
 const COLS: &str = "id, principal, scopes, expires_at, created_at, created_by, revoked, last_used";
@@ -167,7 +171,7 @@ impl SecureModelManager {
             last_used: None,
         };
         let mut tx = self.db.begin().await?;
-        sqlx::query(
+        on_tx!(&mut tx, e => sqlx::query(
             "INSERT INTO tokens (id, hash, principal, scopes, expires_at, created_at, created_by, revoked)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -179,8 +183,8 @@ impl SecureModelManager {
         .bind(t.created_at)
         .bind(&t.created_by)
         .bind(false)
-        .execute(&mut *tx)
-        .await?;
+        .execute(e)
+        .await.map(|r| r.rows_affected()))?;
         let mut ev = Self::event(caller, Action::Write);
         ev.decision = Some("allow".into());
         ev.reason = Some(decision.reason());
@@ -204,28 +208,24 @@ impl SecureModelManager {
             .authorize(caller, Action::Read, &ResourceFacts::Directory, None)
             .await?;
         let rows = match principal {
-            Some(p) => {
-                sqlx::query(&format!(
+            Some(p) => on_pool!(self.db.pool(), e => sqlx::query_as::<_, TokenRow>(&format!(
                     "SELECT {COLS} FROM tokens WHERE principal = $1 ORDER BY created_at, id"
                 ))
                 .bind(p)
-                .fetch_all(self.db.pool())
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
+                .fetch_all(e)
+                .await)?,
+            None => on_pool!(self.db.pool(), e => sqlx::query_as::<_, TokenRow>(&format!(
                     "SELECT {COLS} FROM tokens ORDER BY created_at, id"
                 ))
-                .fetch_all(self.db.pool())
-                .await?
-            }
+                .fetch_all(e)
+                .await)?,
         };
         let mut ev = Self::event(caller, Action::Read);
         ev.decision = Some("allow".into());
         ev.reason = Some(decision.reason());
         ev.details = Some(json!({"op": "token.list", "principal": principal}));
         self.audit("registry.read", &ev).await?;
-        rows.iter().map(info).collect()
+        Ok(rows.into_iter().map(info).collect())
     }
 
     /// Revokes the token with id `id`.
@@ -233,11 +233,10 @@ impl SecureModelManager {
         let decision = self
             .authorize(caller, Action::Write, &ResourceFacts::Directory, None)
             .await?;
-        let owner: Option<String> =
-            sqlx::query_scalar("SELECT principal FROM tokens WHERE id = $1")
+        let owner: Option<String> = on_pool!(self.db.pool(), e => sqlx::query_scalar("SELECT principal FROM tokens WHERE id = $1")
                 .bind(id)
-                .fetch_optional(self.db.pool())
-                .await?;
+                .fetch_optional(e)
+                .await)?;
         let Some(owner) = owner else {
             return Err(RegistryError::UnknownToken { id: id.to_owned() });
         };
@@ -246,11 +245,11 @@ impl SecureModelManager {
             return Err(self.refuse_issue(caller, r, details).await);
         }
         let mut tx = self.db.begin().await?;
-        sqlx::query("UPDATE tokens SET revoked = $1 WHERE id = $2")
+        on_tx!(&mut tx, e => sqlx::query("UPDATE tokens SET revoked = $1 WHERE id = $2")
             .bind(true)
             .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            .execute(e)
+            .await.map(|r| r.rows_affected()))?;
         let mut ev = Self::event(caller, Action::Write);
         ev.decision = Some("allow".into());
         ev.reason = Some(decision.reason());
@@ -275,13 +274,13 @@ impl SecureModelManager {
             Checked::Valid(t) => {
                 let now = self.now_secs();
                 if t.last_used.is_none_or(|l| now - l >= LAST_USED_EVERY) {
-                    sqlx::query("UPDATE tokens SET last_used = $1 WHERE id = $2")
+                    on_pool!(self.db.pool(), e => sqlx::query("UPDATE tokens SET last_used = $1 WHERE id = $2")
                         .bind(now)
                         .bind(&t.id)
-                        .execute(self.db.pool())
-                        .await?;
+                        .execute(e)
+                        .await.map(|r| r.rows_affected()))?;
                     // The cached copy holds the old time.
-                    self.db.invalidate();
+                    self.db.invalidate().await?;
                 }
                 Ok(Ok(Caller {
                     principal: t.principal,
@@ -349,14 +348,14 @@ impl SecureModelManager {
         let t = match cache.tokens.get(&h, g) {
             Some(t) => t,
             None => {
-                let row = sqlx::query(&format!("SELECT {COLS} FROM tokens WHERE hash = $1"))
+                let row = on_pool!(self.db.pool(), e => sqlx::query_as::<_, TokenRow>(&format!("SELECT {COLS} FROM tokens WHERE hash = $1"))
                     .bind(&h)
-                    .fetch_optional(self.db.pool())
-                    .await?;
+                    .fetch_optional(e)
+                    .await)?;
                 let Some(row) = row else {
                     return Ok(Checked::Failed(AuthFailure::Unknown, None));
                 };
-                let t = info(&row)?;
+                let t = info(row);
                 cache.tokens.put(&cache.generation, g, h, t.clone());
                 t
             }

@@ -163,7 +163,7 @@ fn generated_traffic_through_the_service_raises_every_attack_and_few_false_alarm
         let m = Arc::new(
             SecureModelManager::open(
                 ManagerOptions {
-                    db_path: p.join("registry.db"),
+                    database: warden_registry::db::Database::Sqlite(p.join("registry.db")),
                     blobs: BlobStore::local(&p.join("blobs")).unwrap(),
                     engine: Engine::default_policy().unwrap(),
                     policy_digest: "test".into(),

@@ -29,6 +29,10 @@ pub struct Config {
     /// Registry metadata database (SQLite), relative to the data directory unless absolute.
     #[serde(default = "default_registry")]
     pub registry_db: PathBuf,
+    /// Registry metadata in PostgreSQL instead (`postgres://user@host:port/db`; the
+    /// password from `PGPASSWORD` rather than the file): several nodes share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_database: Option<String>,
     /// Artifact blob store root (local filesystem).
     #[serde(default = "default_blobs")]
     pub blobs: PathBuf,
@@ -356,6 +360,7 @@ impl Config {
             signing_algorithm: default_alg(),
             strict: false,
             registry_db: default_registry(),
+            registry_database: None,
             blobs: default_blobs(),
             policies: default_policies(),
             tls_cert: default_tls_cert(),
@@ -378,6 +383,22 @@ impl Config {
                 "[writer] socket_mode {:o} has bits beyond 0o777",
                 self.writer.socket_mode
             )));
+        }
+        if let Some(url) = &self.registry_database {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(StoreError::Config(
+                    "registry_database must be a postgres:// URL".into(),
+                ));
+            }
+            if url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('@'))
+                .is_some_and(|(cred, _)| cred.contains(':'))
+            {
+                return Err(StoreError::Config(
+                    "registry_database must not hold a password: set PGPASSWORD in the service's environment".into(),
+                ));
+            }
         }
         if !warden_core::checkpoint::valid_origin(&self.origin) {
             return Err(StoreError::Config(format!(

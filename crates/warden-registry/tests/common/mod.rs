@@ -72,6 +72,12 @@ pub fn runtime() -> tokio::runtime::Runtime {
 impl Fixture {
     /// A fresh ledger and registry with the shipped policy and an `admin` principal.
     pub fn new() -> Self {
+        Self::with_database(None)
+    }
+
+    /// The same, with the registry's metadata in `database` (default: a SQLite file in
+    /// the fixture's directory).
+    pub fn with_database(database: Option<warden_registry::db::Database>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root_key = dir.path().join("root.key");
         let root_pub = dir.path().join("root.pub");
@@ -111,7 +117,11 @@ impl Fixture {
         let m = rt
             .block_on(SecureModelManager::open(
                 ManagerOptions {
-                    db_path: dir.path().join("registry/registry.db"),
+                    database: database.unwrap_or_else(|| {
+                        warden_registry::db::Database::Sqlite(
+                            dir.path().join("registry/registry.db"),
+                        )
+                    }),
                     blobs,
                     engine: Engine::default_policy().unwrap(),
                     policy_digest: "test".into(),

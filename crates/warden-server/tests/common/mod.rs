@@ -48,7 +48,7 @@ pub async fn open_manager(p: &std::path::Path) -> SecureModelManager {
     .unwrap();
     SecureModelManager::open(
         ManagerOptions {
-            db_path: p.join("registry.db"),
+            database: warden_registry::db::Database::Sqlite(p.join("registry.db")),
             blobs: BlobStore::local(&p.join("blobs")).unwrap(),
             engine: Engine::default_policy().unwrap(),
             policy_digest: "test".into(),

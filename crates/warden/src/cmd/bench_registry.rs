@@ -168,13 +168,13 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             )
             .await?;
         }
-        tx.commit().await?;
+        db.commit(tx).await?;
         db.close().await;
         anyhow::Ok(())
     })?;
     let m = rt.block_on(SecureModelManager::open(
         ManagerOptions {
-            db_path,
+            database: warden_registry::db::Database::Sqlite(db_path),
             blobs: BlobStore::local(&root.join("blobs"))?,
             engine: Engine::default_policy()?,
             policy_digest: "bench".into(),
