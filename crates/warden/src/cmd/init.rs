@@ -24,6 +24,11 @@ pub struct Args {
     /// Sign a checkpoint for every entry instead of one per group commit.
     #[arg(long)]
     pub strict: bool,
+    /// Keep the registry's metadata in this PostgreSQL database
+    /// (postgres://user@host:port/db; the password from PGPASSWORD, never the file)
+    /// instead of a SQLite file in the data directory, so several nodes share it.
+    #[arg(long, value_name = "URL")]
+    pub registry_database: Option<String>,
     /// Auditor public keys (from `warden auditor keygen`) to wrap data keys to.
     #[arg(long = "auditor")]
     pub auditors: Vec<PathBuf>,
@@ -43,6 +48,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         rotation_interval_secs: a.rotation_interval,
         signing_algorithm: a.signing.clone(),
         strict: a.strict,
+        registry_database: a.registry_database.clone(),
         ..Config::new(&a.origin)
     };
     let alg = cfg.validate()?;
