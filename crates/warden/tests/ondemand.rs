@@ -199,10 +199,14 @@ fn verify_beside_a_busy_writer_reports_no_removed_entries() {
             && stdin.write_all(batch.as_bytes()).is_ok()
         {}
     });
+    // At least 20 runs, and on until the ledger has grown between two of them: the
+    // appender first has to start a writer, which on a loaded machine can take longer
+    // than 20 runs of verify.
     let mut runs = 0;
     let mut saw_growth = false;
     let mut last = 0;
-    while runs < 20 {
+    let started = std::time::Instant::now();
+    while runs < 20 || (!saw_growth && started.elapsed() < std::time::Duration::from_secs(60)) {
         let out = fx.run(&["verify", "--json"]);
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(out.status.success() && v["ok"] == true, "run {runs}: {v}");
