@@ -17,25 +17,6 @@ use warden_policy::{Action, VersionState};
 use warden_registry::manifest::Provenance;
 use warden_registry::{Caller, Registration, RegistryError, Selector, Staging, keyfile};
 
-fn register(fx: &Fixture, who: &str, version: &str, path: &std::path::Path) -> String {
-    let key = keyfile::read(&fx.key_path(who)).unwrap();
-    let (info, _) = fx
-        .rt
-        .block_on(fx.m().register(
-            &Caller::local(who),
-            Registration {
-                model: "m",
-                version,
-                path,
-                provenance: Provenance::default(),
-            },
-            &key,
-            &|_, _| {},
-        ))
-        .unwrap();
-    info.root_digest
-}
-
 fn load(fx: &Fixture, who: &str, sel: &str, staging: &Staging) -> Result<Vec<u8>, RegistryError> {
     let (m, s) = Selector::parse_ref(&format!("m@{sel}"));
     fx.rt
@@ -72,7 +53,7 @@ fn tampered_blob_is_refused_with_an_incident_and_nothing_is_delivered() {
     fx.add("eng", &["ml-engineer"], false, Some("admin"));
     let file = fx.dir.path().join("w.bin");
     write_model(&file, 1 << 20, 7);
-    register(&fx, "eng", "1", &file);
+    fx.register_file("eng", "1", &file);
     assert_eq!(
         load(&fx, "eng", "1", &Staging::Memory).unwrap(),
         std::fs::read(&file).unwrap()
@@ -117,7 +98,7 @@ fn revoked_version_never_loads() {
     fx.add("sec", &["security-officer"], false, Some("admin"));
     let file = fx.dir.path().join("w.bin");
     write_model(&file, 5000, 3);
-    register(&fx, "eng", "1", &file);
+    fx.register_file("eng", "1", &file);
     let mut approver = Caller::local("approver");
     approver.mfa = true;
     let v1 = Selector::Version("1".into());
@@ -172,7 +153,7 @@ fn load_is_refused_when_the_ledger_cannot_record_it() {
     fx.add("eng", &["ml-engineer"], false, Some("admin"));
     let file = fx.dir.path().join("w.bin");
     write_model(&file, 100_000, 9);
-    register(&fx, "eng", "1", &file);
+    fx.register_file("eng", "1", &file);
     let stage = fx.dir.path().join("stage");
     std::fs::create_dir_all(&stage).unwrap();
     fx.fail.store(true, Ordering::SeqCst);
@@ -260,7 +241,7 @@ fn registration_rejects_unknown_and_invalid_signers() {
     std::fs::create_dir_all(d.join("sub")).unwrap();
     write_model(&d.join("config.json"), 100, 2);
     write_model(&d.join("sub/weights.bin"), 10_000, 3);
-    register(&fx, "eng", "2", &d);
+    fx.register_file("eng", "2", &d);
     let loaded = fx
         .rt
         .block_on(fx.m().load(
@@ -289,13 +270,13 @@ fn reregistering_content_repairs_a_damaged_blob() {
     fx.add("eng", &["ml-engineer"], false, Some("admin"));
     let file = fx.dir.path().join("w.bin");
     write_model(&file, 50_000, 5);
-    let root = register(&fx, "eng", "1", &file);
+    let root = fx.register_file("eng", "1", &file);
     let (_, blob) = first_blob(&fx, "1");
     let mut b = std::fs::read(&blob).unwrap();
     b[10] ^= 1;
     std::fs::write(&blob, &b).unwrap();
     assert!(load(&fx, "eng", "1", &Staging::Memory).is_err());
-    assert_eq!(register(&fx, "eng", "2", &file), root);
+    assert_eq!(fx.register_file("eng", "2", &file), root);
     assert_eq!(
         load(&fx, "eng", "2", &Staging::Memory).unwrap(),
         std::fs::read(&file).unwrap()
@@ -315,7 +296,7 @@ fn an_admitted_load_reads_nothing_until_completed_and_still_verifies() {
     fx.add("eng", &["ml-engineer"], false, Some("admin"));
     let file = fx.dir.path().join("w.bin");
     write_model(&file, (1 << 20) + 17, 3);
-    register(&fx, "eng", "1", &file);
+    fx.register_file("eng", "1", &file);
     let caller = Caller::local("eng");
     let sel = Selector::Version("1".into());
     let admit = || {

@@ -19,10 +19,8 @@ use std::sync::Arc;
 use warden_policy::{Engine, VersionState};
 use warden_registry::blobs::BlobStore;
 use warden_registry::db::{Database, Db, FRESH};
-use warden_registry::manifest::Provenance;
 use warden_registry::{
-    Caller, ManagerOptions, Registration, RegistryError, SecureModelManager, Selector, Staging,
-    keyfile,
+    Caller, ManagerOptions, RegistryError, SecureModelManager, Selector, Staging,
 };
 use warden_store::ledger::SystemClock;
 
@@ -74,23 +72,6 @@ fn fresh_database() -> TestDb {
     TestDb { base, name, url }
 }
 
-fn register(fx: &Fixture, who: &str, version: &str, path: &Path) {
-    let key = keyfile::read(&fx.key_path(who)).unwrap();
-    fx.rt
-        .block_on(fx.m().register(
-            &Caller::local(who),
-            Registration {
-                model: "m",
-                version,
-                path,
-                provenance: Provenance::default(),
-            },
-            &key,
-            &|_, _| {},
-        ))
-        .unwrap();
-}
-
 /// A second node: another manager on the same database, blob store and ledger.
 fn second_node(fx: &Fixture, url: &str) -> SecureModelManager {
     fx.rt
@@ -118,7 +99,7 @@ fn postgres_register_promote_load_and_revoke_across_two_nodes() {
     fx.add("sec", &["security-officer"], false, Some("admin"));
     let file = fx.dir.path().join("w.bin");
     write_model(&file, 300_000, 5);
-    register(&fx, "eng", "1", &file);
+    fx.register_file("eng", "1", &file);
     let v1 = Selector::Version("1".into());
     let mut approver = Caller::local("approver");
     approver.mfa = true;

@@ -169,6 +169,26 @@ impl Fixture {
         keyfile::read(&self.key_path(name)).unwrap()
     }
 
+    /// Registers `path` as `m@version`, signed by `who`'s key; returns the root digest.
+    pub fn register_file(&self, who: &str, version: &str, path: &Path) -> String {
+        let key = keyfile::read(&self.key_path(who)).unwrap();
+        let (info, _) = self
+            .rt
+            .block_on(self.m().register(
+                &Caller::local(who),
+                warden_registry::Registration {
+                    model: "m",
+                    version,
+                    path,
+                    provenance: warden_registry::manifest::Provenance::default(),
+                },
+                &key,
+                &|_, _| {},
+            ))
+            .unwrap();
+        info.root_digest
+    }
+
     /// Closes the manager and the ledger (final checkpoint).
     pub fn close(&mut self) {
         if let Some(m) = self.m.take() {
