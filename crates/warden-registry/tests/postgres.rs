@@ -10,11 +10,11 @@
 )]
 
 mod common;
+#[path = "../../warden-cluster/tests/common/pg.rs"]
+mod pg;
 
 use common::{Fixture, write_model};
-use sqlx::Connection;
-use std::path::Path;
-use std::process::Command;
+use pg::fresh_database;
 use std::sync::Arc;
 use warden_policy::{Engine, VersionState};
 use warden_registry::blobs::BlobStore;
@@ -23,54 +23,6 @@ use warden_registry::{
     Caller, ManagerOptions, RegistryError, SecureModelManager, Selector, Staging,
 };
 use warden_store::ledger::SystemClock;
-
-/// A fresh, empty database on the loopback server, dropped when the test ends.
-struct TestDb {
-    base: String,
-    name: String,
-    url: String,
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (base, name) = (self.base.clone(), self.name.clone());
-        common::runtime().block_on(async {
-            if let Ok(mut c) = sqlx::PgConnection::connect(&base).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut c)
-                    .await;
-            }
-        });
-    }
-}
-
-fn fresh_database() -> TestDb {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres");
-    let out = Command::new(&script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/postgres failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let base = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let name = format!(
-        "t_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    common::runtime().block_on(async {
-        let mut c = sqlx::PgConnection::connect(&base).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-    });
-    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
-    TestDb { base, name, url }
-}
 
 /// A second node: another manager on the same database, blob store and ledger.
 fn second_node(fx: &Fixture, url: &str) -> SecureModelManager {

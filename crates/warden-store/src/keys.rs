@@ -157,6 +157,20 @@ pub struct RootKey {
     pub dev: bool,
 }
 
+impl RootKey {
+    /// A second copy of the key (its seed stays in zeroizing memory): a cluster node
+    /// keeps the key it unsealed once and hands a copy to each ledger it opens.
+    pub fn try_clone(&self) -> Result<Self, StoreError> {
+        let seed = zeroize::Zeroizing::new(*self.key.seed());
+        Ok(Self {
+            key: SigningKey::from_seed(self.key.alg(), seed)
+                .map_err(|e| StoreError::Config(format!("root key: {e}")))?,
+            public: self.public.clone(),
+            dev: self.dev,
+        })
+    }
+}
+
 /// Unseals the root key with `passphrase`.
 pub fn unlock_root(path: &Path, passphrase: &[u8]) -> Result<RootKey, StoreError> {
     crate::perms::check_secret_file(path)?;

@@ -138,6 +138,33 @@ impl Ticket {
     }
 }
 
+/// Completes a ticket made by [`Ticket::completer`]: how a journal that is not this
+/// crate's ledger (a cluster's shared queue) hands its receipts to callers.
+#[derive(Debug)]
+pub struct Completer(Arc<Slot>);
+
+impl Completer {
+    /// Completes the ticket with `r` and wakes whoever waits on it.
+    pub fn complete(self, r: Result<Receipt, AppendError>) {
+        self.0.complete(r.map(|rc| {
+            Arc::new(Outcome {
+                first: rc.index,
+                size: rc.size,
+                notes: vec![rc.checkpoint],
+            })
+        }));
+    }
+}
+
+impl Ticket {
+    /// A ticket completed by its [`Completer`].
+    #[must_use]
+    pub fn completer() -> (Self, Completer) {
+        let (t, slot) = Self::detached();
+        (t, Completer(slot))
+    }
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -32,7 +32,9 @@ pub(crate) struct TreeState {
     pub(crate) range: Vec<String>,
 }
 
-pub(crate) fn path(log: &Path) -> PathBuf {
+/// The saved tree state beside the entries file `log` (a cache; opening rebuilds it).
+#[must_use]
+pub fn path(log: &Path) -> PathBuf {
     log.with_extension("tree")
 }
 

@@ -1,0 +1,268 @@
+//! What a node's registry, server and commands append through: entries go to the
+//! shared queue, and each ticket completes when the sequencer (on whichever node holds
+//! the lease) has written the entry and recorded its receipt.
+//!
+//! One task per node adds queued entries in batches (one statement per batch) and
+//! collects receipts, woken by the database's notifications and, should one be missed,
+//! by a short poll. A ticket fails when the database refuses the entry or is
+//! unreachable, and when no receipt arrives within the deadline: the caller refuses the
+//! access it was recording (fail closed). An entry whose ticket failed may still be
+//! written later (a failed ticket never claims it was not).
+
+use crate::queue::{self, NewEntry, Outcome};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+use warden_core::entry::{Event, RID_LEN};
+use warden_store::error::AppendError;
+use warden_store::journal::Journal;
+use warden_store::ledger::{Completer, DurableState, Receipt, Ticket, check_submission};
+
+/// Longest a ticket waits for its receipt.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+/// Most entries added per statement.
+const BATCH: usize = 5_000;
+/// Most entries queued on this node and not yet written; `submit` waits beyond it.
+const MAX_OUTSTANDING: usize = 100_000;
+/// How often receipts are polled for when no notification comes.
+const POLL: Duration = Duration::from_millis(25);
+
+struct Waiting {
+    done: Completer,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    queued: Vec<(NewEntry, Waiting)>,
+    waiting: HashMap<i64, Waiting>,
+    closed: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    space: Condvar,
+    wake: tokio::sync::Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A node's journal on the cluster's ledger.
+pub struct ClusterJournal {
+    log: PathBuf,
+    shared: Arc<Shared>,
+    session: [u8; 8],
+    counter: AtomicU64,
+}
+
+impl std::fmt::Debug for ClusterJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterJournal")
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterJournal {
+    /// Starts the journal's task on `rt`; `log` is the node's local copy of the ledger.
+    pub fn start(
+        rt: &tokio::runtime::Handle,
+        pool: PgPool,
+        log: &Path,
+    ) -> Result<Self, crate::ClusterError> {
+        let mut session = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut session)
+            .map_err(|_| crate::ClusterError::Config("no randomness for request ids".into()))?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            space: Condvar::new(),
+            wake: tokio::sync::Notify::new(),
+        });
+        rt.spawn(pump(pool, Arc::clone(&shared)));
+        Ok(Self {
+            log: log.to_path_buf(),
+            shared,
+            session,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    fn rid(&self) -> [u8; RID_LEN] {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; RID_LEN];
+        for (d, b) in id
+            .iter_mut()
+            .zip(self.session.iter().chain(n.to_be_bytes().iter()))
+        {
+            *d = *b;
+        }
+        id
+    }
+}
+
+impl Journal for ClusterJournal {
+    fn submit(&self, kind: &str, event: &Event) -> Result<Ticket, AppendError> {
+        let plaintext = check_submission(kind, event)?;
+        let (ticket, done) = Ticket::completer();
+        let deadline = Instant::now() + DEADLINE;
+        let entry = NewEntry {
+            rid: self.rid(),
+            kind: kind.to_owned(),
+            plaintext,
+        };
+        let mut st = self.shared.lock();
+        while st.queued.len() + st.waiting.len() >= MAX_OUTSTANDING && !st.closed {
+            if Instant::now() >= deadline {
+                return Err(AppendError::Deadline {
+                    ms: u64::try_from(DEADLINE.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            st = self
+                .shared
+                .space
+                .wait_timeout(st, POLL)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        if st.closed {
+            return Err(AppendError::Closed);
+        }
+        st.queued.push((entry, Waiting { done, deadline }));
+        drop(st);
+        self.shared.wake.notify_one();
+        Ok(ticket)
+    }
+
+    fn path(&self) -> &Path {
+        &self.log
+    }
+
+    fn durable_state(&self) -> Option<DurableState> {
+        None
+    }
+}
+
+impl Drop for ClusterJournal {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        st.closed = true;
+        for (_, w) in st.queued.drain(..) {
+            w.done.complete(Err(AppendError::Closed));
+        }
+        for (_, w) in st.waiting.drain() {
+            w.done.complete(Err(AppendError::Closed));
+        }
+        drop(st);
+        self.shared.space.notify_all();
+        self.shared.wake.notify_one();
+    }
+}
+
+async fn listener(pool: &PgPool) -> Option<PgListener> {
+    let mut l = PgListener::connect_with(pool).await.ok()?;
+    l.listen(queue::DONE).await.ok()?;
+    Some(l)
+}
+
+/// The journal's task: adds queued entries, collects receipts, fails what is late.
+async fn pump(pool: PgPool, shared: Arc<Shared>) {
+    let mut notes = listener(&pool).await;
+    loop {
+        {
+            let wait = async {
+                match notes.as_mut() {
+                    Some(l) => {
+                        if l.try_recv().await.is_err() {
+                            tokio::time::sleep(POLL).await;
+                        }
+                    }
+                    None => tokio::time::sleep(POLL).await,
+                }
+            };
+            tokio::select! {
+                () = shared.wake.notified() => {}
+                () = wait => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+        let (batch, ids) = {
+            let mut st = shared.lock();
+            if st.closed {
+                return;
+            }
+            let n = st.queued.len().min(BATCH);
+            let batch: Vec<(NewEntry, Waiting)> = st.queued.drain(..n).collect();
+            let ids: Vec<i64> = st.waiting.keys().copied().collect();
+            (batch, ids)
+        };
+        if !batch.is_empty() {
+            let (entries, waits): (Vec<NewEntry>, Vec<Waiting>) = batch.into_iter().unzip();
+            match queue::add(&pool, &entries).await {
+                Ok(rows) => {
+                    let mut st = shared.lock();
+                    for (id, w) in rows.into_iter().zip(waits) {
+                        st.waiting.insert(id, w);
+                    }
+                }
+                Err(e) => {
+                    for w in waits {
+                        w.done.complete(Err(AppendError::Io(e.to_string())));
+                    }
+                    shared.space.notify_all();
+                }
+            }
+            if !shared.lock().queued.is_empty() {
+                shared.wake.notify_one();
+            }
+        }
+        if notes.is_none() {
+            notes = listener(&pool).await;
+        }
+        if ids.is_empty() {
+            continue;
+        }
+        if let Ok(found) = queue::outcomes(&pool, &ids).await {
+            let mut st = shared.lock();
+            for (id, o) in found {
+                let Some(w) = st.waiting.remove(&id) else {
+                    continue;
+                };
+                w.done.complete(match o {
+                    Outcome::Written { index, size, note } => Ok(Receipt {
+                        index,
+                        size,
+                        checkpoint: Arc::from(note),
+                    }),
+                    Outcome::Refused(r) => Err(AppendError::Invalid(r)),
+                });
+            }
+        }
+        let now = Instant::now();
+        let mut st = shared.lock();
+        let late: Vec<i64> = st
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(w) = st.waiting.remove(&id) {
+                w.done.complete(Err(AppendError::Deadline {
+                    ms: u64::try_from(DEADLINE.as_millis()).unwrap_or(u64::MAX),
+                }));
+            }
+        }
+        drop(st);
+        shared.space.notify_all();
+    }
+}

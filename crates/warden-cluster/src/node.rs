@@ -1,0 +1,448 @@
+//! A node's part in the cluster's ledger: every node follows the database into its
+//! local copy; the node holding the sequencer lease also writes the ledger.
+//!
+//! As sequencer, a node first brings its copy up to the database, then opens the
+//! ordinary ledger over it with its files teed to the database ([`crate::tee`]); the
+//! opening starts a new epoch whose `key.rotation` entry closes the last one, exactly
+//! as a restart does on one machine. It then takes the shared queue in order, a batch at
+//! a time, and records each entry's receipt on its row. It renews its lease every third
+//! of its lifetime; when a renewal fails, the lease was taken, or a batch fails (the
+//! database refused it, or the fencing token was stale), it closes the ledger and goes
+//! back to following. Another node takes the lease once it expires.
+
+use crate::journal::ClusterJournal;
+use crate::lease::{self, Lease, SEQUENCER};
+use crate::mirror::{self, Synced};
+use crate::queue::{self, Outcome};
+use crate::tee::{Outbox, TeeFile};
+use crate::{ClusterError, db};
+use sqlx::PgPool;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use warden_core::entry::{Event, RID_LEN};
+use warden_store::error::{AppendError, StoreError};
+use warden_store::keys::RootKey;
+use warden_store::ledger::{Ledger, LedgerOptions, Ticket, checkpoints_path, tree_state_path};
+use warden_store::segments::SegmentPolicy;
+
+/// Makes the key and options for each ledger the node opens as sequencer.
+pub type OpenLedger = Arc<dyn Fn() -> Result<(RootKey, LedgerOptions), StoreError> + Send + Sync>;
+
+/// How a node joins the cluster.
+#[derive(Clone)]
+pub struct NodeOptions {
+    /// `postgres://…` (a password comes from `PGPASSWORD`, as for every libpq client).
+    pub database_url: String,
+    /// The node's local copy of the entries file.
+    pub log: PathBuf,
+    /// The node's name (the lease records it with a per-process suffix).
+    pub name: String,
+    /// The sequencer lease's lifetime: how long a dead sequencer blocks writing.
+    pub lease_ttl: Duration,
+    pub open: OpenLedger,
+}
+
+impl std::fmt::Debug for NodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeOptions")
+            .field("log", &self.log)
+            .field("name", &self.name)
+            .field("lease_ttl", &self.lease_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default lease lifetime: a SIGKILLed sequencer is replaced within it plus a poll.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+/// How often a follower brings its copy up to date and tries for the lease.
+const FOLLOW: Duration = Duration::from_millis(100);
+/// Most queued entries one batch takes.
+const TAKE: i64 = 10_000;
+/// Receipts kept on queue rows this long after writing (callers wait at most
+/// [`crate::journal::DEADLINE`]).
+const KEEP_RECEIPTS: Duration = Duration::from_secs(600);
+
+#[derive(Default)]
+struct Status {
+    stop: AtomicBool,
+    token: AtomicI64,
+    error: Mutex<Option<String>>,
+}
+
+impl Status {
+    fn note_error(&self, e: &dyn std::fmt::Display) {
+        *self
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+    }
+}
+
+/// A running node.
+pub struct ClusterNode {
+    rt: Option<tokio::runtime::Runtime>,
+    pool: PgPool,
+    status: Arc<Status>,
+    thread: Option<JoinHandle<()>>,
+    journal: Arc<ClusterJournal>,
+    log: PathBuf,
+}
+
+impl std::fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterNode")
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects to the cluster's database (a small pool that fails fast when it is down).
+pub async fn connect(url: &str) -> Result<PgPool, ClusterError> {
+    PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(url)
+        .await
+        .map_err(db("connect"))
+}
+
+impl ClusterNode {
+    /// Connects, creates the tables when missing, and starts following (and contending
+    /// for the sequencer lease).
+    pub fn start(opts: NodeOptions) -> Result<Self, ClusterError> {
+        if opts.lease_ttl < Duration::from_millis(300) {
+            return Err(ClusterError::Config(
+                "the lease must last at least 300 ms".into(),
+            ));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("warden-cluster")
+            .enable_all()
+            .build()
+            .map_err(|e| ClusterError::Config(format!("cannot start the cluster runtime: {e}")))?;
+        let pool = rt.block_on(connect(&opts.database_url))?;
+        rt.block_on(crate::schema::ensure(&pool))?;
+        let journal = Arc::new(ClusterJournal::start(rt.handle(), pool.clone(), &opts.log)?);
+        let status = Arc::new(Status::default());
+        let mut suffix = [0u8; 4];
+        aws_lc_rs::rand::fill(&mut suffix)
+            .map_err(|_| ClusterError::Config("no randomness for the node's name".into()))?;
+        let holder = format!(
+            "{}/{}/{}",
+            opts.name,
+            std::process::id(),
+            warden_core::hex::encode(&suffix)
+        );
+        let role = Role {
+            rt: rt.handle().clone(),
+            pool: pool.clone(),
+            status: Arc::clone(&status),
+            holder,
+            opts: opts.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("warden-cluster-role".into())
+            .spawn(move || role.run())
+            .map_err(|e| ClusterError::Config(format!("cannot start the node's thread: {e}")))?;
+        Ok(Self {
+            rt: Some(rt),
+            pool,
+            status,
+            thread: Some(thread),
+            journal,
+            log: opts.log,
+        })
+    }
+
+    /// The journal this node's registry and server append through.
+    #[must_use]
+    pub fn journal(&self) -> Arc<ClusterJournal> {
+        Arc::clone(&self.journal)
+    }
+
+    /// The fencing token of the sequencer lease this node holds now, if it does.
+    #[must_use]
+    pub fn sequencer_token(&self) -> Option<i64> {
+        let t = self.status.token.load(Ordering::SeqCst);
+        (t > 0).then_some(t)
+    }
+
+    /// The last error the node met (it keeps running and retrying).
+    #[must_use]
+    pub fn last_error(&self) -> Option<String> {
+        self.status
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The node's database pool.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Brings the local copy up to the database now (a follower does so every 100 ms).
+    pub fn sync(&self) -> Result<Synced, ClusterError> {
+        match &self.rt {
+            Some(rt) => rt.block_on(mirror::sync(&self.pool, &self.log, None)),
+            None => Err(ClusterError::Config("the node is stopped".into())),
+        }
+    }
+
+    /// Stops: the sequencer, if this node is it, writes what it took and gives the
+    /// lease up at once.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.status.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Role {
+    rt: tokio::runtime::Handle,
+    pool: PgPool,
+    status: Arc<Status>,
+    holder: String,
+    opts: NodeOptions,
+}
+
+impl Role {
+    fn stopping(&self) -> bool {
+        self.status.stop.load(Ordering::SeqCst)
+    }
+
+    fn run(self) {
+        // Database handles are made and dropped on this thread: inside the runtime.
+        let _rt = self.rt.enter();
+        let mut known: Option<Synced> = None;
+        while !self.stopping() {
+            let got = self.rt.block_on(lease::acquire(
+                &self.pool,
+                SEQUENCER,
+                &self.holder,
+                self.opts.lease_ttl,
+            ));
+            match got {
+                Ok(Some(l)) => {
+                    self.status.token.store(l.token, Ordering::SeqCst);
+                    if let Err(e) = self.sequence(&l) {
+                        self.status.note_error(&e);
+                    }
+                    self.status.token.store(0, Ordering::SeqCst);
+                    // The copy may end in bytes that were never committed.
+                    known = None;
+                }
+                Ok(None) => match self
+                    .rt
+                    .block_on(mirror::sync(&self.pool, &self.opts.log, known))
+                {
+                    Ok(s) => known = Some(s),
+                    Err(e) => {
+                        self.status.note_error(&e);
+                        known = None;
+                    }
+                },
+                Err(e) => self.status.note_error(&e),
+            }
+            std::thread::sleep(FOLLOW);
+        }
+    }
+
+    /// Opens the ledger over the synced copy, its writes teed to the database.
+    fn open(&self, l: &Lease) -> Result<Ledger, ClusterError> {
+        let log = &self.opts.log;
+        let synced = self.rt.block_on(mirror::sync(&self.pool, log, None))?;
+        let (root, mut opts) = (self.opts.open)()?;
+        if opts.strict {
+            return Err(ClusterError::Config(
+                "strict mode (a signature per entry) is not supported on a cluster ledger yet"
+                    .into(),
+            ));
+        }
+        // One entries file: sealing renames it, which the database's copy has no use for.
+        opts.segments = SegmentPolicy::never();
+        let outbox = Outbox::new(
+            self.rt.clone(),
+            self.pool.clone(),
+            l.clone(),
+            synced.entries,
+            synced.checkpoints,
+        );
+        match Ledger::open_with(
+            log,
+            root,
+            opts,
+            Box::new(move |e, c| TeeFile::pair(e, c, outbox)),
+        ) {
+            Ok(ledger) => Ok(ledger),
+            Err(e) => {
+                // A copy the ledger cannot open is rebuilt from the database next time.
+                for p in [log.clone(), checkpoints_path(log), tree_state_path(log)] {
+                    let _ = std::fs::remove_file(p);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    fn sequence(&self, l: &Lease) -> Result<(), ClusterError> {
+        let ledger = match self.open(l) {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = self.rt.block_on(lease::release(&self.pool, l));
+                return Err(e);
+            }
+        };
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = self.rt.spawn(renew(
+            self.pool.clone(),
+            l.clone(),
+            self.opts.lease_ttl,
+            Arc::clone(&lost),
+        ));
+        let mut pending = self.rt.block_on(listen(&self.pool));
+        let mut pruned = Instant::now();
+        let result = loop {
+            if self.stopping() || lost.load(Ordering::SeqCst) {
+                break Ok(());
+            }
+            let rows = match self.rt.block_on(queue::take(&self.pool, TAKE)) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.status.note_error(&e);
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            if rows.is_empty() {
+                self.rt.block_on(wait_for_rows(&mut pending));
+                continue;
+            }
+            match write_batch(&ledger, rows) {
+                Ok(done) => {
+                    // A failure here leaves rows looking unwritten; the next batch (or
+                    // sequencer) resubmits them and gets the first receipts back.
+                    if let Err(e) = self.rt.block_on(queue::finish(&self.pool, &done)) {
+                        self.status.note_error(&e);
+                    }
+                }
+                Err(e) => break Err(ClusterError::Store(StoreError::Config(e.to_string()))),
+            }
+            if pruned.elapsed() > Duration::from_secs(60) {
+                pruned = Instant::now();
+                if let Err(e) = self.rt.block_on(queue::prune(&self.pool, KEEP_RECEIPTS)) {
+                    self.status.note_error(&e);
+                }
+            }
+        };
+        renewer.abort();
+        // Closing drains the ledger: its last entries commit while the lease holds.
+        ledger.close();
+        if !lost.load(Ordering::SeqCst) {
+            let _ = self.rt.block_on(lease::release(&self.pool, l));
+        }
+        result
+    }
+}
+
+/// Submits a batch of queued rows in order and waits for their receipts.
+fn write_batch(
+    ledger: &Ledger,
+    rows: Vec<queue::Queued>,
+) -> Result<Vec<(i64, Outcome)>, AppendError> {
+    let mut done = Vec::with_capacity(rows.len());
+    let mut tickets: Vec<(i64, Ticket)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let rid: Option<[u8; RID_LEN]> = row.rid.as_slice().try_into().ok();
+        let event = Event::from_plaintext(&row.plaintext);
+        match (rid, event) {
+            (Some(rid), Ok(ev)) => match ledger.submit_request(&row.kind, &ev, rid) {
+                Ok(t) => tickets.push((row.id, t)),
+                Err(AppendError::Invalid(r)) => done.push((row.id, Outcome::Refused(r))),
+                Err(e) => return Err(e),
+            },
+            (None, _) => done.push((row.id, Outcome::Refused("malformed request id".into()))),
+            (_, Err(e)) => done.push((row.id, Outcome::Refused(e.to_string()))),
+        }
+    }
+    for (id, t) in tickets {
+        match t.wait() {
+            Ok(r) => done.push((
+                id,
+                Outcome::Written {
+                    index: r.index,
+                    size: r.size,
+                    note: r.checkpoint.to_string(),
+                },
+            )),
+            Err(AppendError::Invalid(r)) => done.push((id, Outcome::Refused(r))),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+async fn listen(pool: &PgPool) -> Option<PgListener> {
+    let mut l = PgListener::connect_with(pool).await.ok()?;
+    l.listen(queue::PENDING).await.ok()?;
+    Some(l)
+}
+
+/// Waits for a notification of new rows, at most 20 ms (a missed one costs that).
+async fn wait_for_rows(l: &mut Option<PgListener>) {
+    let wait = Duration::from_millis(20);
+    match l.as_mut() {
+        Some(x) => {
+            if !matches!(
+                tokio::time::timeout(wait, x.try_recv()).await,
+                Ok(Ok(Some(_))) | Err(_)
+            ) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        None => tokio::time::sleep(wait).await,
+    }
+}
+
+/// Renews `l` every third of `ttl`; sets `lost` once it expired or was taken over.
+async fn renew(pool: PgPool, l: Lease, ttl: Duration, lost: Arc<AtomicBool>) {
+    let mut held_until = Instant::now() + ttl;
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        let asked = Instant::now();
+        match lease::renew(&pool, &l, ttl).await {
+            Ok(true) => held_until = asked + ttl,
+            Ok(false) => break,
+            Err(_) if Instant::now() < held_until => {}
+            Err(_) => break,
+        }
+    }
+    lost.store(true, Ordering::SeqCst);
+}
+
+/// The local copy's files, for tests and tools.
+#[must_use]
+pub fn local_files(log: &Path) -> [PathBuf; 2] {
+    [log.to_path_buf(), checkpoints_path(log)]
+}
