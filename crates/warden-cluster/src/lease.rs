@@ -28,7 +28,10 @@ fn secs(ttl: Duration) -> f64 {
     ttl.as_secs_f64()
 }
 
-/// Takes the lease `name` for `holder` when it is free or expired, for `ttl`.
+/// Takes the lease `name` for `holder` when it is free, expired, or already `holder`'s
+/// (a holder that closed what it was doing, say after the database restarted, takes its
+/// lease again at once instead of waiting for it to expire). Every take raises the
+/// token, so whatever the holder had in flight under the old one is fenced off.
 pub async fn acquire(
     pool: &PgPool,
     name: &str,
@@ -42,6 +45,7 @@ pub async fn acquire(
             SET holder = EXCLUDED.holder, token = cluster_lease.token + 1,
                 expires_at = EXCLUDED.expires_at
             WHERE cluster_lease.expires_at < clock_timestamp()
+               OR cluster_lease.holder = EXCLUDED.holder
          RETURNING token",
     )
     .bind(name)

@@ -120,16 +120,42 @@ async fn pull(
 /// what the previous call returned: when the files still have those lengths they are
 /// trusted (nothing but this function and the sequencer writes them) and only the new
 /// chunks are read.
+///
+/// The copy is written under the ledger's own lock file (the one a sequencer's ledger
+/// holds while open), so two processes of one data directory never write it at once.
+/// When another holds it, nothing is done and `Ok(None)` returned: that process (the
+/// sequencer, or another follower) keeps the copy current.
 pub async fn sync(
     pool: &PgPool,
     log: &Path,
     known: Option<Synced>,
-) -> Result<Synced, ClusterError> {
+) -> Result<Option<Synced>, ClusterError> {
     if let Some(dir) = log.parent()
         && !dir.as_os_str().is_empty()
     {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     }
+    let lock_path = log.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(io("open", &lock_path))?;
+    if lock.try_lock().is_err() {
+        return Ok(None);
+    }
+    let r = sync_locked(pool, log, known).await;
+    drop(lock);
+    r.map(Some)
+}
+
+async fn sync_locked(
+    pool: &PgPool,
+    log: &Path,
+    known: Option<Synced>,
+) -> Result<Synced, ClusterError> {
     let cps = checkpoints_path(log);
     let mut tx = pool.begin().await.map_err(db("begin sync"))?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

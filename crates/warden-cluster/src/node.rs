@@ -188,8 +188,9 @@ impl ClusterNode {
         &self.pool
     }
 
-    /// Brings the local copy up to the database now (a follower does so every 100 ms).
-    pub fn sync(&self) -> Result<Synced, ClusterError> {
+    /// Brings the local copy up to the database now (a follower does so every 100 ms);
+    /// `None` when another process of this data directory is writing the copy.
+    pub fn sync(&self) -> Result<Option<Synced>, ClusterError> {
         match &self.rt {
             Some(rt) => rt.block_on(mirror::sync(&self.pool, &self.log, None)),
             None => Err(ClusterError::Config("the node is stopped".into())),
@@ -207,8 +208,11 @@ impl ClusterNode {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // The role thread has finished with the database; what remains (the journal's
+        // task) stops with the runtime. Shutting down in the background is also safe
+        // when the last holder drops the node inside another runtime.
         if let Some(rt) = self.rt.take() {
-            rt.shutdown_timeout(Duration::from_secs(1));
+            rt.shutdown_background();
         }
     }
 }
@@ -257,7 +261,7 @@ impl Role {
                     .rt
                     .block_on(mirror::sync(&self.pool, &self.opts.log, known))
                 {
-                    Ok(s) => known = Some(s),
+                    Ok(s) => known = s,
                     Err(e) => {
                         self.status.note_error(&e);
                         known = None;
@@ -272,7 +276,15 @@ impl Role {
     /// Opens the ledger over the synced copy, its writes teed to the database.
     fn open(&self, l: &Lease) -> Result<Ledger, ClusterError> {
         let log = &self.opts.log;
-        let synced = self.rt.block_on(mirror::sync(&self.pool, log, None))?;
+        let synced = self
+            .rt
+            .block_on(mirror::sync(&self.pool, log, None))?
+            .ok_or_else(|| {
+                ClusterError::Config(format!(
+                    "another process of this data directory holds {}",
+                    log.with_extension("lock").display()
+                ))
+            })?;
         let (root, mut opts) = (self.opts.open)()?;
         if opts.strict {
             return Err(ClusterError::Config(
@@ -296,6 +308,7 @@ impl Role {
             Box::new(move |e, c| TeeFile::pair(e, c, outbox)),
         ) {
             Ok(ledger) => Ok(ledger),
+            Err(e @ StoreError::Locked { .. }) => Err(e.into()),
             Err(e) => {
                 // A copy the ledger cannot open is rebuilt from the database next time.
                 for p in [log.clone(), checkpoints_path(log), tree_state_path(log)] {
@@ -445,4 +458,20 @@ async fn renew(pool: PgPool, l: Lease, ttl: Duration, lost: Arc<AtomicBool>) {
 #[must_use]
 pub fn local_files(log: &Path) -> [PathBuf; 2] {
     [log.to_path_buf(), checkpoints_path(log)]
+}
+
+/// A node is a journal: its entries go through the shared queue, and it keeps running
+/// (following, or sequencing) for as long as it is held.
+impl warden_store::journal::Journal for ClusterNode {
+    fn submit(&self, kind: &str, event: &Event) -> Result<Ticket, AppendError> {
+        self.journal.submit(kind, event)
+    }
+
+    fn path(&self) -> &Path {
+        &self.log
+    }
+
+    fn durable_state(&self) -> Option<warden_store::ledger::DurableState> {
+        None
+    }
 }

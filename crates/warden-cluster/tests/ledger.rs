@@ -329,7 +329,10 @@ fn a_local_copy_with_an_uncommitted_tail_is_cut_back() {
     std::fs::write(&log, &torn).unwrap();
     let rt = rt();
     let pool = rt.block_on(connect(&db.url)).unwrap();
-    let s = rt.block_on(mirror::sync(&pool, &log, None)).unwrap();
+    let s = rt
+        .block_on(mirror::sync(&pool, &log, None))
+        .unwrap()
+        .unwrap();
     assert_eq!(s.entries, before.len() as u64);
     assert_eq!(std::fs::read(&log).unwrap(), before, "the tail was not cut");
     // A copy that differs inside a chunk (another node's bytes) is replaced too.

@@ -8,7 +8,7 @@
 
 use crate::cache::{Cached, Generation};
 pub use crate::engine::{Database, FRESH, Tx};
-use crate::engine::{Pool, Watch, WatchConn, data_version};
+use crate::engine::{Pool, Watch, WatchConn, WatchOpts, data_version};
 pub(crate) use crate::engine::{on_pool, on_tx};
 use crate::error::RegistryError;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -224,8 +224,7 @@ impl Db {
             .max_connections(4)
             .connect_with(opts.clone())
             .await?;
-        let conn = sqlx::ConnectOptions::connect(&opts).await?;
-        Self::start(Pool::Sqlite(pool), WatchConn::Sqlite(conn)).await
+        Self::start(Pool::Sqlite(pool), WatchOpts::Sqlite(opts)).await
     }
 
     /// Connects to the PostgreSQL database at `url` (`postgres://user@host:port/db`;
@@ -239,12 +238,12 @@ impl Db {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(opts.clone())
             .await?;
-        let conn = sqlx::ConnectOptions::connect(&opts).await?;
-        Self::start(Pool::Postgres(pool), WatchConn::Postgres(conn)).await
+        Self::start(Pool::Postgres(pool), WatchOpts::Postgres(opts)).await
     }
 
     /// Creates the tables and starts watching for other processes' commits.
-    async fn start(pool: Pool, mut conn: WatchConn) -> Result<Self, RegistryError> {
+    async fn start(pool: Pool, opts: WatchOpts) -> Result<Self, RegistryError> {
+        let mut conn = opts.connect().await?;
         for stmt in SCHEMA {
             match &pool {
                 Pool::Sqlite(p) => {
@@ -262,6 +261,7 @@ impl Db {
             cache: std::sync::Arc::default(),
             watch: std::sync::Arc::new(tokio::sync::Mutex::new(Watch {
                 conn: Some(conn),
+                opts,
                 seen,
                 looked_at: None,
             })),
@@ -280,11 +280,9 @@ impl Db {
         let fresh = w
             .looked_at
             .is_some_and(|t| t >= called || called.duration_since(t) < FRESH);
-        if !fresh && let Some(conn) = w.conn.as_mut() {
+        if !fresh {
             let at = std::time::Instant::now();
-            let v = data_version(conn).await?;
-            if v != w.seen {
-                w.seen = v;
+            if w.changed().await? {
                 self.cache.generation.bump();
             }
             w.looked_at = Some(at);

@@ -87,12 +87,59 @@ pub enum Tx {
 /// revoking a version or a token while `warden serve` runs, another node): SQLite's
 /// `data_version` changes on a connection whenever another connection has committed;
 /// on PostgreSQL every commit bumps `registry_generation`.
+///
+/// A connection that fails (the database restarted, the network dropped) is dropped and
+/// made again at the next look; until then every cached read fails (closed), and after
+/// it everything cached is dropped, since anything may have changed meanwhile.
 #[derive(Debug)]
 pub(crate) struct Watch {
     pub(crate) conn: Option<WatchConn>,
+    pub(crate) opts: WatchOpts,
     pub(crate) seen: i64,
     /// When the last look began.
     pub(crate) looked_at: Option<std::time::Instant>,
+}
+
+/// How the watch connection is made (again).
+#[derive(Debug)]
+pub(crate) enum WatchOpts {
+    Sqlite(sqlx::sqlite::SqliteConnectOptions),
+    Postgres(sqlx::postgres::PgConnectOptions),
+}
+
+impl WatchOpts {
+    pub(crate) async fn connect(&self) -> Result<WatchConn, RegistryError> {
+        Ok(match self {
+            Self::Sqlite(o) => WatchConn::Sqlite(sqlx::ConnectOptions::connect(o).await?),
+            Self::Postgres(o) => WatchConn::Postgres(sqlx::ConnectOptions::connect(o).await?),
+        })
+    }
+}
+
+impl Watch {
+    /// Looks at the commit counter: `true` when another process committed since the
+    /// last look (or the connection was remade, which loses track).
+    pub(crate) async fn changed(&mut self) -> Result<bool, RegistryError> {
+        let mut remade = false;
+        if self.conn.is_none() {
+            self.conn = Some(self.opts.connect().await?);
+            remade = true;
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(true);
+        };
+        match data_version(conn).await {
+            Ok(v) => {
+                let changed = remade || v != self.seen;
+                self.seen = v;
+                Ok(changed)
+            }
+            Err(e) => {
+                self.conn = None;
+                Err(e)
+            }
+        }
+    }
 }
 
 /// How long one look at `data_version` answers for later reads.

@@ -93,6 +93,30 @@ impl RegistryError {
         }
     }
 
+    /// Whether the failure is a store that cannot be reached now (the database is down
+    /// or restarting, its connections broke, the pool timed out, the audit ledger cannot
+    /// record): the request is refused, and the same request may succeed later.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Audit(_) => true,
+            Self::Db(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                // Connection exceptions (08…), shutting down or starting (57P01-57P03).
+                sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+                    c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")
+                }),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     pub(crate) fn invalid(what: &'static str, detail: impl Into<String>) -> Self {
         Self::Invalid {
             what,

@@ -94,8 +94,8 @@ pub async fn manager(
     let blobs = BlobStore::local(&dir.resolve(&cfg.blobs))?;
     SecureModelManager::open(
         ManagerOptions {
-            database: match &cfg.registry_database {
-                Some(url) => Database::Postgres(url.clone()),
+            database: match cfg.registry_url() {
+                Some(url) => Database::Postgres(url.to_owned()),
                 None => Database::Sqlite(dir.resolve(&cfg.registry_db)),
             },
             blobs,

@@ -378,6 +378,11 @@ impl IntoResponse for ApiError {
                     "audit_unavailable",
                     "the audit ledger cannot record this request, so it was refused".into(),
                 ),
+                _ if e.is_unavailable() => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the registry's database cannot be reached; the request was refused".into(),
+                ),
                 R::Invalid { .. } | R::Signer(_) | R::Manifest(_) => {
                     (StatusCode::BAD_REQUEST, "bad_request", e.to_string())
                 }
@@ -415,6 +420,7 @@ impl IntoResponse for ApiError {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+
         if let ApiError::RateLimited(l) = &self {
             let h = r.headers_mut();
             for (name, value) in [

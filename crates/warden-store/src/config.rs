@@ -33,6 +33,12 @@ pub struct Config {
     /// password from `PGPASSWORD` rather than the file): several nodes share it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_database: Option<String>,
+    /// The cluster's PostgreSQL (`postgres://user@host:port/db`, the password from
+    /// `PGPASSWORD`): the registry's metadata (unless `registry_database` names another)
+    /// and the ledger, written by whichever node holds the sequencer lease. Each node
+    /// keeps its own copy of the ledger's files at `log`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
     /// Artifact blob store root (local filesystem).
     #[serde(default = "default_blobs")]
     pub blobs: PathBuf,
@@ -95,7 +101,35 @@ pub struct WriterConfig {
     pub idle_exit_secs: u64,
 }
 
+/// Refuses a database URL that is not PostgreSQL's or that holds a password.
+fn check_postgres_url(key: &str, url: &str) -> Result<(), StoreError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(StoreError::Config(format!(
+            "{key} must be a postgres:// URL"
+        )));
+    }
+    if url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .is_some_and(|(cred, _)| cred.contains(':'))
+    {
+        return Err(StoreError::Config(format!(
+            "{key} must not hold a password: set PGPASSWORD in the service's environment"
+        )));
+    }
+    Ok(())
+}
+
 impl Config {
+    /// The registry's PostgreSQL, if it is not the SQLite file: `registry_database`, else
+    /// the cluster's `backend`.
+    #[must_use]
+    pub fn registry_url(&self) -> Option<&str> {
+        self.registry_database
+            .as_deref()
+            .or(self.backend.as_deref())
+    }
+
     /// The entries file when the configuration names none.
     #[must_use]
     pub fn default_log() -> PathBuf {
@@ -361,6 +395,7 @@ impl Config {
             strict: false,
             registry_db: default_registry(),
             registry_database: None,
+            backend: None,
             blobs: default_blobs(),
             policies: default_policies(),
             tls_cert: default_tls_cert(),
@@ -384,21 +419,19 @@ impl Config {
                 self.writer.socket_mode
             )));
         }
-        if let Some(url) = &self.registry_database {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(StoreError::Config(
-                    "registry_database must be a postgres:// URL".into(),
-                ));
+        for (key, url) in [
+            ("registry_database", &self.registry_database),
+            ("backend", &self.backend),
+        ] {
+            if let Some(url) = url {
+                check_postgres_url(key, url)?;
             }
-            if url
-                .split_once("://")
-                .and_then(|(_, rest)| rest.split_once('@'))
-                .is_some_and(|(cred, _)| cred.contains(':'))
-            {
-                return Err(StoreError::Config(
-                    "registry_database must not hold a password: set PGPASSWORD in the service's environment".into(),
-                ));
-            }
+        }
+        if self.backend.is_some() && self.strict {
+            return Err(StoreError::Config(
+                "strict mode (a signature per entry) is not supported with a cluster backend yet"
+                    .into(),
+            ));
         }
         if !warden_core::checkpoint::valid_origin(&self.origin) {
             return Err(StoreError::Config(format!(

@@ -94,16 +94,23 @@ pub fn unlock(dir: &DataDir) -> Result<RootKey> {
     Ok(key)
 }
 
-/// Opens the ledger of a data directory.
+/// Opens the ledger of a data directory. On a cluster no process opens the ledger's
+/// files for writing itself (the sequencer lease decides who writes).
 pub fn open_ledger(dir: &DataDir) -> Result<(Ledger, Config)> {
     let cfg = dir.read_config()?;
+    if cfg.backend.is_some() {
+        anyhow::bail!(
+            "{} is a cluster node (backend in warden.toml): this needs the ledger's own files, which the cluster's sequencer writes",
+            dir.root.display()
+        );
+    }
     let root = unlock(dir)?;
     let ledger = open_unlocked(dir, &cfg, root)?;
     Ok((ledger, cfg))
 }
 
-/// Opens the ledger with a root key already in hand.
-pub fn open_unlocked(dir: &DataDir, cfg: &Config, root: RootKey) -> Result<Ledger> {
+/// How the data directory's ledger is opened: origin, algorithm, rotation, auditors.
+pub fn ledger_options(dir: &DataDir, cfg: &Config) -> Result<LedgerOptions> {
     let alg = cfg.validate()?;
     let opts = LedgerOptions {
         origin: cfg.origin.clone(),
@@ -120,6 +127,12 @@ pub fn open_unlocked(dir: &DataDir, cfg: &Config, root: RootKey) -> Result<Ledge
             "warning: no auditor keys in auditors/: entries are encrypted but nobody can decrypt them",
         );
     }
+    Ok(opts)
+}
+
+/// Opens the ledger with a root key already in hand.
+pub fn open_unlocked(dir: &DataDir, cfg: &Config, root: RootKey) -> Result<Ledger> {
+    let opts = ledger_options(dir, cfg)?;
     let ledger = Ledger::open(&dir.log(cfg), root, opts)?;
     let info = ledger.info();
     if info.cut_bytes > 0 {

@@ -48,6 +48,9 @@ pub fn open_journal(dir: &DataDir, claimed: Option<&str>) -> Result<Arc<dyn Jour
             None => return Err(e.into()),
         },
     };
+    if let Some(node) = crate::cluster::join(dir, &cfg)? {
+        return Ok(node);
+    }
     let socket = writer::socket_path(dir, &cfg);
     let connect = || Remote::connect(&socket, &dir.log(&cfg), claimed, CLIENT, deadline_ms());
     if socket.exists() {

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod cluster;
 mod cmd;
 mod common;
 mod journal;

@@ -88,19 +88,7 @@ fn register(fx: &Fx, version: &str, seed: u32) -> Value {
 }
 
 fn token(fx: &Fx, principal: &str) -> String {
-    let out = fx.ok(&[
-        "token",
-        "create",
-        "--principal",
-        principal,
-        "--scopes",
-        "model:read,model:load",
-        "--expires",
-        "1h",
-        "--as",
-        "admin",
-    ]);
-    out.lines().last().unwrap().trim().to_owned()
+    fx.token(principal, "model:read,model:load")
 }
 
 fn start_serve(fx: &Fx) -> (Child, String) {

@@ -11,64 +11,7 @@
 mod cli;
 
 use cli::Fx;
-use std::path::Path;
-use std::process::Command;
-
-/// `psql -Atc SQL` against `url`; its output.
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-Atc", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// A database of its own on the loopback server (dropped at the end), and its URL.
-struct Pg {
-    base: String,
-    name: String,
-}
-
-impl Pg {
-    fn new() -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres");
-        let out = Command::new(&script).output().unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/postgres: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let base = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let name = format!("cli_{}", std::process::id());
-        psql(
-            &base,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
-        psql(&base, &format!("CREATE DATABASE {name}"));
-        Pg { base, name }
-    }
-
-    fn url(&self) -> String {
-        format!("{}/{}", self.base.rsplit_once('/').unwrap().0, self.name)
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                &self.base,
-                "-Atc",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ])
-            .output();
-    }
-}
+use cli::pg::{Pg, psql};
 
 #[test]
 fn init_with_a_postgres_registry_keeps_every_commands_metadata_there() {
@@ -98,16 +41,7 @@ fn init_with_a_postgres_registry_keeps_every_commands_metadata_there() {
     fx.add_principal("eng", "ml-engineer", &[]);
     let model = fx.root.join("w.bin");
     std::fs::write(&model, b"weights".repeat(1000)).unwrap();
-    fx.ok(&[
-        "model",
-        "register",
-        "m",
-        "--version",
-        "1",
-        model.to_str().unwrap(),
-        "--as",
-        "eng",
-    ]);
+    fx.register("m", "1", "w.bin", "eng");
     let out = fx.root.join("out.bin");
     fx.ok(&[
         "model",

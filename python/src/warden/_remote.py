@@ -48,6 +48,9 @@ _CODES = {
     "range_not_satisfiable": InvalidInput,
     "integrity_failure": IntegrityError,
     "audit_unavailable": AuditUnavailable,
+    # The registry's database is down or failing over: refused, retry later (the
+    # module's own mapping of a store failure, too).
+    "store_unavailable": AuditUnavailable,
 }
 
 

@@ -148,7 +148,7 @@ pub fn export_dir(dir: &DataDir) -> PathBuf {
 
 fn export(a: &RunArgs) -> Result<ExitCode> {
     let dir = a.dir.dir();
-    let cfg = dir.read_config()?;
+    let cfg = crate::cluster::config_for_reading(&dir)?;
     // Paths on the command line are relative to the working directory; in warden.toml,
     // to the data directory.
     let abs = |p: &Option<PathBuf>| p.as_deref().map(std::path::absolute).transpose();
@@ -270,7 +270,7 @@ fn stop_on_signal(stop: Arc<AtomicBool>) {
 }
 
 fn status(dir: &DataDir, json: bool) -> Result<ExitCode> {
-    let cfg = dir.read_config()?;
+    let cfg = crate::cluster::config_for_reading(dir)?;
     let covered = warden_store::audit::latest_checkpoint(&dir.log(&cfg))?.map_or(0, |c| c.size);
     let cursors = warden_siem::cursor::list(&export_dir(dir))?;
     if json {

@@ -29,6 +29,12 @@ pub struct Args {
     /// instead of a SQLite file in the data directory, so several nodes share it.
     #[arg(long, value_name = "URL")]
     pub registry_database: Option<String>,
+    /// Run as a cluster: the registry's metadata and the ledger in this PostgreSQL
+    /// database (postgres://user@host:port/db; the password from PGPASSWORD). Every
+    /// node's data directory names the same database; whichever node holds the
+    /// sequencer lease writes the ledger, and each keeps a copy of it at its log path.
+    #[arg(long, value_name = "URL")]
+    pub backend: Option<String>,
     /// Auditor public keys (from `warden auditor keygen`) to wrap data keys to.
     #[arg(long = "auditor")]
     pub auditors: Vec<PathBuf>,
@@ -49,6 +55,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         signing_algorithm: a.signing.clone(),
         strict: a.strict,
         registry_database: a.registry_database.clone(),
+        backend: a.backend.clone(),
         ..Config::new(&a.origin)
     };
     let alg = cfg.validate()?;
@@ -125,8 +132,14 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     .context("writing the development TLS certificate")?;
     // Open the ledger so it exists from the start, beginning with epoch 0, and create
     // the registry with its first principal, `admin`, whose signing key is written 0600.
-    let key = keys::unlock_root(&dir.root_key(), &pass)?;
-    let ledger = std::sync::Arc::new(crate::common::open_unlocked(&dir, &cfg, key)?);
+    let ledger: std::sync::Arc<dyn warden_store::journal::Journal> =
+        match crate::cluster::join(&dir, &cfg)? {
+            Some(node) => node,
+            None => {
+                let key = keys::unlock_root(&dir.root_key(), &pass)?;
+                std::sync::Arc::new(crate::common::open_unlocked(&dir, &cfg, key)?)
+            }
+        };
     let admin_key = dir.principal_key("admin");
     crate::registry::runtime()?.block_on(async {
         let m = crate::registry::open_with(&dir, &cfg, ledger, engine, digest).await?;

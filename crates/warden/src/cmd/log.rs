@@ -146,7 +146,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
         } => show(dir, auditor_key.as_ref(), *from, *to, *json),
         Command::Checkpoint { dir, json } => {
             let d = dir.dir();
-            let cfg = d.read_config()?;
+            let cfg = crate::cluster::config_for_reading(&d)?;
             let Some(rec) = warden_store::audit::latest_checkpoint(&d.log(&cfg))? else {
                 bail!("the ledger has no checkpoint yet")
             };
@@ -168,7 +168,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
         } => retention(dir, *days, *dry_run, *json),
         Command::Prove { index, dir } => {
             let d = dir.dir();
-            let cfg = d.read_config()?;
+            let cfg = crate::cluster::config_for_reading(&d)?;
             let proof = warden_store::audit::inclusion(&d.log(&cfg), *index)?;
             print!("{}", proof.to_text());
             Ok(ExitCode::SUCCESS)
@@ -178,7 +178,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
 
 fn segments(dir: &DataDirArg, json: bool) -> Result<ExitCode> {
     let d = dir.dir();
-    let cfg = d.read_config()?;
+    let cfg = crate::cluster::config_for_reading(&d)?;
     let log = d.log(&cfg);
     let index = warden_store::segments::load_index(&log)?;
     let active_first = index.last().map_or(0, |r| r.end);
@@ -466,7 +466,7 @@ fn show(
     json: bool,
 ) -> Result<ExitCode> {
     let d = dir.dir();
-    let cfg = d.read_config()?;
+    let cfg = crate::cluster::config_for_reading(&d)?;
     let log = d.log(&cfg);
     let sk = auditor
         .map(|p| keys::read_recipient_secret(p))

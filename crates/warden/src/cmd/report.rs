@@ -136,7 +136,7 @@ fn generate(a: &RunArgs) -> Result<ExitCode> {
             Vec::new(),
         ),
         None => {
-            let cfg = dir.read_config()?;
+            let cfg = crate::cluster::config_for_reading(&dir)?;
             let sinks = sink_positions(&dir)?;
             (
                 dir.log(&cfg),

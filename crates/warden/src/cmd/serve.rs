@@ -126,7 +126,13 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         .iter()
         .map(|c| crate::cmd::export::spec(&dir, c).with_context(|| format!("[[siem]] to {}", c.to)))
         .collect::<Result<Vec<_>>>()?;
-    let ledger = Arc::new(crate::journal::open_owned(&dir, true)?);
+    // On a cluster this process is a node of the shared ledger; on one machine it owns
+    // the data directory's ledger and serves local clients through its writer socket.
+    let node = crate::cluster::join(&dir, &cfg)?;
+    let ledger = match node {
+        Some(_) => None,
+        None => Some(Arc::new(crate::journal::open_owned(&dir, true)?)),
+    };
     // The metrics recorder first, so the exporters' lag gauges are served at /metrics.
     warden_server::metrics::install();
     let exporters = Exporters::start(&dir.log(&cfg), &crate::cmd::export::export_dir(&dir), sinks)?;
@@ -159,11 +165,24 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 Some(v)
             }
         };
-        let journal: Arc<dyn Journal> = Arc::clone(&ledger) as Arc<dyn Journal>;
+        let journal: Arc<dyn Journal> = match (&node, &ledger) {
+            (Some(n), _) => Arc::clone(n) as Arc<dyn Journal>,
+            (None, Some(l)) => Arc::clone(l) as Arc<dyn Journal>,
+            (None, None) => anyhow::bail!("no ledger to serve"),
+        };
         let m = Arc::new(open_with(&dir, &cfg, journal, engine, digest).await?);
-        // Local clients (the CLI, Python workers) append through this process.
-        let writer = crate::cmd::writer::listen(&dir, &cfg, Arc::clone(&ledger), Arc::clone(&m))?;
-        drop(ledger);
+        // Local clients (the CLI, Python workers) append through this process; on a
+        // cluster each of them joins the cluster itself.
+        let writer = match ledger {
+            Some(l) => Some(crate::cmd::writer::listen(&dir, &cfg, l, Arc::clone(&m))?),
+            None => {
+                eprint(&format!(
+                    "warden: cluster node {}: the ledger is shared through the backend database",
+                    crate::cluster::node_name()
+                ));
+                None
+            }
+        };
         // Inline threat detection and its playbook (`[detection]`).
         let alerts = webhooks(&dir, &cfg.detection.webhooks)?;
         let _responder = m.enable_detection(&cfg.detection, alerts)?;
@@ -208,12 +227,16 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         // clients get the replies already due, then their connections close.
         let _ = stop_schedule.send(true);
         let _ = schedule.await;
-        writer.stop();
+        if let Some(w) = writer {
+            w.stop();
+        }
         // In-flight requests have drained; record the stop and the final checkpoint.
         match Arc::try_unwrap(m) {
             Ok(m) => m.close().await?,
             Err(_) => eprint("warning: requests still held the manager at shutdown"),
         }
+        // The node writes what it took and gives the sequencer lease up.
+        drop(node);
         exporters.stop();
         eprint("warden: stopped");
         served

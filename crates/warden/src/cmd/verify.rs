@@ -90,7 +90,7 @@ fn verify(a: &Args) -> Result<ExitCode> {
         }
         (None, dd) => {
             let d = DataDir::new(dd.as_deref().unwrap_or(std::path::Path::new(".")));
-            let cfg = d.read_config()?;
+            let cfg = crate::cluster::config_for_reading(&d)?;
             (
                 d.log(&cfg),
                 a.root_pub.clone().unwrap_or_else(|| d.root_pub()),

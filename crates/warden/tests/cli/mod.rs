@@ -1,6 +1,8 @@
 //! Running the `warden` command as a user would, in a fresh temporary directory.
 #![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
+pub mod pg;
+
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -68,6 +70,40 @@ impl Fx {
         args.extend_from_slice(extra);
         args.extend_from_slice(&["--as", "admin"]);
         self.ok(&args)
+    }
+
+    /// Registers the file `file` (under the working directory) as `model@version`,
+    /// signed by `signer`, which must succeed.
+    pub fn register(&self, model: &str, version: &str, file: &str, signer: &str) -> String {
+        let path = self.root.join(file);
+        self.ok(&[
+            "model",
+            "register",
+            model,
+            "--version",
+            version,
+            path.to_str().unwrap(),
+            "--as",
+            signer,
+        ])
+    }
+
+    /// A token for `principal` with `scopes` (comma-separated), valid one hour, issued
+    /// by `admin`.
+    pub fn token(&self, principal: &str, scopes: &str) -> String {
+        let out = self.ok(&[
+            "token",
+            "create",
+            "--principal",
+            principal,
+            "--scopes",
+            scopes,
+            "--expires",
+            "1h",
+            "--as",
+            "admin",
+        ]);
+        out.lines().last().unwrap().trim().to_owned()
     }
 
     /// `log append` of a `model.access` entry for `user`, which must succeed.
