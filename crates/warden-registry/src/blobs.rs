@@ -18,8 +18,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use warden_core::hex;
 
-/// Read and upload chunk size.
+/// Read chunk size.
 pub const CHUNK: usize = 4 << 20;
+/// Part size of a multipart upload (S3 refuses parts under 5 MiB but the last).
+pub const PART: usize = 8 << 20;
 
 /// The artifact store.
 #[derive(Debug, Clone)]
@@ -137,6 +139,21 @@ impl BlobStore {
         })
     }
 
+    /// The store `blobs` names: a directory (relative paths resolved by `resolve`), or
+    /// an S3-compatible bucket `s3://bucket/prefix` reached as the AWS variables say.
+    pub fn configured(
+        blobs: &Path,
+        resolve: impl FnOnce(&Path) -> PathBuf,
+    ) -> Result<Self, RegistryError> {
+        match blobs.to_str() {
+            Some(url) if crate::s3::is_bucket_url(url) => Ok(Self::with_store(crate::s3::store(
+                url,
+                &crate::s3::S3Options::from_env(),
+            )?)),
+            _ => Self::local(&resolve(blobs)),
+        }
+    }
+
     /// Any `object_store` backend (S3, GCS, Azure, in-memory).
     #[must_use]
     pub fn with_store(store: Arc<dyn ObjectStore>) -> Self {
@@ -196,7 +213,7 @@ impl BlobStore {
         Ok(BlobWriter {
             store: self.clone(),
             staging,
-            w: WriteMultipart::new_with_chunk_size(upload, CHUNK),
+            w: WriteMultipart::new_with_chunk_size(upload, PART),
             ctx: digest::Context::new(&digest::SHA256),
             size: 0,
         })

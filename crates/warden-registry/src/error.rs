@@ -94,8 +94,9 @@ impl RegistryError {
     }
 
     /// Whether the failure is a store that cannot be reached now (the database is down
-    /// or restarting, its connections broke, the pool timed out, the audit ledger cannot
-    /// record): the request is refused, and the same request may succeed later.
+    /// or restarting, its connections broke, the pool timed out, the bucket fails, the
+    /// audit ledger cannot record): the request is refused, and the same request may
+    /// succeed later.
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
         match self {
@@ -113,6 +114,9 @@ impl RegistryError {
                 }),
                 _ => false,
             },
+            // A remote store's failure (the bucket answered 5xx, timed out, or could
+            // not be reached after retries); a missing or refused object is not one.
+            Self::Blob(object_store::Error::Generic { .. }) => true,
             _ => false,
         }
     }

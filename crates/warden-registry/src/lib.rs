@@ -28,6 +28,7 @@ pub mod open;
 pub mod outbox;
 pub mod register;
 pub mod respond;
+pub mod s3;
 pub mod throttle;
 pub mod tokens;
 

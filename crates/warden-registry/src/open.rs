@@ -91,7 +91,7 @@ pub async fn manager(
     journal: Arc<dyn Journal>,
     policy: Policy,
 ) -> Result<SecureModelManager, RegistryError> {
-    let blobs = BlobStore::local(&dir.resolve(&cfg.blobs))?;
+    let blobs = BlobStore::configured(&cfg.blobs, |p| dir.resolve(p))?;
     SecureModelManager::open(
         ManagerOptions {
             database: match cfg.registry_url() {

@@ -381,7 +381,7 @@ impl IntoResponse for ApiError {
                 _ if e.is_unavailable() => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",
-                    "the registry's database cannot be reached; the request was refused".into(),
+                    "the registry's database or blob store cannot be reached; the request was refused".into(),
                 ),
                 R::Invalid { .. } | R::Signer(_) | R::Manifest(_) => {
                     (StatusCode::BAD_REQUEST, "bad_request", e.to_string())

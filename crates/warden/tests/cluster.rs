@@ -1,5 +1,6 @@
-//! Several `warden serve` nodes on one PostgreSQL (`warden init --backend`): each node
-//! serves the shared registry and appends to the one ledger; a revocation made through
+//! Several `warden serve` nodes on one PostgreSQL and one S3-compatible bucket (`warden
+//! init --backend … --blobs s3://…`): each node serves the shared registry and its
+//! blobs from the bucket and appends to the one ledger; a revocation made through
 //! one node is refused by every node within a second; SIGKILLing nodes (the sequencer
 //! among them) and restarting PostgreSQL under load loses no acknowledged entry, forks
 //! nothing, and the longest stretch without a served download stays under 5 s.
@@ -26,9 +27,48 @@ use std::time::{Duration, Instant};
 
 const MODEL_BYTES: usize = 64 * 1024;
 
-/// A data directory on the cluster, the model registered, and a token that loads it.
+/// A fresh bucket on the loopback S3-compatible server (`scripts/s3`), and the
+/// variables that reach it.
+fn bucket() -> (String, Vec<(String, String)>) {
+    let name = format!(
+        "c-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3");
+    let out = Command::new(&script)
+        .args(["bucket", &name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/s3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let endpoint = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "warden-test"),
+        ("AWS_SECRET_ACCESS_KEY", "warden-test-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    (
+        name,
+        env.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
+}
+
+/// A data directory on the cluster (PostgreSQL for the registry and ledger, a bucket
+/// for blobs), the model registered, and a token that loads it.
 fn cluster(pg: &Pg) -> (Fx, String) {
-    let fx = Fx::new();
+    let mut fx = Fx::new();
+    let (bucket, env) = bucket();
+    fx.env = env;
     fx.ok(&["auditor", "keygen", "--out", "auditor.key"]);
     fx.ok(&[
         "init",
@@ -37,6 +77,8 @@ fn cluster(pg: &Pg) -> (Fx, String) {
         "auditor.key.pub",
         "--backend",
         &pg.url(),
+        "--blobs",
+        &format!("s3://{bucket}/blobs"),
     ]);
     let toml = std::fs::read_to_string(fx.data.join("warden.toml")).unwrap();
     assert!(
@@ -46,6 +88,10 @@ fn cluster(pg: &Pg) -> (Fx, String) {
     fx.add_principal("eng", "ml-engineer", &[]);
     std::fs::write(fx.root.join("m.bin"), vec![7u8; MODEL_BYTES]).unwrap();
     fx.register("m", "1", "m.bin", "eng");
+    assert!(
+        !fx.data.join("blobs").exists(),
+        "a blob was kept in the data directory instead of the bucket"
+    );
     let token = fx.token("eng", "model:read,model:load");
     (fx, token)
 }

@@ -78,6 +78,14 @@ impl Fixture {
     /// The same, with the registry's metadata in `database` (default: a SQLite file in
     /// the fixture's directory).
     pub fn with_database(database: Option<warden_registry::db::Database>) -> Self {
+        Self::with_stores(database, None)
+    }
+
+    /// The same, with blobs in `blobs` too (default: a directory in the fixture's).
+    pub fn with_stores(
+        database: Option<warden_registry::db::Database>,
+        blobs: Option<BlobStore>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root_key = dir.path().join("root.key");
         let root_pub = dir.path().join("root.pub");
@@ -113,7 +121,7 @@ impl Fixture {
         )
         .unwrap();
         let rt = runtime();
-        let blobs = BlobStore::local(&dir.path().join("blobs")).unwrap();
+        let blobs = blobs.unwrap_or_else(|| BlobStore::local(&dir.path().join("blobs")).unwrap());
         let m = rt
             .block_on(SecureModelManager::open(
                 ManagerOptions {

@@ -35,6 +35,12 @@ pub struct Args {
     /// sequencer lease writes the ledger, and each keeps a copy of it at its log path.
     #[arg(long, value_name = "URL")]
     pub backend: Option<String>,
+    /// Where model blobs are kept: a directory (default `blobs` in the data directory)
+    /// or an S3-compatible bucket, s3://bucket/prefix, reached with the standard AWS
+    /// variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL;
+    /// plain HTTP to a loopback endpoint only). Nodes of a cluster share one bucket.
+    #[arg(long, value_name = "DIR|URL")]
+    pub blobs: Option<PathBuf>,
     /// Auditor public keys (from `warden auditor keygen`) to wrap data keys to.
     #[arg(long = "auditor")]
     pub auditors: Vec<PathBuf>,
@@ -56,6 +62,10 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         strict: a.strict,
         registry_database: a.registry_database.clone(),
         backend: a.backend.clone(),
+        blobs: a
+            .blobs
+            .clone()
+            .unwrap_or_else(|| Config::new(&a.origin).blobs),
         ..Config::new(&a.origin)
     };
     let alg = cfg.validate()?;

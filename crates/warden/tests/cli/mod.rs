@@ -12,6 +12,8 @@ pub struct Fx {
     _tmp: tempfile::TempDir,
     pub root: PathBuf,
     pub data: PathBuf,
+    /// Variables every command gets (e.g. a bucket's credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Fx {
@@ -21,6 +23,7 @@ impl Fx {
         Fx {
             root: tmp.path().to_path_buf(),
             data: tmp.path().join("data"),
+            env: Vec::new(),
             _tmp: tmp,
         }
     }
@@ -41,7 +44,8 @@ impl Fx {
             .env_remove("WARDEN_PASSPHRASE")
             .env_remove("WARDEN_USER")
             .current_dir(&self.root)
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
