@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 use warden_core::entry::{Event, RID_LEN};
 use warden_store::error::{AppendError, StoreError};
 use warden_store::keys::RootKey;
-use warden_store::ledger::{Ledger, LedgerOptions, Ticket, checkpoints_path, tree_state_path};
+use warden_store::ledger::{
+    DurableState, Ledger, LedgerOptions, Ticket, checkpoints_path, tree_state_path,
+};
 use warden_store::segments::SegmentPolicy;
 
 /// Makes the key and options for each ledger the node opens as sequencer.
@@ -71,9 +73,18 @@ struct Status {
     stop: AtomicBool,
     token: AtomicI64,
     error: Mutex<Option<String>>,
+    /// The local copy's checkpoint-covered state, as last synced or written.
+    copy: Mutex<Option<DurableState>>,
 }
 
 impl Status {
+    fn set_copy(&self, st: Option<DurableState>) {
+        *self
+            .copy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = st;
+    }
+
     fn note_error(&self, e: &dyn std::fmt::Display) {
         *self
             .error
@@ -85,6 +96,7 @@ impl Status {
 /// A running node.
 pub struct ClusterNode {
     rt: Option<tokio::runtime::Runtime>,
+    holder: String,
     pool: PgPool,
     status: Arc<Status>,
     thread: Option<JoinHandle<()>>,
@@ -142,7 +154,7 @@ impl ClusterNode {
             rt: rt.handle().clone(),
             pool: pool.clone(),
             status: Arc::clone(&status),
-            holder,
+            holder: holder.clone(),
             opts: opts.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -151,6 +163,7 @@ impl ClusterNode {
             .map_err(|e| ClusterError::Config(format!("cannot start the node's thread: {e}")))?;
         Ok(Self {
             rt: Some(rt),
+            holder,
             pool,
             status,
             thread: Some(thread),
@@ -180,6 +193,22 @@ impl ClusterNode {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Takes, or keeps, the lease `name` for this node for `ttl`: `true` while this
+    /// node holds it. For work that runs once per cluster (scheduled jobs): the holder
+    /// calls it before each run; when the holder dies, another node gets the lease once
+    /// `ttl` has passed. Callable from any runtime.
+    pub async fn hold(&self, name: &str, ttl: Duration) -> Result<bool, ClusterError> {
+        let rt = self
+            .rt
+            .as_ref()
+            .ok_or_else(|| ClusterError::Config("the node is stopped".into()))?;
+        let (pool, name, holder) = (self.pool.clone(), name.to_owned(), self.holder.clone());
+        rt.spawn(async move { lease::acquire(&pool, &name, &holder, ttl).await })
+            .await
+            .map_err(|e| ClusterError::Config(format!("lease task: {e}")))?
+            .map(|l| l.is_some())
     }
 
     /// The node's database pool.
@@ -261,7 +290,12 @@ impl Role {
                     .rt
                     .block_on(mirror::sync(&self.pool, &self.opts.log, known))
                 {
-                    Ok(s) => known = s,
+                    Ok(s) => {
+                        if s.is_some() && s != known {
+                            self.status.set_copy(copy_state(&self.opts.log, s));
+                        }
+                        known = s;
+                    }
                     Err(e) => {
                         self.status.note_error(&e);
                         known = None;
@@ -354,6 +388,7 @@ impl Role {
             }
             match write_batch(&ledger, rows) {
                 Ok(done) => {
+                    self.status.set_copy(ledger.durable_state());
                     // A failure here leaves rows looking unwritten; the next batch (or
                     // sequencer) resubmits them and gets the first receipts back.
                     if let Err(e) = self.rt.block_on(queue::finish(&self.pool, &done)) {
@@ -377,6 +412,20 @@ impl Role {
         }
         result
     }
+}
+
+/// The copy's state after a sync: its lengths and the size its last checkpoint signs.
+fn copy_state(log: &Path, s: Option<Synced>) -> Option<DurableState> {
+    let s = s?;
+    let size = warden_store::audit::latest_checkpoint(log)
+        .ok()
+        .flatten()
+        .map_or(0, |r| r.size);
+    Some(DurableState {
+        size,
+        entries_len: s.entries,
+        checkpoints_len: s.checkpoints,
+    })
 }
 
 /// Submits a batch of queued rows in order and waits for their receipts.
@@ -471,7 +520,13 @@ impl warden_store::journal::Journal for ClusterNode {
         &self.log
     }
 
-    fn durable_state(&self) -> Option<warden_store::ledger::DurableState> {
-        None
+    /// The copy's checkpoint-covered prefix: what this node last synced from the
+    /// database, or wrote as sequencer.
+    fn durable_state(&self) -> Option<DurableState> {
+        *self
+            .status
+            .copy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

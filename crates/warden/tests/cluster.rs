@@ -248,6 +248,15 @@ fn access_ids(entries: &[Value]) -> HashMap<String, usize> {
 fn three_nodes_share_one_registry_and_one_ledger() {
     let pg = Pg::new();
     let (fx, token) = cluster(&pg);
+    // Scheduled verification every second: it must run on one node at a time.
+    let toml = fx.data.join("warden.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("verify_every_secs = 86400", "verify_every_secs = 1"),
+    )
+    .unwrap();
+    let started = Instant::now();
     let (mut nodes, addrs) = nodes(&fx, 3);
     for (n, addr) in nodes.iter().zip(&addrs) {
         for i in 0..3 {
@@ -293,9 +302,11 @@ fn three_nodes_share_one_registry_and_one_ledger() {
         "revocation refused by all three nodes after {:?}",
         revoked.elapsed()
     );
+    std::thread::sleep(Duration::from_secs(2));
     for n in &mut nodes {
         n.signal("-TERM");
     }
+    let ran_for = started.elapsed().as_secs_f64();
     // Every node's copy verifies and holds each download exactly once.
     let mut copies = Vec::new();
     for n in &nodes {
@@ -312,6 +323,21 @@ fn three_nodes_share_one_registry_and_one_ledger() {
             }
         }
         copies.push(std::fs::read(n.data.join("logs/model_access.jsonl")).unwrap());
+        // The schedule ran on one node at a time, each run verifying the copy clean.
+        let runs: Vec<&Value> = entries
+            .iter()
+            .filter(|e| e["kind"] == "verification.run")
+            .collect();
+        assert!(!runs.is_empty(), "no scheduled verification ran");
+        assert!(
+            (runs.len() as f64) <= ran_for + 1.0,
+            "{} scheduled verifications in {ran_for:.1} s: more than one node ran them",
+            runs.len()
+        );
+        assert!(
+            runs.iter().all(|r| r["event"]["details"]["clean"] == true),
+            "{runs:?}"
+        );
     }
     assert!(
         copies.windows(2).all(|w| w[0] == w[1]),

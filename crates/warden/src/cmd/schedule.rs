@@ -30,7 +30,12 @@ struct Jobs {
     max_epoch_micros: u64,
     root: Arc<RootKey>,
     auditor: Option<Arc<RecipientSecretKey>>,
+    /// On a cluster, this node: jobs run only while it holds [`SCHEDULE_LEASE`].
+    cluster: Option<Arc<warden_cluster::node::ClusterNode>>,
 }
+
+/// The lease under which one node of a cluster runs the schedule.
+const SCHEDULE_LEASE: &str = "jobs.schedule";
 
 fn now() -> Result<Timestamp> {
     let micros = SystemTime::now()
@@ -46,6 +51,7 @@ pub fn spawn(
     cfg: &Config,
     root: RootKey,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    cluster: Option<Arc<warden_cluster::node::ClusterNode>>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let s = cfg.schedule.clone();
     for f in &s.report_formats {
@@ -68,6 +74,7 @@ pub fn spawn(
         cfg: s,
         root: Arc::new(root),
         auditor,
+        cluster,
     });
     Ok(tokio::spawn(async move {
         let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
@@ -78,6 +85,15 @@ pub fn spawn(
         let mut next_verify = verify_every.map(|d| start + d);
         let mut next_report = report_every.map(|d| start + d);
         let mut next_retention = retention_every.map(|d| start + d);
+        // The holder keeps the lease across runs; a dead holder's passes to another
+        // node after twice the shortest interval (at least a minute).
+        let lease_ttl = [verify_every, report_every, retention_every]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(Duration::from_secs(60), |d| {
+                (d * 2).max(Duration::from_secs(60))
+            });
         loop {
             let Some(next) = [next_verify, next_report, next_retention]
                 .into_iter()
@@ -91,10 +107,17 @@ pub fn spawn(
                 _ = stop.changed() => return,
             }
             let t = tokio::time::Instant::now();
+            let here = match &jobs.cluster {
+                None => true,
+                Some(n) => n.hold(SCHEDULE_LEASE, lease_ttl).await.unwrap_or_else(|e| {
+                    crate::common::eprint(&format!("warden: scheduled jobs: {e}"));
+                    false
+                }),
+            };
             if let (Some(due), Some(d)) = (next_verify, verify_every)
                 && t >= due
             {
-                if let Err(e) = verify(&jobs).await {
+                if here && let Err(e) = verify(&jobs).await {
                     crate::common::eprint(&format!("warden: scheduled verification: {e:#}"));
                 }
                 next_verify = Some(t + d);
@@ -102,7 +125,7 @@ pub fn spawn(
             if let (Some(due), Some(d)) = (next_report, report_every)
                 && t >= due
             {
-                if let Err(e) = report(&jobs).await {
+                if here && let Err(e) = report(&jobs).await {
                     crate::common::eprint(&format!("warden: scheduled report: {e:#}"));
                 }
                 next_report = Some(t + d);
@@ -110,7 +133,7 @@ pub fn spawn(
             if let (Some(due), Some(d)) = (next_retention, retention_every)
                 && t >= due
             {
-                if let Err(e) = retention(&jobs).await {
+                if here && let Err(e) = retention(&jobs).await {
                     crate::common::eprint(&format!("warden: scheduled retention: {e:#}"));
                 }
                 next_retention = Some(t + d);
@@ -258,7 +281,13 @@ async fn report(j: &Arc<Jobs>) -> Result<()> {
 /// before their files are deleted.
 async fn retention(j: &Arc<Jobs>) -> Result<()> {
     let jobs = Arc::clone(j);
+    // A cluster's ledger is one stream in its database; segments are not sealed there,
+    // so only archived reports expire.
+    let on_cluster = j.cluster.is_some();
     let outcome = tokio::task::spawn_blocking(move || {
+        if on_cluster {
+            return Ok(None);
+        }
         let ledger = jobs
             .m
             .ledger()

@@ -193,6 +193,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             &cfg,
             crate::common::unlock(&dir)?,
             stopped,
+            node.clone(),
         )?;
         let served = async {
             let listener = tokio::net::TcpListener::bind(a.listen)
