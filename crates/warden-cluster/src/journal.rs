@@ -39,7 +39,10 @@ struct Waiting {
 #[derive(Default)]
 struct State {
     queued: Vec<(NewEntry, Waiting)>,
-    waiting: HashMap<i64, Waiting>,
+    /// Entries added, by batch, in the batch's order.
+    waiting: HashMap<i64, Vec<Waiting>>,
+    /// Entries in `waiting`.
+    in_batches: usize,
     closed: bool,
 }
 
@@ -121,7 +124,7 @@ impl Journal for ClusterJournal {
             plaintext,
         };
         let mut st = self.shared.lock();
-        while st.queued.len() + st.waiting.len() >= MAX_OUTSTANDING && !st.closed {
+        while st.queued.len() + st.in_batches >= MAX_OUTSTANDING && !st.closed {
             if Instant::now() >= deadline {
                 return Err(AppendError::Deadline {
                     ms: u64::try_from(DEADLINE.as_millis()).unwrap_or(u64::MAX),
@@ -159,9 +162,12 @@ impl Drop for ClusterJournal {
         for (_, w) in st.queued.drain(..) {
             w.done.complete(Err(AppendError::Closed));
         }
-        for (_, w) in st.waiting.drain() {
-            w.done.complete(Err(AppendError::Closed));
+        for (_, ws) in st.waiting.drain() {
+            for w in ws {
+                w.done.complete(Err(AppendError::Closed));
+            }
         }
+        st.in_batches = 0;
         drop(st);
         self.shared.space.notify_all();
         self.shared.wake.notify_one();
@@ -208,11 +214,10 @@ async fn pump(pool: PgPool, shared: Arc<Shared>) {
         if !batch.is_empty() {
             let (entries, waits): (Vec<NewEntry>, Vec<Waiting>) = batch.into_iter().unzip();
             match queue::add(&pool, &entries).await {
-                Ok(rows) => {
+                Ok(id) => {
                     let mut st = shared.lock();
-                    for (id, w) in rows.into_iter().zip(waits) {
-                        st.waiting.insert(id, w);
-                    }
+                    st.in_batches += waits.len();
+                    st.waiting.insert(id, waits);
                 }
                 Err(e) => {
                     for w in waits {
@@ -233,18 +238,25 @@ async fn pump(pool: PgPool, shared: Arc<Shared>) {
         }
         if let Ok(found) = queue::outcomes(&pool, &ids).await {
             let mut st = shared.lock();
-            for (id, o) in found {
-                let Some(w) = st.waiting.remove(&id) else {
+            for (id, outs) in found {
+                let Some(ws) = st.waiting.remove(&id) else {
                     continue;
                 };
-                w.done.complete(match o {
-                    Outcome::Written { index, size, note } => Ok(Receipt {
-                        index,
-                        size,
-                        checkpoint: Arc::from(note),
-                    }),
-                    Outcome::Refused(r) => Err(AppendError::Invalid(r)),
-                });
+                st.in_batches -= ws.len();
+                let same = outs.len() == ws.len();
+                for (i, w) in ws.into_iter().enumerate() {
+                    w.done.complete(match outs.get(i).filter(|_| same) {
+                        Some(Outcome::Written { index, size, note }) => Ok(Receipt {
+                            index: *index,
+                            size: *size,
+                            checkpoint: Arc::from(note.as_str()),
+                        }),
+                        Some(Outcome::Refused(r)) => Err(AppendError::Invalid(r.clone())),
+                        None => Err(AppendError::Io(format!(
+                            "batch {id}: its recorded outcomes do not match its entries"
+                        ))),
+                    });
+                }
             }
         }
         let now = Instant::now();
@@ -252,14 +264,17 @@ async fn pump(pool: PgPool, shared: Arc<Shared>) {
         let late: Vec<i64> = st
             .waiting
             .iter()
-            .filter(|(_, w)| w.deadline <= now)
+            .filter(|(_, ws)| ws.first().is_some_and(|w| w.deadline <= now))
             .map(|(id, _)| *id)
             .collect();
         for id in late {
-            if let Some(w) = st.waiting.remove(&id) {
-                w.done.complete(Err(AppendError::Deadline {
-                    ms: u64::try_from(DEADLINE.as_millis()).unwrap_or(u64::MAX),
-                }));
+            if let Some(ws) = st.waiting.remove(&id) {
+                st.in_batches -= ws.len();
+                for w in ws {
+                    w.done.complete(Err(AppendError::Deadline {
+                        ms: u64::try_from(DEADLINE.as_millis()).unwrap_or(u64::MAX),
+                    }));
+                }
             }
         }
         drop(st);

@@ -16,6 +16,7 @@ pub mod mirror;
 pub mod node;
 pub mod queue;
 pub mod schema;
+mod sequence;
 mod tee;
 
 use warden_store::error::StoreError;

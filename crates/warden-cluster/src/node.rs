@@ -13,17 +13,16 @@
 use crate::journal::ClusterJournal;
 use crate::lease::{self, Lease, SEQUENCER};
 use crate::mirror::{self, Synced};
-use crate::queue::{self, Outcome};
 use crate::tee::{Outbox, TeeFile};
 use crate::{ClusterError, db};
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use warden_core::entry::{Event, RID_LEN};
+use warden_core::entry::Event;
 use warden_store::error::{AppendError, StoreError};
 use warden_store::keys::RootKey;
 use warden_store::ledger::{
@@ -62,11 +61,6 @@ impl std::fmt::Debug for NodeOptions {
 pub const LEASE_TTL: Duration = Duration::from_secs(3);
 /// How often a follower brings its copy up to date and tries for the lease.
 const FOLLOW: Duration = Duration::from_millis(100);
-/// Most queued entries one batch takes.
-const TAKE: i64 = 10_000;
-/// Receipts kept on queue rows this long after writing (callers wait at most
-/// [`crate::journal::DEADLINE`]).
-const KEEP_RECEIPTS: Duration = Duration::from_secs(600);
 
 #[derive(Default)]
 struct Status {
@@ -368,42 +362,14 @@ impl Role {
             self.opts.lease_ttl,
             Arc::clone(&lost),
         ));
-        let mut pending = self.rt.block_on(listen(&self.pool));
-        let mut pruned = Instant::now();
-        let result = loop {
-            if self.stopping() || lost.load(Ordering::SeqCst) {
-                break Ok(());
-            }
-            let rows = match self.rt.block_on(queue::take(&self.pool, TAKE)) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.status.note_error(&e);
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-            };
-            if rows.is_empty() {
-                self.rt.block_on(wait_for_rows(&mut pending));
-                continue;
-            }
-            match write_batch(&ledger, rows) {
-                Ok(done) => {
-                    self.status.set_copy(ledger.durable_state());
-                    // A failure here leaves rows looking unwritten; the next batch (or
-                    // sequencer) resubmits them and gets the first receipts back.
-                    if let Err(e) = self.rt.block_on(queue::finish(&self.pool, &done)) {
-                        self.status.note_error(&e);
-                    }
-                }
-                Err(e) => break Err(ClusterError::Store(StoreError::Config(e.to_string()))),
-            }
-            if pruned.elapsed() > Duration::from_secs(60) {
-                pruned = Instant::now();
-                if let Err(e) = self.rt.block_on(queue::prune(&self.pool, KEEP_RECEIPTS)) {
-                    self.status.note_error(&e);
-                }
-            }
-        };
+        let result = crate::sequence::run(&crate::sequence::Sequencing {
+            rt: &self.rt,
+            pool: &self.pool,
+            ledger: &ledger,
+            done: &|| self.stopping() || lost.load(Ordering::SeqCst),
+            note_error: &|e| self.status.note_error(e),
+            set_copy: &|st| self.status.set_copy(st),
+        });
         renewer.abort();
         // Closing drains the ledger: its last entries commit while the lease holds.
         ledger.close();
@@ -426,65 +392,6 @@ fn copy_state(log: &Path, s: Option<Synced>) -> Option<DurableState> {
         entries_len: s.entries,
         checkpoints_len: s.checkpoints,
     })
-}
-
-/// Submits a batch of queued rows in order and waits for their receipts.
-fn write_batch(
-    ledger: &Ledger,
-    rows: Vec<queue::Queued>,
-) -> Result<Vec<(i64, Outcome)>, AppendError> {
-    let mut done = Vec::with_capacity(rows.len());
-    let mut tickets: Vec<(i64, Ticket)> = Vec::with_capacity(rows.len());
-    for row in rows {
-        let rid: Option<[u8; RID_LEN]> = row.rid.as_slice().try_into().ok();
-        let event = Event::from_plaintext(&row.plaintext);
-        match (rid, event) {
-            (Some(rid), Ok(ev)) => match ledger.submit_request(&row.kind, &ev, rid) {
-                Ok(t) => tickets.push((row.id, t)),
-                Err(AppendError::Invalid(r)) => done.push((row.id, Outcome::Refused(r))),
-                Err(e) => return Err(e),
-            },
-            (None, _) => done.push((row.id, Outcome::Refused("malformed request id".into()))),
-            (_, Err(e)) => done.push((row.id, Outcome::Refused(e.to_string()))),
-        }
-    }
-    for (id, t) in tickets {
-        match t.wait() {
-            Ok(r) => done.push((
-                id,
-                Outcome::Written {
-                    index: r.index,
-                    size: r.size,
-                    note: r.checkpoint.to_string(),
-                },
-            )),
-            Err(AppendError::Invalid(r)) => done.push((id, Outcome::Refused(r))),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
-async fn listen(pool: &PgPool) -> Option<PgListener> {
-    let mut l = PgListener::connect_with(pool).await.ok()?;
-    l.listen(queue::PENDING).await.ok()?;
-    Some(l)
-}
-
-/// Waits for a notification of new rows, at most 20 ms (a missed one costs that).
-async fn wait_for_rows(l: &mut Option<PgListener>) {
-    let wait = Duration::from_millis(20);
-    match l.as_mut() {
-        Some(x) => {
-            if !matches!(
-                tokio::time::timeout(wait, x.try_recv()).await,
-                Ok(Ok(Some(_))) | Err(_)
-            ) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-        None => tokio::time::sleep(wait).await,
-    }
 }
 
 /// Renews `l` every third of `ttl`; sets `lost` once it expired or was taken over.

@@ -1,40 +1,42 @@
-//! The shared queue: any node adds entries; the sequencer takes them in order, and
-//! records each one's receipt (or refusal) on its row once the ledger holds it.
+//! The shared queue: any node adds batches of entries; the sequencer takes them in
+//! order, and records on each batch what became of every entry in it.
 //!
-//! Exactly once: each row carries a request id that the sequencer writes into its
+//! A batch is one row (its entries encoded together), so the database does per-batch
+//! work, not per-entry work: at thousands of entries per batch an entry costs a few
+//! bytes of a row rather than a row, an index entry and an update of its own.
+//!
+//! Exactly once: each entry carries a request id that the sequencer writes into its
 //! entry's header. A sequencer that dies after committing a batch but before recording
-//! its receipts leaves rows that look unwritten; its successor resubmits them under the
-//! same ids, and the ledger, which recovers the ids of its last entries when opened,
-//! answers with the first entry's receipt instead of writing a second one.
+//! its outcomes leaves a batch that looks unwritten; its successor resubmits it under
+//! the same ids, and the ledger, which recovers the ids of its last entries when
+//! opened, answers with the first entries' receipts instead of writing them again.
 
 use crate::{ClusterError, db};
 use sqlx::PgPool;
 use warden_core::entry::RID_LEN;
 
-/// The notification channel for new rows.
+/// The notification channel for new batches.
 pub const PENDING: &str = "warden_ledger_pending";
-/// The notification channel for receipts written.
+/// The notification channel for outcomes written.
 pub const DONE: &str = "warden_ledger_done";
 
 /// An entry to add.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NewEntry {
     pub rid: [u8; RID_LEN],
     pub kind: String,
     pub plaintext: Vec<u8>,
 }
 
-/// A queued entry the sequencer takes.
+/// A queued batch the sequencer takes.
 #[derive(Debug)]
-pub struct Queued {
+pub struct Batch {
     pub id: i64,
-    pub rid: Vec<u8>,
-    pub kind: String,
-    pub plaintext: Vec<u8>,
+    pub entries: Vec<NewEntry>,
 }
 
 /// What became of a queued entry.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// In the ledger at `index`, under the signed checkpoint `note` of `size` entries.
     Written { index: u64, size: u64, note: String },
@@ -42,92 +44,136 @@ pub enum Outcome {
     Refused(String),
 }
 
-/// Adds `items`, returning each one's row id in order.
-pub async fn add(pool: &PgPool, items: &[NewEntry]) -> Result<Vec<i64>, ClusterError> {
-    let rids: Vec<&[u8]> = items.iter().map(|i| i.rid.as_slice()).collect();
-    let kinds: Vec<&str> = items.iter().map(|i| i.kind.as_str()).collect();
-    let texts: Vec<&[u8]> = items.iter().map(|i| i.plaintext.as_slice()).collect();
+/// Encodes entries as one batch: per entry its request id, kind (length-prefixed by
+/// one byte) and plaintext (by four).
+pub fn encode(items: &[NewEntry]) -> Result<Vec<u8>, ClusterError> {
+    let mut out = Vec::with_capacity(
+        items
+            .iter()
+            .map(|i| 21 + i.kind.len() + i.plaintext.len())
+            .sum(),
+    );
+    for i in items {
+        let k = u8::try_from(i.kind.len())
+            .map_err(|_| ClusterError::Config(format!("kind {:?} is too long", i.kind)))?;
+        let p = u32::try_from(i.plaintext.len())
+            .map_err(|_| ClusterError::Config("an event is too large".into()))?;
+        out.extend_from_slice(&i.rid);
+        out.push(k);
+        out.extend_from_slice(i.kind.as_bytes());
+        out.extend_from_slice(&p.to_be_bytes());
+        out.extend_from_slice(&i.plaintext);
+    }
+    Ok(out)
+}
+
+/// Decodes a batch [`encode`] made.
+pub fn decode(mut b: &[u8]) -> Result<Vec<NewEntry>, ClusterError> {
+    let bad = || ClusterError::Corrupt("a queued batch does not decode".into());
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let (rid, rest) = b.split_first_chunk::<RID_LEN>().ok_or_else(bad)?;
+        let (k, rest) = rest.split_first().ok_or_else(bad)?;
+        let (kind, rest) = rest.split_at_checked(usize::from(*k)).ok_or_else(bad)?;
+        let (p, rest) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+        let len = usize::try_from(u32::from_be_bytes(*p)).map_err(|_| bad())?;
+        let (text, rest) = rest.split_at_checked(len).ok_or_else(bad)?;
+        out.push(NewEntry {
+            rid: *rid,
+            kind: String::from_utf8(kind.to_vec()).map_err(|_| bad())?,
+            plaintext: text.to_vec(),
+        });
+        b = rest;
+    }
+    Ok(out)
+}
+
+/// Adds `items` as one batch; returns its id.
+pub async fn add(pool: &PgPool, items: &[NewEntry]) -> Result<i64, ClusterError> {
+    let data = encode(items)?;
+    let n =
+        i32::try_from(items.len()).map_err(|_| ClusterError::Config("batch too large".into()))?;
     let mut tx = pool.begin().await.map_err(db("begin enqueue"))?;
-    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-        "INSERT INTO ledger_pending (rid, kind, plaintext)
-         SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::bytea[])
-         RETURNING id, rid",
-    )
-    .bind(&rids)
-    .bind(&kinds)
-    .bind(&texts)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db("enqueue"))?;
+    let id: i64 =
+        sqlx::query_scalar("INSERT INTO ledger_batches (entries, n) VALUES ($1, $2) RETURNING id")
+            .bind(&data)
+            .bind(n)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db("enqueue"))?;
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(PENDING)
         .execute(&mut *tx)
         .await
         .map_err(db("notify"))?;
     tx.commit().await.map_err(db("commit enqueue"))?;
-    let by_rid: std::collections::HashMap<Vec<u8>, i64> =
-        rows.into_iter().map(|(id, rid)| (rid, id)).collect();
-    items
-        .iter()
-        .map(|i| {
-            by_rid
-                .get(i.rid.as_slice())
-                .copied()
-                .ok_or_else(|| ClusterError::Corrupt("an enqueued row has no id".into()))
+    Ok(id)
+}
+
+/// The oldest batches not yet written, in order, at most `limit`, leaving out those in
+/// `busy` (taken and not yet recorded). Ids are handed out when a batch is inserted but
+/// become visible when it commits, so a batch may appear after one with a higher id:
+/// it is taken then, never skipped.
+pub async fn take(pool: &PgPool, limit: i64, busy: &[i64]) -> Result<Vec<Batch>, ClusterError> {
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, entries FROM ledger_batches WHERE NOT done AND NOT (id = ANY($2))
+         ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .bind(busy)
+    .fetch_all(pool)
+    .await
+    .map_err(db("take queued batches"))?;
+    rows.into_iter()
+        .map(|(id, data)| {
+            Ok(Batch {
+                id,
+                entries: decode(&data)?,
+            })
         })
         .collect()
 }
 
-/// The oldest `limit` entries not yet written, in order.
-pub async fn take(pool: &PgPool, limit: i64) -> Result<Vec<Queued>, ClusterError> {
-    let rows: Vec<(i64, Vec<u8>, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT id, rid, kind, plaintext FROM ledger_pending
-         WHERE idx IS NULL AND refused IS NULL ORDER BY id LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-    .map_err(db("take queued entries"))?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, rid, kind, plaintext)| Queued {
-            id,
-            rid,
-            kind,
-            plaintext,
-        })
-        .collect())
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Records what became of entries: `(row id, outcome)`.
-pub async fn finish(pool: &PgPool, done: &[(i64, Outcome)]) -> Result<(), ClusterError> {
-    let mut ids = Vec::new();
-    let mut idx = Vec::new();
-    let mut size = Vec::new();
+/// Records what became of each entry of each batch: `(batch id, outcomes in order)`.
+pub async fn finish(pool: &PgPool, done: &[(i64, Vec<Outcome>)]) -> Result<(), ClusterError> {
     let mut notes: std::collections::BTreeMap<i64, &str> = std::collections::BTreeMap::new();
-    let mut refused_ids = Vec::new();
-    let mut reasons = Vec::new();
-    for (id, o) in done {
-        match o {
-            Outcome::Written {
-                index,
-                size: s,
-                note,
-            } => {
-                let s = i64::try_from(*s).unwrap_or(i64::MAX);
-                ids.push(*id);
-                idx.push(i64::try_from(*index).unwrap_or(i64::MAX));
-                size.push(s);
-                notes.insert(s, note);
-            }
-            Outcome::Refused(r) => {
-                refused_ids.push(*id);
-                reasons.push(r.as_str());
+    let mut tx = pool.begin().await.map_err(db("begin outcomes"))?;
+    for (id, outcomes) in done {
+        let mut idx = Vec::with_capacity(outcomes.len());
+        let mut sizes = Vec::with_capacity(outcomes.len());
+        let mut refused: Vec<Option<&str>> = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            match o {
+                Outcome::Written { index, size, note } => {
+                    idx.push(i64_of(*index));
+                    sizes.push(i64_of(*size));
+                    refused.push(None);
+                    notes.insert(i64_of(*size), note);
+                }
+                Outcome::Refused(r) => {
+                    idx.push(-1);
+                    sizes.push(-1);
+                    refused.push(Some(r));
+                }
             }
         }
+        sqlx::query(
+            "UPDATE ledger_batches SET done = true, entries = NULL, idx = $2, sizes = $3, refused = $4
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&idx)
+        .bind(&sizes)
+        .bind(&refused)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("record outcomes"))?;
     }
     let (ns, nn): (Vec<i64>, Vec<&str>) = notes.into_iter().unzip();
-    let mut tx = pool.begin().await.map_err(db("begin receipts"))?;
     sqlx::query(
         "INSERT INTO ledger_notes (size, note) SELECT * FROM UNNEST($1::bigint[], $2::text[])
          ON CONFLICT (size) DO NOTHING",
@@ -137,78 +183,77 @@ pub async fn finish(pool: &PgPool, done: &[(i64, Outcome)]) -> Result<(), Cluste
     .execute(&mut *tx)
     .await
     .map_err(db("record checkpoints"))?;
-    sqlx::query(
-        "UPDATE ledger_pending p SET idx = v.idx, size = v.size, plaintext = NULL
-         FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, idx, size)
-         WHERE p.id = v.id",
-    )
-    .bind(&ids)
-    .bind(&idx)
-    .bind(&size)
-    .execute(&mut *tx)
-    .await
-    .map_err(db("record receipts"))?;
-    sqlx::query(
-        "UPDATE ledger_pending p SET refused = v.why, plaintext = NULL
-         FROM UNNEST($1::bigint[], $2::text[]) AS v(id, why) WHERE p.id = v.id",
-    )
-    .bind(&refused_ids)
-    .bind(&reasons)
-    .execute(&mut *tx)
-    .await
-    .map_err(db("record refusals"))?;
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(DONE)
         .execute(&mut *tx)
         .await
         .map_err(db("notify"))?;
-    tx.commit().await.map_err(db("commit receipts"))
+    tx.commit().await.map_err(db("commit outcomes"))
 }
 
-/// A row's id, index, checkpoint size, checkpoint note and refusal.
-type OutcomeRow = (
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-);
+/// A finished batch's row: id, indexes, sizes, refusals.
+type DoneRow = (i64, Vec<i64>, Vec<i64>, Vec<Option<String>>);
 
-/// The outcomes known for row ids `ids` (those still queued are left out).
-pub async fn outcomes(pool: &PgPool, ids: &[i64]) -> Result<Vec<(i64, Outcome)>, ClusterError> {
-    let rows: Vec<OutcomeRow> = sqlx::query_as(
-        "SELECT p.id, p.idx, p.size, n.note, p.refused FROM ledger_pending p
-         LEFT JOIN ledger_notes n ON n.size = p.size
-         WHERE p.id = ANY($1) AND (p.idx IS NOT NULL OR p.refused IS NOT NULL)",
+/// The outcomes of those batches among `ids` that are finished.
+pub async fn outcomes(
+    pool: &PgPool,
+    ids: &[i64],
+) -> Result<Vec<(i64, Vec<Outcome>)>, ClusterError> {
+    let rows: Vec<DoneRow> = sqlx::query_as(
+        "SELECT id, idx, sizes, refused FROM ledger_batches WHERE id = ANY($1) AND done",
     )
     .bind(ids)
     .fetch_all(pool)
     .await
-    .map_err(db("read receipts"))?;
+    .map_err(db("read outcomes"))?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut want: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.2.iter().copied())
+        .filter(|s| *s >= 0)
+        .collect();
+    want.sort_unstable();
+    want.dedup();
+    let notes: std::collections::HashMap<i64, String> = sqlx::query_as::<_, (i64, String)>(
+        "SELECT size, note FROM ledger_notes WHERE size = ANY($1)",
+    )
+    .bind(&want)
+    .fetch_all(pool)
+    .await
+    .map_err(db("read checkpoints"))?
+    .into_iter()
+    .collect();
     Ok(rows
         .into_iter()
-        .filter_map(
-            |(id, idx, size, note, refused)| match (idx, size, note, refused) {
-                (_, _, _, Some(r)) => Some((id, Outcome::Refused(r))),
-                (Some(i), Some(s), Some(note), None) => Some((
-                    id,
-                    Outcome::Written {
-                        index: u64::try_from(i).unwrap_or(0),
-                        size: u64::try_from(s).unwrap_or(0),
-                        note,
+        .map(|(id, idx, sizes, refused)| {
+            let out = idx
+                .iter()
+                .zip(&sizes)
+                .zip(refused)
+                .map(
+                    |((i, s), r)| match (r, u64::try_from(*i), u64::try_from(*s)) {
+                        (Some(r), _, _) => Outcome::Refused(r),
+                        (None, Ok(index), Ok(size)) => Outcome::Written {
+                            index,
+                            size,
+                            note: notes.get(s).cloned().unwrap_or_default(),
+                        },
+                        _ => Outcome::Refused("no outcome recorded".into()),
                     },
-                )),
-                _ => None,
-            },
-        )
+                )
+                .collect();
+            (id, out)
+        })
         .collect())
 }
 
-/// Deletes rows whose outcome was recorded more than `age` ago, and the checkpoint notes
-/// no remaining row needs (the newest is kept).
+/// Deletes batches finished more than `age` ago, and the checkpoint notes no remaining
+/// batch needs (the newest is kept).
 pub async fn prune(pool: &PgPool, age: std::time::Duration) -> Result<u64, ClusterError> {
     let r = sqlx::query(
-        "DELETE FROM ledger_pending WHERE (idx IS NOT NULL OR refused IS NOT NULL)
+        "DELETE FROM ledger_batches WHERE done
          AND created_at < clock_timestamp() - make_interval(secs => $1)",
     )
     .bind(age.as_secs_f64())
@@ -217,10 +262,39 @@ pub async fn prune(pool: &PgPool, age: std::time::Duration) -> Result<u64, Clust
     .map_err(db("prune queue"))?;
     sqlx::query(
         "DELETE FROM ledger_notes n WHERE n.size < (SELECT max(size) FROM ledger_notes)
-         AND NOT EXISTS (SELECT 1 FROM ledger_pending p WHERE p.size = n.size)",
+         AND NOT EXISTS (SELECT 1 FROM ledger_batches b WHERE n.size = ANY(b.sizes))",
     )
     .execute(pool)
     .await
     .map_err(db("prune checkpoints"))?;
     Ok(r.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn batches_round_trip_and_truncations_are_refused() {
+        let items: Vec<NewEntry> = (0..3u8)
+            .map(|i| NewEntry {
+                rid: [i; RID_LEN],
+                kind: format!("kind.{i}"),
+                plaintext: vec![i; usize::from(i) * 100],
+            })
+            .collect();
+        let b = encode(&items).unwrap();
+        let back = decode(&b).unwrap();
+        assert_eq!(back.len(), 3);
+        for (a, z) in items.iter().zip(&back) {
+            assert_eq!(
+                (a.rid, &a.kind, &a.plaintext),
+                (z.rid, &z.kind, &z.plaintext)
+            );
+        }
+        for cut in [1, RID_LEN, RID_LEN + 3, b.len() - 1] {
+            assert!(decode(&b[..cut]).is_err(), "{cut}");
+        }
+    }
 }

@@ -26,19 +26,26 @@ const TABLES: &[&str] = &[
         fence BIGINT NOT NULL,
         PRIMARY KEY (stream, off)
     )",
-    // Entries waiting for the sequencer. The plaintext is cleared once the entry is in
-    // the ledger; the row then carries the receipt (index and checkpoint size).
-    "CREATE TABLE IF NOT EXISTS ledger_pending (
+    // Batches of entries waiting for the sequencer, one row per batch a node added
+    // (the entries encoded together, see `queue::encode`). Once written, the entries
+    // are cleared and the row carries each entry's index and checkpoint size, or the
+    // reason it was refused.
+    "CREATE TABLE IF NOT EXISTS ledger_batches (
         id BIGSERIAL PRIMARY KEY,
-        rid BYTEA NOT NULL UNIQUE,
-        kind TEXT NOT NULL,
-        plaintext BYTEA,
-        idx BIGINT,
-        size BIGINT,
-        refused TEXT,
+        entries BYTEA,
+        n INTEGER NOT NULL,
+        done BOOLEAN NOT NULL DEFAULT false,
+        idx BIGINT[],
+        sizes BIGINT[],
+        refused TEXT[],
         created_at TIMESTAMPTZ NOT NULL DEFAULT now()
     )",
-    "CREATE INDEX IF NOT EXISTS ledger_pending_open ON ledger_pending (id) WHERE idx IS NULL AND refused IS NULL",
+    "CREATE INDEX IF NOT EXISTS ledger_batches_open ON ledger_batches (id) WHERE NOT done",
+    // Stored out of line without compression: sealed entries are hex ciphertext that
+    // PostgreSQL's default compression spends CPU on for little gain, and a batch is
+    // read once.
+    "ALTER TABLE ledger_chunks ALTER COLUMN data SET STORAGE EXTERNAL",
+    "ALTER TABLE ledger_batches ALTER COLUMN entries SET STORAGE EXTERNAL",
     // The signed checkpoint notes receipts carry, by tree size.
     "CREATE TABLE IF NOT EXISTS ledger_notes (
         size BIGINT PRIMARY KEY,

@@ -364,44 +364,46 @@ fn receipts_lost_with_the_sequencer_are_not_written_twice() {
             plaintext: store::event(usize::from(i)).to_plaintext().unwrap(),
         })
         .collect();
-    let ids = rt.block_on(queue::add(&pool, &entries)).unwrap();
-    let written = |pool: &sqlx::PgPool| -> Vec<(i64, u64)> {
-        let mut v: Vec<(i64, u64)> = rt
-            .block_on(queue::outcomes(pool, &ids))
-            .unwrap()
-            .into_iter()
-            .map(|(id, o)| match o {
-                queue::Outcome::Written { index, .. } => (id, index),
-                queue::Outcome::Refused(r) => panic!("refused: {r}"),
-            })
-            .collect();
-        v.sort_unstable();
-        v
+    let id = rt.block_on(queue::add(&pool, &entries)).unwrap();
+    let written = |pool: &sqlx::PgPool| -> Option<Vec<u64>> {
+        let found = rt.block_on(queue::outcomes(pool, &[id])).unwrap();
+        let (_, outs) = found.into_iter().next()?;
+        Some(
+            outs.into_iter()
+                .map(|o| match o {
+                    queue::Outcome::Written { index, .. } => index,
+                    queue::Outcome::Refused(r) => panic!("refused: {r}"),
+                })
+                .collect(),
+        )
     };
     let a = node(&db, &k, dir.path(), "a", Duration::from_secs(3));
     wait_for("the queue written", Duration::from_secs(10), || {
-        written(&pool).len() == ids.len()
+        written(&pool).is_some()
     });
-    let first = written(&pool);
+    let first = written(&pool).unwrap();
+    assert_eq!(first.len(), entries.len());
     a.stop();
-    // The sequencer died after committing the batch but before recording its receipts:
-    // the rows look unwritten again, plaintext and all.
-    for (id, e) in ids.iter().zip(&entries) {
-        rt.block_on(
-            sqlx::query(
-                "UPDATE ledger_pending SET idx = NULL, size = NULL, plaintext = $2 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&e.plaintext)
-            .execute(&pool),
+    // The sequencer died after committing the batch but before recording its outcomes:
+    // the batch looks unwritten again, entries and all.
+    rt.block_on(
+        sqlx::query(
+            "UPDATE ledger_batches SET done = false, idx = NULL, sizes = NULL, refused = NULL, entries = $2 WHERE id = $1",
         )
-        .unwrap();
-    }
+        .bind(id)
+        .bind(queue::encode(&entries).unwrap())
+        .execute(&pool),
+    )
+    .unwrap();
     let b = node(&db, &k, dir.path(), "b", Duration::from_secs(3));
     wait_for("the queue written again", Duration::from_secs(10), || {
-        written(&pool).len() == ids.len()
+        written(&pool).is_some()
     });
-    assert_eq!(written(&pool), first, "a resubmitted entry got a new index");
+    assert_eq!(
+        written(&pool).unwrap(),
+        first,
+        "a resubmitted entry got a new index"
+    );
     b.sync().unwrap();
     let log = dir.path().join("b").join("model_access.jsonl");
     verified(&k, &log);
@@ -411,4 +413,58 @@ fn receipts_lost_with_the_sequencer_are_not_written_twice() {
         "an entry was written twice"
     );
     b.stop();
+}
+
+#[test]
+fn a_batch_committed_after_a_later_one_is_still_written() {
+    let db = fresh_database();
+    let k = Arc::new(store::keys());
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(&db, &k, dir.path(), "a", Duration::from_secs(3));
+    wait_for("a sequencer", Duration::from_secs(10), || {
+        a.sequencer_token().is_some()
+    });
+    let rt = rt();
+    let pool = rt.block_on(connect(&db.url)).unwrap();
+    let batch = |i: u8| {
+        queue::encode(&[queue::NewEntry {
+            rid: [i; 16],
+            kind: "model.access".into(),
+            plaintext: store::event(usize::from(i)).to_plaintext().unwrap(),
+        }])
+        .unwrap()
+    };
+    let insert = "INSERT INTO ledger_batches (entries, n) VALUES ($1, 1) RETURNING id";
+    // A node takes an id, and commits only after another node's later batch was written.
+    let mut slow = rt.block_on(pool.begin()).unwrap();
+    let early: i64 = rt
+        .block_on(
+            sqlx::query_scalar(insert)
+                .bind(batch(1))
+                .fetch_one(&mut *slow),
+        )
+        .unwrap();
+    let late = rt.block_on(queue::add(
+        &pool,
+        &[queue::NewEntry {
+            rid: [2; 16],
+            kind: "model.access".into(),
+            plaintext: store::event(2).to_plaintext().unwrap(),
+        }],
+    ));
+    let late = late.unwrap();
+    assert!(late > early);
+    let done = |id: i64| {
+        !rt.block_on(queue::outcomes(&pool, &[id]))
+            .unwrap()
+            .is_empty()
+    };
+    wait_for("the later batch written", Duration::from_secs(10), || {
+        done(late)
+    });
+    rt.block_on(slow.commit()).unwrap();
+    wait_for("the earlier batch written", Duration::from_secs(10), || {
+        done(early)
+    });
+    a.stop();
 }

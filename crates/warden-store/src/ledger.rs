@@ -81,14 +81,20 @@ pub type FileWrapper = Box<
 /// event's size. Returns the event's plaintext. Commands call it before opening anything,
 /// so bad input writes nothing (not even the new epoch's `key.rotation`).
 pub fn check_submission(kind: &str, event: &Event) -> Result<Vec<u8>, AppendError> {
+    check_kind(kind)?;
+    event
+        .to_plaintext()
+        .map_err(|e| AppendError::Invalid(e.to_string()))
+}
+
+/// Refuses a kind a caller may not submit.
+fn check_kind(kind: &str) -> Result<(), AppendError> {
     if !entry::valid_kind(kind) || kind == KIND_ROTATION {
         return Err(AppendError::Invalid(format!(
             "kind {kind:?} must be 1-64 of [a-z0-9._-], start with a letter, and not be key.rotation"
         )));
     }
-    event
-        .to_plaintext()
-        .map_err(|e| AppendError::Invalid(e.to_string()))
+    Ok(())
 }
 
 impl Ledger {
@@ -319,6 +325,30 @@ impl Ledger {
         rid: RequestId,
     ) -> Result<Ticket, AppendError> {
         let plaintext = check_submission(kind, event)?;
+        self.enqueue_request(kind, plaintext, rid)
+    }
+
+    /// [`Ledger::submit_request`] for an event another process already serialised (a
+    /// cluster's shared queue holds plaintexts): checked as
+    /// [`Event::from_plaintext`] would accept it, not parsed into an event and
+    /// serialised again.
+    pub fn submit_plaintext_request(
+        &self,
+        kind: &str,
+        plaintext: Vec<u8>,
+        rid: RequestId,
+    ) -> Result<Ticket, AppendError> {
+        check_kind(kind)?;
+        Event::check_plaintext(&plaintext).map_err(|e| AppendError::Invalid(e.to_string()))?;
+        self.enqueue_request(kind, plaintext, rid)
+    }
+
+    fn enqueue_request(
+        &self,
+        kind: &str,
+        plaintext: Vec<u8>,
+        rid: RequestId,
+    ) -> Result<Ticket, AppendError> {
         let mut seen = lock(&self.requests);
         if let Some((slot, pos)) = seen.get(&rid) {
             return Ok(Ticket { slot, pos });

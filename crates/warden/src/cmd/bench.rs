@@ -47,6 +47,9 @@ pub enum Command {
     /// --stdin` processes, next to the in-process ledger measured in the same run, and
     /// acknowledgement latency through the socket at half the 32-client rate.
     Writers(crate::cmd::bench_writers::Args),
+    /// Durable appends on a cluster's ledger (PostgreSQL) with 1 and 3 nodes, next to
+    /// the embedded ledger in the same run, and the failover when the lease lapses.
+    Cluster(crate::cmd::bench_cluster::Args),
 }
 
 pub(crate) fn event(size: usize, i: u64) -> Event {
@@ -227,7 +230,7 @@ pub(crate) fn open(fx: &Fixture, name: &str, strict: bool) -> Result<(Ledger, Pa
 
 /// Submits `n` events from `producers` threads, each keeping up to `window` in flight.
 pub(crate) fn sustained(
-    ledger: &Ledger,
+    ledger: &dyn Journal,
     n: u64,
     size: usize,
     producers: usize,
@@ -328,6 +331,9 @@ fn verify_rate(log: &Path, root_pub: &Path, auditor: Option<&Path>) -> Result<(u
 pub fn run(c: &Command) -> Result<ExitCode> {
     if let Command::Registry(a) = c {
         return crate::cmd::bench_registry::run(a);
+    }
+    if let Command::Cluster(a) = c {
+        return crate::cmd::bench_cluster::run(a);
     }
     if let Command::Writers(a) = c {
         return crate::cmd::bench_writers::run(a);

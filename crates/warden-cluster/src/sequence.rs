@@ -1,0 +1,183 @@
+//! The sequencer's loop, run while a node holds the lease: take queued batches in
+//! order, submit their entries to the ledger, and record what became of each.
+//!
+//! Two stages overlap: this thread takes and submits the next batches while a second
+//! waits for the previous ones to commit and records their outcomes (at most two
+//! groups in flight). Batches taken and not yet recorded are left out of the next take. A failure to record stops the loop; the node then takes its lease
+//! again and starts over from the oldest unrecorded batch, whose entries the ledger
+//! recognises by their request ids.
+
+use crate::ClusterError;
+use crate::queue::{self, Batch, Outcome};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+use warden_store::error::{AppendError, StoreError};
+use warden_store::ledger::{DurableState, Ledger, Ticket};
+
+/// Most queued batches (of up to 5,000 entries each) taken at once.
+const TAKE: i64 = 8;
+/// Outcomes kept on finished batches this long (callers wait at most
+/// [`crate::journal::DEADLINE`]).
+const KEEP_OUTCOMES: Duration = Duration::from_secs(600);
+
+/// What the loop needs from its node.
+pub(crate) struct Sequencing<'a> {
+    pub(crate) rt: &'a Handle,
+    pub(crate) pool: &'a PgPool,
+    pub(crate) ledger: &'a Ledger,
+    /// True once the node stops or loses its lease.
+    pub(crate) done: &'a (dyn Fn() -> bool + Sync),
+    pub(crate) note_error: &'a (dyn Fn(&ClusterError) + Sync),
+    pub(crate) set_copy: &'a (dyn Fn(Option<DurableState>) + Sync),
+}
+
+/// Entries of batches submitted, each a ticket or already an outcome (refused).
+type Submitted = Vec<(i64, Vec<Result<Ticket, Outcome>>)>;
+
+/// Runs until the node stops, loses its lease, or the ledger or database fails.
+pub(crate) fn run(s: &Sequencing<'_>) -> Result<(), ClusterError> {
+    let failed = AtomicBool::new(false);
+    let busy = std::sync::Mutex::new(Vec::<i64>::new());
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Submitted>(1);
+        let recorder = scope.spawn(|| -> Result<(), ClusterError> {
+            for group in rx {
+                let ids: Vec<i64> = group.iter().map(|(id, _)| *id).collect();
+                let r = wait_all(group)
+                    .map_err(|e| ClusterError::Store(StoreError::Config(e.to_string())))
+                    .and_then(|done| {
+                        (s.set_copy)(s.ledger.durable_state());
+                        s.rt.block_on(queue::finish(s.pool, &done))
+                    });
+                if let Err(e) = r {
+                    failed.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+                let mut b = busy
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                b.retain(|id| !ids.contains(id));
+            }
+            Ok(())
+        });
+        let taken = take_loop(s, &tx, &failed, &busy);
+        drop(tx);
+        let recorded = recorder
+            .join()
+            .unwrap_or_else(|_| Err(ClusterError::Config("the recording thread failed".into())));
+        taken.and(recorded)
+    })
+}
+
+fn take_loop(
+    s: &Sequencing<'_>,
+    tx: &std::sync::mpsc::SyncSender<Submitted>,
+    failed: &AtomicBool,
+    busy: &std::sync::Mutex<Vec<i64>>,
+) -> Result<(), ClusterError> {
+    let mut pending = s.rt.block_on(listen(s.pool));
+    let mut pruned = Instant::now();
+    loop {
+        if (s.done)() || failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let skip = busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let batches = match s.rt.block_on(queue::take(s.pool, TAKE, &skip)) {
+            Ok(b) => b,
+            Err(e) => {
+                (s.note_error)(&e);
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if batches.is_empty() {
+            s.rt.block_on(wait_for_rows(&mut pending));
+            continue;
+        }
+        busy.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(batches.iter().map(|b| b.id));
+        let group = submit_all(s.ledger, batches)
+            .map_err(|e| ClusterError::Store(StoreError::Config(e.to_string())))?;
+        if tx.send(group).is_err() {
+            return Ok(());
+        }
+        if pruned.elapsed() > Duration::from_secs(60) {
+            pruned = Instant::now();
+            if let Err(e) = s.rt.block_on(queue::prune(s.pool, KEEP_OUTCOMES)) {
+                (s.note_error)(&e);
+            }
+        }
+    }
+}
+
+/// Queues every entry of `batches` in order (they commit together).
+fn submit_all(ledger: &Ledger, batches: Vec<Batch>) -> Result<Submitted, AppendError> {
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let mut tickets = Vec::with_capacity(b.entries.len());
+        for e in b.entries {
+            tickets.push(
+                match ledger.submit_plaintext_request(&e.kind, e.plaintext, e.rid) {
+                    Ok(t) => Ok(t),
+                    Err(AppendError::Invalid(r)) => Err(Outcome::Refused(r)),
+                    Err(other) => return Err(other),
+                },
+            );
+        }
+        out.push((b.id, tickets));
+    }
+    Ok(out)
+}
+
+/// Waits for every ticket of a submitted group; the outcomes by batch.
+fn wait_all(group: Submitted) -> Result<Vec<(i64, Vec<Outcome>)>, AppendError> {
+    let mut done = Vec::with_capacity(group.len());
+    for (id, tickets) in group {
+        let mut outs = Vec::with_capacity(tickets.len());
+        for t in tickets {
+            outs.push(match t {
+                Err(refused) => refused,
+                Ok(t) => match t.wait() {
+                    Ok(r) => Outcome::Written {
+                        index: r.index,
+                        size: r.size,
+                        note: r.checkpoint.to_string(),
+                    },
+                    Err(AppendError::Invalid(r)) => Outcome::Refused(r),
+                    Err(e) => return Err(e),
+                },
+            });
+        }
+        done.push((id, outs));
+    }
+    Ok(done)
+}
+
+async fn listen(pool: &PgPool) -> Option<PgListener> {
+    let mut l = PgListener::connect_with(pool).await.ok()?;
+    l.listen(queue::PENDING).await.ok()?;
+    Some(l)
+}
+
+/// Waits for a notification of new batches, at most 20 ms (a missed one costs that).
+async fn wait_for_rows(l: &mut Option<PgListener>) {
+    let wait = Duration::from_millis(20);
+    match l.as_mut() {
+        Some(x) => {
+            if !matches!(
+                tokio::time::timeout(wait, x.try_recv()).await,
+                Ok(Ok(Some(_))) | Err(_)
+            ) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        None => tokio::time::sleep(wait).await,
+    }
+}
