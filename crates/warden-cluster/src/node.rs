@@ -4,8 +4,8 @@
 //! As sequencer, a node first brings its copy up to the database, then opens the
 //! ordinary ledger over it with its files teed to the database ([`crate::tee`]); the
 //! opening starts a new epoch whose `key.rotation` entry closes the last one, exactly
-//! as a restart does on one machine. It then takes the shared queue in order, a batch at
-//! a time, and records each entry's receipt on its row. It renews its lease every third
+//! as a restart does on one machine. It then takes the shared queue in order and
+//! records what became of each entry ([`crate::sequence`]). It renews its lease every third
 //! of its lifetime; when a renewal fails, the lease was taken, or a batch fails (the
 //! database refused it, or the fencing token was stale), it closes the ledger and goes
 //! back to following. Another node takes the lease once it expires.
@@ -408,12 +408,6 @@ async fn renew(pool: PgPool, l: Lease, ttl: Duration, lost: Arc<AtomicBool>) {
         }
     }
     lost.store(true, Ordering::SeqCst);
-}
-
-/// The local copy's files, for tests and tools.
-#[must_use]
-pub fn local_files(log: &Path) -> [PathBuf; 2] {
-    [log.to_path_buf(), checkpoints_path(log)]
 }
 
 /// A node is a journal: its entries go through the shared queue, and it keeps running

@@ -174,7 +174,8 @@ fn nodes(fx: &Fx, n: usize) -> (Vec<Node>, Vec<String>) {
 }
 
 /// Downloads the model through `addr` with request id `rid`: the status, and the bytes
-/// received (`None` when the connection failed).
+/// received (`None` when the connection failed or broke mid-transfer, as when the node
+/// is killed while it streams: a client does not count that as served).
 fn download(addr: &str, token: &str, rid: &str) -> Option<(u16, usize)> {
     let out = Command::new("curl")
         .args([
@@ -195,6 +196,11 @@ fn download(addr: &str, token: &str, rid: &str) -> Option<(u16, usize)> {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (code, size) = text.trim().split_once(' ')?;
+    // curl's own failure (refused, reset, a body shorter than announced) is no answer;
+    // an HTTP error status is one.
+    if !out.status.success() {
+        return None;
+    }
     let code: u16 = code.parse().ok()?;
     (code != 0).then(|| (code, size.parse().unwrap_or(0)))
 }
