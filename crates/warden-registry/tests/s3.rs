@@ -10,50 +10,23 @@
 )]
 
 mod common;
+#[path = "common/s3.rs"]
+mod s3;
 
 use common::{Fixture, write_model};
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use warden_registry::blobs::{BlobStore, PART};
 use warden_registry::download::DownloadBody;
 use warden_registry::s3::{S3Options, store};
 use warden_registry::{Caller, RegistryError, Selector, Staging};
 
-/// A fresh bucket on the loopback server: its endpoint, name, and the directory the
-/// server keeps its objects in.
-fn bucket() -> (String, String, PathBuf) {
-    let name = format!(
-        "t-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3");
-    let out = Command::new(&script)
-        .args(["bucket", &name])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/s3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let endpoint = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let root = std::env::var("WARDEN_S3_DIR")
-        .map_or_else(|_| PathBuf::from("/opt/warden-test/s3"), PathBuf::from)
-        .join(&name);
-    (endpoint, name, root)
-}
-
 fn s3_blobs(endpoint: &str, bucket: &str) -> BlobStore {
     let opts = S3Options {
         endpoint: Some(endpoint.to_owned()),
         region: None,
-        access_key: Some("warden-test".into()),
-        secret_key: Some("warden-test-secret".into()),
+        access_key: Some(s3::ACCESS_KEY.into()),
+        secret_key: Some(s3::SECRET_KEY.into()),
         session_token: None,
     };
     BlobStore::with_store(store(&format!("s3://{bucket}/blobs"), &opts).unwrap())
@@ -77,7 +50,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn blobs_in_an_s3_bucket_upload_in_parts_and_load_verified() {
-    let (endpoint, name, root) = bucket();
+    let (endpoint, name, root) = s3::bucket("t");
     let fx = Fixture::with_stores(None, Some(s3_blobs(&endpoint, &name)));
     fx.add("eng", &["ml-engineer"], false, Some("admin"));
     let file = fx.dir.path().join("big.safetensors");

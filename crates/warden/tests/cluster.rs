@@ -13,6 +13,8 @@
 )]
 
 mod cli;
+#[path = "../../warden-registry/tests/common/s3.rs"]
+mod s3;
 mod serve;
 
 use cli::Fx;
@@ -30,29 +32,11 @@ const MODEL_BYTES: usize = 64 * 1024;
 /// A fresh bucket on the loopback S3-compatible server (`scripts/s3`), and the
 /// variables that reach it.
 fn bucket() -> (String, Vec<(String, String)>) {
-    let name = format!(
-        "c-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3");
-    let out = Command::new(&script)
-        .args(["bucket", &name])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/s3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let endpoint = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (endpoint, name, _) = s3::bucket("c");
     let env = [
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "warden-test"),
-        ("AWS_SECRET_ACCESS_KEY", "warden-test-secret"),
+        ("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY),
         ("AWS_REGION", "us-east-1"),
     ];
     (
