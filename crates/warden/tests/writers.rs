@@ -68,22 +68,6 @@ fn add_service(fx: &Fx) {
     fx.add_principal("svc", "service", &["--service"]);
 }
 
-/// A one-hour token for `svc` with `scopes`; `token create`'s output.
-fn svc_token(fx: &Fx, scopes: &str) -> String {
-    fx.ok(&[
-        "token",
-        "create",
-        "--principal",
-        "svc",
-        "--scopes",
-        scopes,
-        "--expires",
-        "1h",
-        "--as",
-        "admin",
-    ])
-}
-
 /// `eng` registers `churn` 1.0 from `w.bin`.
 fn register_churn(fx: &Fx) {
     fx.ok(&[
@@ -145,8 +129,8 @@ fn every_command_works_while_serve_runs_and_cli_appends_start_no_epoch() {
         "--as",
         "admin",
     ]);
-    let token = svc_token(&fx, "model:load");
-    assert!(token.lines().last().unwrap().len() > 20, "{token}");
+    let token = fx.token("svc", "model:load");
+    assert!(token.len() > 20, "{token}");
     fx.ok(&["incident", "list", "--as", "admin"]);
     fx.ok(&["model", "list", "--as", "eng"]);
     for i in 0..100 {
@@ -475,8 +459,7 @@ fn thirty_two_concurrent_clients_get_unique_contiguous_receipts() {
         .unwrap_or(1_000_000);
     let fx = Fx::initialised();
     add_service(&fx);
-    let token = svc_token(&fx, "model:read");
-    let token = token.lines().last().unwrap().trim().to_owned();
+    let token = fx.token("svc", "model:read");
     let (mut serve, addr, _) = serve::start(fx.cmd());
     let before = fx.headers().len() as u64;
     let http_clients = 8usize;

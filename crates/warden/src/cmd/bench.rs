@@ -192,26 +192,33 @@ pub(crate) fn fixture(dir: Option<&PathBuf>) -> Result<Fixture> {
     })
 }
 
+/// The root key in `dir` (created with light KDF parameters when missing), unlocked.
+pub(crate) fn bench_root(dir: &Path, origin: &str) -> Result<warden_store::keys::RootKey> {
+    let key = dir.join("root.key");
+    if !key.exists() {
+        keys::create_root(
+            &key,
+            &dir.join("root.pub"),
+            origin,
+            SigAlg::MlDsa65,
+            b"",
+            KdfParams {
+                m_kib: 8,
+                t: 1,
+                p: 1,
+            },
+        )?;
+    }
+    Ok(keys::unlock_root(&key, b"")?)
+}
+
 pub(crate) fn open(fx: &Fixture, name: &str, strict: bool) -> Result<(Ledger, PathBuf)> {
     let d = fx.root.join(name);
     if d.exists() {
         std::fs::remove_dir_all(&d)?;
     }
     std::fs::create_dir_all(&d)?;
-    let root = keys::create_root(
-        &d.join("root.key"),
-        &d.join("root.pub"),
-        "bench.local/ledger",
-        SigAlg::MlDsa65,
-        b"",
-        KdfParams {
-            m_kib: 8,
-            t: 1,
-            p: 1,
-        },
-    )?;
-    let rk = keys::unlock_root(&d.join("root.key"), b"")?;
-    debug_assert_eq!(rk.public, root);
+    let rk = bench_root(&d, "bench.local/ledger")?;
     let opts = LedgerOptions {
         origin: "bench.local/ledger".into(),
         alg: SigAlg::MlDsa65,

@@ -3,7 +3,7 @@
 //! ledger measured in the same run; and how long appends stall when the sequencer's
 //! lease lapses under load (the failover).
 
-use crate::cmd::bench::{fixture, open, rate, sustained};
+use crate::cmd::bench::{bench_root, fixture, open, rate, sustained};
 use crate::common::print_json;
 use anyhow::{Context, Result};
 use sqlx::Connection;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use warden_cluster::node::{ClusterNode, NodeOptions};
 use warden_core::crypto::SigAlg;
 use warden_store::journal::Journal;
-use warden_store::keys::{self, KdfParams};
+use warden_store::keys;
 use warden_store::ledger::{LedgerOptions, SystemClock, SystemEntropy};
 
 #[derive(clap::Args, Debug)]
@@ -85,23 +85,8 @@ impl Scratch {
 
 /// Starts `n` nodes on `url`, each with a copy under `dir`, and waits for a sequencer.
 fn start_nodes(url: &str, dir: &Path, auditor_pub: &Path, n: usize) -> Result<Vec<ClusterNode>> {
-    let root_key = dir.join("root.key");
-    if !root_key.exists() {
-        keys::create_root(
-            &root_key,
-            &dir.join("root.pub"),
-            "bench.local/cluster",
-            SigAlg::MlDsa65,
-            b"",
-            KdfParams {
-                m_kib: 8,
-                t: 1,
-                p: 1,
-            },
-        )?;
-    }
     let recipient = keys::read_recipient_public(auditor_pub)?;
-    let root = Arc::new(keys::unlock_root(&root_key, b"")?);
+    let root = Arc::new(bench_root(dir, "bench.local/cluster")?);
     let nodes = (0..n)
         .map(|i| {
             let (root, recipient) = (Arc::clone(&root), recipient.clone());
