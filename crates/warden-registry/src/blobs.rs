@@ -15,7 +15,7 @@ use object_store::{GetResultPayload, ObjectStore, WriteMultipart};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use warden_core::hex;
 
 /// Read chunk size.
@@ -40,6 +40,46 @@ pub struct BlobStore {
 const OPEN_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most local blob handles kept open.
 const OPEN_MAX: usize = 1024;
+/// How long a store may go without answering (a response to a request, the next chunk
+/// of a download) before the operation fails as unavailable: a stalled bucket refuses
+/// the request (503) within seconds, while a long transfer that keeps moving is never
+/// cut, whatever its size.
+pub const STALL: Duration = Duration::from_secs(10);
+/// Bound on one whole operation that moves at most one part (a part's upload, completing
+/// an upload, the rename that installs a blob).
+const PART_TIME: Duration = Duration::from_secs(120);
+
+/// `op`, failed as unavailable when it does not finish within `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    op: impl std::future::Future<Output = object_store::Result<T>>,
+) -> object_store::Result<T> {
+    tokio::time::timeout(limit, op)
+        .await
+        .unwrap_or_else(|_| Err(stalled(limit)))
+}
+
+fn stalled(limit: Duration) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "blob store",
+        source: format!("no answer within {} s", limit.as_secs()).into(),
+    }
+}
+
+/// `s`, ended with an unavailable error when no chunk arrives within [`STALL`].
+fn stall_bounded(
+    s: futures_util::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+) -> futures_util::stream::BoxStream<'static, object_store::Result<bytes::Bytes>> {
+    futures_util::stream::unfold(Some(s), |s| async move {
+        let mut s = s?;
+        match tokio::time::timeout(STALL, s.next()).await {
+            Ok(Some(item)) => Some((item, Some(s))),
+            Ok(None) => None,
+            Err(_) => Some((Err(stalled(STALL)), None)),
+        }
+    })
+    .boxed()
+}
 
 /// Open handles of local blobs by digest, each with the time it was opened.
 #[derive(Debug, Default)]
@@ -209,7 +249,7 @@ impl BlobStore {
     /// under its digest.
     pub async fn writer(&self) -> Result<BlobWriter, RegistryError> {
         let staging = ObjPath::from(format!("staging/{}", random_name()?));
-        let upload = self.store.put_multipart(&staging).await?;
+        let upload = bounded(STALL, self.store.put_multipart(&staging)).await?;
         Ok(BlobWriter {
             store: self.clone(),
             staging,
@@ -243,16 +283,16 @@ impl BlobStore {
                 .map(|f| BlobReader::File(BlobFile::new(f, Some(p.clone()))))
                 .map_err(RegistryError::io("open", &p));
         }
-        let r = self.store.get(&Self::key(digest)).await?;
+        let r = bounded(STALL, self.store.get(&Self::key(digest))).await?;
         Ok(match r.payload {
             GetResultPayload::File(f, _) => BlobReader::File(BlobFile::new(Arc::new(f), None)),
-            GetResultPayload::Stream(s) => BlobReader::Stream(s),
+            GetResultPayload::Stream(s) => BlobReader::Stream(stall_bounded(s)),
         })
     }
 
     /// The size of a stored blob, or `None` when there is none.
     pub async fn size(&self, digest: &str) -> Result<Option<u64>, RegistryError> {
-        match self.store.head(&Self::key(digest)).await {
+        match bounded(STALL, self.store.head(&Self::key(digest))).await {
             Ok(m) => Ok(Some(m.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -261,7 +301,7 @@ impl BlobStore {
 
     /// Whether a blob exists.
     pub async fn exists(&self, digest: &str) -> Result<bool, RegistryError> {
-        match self.store.head(&Self::key(digest)).await {
+        match bounded(STALL, self.store.head(&Self::key(digest))).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e.into()),
@@ -298,7 +338,7 @@ impl BlobWriter {
     /// Appends `chunk` (waits while two chunks are in flight).
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), RegistryError> {
         self.ctx.update(chunk);
-        if let Err(e) = self.w.wait_for_capacity(2).await {
+        if let Err(e) = bounded(PART_TIME, self.w.wait_for_capacity(2)).await {
             return Err(e.into());
         }
         self.w.write(chunk);
@@ -308,8 +348,10 @@ impl BlobWriter {
 
     /// Drops the staged upload.
     pub async fn abort(self) {
-        self.w.abort().await.ok();
-        self.store.store.delete(&self.staging).await.ok();
+        bounded(PART_TIME, self.w.abort()).await.ok();
+        bounded(STALL, self.store.store.delete(&self.staging))
+            .await
+            .ok();
     }
 
     /// Completes the upload and installs it under its digest. With `expected`, a
@@ -322,10 +364,10 @@ impl BlobWriter {
             ctx,
             size,
         } = self;
-        w.finish().await?;
+        bounded(PART_TIME, w.finish()).await?;
         let digest = hex::encode(ctx.finish().as_ref());
         if let Some(want) = expected.filter(|want| *want != digest) {
-            store.store.delete(&staging).await.ok();
+            bounded(STALL, store.store.delete(&staging)).await.ok();
             return Err(RegistryError::DigestMismatch {
                 expected: want.to_owned(),
                 actual: digest,
@@ -334,8 +376,8 @@ impl BlobWriter {
         let key = BlobStore::key(&digest);
         // Always install the upload just hashed, even over an existing blob of the same
         // digest: if that one was damaged, storing the content again repairs it.
-        if let Err(e) = store.store.rename(&staging, &key).await {
-            store.store.delete(&staging).await.ok();
+        if let Err(e) = bounded(PART_TIME, store.store.rename(&staging, &key)).await {
+            bounded(STALL, store.store.delete(&staging)).await.ok();
             return Err(e.into());
         }
         store.make_durable(&digest)?;

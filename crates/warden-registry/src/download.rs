@@ -374,6 +374,13 @@ impl Check {
                         return;
                     }
                 }
+                // The store failed or stalled mid-stream: an outage, not damaged bytes.
+                // The download is cut short (its last chunk is never released, so the
+                // client cannot take it for whole) with no integrity incident.
+                Some(Err(object_store::Error::Generic { .. })) => {
+                    let _ = tx.send(Err(StreamIntegrityError)).await;
+                    return;
+                }
                 Some(Err(e)) => {
                     error = Some(e.to_string());
                     break;
@@ -505,6 +512,8 @@ impl SecureModelManager {
             .map_err(|_| RegistryError::RangeNotSatisfiable { size: r.size })?;
         let reader = match self.blobs.open(&r.digest).await {
             Ok(reader) => reader,
+            // A store that fails or stalls is an outage (503), not damaged bytes.
+            Err(e) if e.is_unavailable() => return Err(e),
             Err(e) => {
                 let what = format!("{}: the stored blob cannot be read: {e}", r.name);
                 let ev = Self::integrity_incident(

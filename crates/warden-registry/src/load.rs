@@ -221,6 +221,8 @@ impl SecureModelManager {
                 self.audit("incident", &ev).await?;
                 return Err(RegistryError::Integrity { what });
             }
+            // The registry's database unreachable is an outage (503), not a bad manifest.
+            Err(e) if e.is_unavailable() => return Err(e),
             Err(e) => {
                 let (what, ev) = incident(
                     format!("the signed manifest does not verify: {e}"),
@@ -320,10 +322,12 @@ impl SecureModelManager {
                     },
                 },
                 Err(e) => Err(e),
-            }
-            .map_err(|e| e.to_string());
+            };
             let (digest, size, content) = match read {
                 Ok(x) => x,
+                // A store that fails or stalls is an outage (503), not damaged bytes:
+                // no incident, and the load may be retried.
+                Err(e) if e.is_unavailable() => return Err(e),
                 Err(err) => {
                     let (what, ev) = incident(
                         format!("{}: the stored blob cannot be read: {err}", r.name),

@@ -87,9 +87,10 @@ fn loopback_http(endpoint: &str) -> bool {
 /// The object store for `url` (`s3://bucket/prefix`).
 pub fn store(url: &str, opts: &S3Options) -> Result<Arc<dyn ObjectStore>, RegistryError> {
     let (bucket, prefix) = parse_url(url)?;
-    // A bucket that fails or stalls fails the request within seconds (it is refused,
-    // 503), rather than holding it through object_store's default three minutes of
-    // retries.
+    // A bucket that fails fails the request within seconds (it is refused, 503), rather
+    // than holding it through object_store's default three minutes of retries. A
+    // stalled one is cut by the blob store's own bound on silence (`blobs::STALL`), not
+    // by a bound on the whole request, which would cut every download longer than it.
     let retry = object_store::RetryConfig {
         max_retries: 3,
         retry_timeout: std::time::Duration::from_secs(15),
@@ -101,7 +102,8 @@ pub fn store(url: &str, opts: &S3Options) -> Result<Arc<dyn ObjectStore>, Regist
         .with_retry(retry)
         .with_client_options(
             object_store::ClientOptions::new()
-                .with_connect_timeout(std::time::Duration::from_secs(5)),
+                .with_connect_timeout(std::time::Duration::from_secs(5))
+                .with_timeout_disabled(),
         );
     if let Some(ep) = &opts.endpoint {
         if ep.starts_with("http://") {

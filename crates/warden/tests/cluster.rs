@@ -13,231 +13,23 @@
 )]
 
 mod cli;
+mod nodes;
 #[path = "../../warden-registry/tests/common/s3.rs"]
 mod s3;
 mod serve;
 
-use cli::Fx;
 use cli::pg::{Pg, psql};
+use nodes::{MODEL_BYTES, access_ids, cluster, download, ledger, nodes};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const MODEL_BYTES: usize = 64 * 1024;
-
-/// A fresh bucket on the loopback S3-compatible server (`scripts/s3`), and the
-/// variables that reach it.
-fn bucket() -> (String, Vec<(String, String)>) {
-    let (endpoint, name, _) = s3::bucket("c");
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY),
-        ("AWS_REGION", "us-east-1"),
-    ];
-    (
-        name,
-        env.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-    )
-}
-
-/// A data directory on the cluster (PostgreSQL for the registry and ledger, a bucket
-/// for blobs), the model registered, and a token that loads it.
-fn cluster(pg: &Pg) -> (Fx, String) {
-    let mut fx = Fx::new();
-    let (bucket, env) = bucket();
-    fx.env = env;
-    fx.ok(&["auditor", "keygen", "--out", "auditor.key"]);
-    fx.ok(&[
-        "init",
-        "--dev",
-        "--auditor",
-        "auditor.key.pub",
-        "--backend",
-        &pg.url(),
-        "--blobs",
-        &format!("s3://{bucket}/blobs"),
-    ]);
-    let toml = std::fs::read_to_string(fx.data.join("warden.toml")).unwrap();
-    assert!(
-        toml.contains(&format!("backend = \"{}\"", pg.url())),
-        "{toml}"
-    );
-    fx.add_principal("eng", "ml-engineer", &[]);
-    std::fs::write(fx.root.join("m.bin"), vec![7u8; MODEL_BYTES]).unwrap();
-    fx.register("m", "1", "m.bin", "eng");
-    assert!(
-        !fx.data.join("blobs").exists(),
-        "a blob was kept in the data directory instead of the bucket"
-    );
-    let token = fx.token("eng", "model:read,model:load");
-    (fx, token)
-}
-
-/// Another node's data directory: the same configuration and keys, its own copy of the
-/// ledger (made from the database when it starts), the blobs shared.
-fn node_dir(fx: &Fx, name: &str) -> PathBuf {
-    let d = fx.root.join(name);
-    assert!(
-        Command::new("cp")
-            .arg("-a")
-            .arg(&fx.data)
-            .arg(&d)
-            .status()
-            .unwrap()
-            .success()
-    );
-    for sub in ["logs", "run", "blobs"] {
-        let _ = std::fs::remove_dir_all(d.join(sub));
-    }
-    std::os::unix::fs::symlink(fx.data.join("blobs"), d.join("blobs")).unwrap();
-    d
-}
-
-struct Node {
-    name: String,
-    data: PathBuf,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn cmd(&self, fx: &Fx) -> Command {
-        let mut c = fx.cmd();
-        c.env("WARDEN_DATA_DIR", &self.data)
-            .env("WARDEN_NODE", &self.name);
-        c
-    }
-
-    fn start(&mut self, fx: &Fx) -> String {
-        let (child, addr, _) = serve::start(self.cmd(fx));
-        self.child = Some(child);
-        addr
-    }
-
-    fn signal(&mut self, sig: &str) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args([sig, &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.signal("-KILL");
-    }
-}
-
-fn nodes(fx: &Fx, n: usize) -> (Vec<Node>, Vec<String>) {
-    let mut nodes = Vec::new();
-    let mut addrs = Vec::new();
-    for i in 1..=n {
-        let name = format!("n{i}");
-        let data = if i == 1 {
-            fx.data.clone()
-        } else {
-            node_dir(fx, &name)
-        };
-        let mut node = Node {
-            name,
-            data,
-            child: None,
-        };
-        addrs.push(node.start(fx));
-        nodes.push(node);
-    }
-    (nodes, addrs)
-}
-
-/// Downloads the model through `addr` with request id `rid`: the status, and the bytes
-/// received (`None` when the connection failed or broke mid-transfer, as when the node
-/// is killed while it streams: a client does not count that as served).
-fn download(addr: &str, token: &str, rid: &str) -> Option<(u16, usize)> {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{size_download}",
-            "--max-time",
-            "15",
-        ])
-        .arg("-H")
-        .arg(format!("Authorization: Bearer {token}"))
-        .arg("-H")
-        .arg(format!("x-request-id: {rid}"))
-        .arg(format!("http://{addr}/v1/models/m/versions/1/files/m.bin"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (code, size) = text.trim().split_once(' ')?;
-    // curl's own failure (refused, reset, a body shorter than announced) is no answer;
-    // an HTTP error status is one.
-    if !out.status.success() {
-        return None;
-    }
-    let code: u16 = code.parse().ok()?;
-    (code != 0).then(|| (code, size.parse().unwrap_or(0)))
-}
-
-/// The ledger as the node with data directory `data` sees it: verified, decrypted.
-fn ledger(fx: &Fx, data: &Path) -> Vec<Value> {
-    let mut verify = fx.cmd();
-    verify
-        .env("WARDEN_DATA_DIR", data)
-        .args(["verify", "--auditor-key", "auditor.key"]);
-    let out = verify.output().unwrap();
-    assert!(
-        out.status.success(),
-        "verify on {}: {}",
-        data.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut show = fx.cmd();
-    show.env("WARDEN_DATA_DIR", data).args([
-        "log",
-        "show",
-        "--auditor-key",
-        "auditor.key",
-        "--json",
-    ]);
-    let out = show.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// How often each request id occurs among the ledger's model accesses.
-fn access_ids(entries: &[Value]) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for e in entries.iter().filter(|e| e["kind"] == "model.access") {
-        if let Some(r) = e["event"]["request_id"].as_str() {
-            *m.entry(r.to_owned()).or_insert(0) += 1;
-        }
-    }
-    m
-}
-
 #[test]
 fn three_nodes_share_one_registry_and_one_ledger() {
     let pg = Pg::new();
-    let (fx, token) = cluster(&pg);
+    let (fx, token, _) = cluster(&pg);
     // Scheduled verification every second: it must run on one node at a time.
     let toml = fx.data.join("warden.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
@@ -351,7 +143,7 @@ fn chaos_secs() -> u64 {
 fn chaos_sigkill_and_a_postgres_restart_lose_no_acknowledged_entry() {
     // A server of its own: this test restarts it.
     let pg = Pg::own_server(55433, "/opt/warden-test/postgres-chaos");
-    let (fx, token) = cluster(&pg);
+    let (fx, token, _) = cluster(&pg);
     let (mut nodes, addrs) = nodes(&fx, 3);
     let addrs: Arc<Mutex<Vec<Option<String>>>> =
         Arc::new(Mutex::new(addrs.into_iter().map(Some).collect()));

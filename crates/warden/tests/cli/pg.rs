@@ -50,7 +50,13 @@ impl Pg {
 
     /// Restarts the server (only for [`Pg::own_server`]).
     pub fn restart(&self) {
-        assert!(!self.server.is_empty(), "restarting the shared server");
+        self.stop();
+        self.start();
+    }
+
+    /// Stops this test's own server (fast shutdown: connections are cut).
+    pub fn stop(&self) {
+        assert!(!self.server.is_empty(), "stopping the shared server");
         assert!(
             Self::script(&self.server)
                 .arg("stop")
@@ -58,6 +64,11 @@ impl Pg {
                 .unwrap()
                 .success()
         );
+    }
+
+    /// Starts this test's own server again.
+    pub fn start(&self) {
+        assert!(!self.server.is_empty(), "starting the shared server");
         assert!(
             Self::script(&self.server)
                 .output()
