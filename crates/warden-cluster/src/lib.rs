@@ -10,6 +10,7 @@
 //! part; [`journal`] is what its registry and server append through.
 
 pub mod chunks;
+pub mod cursors;
 pub mod journal;
 pub mod lease;
 pub mod mirror;

@@ -205,6 +205,42 @@ impl ClusterNode {
             .map(|l| l.is_some())
     }
 
+    /// Runs `f` on the node's runtime from a plain thread and waits for it.
+    fn block<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, ClusterError>>,
+    ) -> Result<T, ClusterError> {
+        match &self.rt {
+            Some(rt) => rt.block_on(f),
+            None => Err(ClusterError::Config("the node is stopped".into())),
+        }
+    }
+
+    /// From a plain thread: takes or keeps the lease `name` for `ttl` ([`Self::hold`]).
+    pub fn hold_now(&self, name: &str, ttl: Duration) -> Result<Option<Lease>, ClusterError> {
+        self.block(lease::acquire(&self.pool, name, &self.holder, ttl))
+    }
+
+    /// From a plain thread: extends `lease`; `false` once it was lost.
+    pub fn renew_now(&self, l: &Lease, ttl: Duration) -> Result<bool, ClusterError> {
+        self.block(lease::renew(&self.pool, l, ttl))
+    }
+
+    /// From a plain thread: gives `lease` up, so another node takes it at once.
+    pub fn release_now(&self, l: &Lease) -> Result<(), ClusterError> {
+        self.block(lease::release(&self.pool, l))
+    }
+
+    /// The export cursor of `sink` kept in the database ([`crate::cursors`]).
+    pub fn load_cursor(&self, sink: &str) -> Result<Option<Vec<u8>>, ClusterError> {
+        self.block(crate::cursors::load(&self.pool, sink))
+    }
+
+    /// Saves the export cursor of `sink`, never moving it back.
+    pub fn save_cursor(&self, sink: &str, next: u64, cursor: &[u8]) -> Result<bool, ClusterError> {
+        self.block(crate::cursors::save(&self.pool, sink, next, cursor))
+    }
+
     /// The node's database pool.
     #[must_use]
     pub fn pool(&self) -> &PgPool {
@@ -214,10 +250,7 @@ impl ClusterNode {
     /// Brings the local copy up to the database now (a follower does so every 100 ms);
     /// `None` when another process of this data directory is writing the copy.
     pub fn sync(&self) -> Result<Option<Synced>, ClusterError> {
-        match &self.rt {
-            Some(rt) => rt.block_on(mirror::sync(&self.pool, &self.log, None)),
-            None => Err(ClusterError::Config("the node is stopped".into())),
-        }
+        self.block(mirror::sync(&self.pool, &self.log, None))
     }
 
     /// Stops: the sequencer, if this node is it, writes what it took and gives the

@@ -46,6 +46,12 @@ const TABLES: &[&str] = &[
     // read once.
     "ALTER TABLE ledger_chunks ALTER COLUMN data SET STORAGE EXTERNAL",
     "ALTER TABLE ledger_batches ALTER COLUMN entries SET STORAGE EXTERNAL",
+    // SIEM export cursors (see `cursors`), by sink.
+    "CREATE TABLE IF NOT EXISTS export_cursors (
+        sink TEXT PRIMARY KEY,
+        next BIGINT NOT NULL,
+        cursor BYTEA NOT NULL
+    )",
     // The signed checkpoint notes receipts carry, by tree size.
     "CREATE TABLE IF NOT EXISTS ledger_notes (
         size BIGINT PRIMARY KEY,

@@ -65,10 +65,22 @@ impl Cursor {
     }
 }
 
-/// A sink's cursor file, locked for this process.
+/// A copy of sinks' cursors kept where every node of a cluster reads it (the cluster's
+/// database), so that whichever node exports a sink resumes where the last one stopped.
+pub trait SharedCursors: Send + Sync + std::fmt::Debug {
+    /// The saved cursor of `sink`, as [`CursorStore::save`] encoded it.
+    fn load(&self, sink: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Saves `cursor` for `sink`, whose next entry to deliver is `next`; a cursor
+    /// further along is kept instead.
+    fn save(&self, sink: &str, next: u64, cursor: &[u8]) -> Result<(), String>;
+}
+
+/// A sink's cursor file, locked for this process, and its shared copy if any.
 #[derive(Debug)]
 pub struct CursorStore {
     path: PathBuf,
+    name: String,
+    shared: Option<std::sync::Arc<dyn SharedCursors>>,
     _lock: File,
 }
 
@@ -106,8 +118,26 @@ impl CursorStore {
         }
         Ok(Self {
             path: dir.join(format!("{name}.cursor")),
+            name: name.to_owned(),
+            shared: None,
             _lock: lock,
         })
+    }
+
+    /// Keeps the cursor in `shared` too: loading takes whichever copy is further along,
+    /// saving writes both.
+    #[must_use]
+    pub fn with_shared(mut self, shared: std::sync::Arc<dyn SharedCursors>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    fn shared_error(&self, op: &'static str) -> impl FnOnce(String) -> SiemError + '_ {
+        move |e| SiemError::Io {
+            op,
+            path: self.path.clone(),
+            source: std::io::Error::other(format!("the cluster's copy: {e}")),
+        }
     }
 
     /// The cursor file's path.
@@ -116,12 +146,23 @@ impl CursorStore {
         &self.path
     }
 
-    /// The saved cursor, if any.
+    /// The saved cursor, if any: of the file and the shared copy, the one further along.
     pub fn load(&self) -> Result<Option<Cursor>, SiemError> {
-        read(&self.path)
+        let local = read(&self.path)?;
+        let Some(shared) = &self.shared else {
+            return Ok(local);
+        };
+        let Some(data) = shared.load(&self.name).map_err(self.shared_error("read"))? else {
+            return Ok(local);
+        };
+        let theirs: Cursor = parse(&data, &self.path)?;
+        Ok(Some(match local {
+            Some(mine) if mine.position.next > theirs.position.next => mine,
+            _ => theirs,
+        }))
     }
 
-    /// Saves `c` durably.
+    /// Saves `c` durably (and in the shared copy).
     pub fn save(&self, c: &Cursor) -> Result<(), SiemError> {
         let mut data = serde_json::to_vec_pretty(c).map_err(|e| SiemError::Io {
             op: "encode",
@@ -130,7 +171,13 @@ impl CursorStore {
         })?;
         data.push(b'\n');
         warden_store::durable::write_atomic(&self.path, &data, 0o600)
-            .map_err(io("write", &self.path))
+            .map_err(io("write", &self.path))?;
+        if let Some(shared) = &self.shared {
+            shared
+                .save(&self.name, c.position.next, &data)
+                .map_err(self.shared_error("save"))?;
+        }
+        Ok(())
     }
 }
 
@@ -140,13 +187,15 @@ fn read(path: &Path) -> Result<Option<Cursor>, SiemError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io("read", path)(e)),
     };
-    serde_json::from_slice(&data)
-        .map(Some)
-        .map_err(|e| SiemError::Io {
-            op: "parse",
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e),
-        })
+    parse(&data, path).map(Some)
+}
+
+fn parse(data: &[u8], path: &Path) -> Result<Cursor, SiemError> {
+    serde_json::from_slice(data).map_err(|e| SiemError::Io {
+        op: "parse",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })
 }
 
 /// Where a data directory's sinks keep their cursors.
@@ -160,7 +209,15 @@ pub fn export_dir(dir: &warden_store::config::DataDir) -> std::path::PathBuf {
 pub fn positions(
     dir: &warden_store::config::DataDir,
 ) -> Result<Vec<warden_store::report::SinkPosition>, SiemError> {
-    Ok(list(&export_dir(dir))?
+    positions_with(dir, &[])
+}
+
+/// [`positions`], with the cursors a cluster's database keeps ([`list_with`]).
+pub fn positions_with(
+    dir: &warden_store::config::DataDir,
+    shared: &[Vec<u8>],
+) -> Result<Vec<warden_store::report::SinkPosition>, SiemError> {
+    Ok(list_with(&export_dir(dir), shared)?
         .into_iter()
         .map(|c| warden_store::report::SinkPosition {
             sink: c.sink,
@@ -168,6 +225,25 @@ pub fn positions(
             next: c.position.next,
         })
         .collect())
+}
+
+/// [`list`], with the cursors a cluster's database keeps (`shared`, each as
+/// [`CursorStore::save`] encodes it): of two cursors of one sink, the one further along.
+pub fn list_with(dir: &Path, shared: &[Vec<u8>]) -> Result<Vec<Cursor>, SiemError> {
+    let theirs = shared
+        .iter()
+        .map(|d| parse(d, dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut by_sink = std::collections::BTreeMap::new();
+    for c in list(dir)?.into_iter().chain(theirs) {
+        let keep = by_sink
+            .get(&c.sink)
+            .is_none_or(|k: &Cursor| k.position.next < c.position.next);
+        if keep {
+            by_sink.insert(c.sink.clone(), c);
+        }
+    }
+    Ok(by_sink.into_values().collect())
 }
 
 /// Every sink's cursor in `dir`, sorted by name.

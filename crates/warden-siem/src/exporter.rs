@@ -269,8 +269,22 @@ impl Exporter {
     /// the ledger at `log`, and prepares the transport (connecting happens on the first
     /// send).
     pub fn open(log: &Path, export_dir: &Path, spec: SinkSpec) -> Result<Self, SiemError> {
+        Self::open_shared(log, export_dir, spec, None)
+    }
+
+    /// [`Exporter::open`], with the cursor also kept in `shared` (a cluster's database):
+    /// it resumes from whichever copy is further along.
+    pub fn open_shared(
+        log: &Path,
+        export_dir: &Path,
+        spec: SinkSpec,
+        shared: Option<std::sync::Arc<dyn crate::cursor::SharedCursors>>,
+    ) -> Result<Self, SiemError> {
         spec.validate()?;
-        let store = CursorStore::open(export_dir, &spec.name)?;
+        let mut store = CursorStore::open(export_dir, &spec.name)?;
+        if let Some(s) = shared {
+            store = store.with_shared(s);
+        }
         let saved = store.load()?;
         let to = spec.dest.to_string();
         let (cursor, source) = match saved {

@@ -68,3 +68,26 @@ pub fn config_for_reading(dir: &DataDir) -> Result<Config> {
     }
     Ok(cfg)
 }
+
+/// The SIEM sinks' cursors the cluster's database keeps (none off a cluster). Runs on a
+/// thread of its own, so it may be called from anywhere, a runtime's threads included.
+pub fn shared_cursors(cfg: &Config) -> Result<Vec<Vec<u8>>> {
+    let Some(url) = cfg.backend.clone() else {
+        return Ok(Vec::new());
+    };
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    let pool = warden_cluster::node::connect(&url).await?;
+                    warden_cluster::schema::ensure(&pool).await?;
+                    warden_cluster::cursors::all(&pool).await
+                })
+                .context("reading the SIEM cursors from the cluster's database")
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("reading the SIEM cursors failed"))?
+    })
+}

@@ -11,115 +11,19 @@
     clippy::panic
 )]
 
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use serde_json::Value;
 use std::process::{Child, Command};
 
 mod cli;
+mod hubclient;
 mod serve;
 
 use cli::Fx;
-
-const REPO: &str = "org/fraud";
-
-fn python() -> PathBuf {
-    let venv =
-        std::env::var("WARDEN_HF_VENV").unwrap_or_else(|_| "/opt/warden-test/hf-venv".into());
-    let p = Path::new(&venv).join("bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/install-hub-client (scripts/test does)",
-        p.display()
-    );
-    p
-}
-
-fn write_version(dir: &Path, seed: u32) {
-    std::fs::create_dir_all(dir.join("tokenizer")).unwrap();
-    std::fs::write(
-        dir.join("config.json"),
-        format!("{{\"model_type\":\"fraud\",\"seed\":{seed}}}\n"),
-    )
-    .unwrap();
-    let weights: Vec<u8> = (0..200_000u32)
-        .map(|i| (i.wrapping_mul(31).wrapping_add(seed * 7) % 251) as u8)
-        .collect();
-    std::fs::write(dir.join("model.safetensors"), weights).unwrap();
-    std::fs::write(
-        dir.join("tokenizer/vocab.txt"),
-        format!("[PAD]\n[UNK]\nseed{seed}\n"),
-    )
-    .unwrap();
-}
-
-fn register(fx: &Fx, version: &str, seed: u32) -> Value {
-    let dir = fx.root.join(format!("v{version}"));
-    write_version(&dir, seed);
-    let reg: Value = serde_json::from_str(&fx.ok(&[
-        "model",
-        "register",
-        REPO,
-        "--version",
-        version,
-        dir.to_str().unwrap(),
-        "--as",
-        "eng",
-        "--json",
-    ]))
-    .unwrap();
-    let show: Value = serde_json::from_str(&fx.ok(&[
-        "model",
-        "show",
-        &format!("{REPO}@{version}"),
-        "--as",
-        "eng",
-        "--json",
-    ]))
-    .unwrap();
-    let mut files = BTreeMap::new();
-    let mut sizes = BTreeMap::new();
-    for f in reg["files"].as_array().unwrap() {
-        let name = f["name"].as_str().unwrap().to_owned();
-        files.insert(name.clone(), f["digest"].clone());
-        sizes.insert(name, f["size"].clone());
-    }
-    json!({"commit": show["commit"], "files": files, "sizes": sizes})
-}
-
-fn token(fx: &Fx, principal: &str) -> String {
-    fx.token(principal, "model:read,model:load")
-}
+use hubclient::{Prepared, REPO, client, prepare};
 
 fn start_serve(fx: &Fx) -> (Child, String) {
     let (child, addr, _) = serve::start(fx.cmd());
     (child, addr)
-}
-
-/// Runs one step of `tests/hub/client.py` with the real client.
-fn client(fx: &Fx, addr: &str, step: &str, token: &str, cache: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hub/client.py");
-    let out = Command::new(python())
-        .arg(&script)
-        .arg(step)
-        .arg(fx.root.join("spec.json"))
-        .env("HF_ENDPOINT", format!("http://{addr}"))
-        .env("HF_TOKEN", token)
-        .env("HF_HUB_CACHE", fx.root.join(cache))
-        .env("HF_HOME", fx.root.join("hf-home"))
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        .env("NO_PROXY", "127.0.0.1")
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "client step {step} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The ledger's entries (decrypted).
@@ -171,57 +75,7 @@ fn huggingface_hub_downloads_through_warden() {
         "--as",
         "admin",
     ]);
-    fx.ok(&[
-        "principal",
-        "add",
-        "outsider",
-        "--role",
-        "auditor",
-        "--as",
-        "admin",
-    ]);
-    let v1 = register(&fx, "1.0", 1);
-    // 3.0 is registered before 2.0, so 2.0 is the latest (`main`), and revoked.
-    let v3 = register(&fx, "3.0", 3);
-    fx.ok(&[
-        "model",
-        "revoke",
-        &format!("{REPO}@3.0"),
-        "--reason",
-        "leaked",
-        "--as",
-        "admin",
-        "--mfa",
-    ]);
-    let v2 = register(&fx, "2.0", 2);
-    fx.ok(&["model", "alias", REPO, "stable", "1.0", "--as", "eng"]);
-    let eng = token(&fx, "eng");
-    let outsider = token(&fx, "outsider");
-
-    // The 2.0 weights' blob, to alter later.
-    let digest = v2["files"]["model.safetensors"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let blob = fx
-        .data
-        .join(format!("blobs/sha256/{}/{digest}", &digest[..2]));
-    assert!(blob.exists(), "{}", blob.display());
-    let mut altered = std::fs::read(&blob).unwrap();
-    altered[1000] ^= 1;
-    let altered_digest = warden_core::hex::encode(&warden_core::merkle::sha256(&altered));
-    std::fs::write(
-        fx.root.join("spec.json"),
-        serde_json::to_vec(&json!({
-            "repo": REPO,
-            "versions": {"1.0": v1, "2.0": v2, "3.0": v3},
-            "outsider_token": outsider,
-            "tampered_file": "model.safetensors",
-            "tampered_digest_of_altered_bytes": altered_digest,
-        }))
-        .unwrap(),
-    )
-    .unwrap();
+    let Prepared { eng, blob, altered } = prepare(&fx, &fx.data.join("blobs"));
 
     let (mut serve, addr) = start_serve(&fx);
     client(&fx, &addr, "download", &eng, "cache");

@@ -272,7 +272,8 @@ fn stop_on_signal(stop: Arc<AtomicBool>) {
 fn status(dir: &DataDir, json: bool) -> Result<ExitCode> {
     let cfg = crate::cluster::config_for_reading(dir)?;
     let covered = warden_store::audit::latest_checkpoint(&dir.log(&cfg))?.map_or(0, |c| c.size);
-    let cursors = warden_siem::cursor::list(&export_dir(dir))?;
+    let shared = crate::cluster::shared_cursors(&cfg)?;
+    let cursors = warden_siem::cursor::list_with(&export_dir(dir), &shared)?;
     if json {
         let sinks: Vec<_> = cursors
             .iter()

@@ -6,6 +6,7 @@ pub mod bench_writers;
 pub mod check_env;
 pub mod dataset;
 pub mod export;
+pub mod exporters;
 pub mod incident;
 pub mod init;
 pub mod log;

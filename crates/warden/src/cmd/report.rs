@@ -196,9 +196,11 @@ fn generate(a: &RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where each SIEM sink of the data directory stands.
+/// Where each SIEM sink of the data directory stands (on a cluster, as far as any node
+/// has delivered it).
 pub fn sink_positions(dir: &warden_store::config::DataDir) -> Result<Vec<SinkPosition>> {
-    Ok(warden_siem::cursor::positions(dir)?)
+    let shared = crate::cluster::shared_cursors(&dir.read_config()?)?;
+    Ok(warden_siem::cursor::positions_with(dir, &shared)?)
 }
 
 /// The report in `format` (json, csv or html).

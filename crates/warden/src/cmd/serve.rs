@@ -1,5 +1,6 @@
 //! `warden serve`: the HTTP API.
 
+use crate::cmd::exporters::Exporters;
 use crate::common::{DataDirArg, eprint};
 use crate::registry::{load_policy, open_with, runtime};
 use anyhow::{Context, Result};
@@ -135,7 +136,12 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     };
     // The metrics recorder first, so the exporters' lag gauges are served at /metrics.
     warden_server::metrics::install();
-    let exporters = Exporters::start(&dir.log(&cfg), &crate::cmd::export::export_dir(&dir), sinks)?;
+    let exporters = Exporters::start(
+        &dir.log(&cfg),
+        &crate::cmd::export::export_dir(&dir),
+        sinks,
+        node.clone(),
+    )?;
     runtime()?.block_on(async {
         let jwt = match &cfg.jwt {
             None => None,
@@ -236,79 +242,14 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             Ok(m) => m.close().await?,
             Err(_) => eprint("warning: requests still held the manager at shutdown"),
         }
-        // The node writes what it took and gives the sequencer lease up.
-        drop(node);
+        // The exporters deliver the last entries; then the node writes what it took and
+        // gives its leases up.
         exporters.stop();
+        drop(node);
         eprint("warden: stopped");
         served
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The `[[siem]]` exporters, each on its own thread, following the ledger.
-struct Exporters {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    running: Vec<(String, Arc<warden_siem::Stats>, std::thread::JoinHandle<()>)>,
-}
-
-impl Exporters {
-    fn start(
-        log: &std::path::Path,
-        export_dir: &std::path::Path,
-        sinks: Vec<warden_siem::SinkSpec>,
-    ) -> Result<Self> {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut running = Vec::new();
-        for s in sinks {
-            let name = s.name.clone();
-            let to = s.dest.to_string();
-            let mut e = warden_siem::Exporter::open(log, export_dir, s)
-                .with_context(|| format!("[[siem]] sink {name}"))?;
-            let stats = Arc::new(warden_siem::Stats::default());
-            let (st, stop2) = (Arc::clone(&stats), Arc::clone(&stop));
-            let opts = warden_siem::Options {
-                follow: true,
-                ..warden_siem::Options::default()
-            };
-            let n = name.clone();
-            let h = std::thread::Builder::new()
-                .name(format!("warden-siem-{name}"))
-                .spawn(move || {
-                    if let Err(err) = e.run(&opts, &stop2, &st) {
-                        eprint(&format!("warden: SIEM sink {n} stopped: {err}"));
-                    }
-                })?;
-            eprint(&format!("warden: exporting to {to} (sink {name})"));
-            running.push((name, stats, h));
-        }
-        Ok(Self { stop, running })
-    }
-
-    /// Gives the exporters up to 5 s to deliver the last entries, then stops them.
-    fn stop(self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        // Let them see the final checkpoint before judging their lag.
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        while std::time::Instant::now() < deadline
-            && self
-                .running
-                .iter()
-                .any(|(_, s, h)| !h.is_finished() && s.lag() > 0)
-        {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for (name, stats, h) in self.running {
-            if h.join().is_err() {
-                eprint(&format!("warden: SIEM sink {name} failed"));
-            } else if stats.lag() > 0 {
-                eprint(&format!(
-                    "warden: SIEM sink {name}: {} entries left for the next start",
-                    stats.lag()
-                ));
-            }
-        }
-    }
 }
 
 /// Reads a file of at most `max` bytes.

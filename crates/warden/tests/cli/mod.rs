@@ -95,6 +95,12 @@ impl Fx {
     /// A token for `principal` with `scopes` (comma-separated), valid one hour, issued
     /// by `admin`.
     pub fn token(&self, principal: &str, scopes: &str) -> String {
+        self.token_with_id(principal, scopes, "1h").0
+    }
+
+    /// A token for `principal` with `scopes`, valid for `expires` (`1h`, `1s`), issued
+    /// by `admin`, and the token's id.
+    pub fn token_with_id(&self, principal: &str, scopes: &str, expires: &str) -> (String, String) {
         let out = self.ok(&[
             "token",
             "create",
@@ -103,11 +109,13 @@ impl Fx {
             "--scopes",
             scopes,
             "--expires",
-            "1h",
+            expires,
             "--as",
             "admin",
         ]);
-        out.lines().last().unwrap().trim().to_owned()
+        // "token <id> for …", then the token alone on the last line.
+        let id = out.split_whitespace().nth(1).unwrap().to_owned();
+        (out.lines().last().unwrap().trim().to_owned(), id)
     }
 
     /// `log append` of a `model.access` entry for `user`, which must succeed.

@@ -161,7 +161,8 @@ pub struct Answer {
     pub size: usize,
 }
 
-/// `GET http://{addr}{path}` with `token` and request id `rid`, within `limit` seconds;
+/// `GET http://{addr}{path}` with `token` (none when empty) and request id `rid`,
+/// within `limit` seconds;
 /// `None` when the connection failed or broke mid-transfer (as when the node is killed
 /// while it streams: a client does not count that as served).
 pub fn get(addr: &str, path: &str, token: &str, rid: &str, limit: u32) -> Option<Answer> {
@@ -170,17 +171,16 @@ pub fn get(addr: &str, path: &str, token: &str, rid: &str, limit: u32) -> Option
         std::process::id(),
         std::thread::current().id()
     ));
-    let out = Command::new("curl")
-        .args(["-s", "-D", "-", "-w", "\n%{http_code} %{size_download}"])
+    let mut curl = Command::new("curl");
+    curl.args(["-s", "-D", "-", "-w", "\n%{http_code} %{size_download}"])
         .args(["--max-time", &limit.to_string(), "-o"])
         .arg(&body)
         .arg("-H")
-        .arg(format!("Authorization: Bearer {token}"))
-        .arg("-H")
-        .arg(format!("x-request-id: {rid}"))
-        .arg(format!("http://{addr}{path}"))
-        .output()
-        .unwrap();
+        .arg(format!("x-request-id: {rid}"));
+    if !token.is_empty() {
+        curl.arg("-H").arg(format!("Authorization: Bearer {token}"));
+    }
+    let out = curl.arg(format!("http://{addr}{path}")).output().unwrap();
     let content = std::fs::read(&body).unwrap_or_default();
     let _ = std::fs::remove_file(&body);
     // curl's own failure (refused, reset, a body shorter than announced) is no answer;
