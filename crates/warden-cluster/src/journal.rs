@@ -11,7 +11,6 @@
 
 use crate::queue::{self, NewEntry, Outcome};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,32 +173,17 @@ impl Drop for ClusterJournal {
     }
 }
 
-async fn listener(pool: &PgPool) -> Option<PgListener> {
-    let mut l = PgListener::connect_with(pool).await.ok()?;
-    l.listen(queue::DONE).await.ok()?;
-    Some(l)
-}
-
 /// The journal's task: adds queued entries, collects receipts, fails what is late.
 async fn pump(pool: PgPool, shared: Arc<Shared>) {
-    let mut notes = listener(&pool).await;
+    let done = crate::signal::Signal::listen(
+        &tokio::runtime::Handle::current(),
+        pool.clone(),
+        queue::DONE,
+    );
     loop {
-        {
-            let wait = async {
-                match notes.as_mut() {
-                    Some(l) => {
-                        if l.try_recv().await.is_err() {
-                            tokio::time::sleep(POLL).await;
-                        }
-                    }
-                    None => tokio::time::sleep(POLL).await,
-                }
-            };
-            tokio::select! {
-                () = shared.wake.notified() => {}
-                () = wait => {}
-                () = tokio::time::sleep(POLL) => {}
-            }
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            () = done.wait(POLL) => {}
         }
         let (batch, ids) = {
             let mut st = shared.lock();
@@ -229,9 +213,6 @@ async fn pump(pool: PgPool, shared: Arc<Shared>) {
             if !shared.lock().queued.is_empty() {
                 shared.wake.notify_one();
             }
-        }
-        if notes.is_none() {
-            notes = listener(&pool).await;
         }
         if ids.is_empty() {
             continue;

@@ -18,6 +18,7 @@ pub mod node;
 pub mod queue;
 pub mod schema;
 mod sequence;
+mod signal;
 mod tee;
 
 use warden_store::error::StoreError;

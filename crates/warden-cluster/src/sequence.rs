@@ -10,7 +10,6 @@
 use crate::ClusterError;
 use crate::queue::{self, Batch, Outcome};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
@@ -78,7 +77,7 @@ fn take_loop(
     failed: &AtomicBool,
     busy: &std::sync::Mutex<Vec<i64>>,
 ) -> Result<(), ClusterError> {
-    let mut pending = s.rt.block_on(listen(s.pool));
+    let pending = crate::signal::Signal::listen(s.rt, s.pool.clone(), queue::PENDING);
     let mut pruned = Instant::now();
     loop {
         if (s.done)() || failed.load(Ordering::SeqCst) {
@@ -97,7 +96,8 @@ fn take_loop(
             }
         };
         if batches.is_empty() {
-            s.rt.block_on(wait_for_rows(&mut pending));
+            // A missed notification costs at most this wait.
+            s.rt.block_on(pending.wait(Duration::from_millis(20)));
             continue;
         }
         busy.lock()
@@ -158,26 +158,4 @@ fn wait_all(group: Submitted) -> Result<Vec<(i64, Vec<Outcome>)>, AppendError> {
         done.push((id, outs));
     }
     Ok(done)
-}
-
-async fn listen(pool: &PgPool) -> Option<PgListener> {
-    let mut l = PgListener::connect_with(pool).await.ok()?;
-    l.listen(queue::PENDING).await.ok()?;
-    Some(l)
-}
-
-/// Waits for a notification of new batches, at most 20 ms (a missed one costs that).
-async fn wait_for_rows(l: &mut Option<PgListener>) {
-    let wait = Duration::from_millis(20);
-    match l.as_mut() {
-        Some(x) => {
-            if !matches!(
-                tokio::time::timeout(wait, x.try_recv()).await,
-                Ok(Ok(Some(_))) | Err(_)
-            ) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-        None => tokio::time::sleep(wait).await,
-    }
 }

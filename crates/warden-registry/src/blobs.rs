@@ -7,6 +7,7 @@
 //! do; cloud stores acknowledge writes durably by contract.
 
 use crate::error::RegistryError;
+use crate::remote::{PART_TIME, Recent, STALL, bounded, stall_bounded};
 use aws_lc_rs::digest;
 use futures_util::StreamExt;
 use object_store::local::LocalFileSystem;
@@ -15,7 +16,7 @@ use object_store::{GetResultPayload, ObjectStore, WriteMultipart};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use warden_core::hex;
 
 /// Read chunk size.
@@ -31,6 +32,8 @@ pub struct BlobStore {
     local: Option<PathBuf>,
     /// Recently opened local blobs, shared by concurrent readers.
     open: Arc<OpenFiles>,
+    /// Small blobs recently read from a remote store, shared the same way.
+    recent: Arc<Recent>,
 }
 
 /// How long an opened local blob is reused before it is opened again by name. Reads
@@ -40,47 +43,6 @@ pub struct BlobStore {
 const OPEN_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most local blob handles kept open.
 const OPEN_MAX: usize = 1024;
-/// How long a store may go without answering (a response to a request, the next chunk
-/// of a download) before the operation fails as unavailable: a stalled bucket refuses
-/// the request (503) within seconds, while a long transfer that keeps moving is never
-/// cut, whatever its size.
-pub const STALL: Duration = Duration::from_secs(10);
-/// Bound on one whole operation that moves at most one part (a part's upload, completing
-/// an upload, the rename that installs a blob).
-const PART_TIME: Duration = Duration::from_secs(120);
-
-/// `op`, failed as unavailable when it does not finish within `limit`.
-async fn bounded<T>(
-    limit: Duration,
-    op: impl std::future::Future<Output = object_store::Result<T>>,
-) -> object_store::Result<T> {
-    tokio::time::timeout(limit, op)
-        .await
-        .unwrap_or_else(|_| Err(stalled(limit)))
-}
-
-fn stalled(limit: Duration) -> object_store::Error {
-    object_store::Error::Generic {
-        store: "blob store",
-        source: format!("no answer within {} s", limit.as_secs()).into(),
-    }
-}
-
-/// `s`, ended with an unavailable error when no chunk arrives within [`STALL`].
-fn stall_bounded(
-    s: futures_util::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
-) -> futures_util::stream::BoxStream<'static, object_store::Result<bytes::Bytes>> {
-    futures_util::stream::unfold(Some(s), |s| async move {
-        let mut s = s?;
-        match tokio::time::timeout(STALL, s.next()).await {
-            Ok(Some(item)) => Some((item, Some(s))),
-            Ok(None) => None,
-            Err(_) => Some((Err(stalled(STALL)), None)),
-        }
-    })
-    .boxed()
-}
-
 /// Open handles of local blobs by digest, each with the time it was opened.
 #[derive(Debug, Default)]
 struct OpenFiles(
@@ -176,6 +138,7 @@ impl BlobStore {
             store: Arc::new(fs),
             local: Some(root.to_path_buf()),
             open: Arc::default(),
+            recent: Arc::default(),
         })
     }
 
@@ -201,6 +164,7 @@ impl BlobStore {
             store,
             local: None,
             open: Arc::default(),
+            recent: Arc::default(),
         }
     }
 
@@ -283,9 +247,19 @@ impl BlobStore {
                 .map(|f| BlobReader::File(BlobFile::new(f, Some(p.clone()))))
                 .map_err(RegistryError::io("open", &p));
         }
+        if let Some(bytes) = self.recent.get(digest) {
+            return Ok(BlobReader::Stream(
+                futures_util::stream::once(async move { Ok(bytes) }).boxed(),
+            ));
+        }
         let r = bounded(STALL, self.store.get(&Self::key(digest))).await?;
+        let size = r.meta.size;
         Ok(match r.payload {
             GetResultPayload::File(f, _) => BlobReader::File(BlobFile::new(Arc::new(f), None)),
+            GetResultPayload::Stream(s) if self.recent.keeps(size) => {
+                let bytes = self.recent.fill(digest, stall_bounded(s), size).await?;
+                BlobReader::Stream(futures_util::stream::once(async move { Ok(bytes) }).boxed())
+            }
             GetResultPayload::Stream(s) => BlobReader::Stream(stall_bounded(s)),
         })
     }
@@ -383,6 +357,7 @@ impl BlobWriter {
         store.make_durable(&digest)?;
         // Readers now open the file just installed, not a handle to the one it replaced.
         store.open.forget(&digest);
+        store.recent.forget(&digest);
         Ok(StoredBlob { digest, size })
     }
 }

@@ -27,6 +27,7 @@ pub mod names;
 pub mod open;
 pub mod outbox;
 pub mod register;
+mod remote;
 pub mod respond;
 pub mod s3;
 pub mod throttle;
