@@ -145,6 +145,7 @@ impl ClusterNode {
             warden_core::hex::encode(&suffix)
         );
         let role = Role {
+            journal: Arc::clone(&journal),
             rt: rt.handle().clone(),
             pool: pool.clone(),
             status: Arc::clone(&status),
@@ -280,6 +281,7 @@ impl Drop for ClusterNode {
 }
 
 struct Role {
+    journal: Arc<ClusterJournal>,
     rt: tokio::runtime::Handle,
     pool: PgPool,
     status: Arc<Status>,
@@ -395,6 +397,8 @@ impl Role {
             self.opts.lease_ttl,
             Arc::clone(&lost),
         ));
+        let mut ledger = Arc::new(ledger);
+        self.journal.set_direct(Some(Arc::clone(&ledger)));
         let result = crate::sequence::run(&crate::sequence::Sequencing {
             rt: &self.rt,
             pool: &self.pool,
@@ -404,6 +408,18 @@ impl Role {
             set_copy: &|st| self.status.set_copy(st),
         });
         renewer.abort();
+        // New entries go through the queue again; a submission under way still holds
+        // the ledger for a moment.
+        self.journal.set_direct(None);
+        let ledger = loop {
+            match Arc::try_unwrap(ledger) {
+                Ok(l) => break l,
+                Err(shared) => {
+                    ledger = shared;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        };
         // Closing drains the ledger: its last entries commit while the lease holds.
         ledger.close();
         if !lost.load(Ordering::SeqCst) {

@@ -96,6 +96,9 @@ fn take_loop(
             }
         };
         if batches.is_empty() {
+            // This node's own entries go straight into the ledger: what they made
+            // durable is the copy's state too.
+            (s.set_copy)(s.ledger.durable_state());
             // A missed notification costs at most this wait.
             s.rt.block_on(pending.wait(Duration::from_millis(20)));
             continue;
