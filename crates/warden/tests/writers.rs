@@ -20,6 +20,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use warden_store::writer::proto::{self, Request, Response};
 
@@ -555,11 +557,13 @@ fn sigkill_of_the_writer_loses_nothing_acknowledged_and_records_retries_once() {
     for trial in 0..10 {
         let mut w = start_writer(&fx);
         let (first_tx, first_rx) = std::sync::mpsc::channel();
+        let received = Arc::new(AtomicUsize::new(0));
         let kids: Vec<_> = (0..4)
             .map(|c| {
                 let mut k = stream(&fx, trial * 10 + c, per, &[]);
                 let out = k.stdout.take().unwrap();
                 let tx = first_tx.clone();
+                let received = Arc::clone(&received);
                 let lines = std::thread::spawn(move || {
                     let mut got = Vec::new();
                     for l in BufReader::new(out).lines() {
@@ -569,6 +573,7 @@ fn sigkill_of_the_writer_loses_nothing_acknowledged_and_records_retries_once() {
                                 .as_u64()
                                 .unwrap(),
                         );
+                        received.fetch_add(1, Ordering::SeqCst);
                         if got.len() == 1 {
                             let _ = tx.send(());
                         }
@@ -578,11 +583,23 @@ fn sigkill_of_the_writer_loses_nothing_acknowledged_and_records_retries_once() {
                 (k, lines)
             })
             .collect();
-        // Kill once every client has a receipt from this writer, a little later each trial.
+        // Kill once every client has a receipt from this writer and the clients together
+        // hold a share of the receipts that grows each trial (up to 45 %). Counted, not
+        // timed: on a fast run a delay let the clients finish before the kill (trial 9
+        // once had every receipt within its 180 ms).
         for _ in 0..4 {
             first_rx.recv_timeout(Duration::from_secs(30)).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(20 * trial as u64));
+        let kill_at = 4 * per * trial / 20;
+        let waited = Instant::now();
+        while received.load(Ordering::SeqCst) < kill_at {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "trial {trial}: receipts stopped at {}",
+                received.load(Ordering::SeqCst)
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
         w.0.kill().unwrap();
         w.0.wait().unwrap();
         let _w = start_writer(&fx);
