@@ -15,6 +15,7 @@ pub mod journal;
 pub mod lease;
 pub mod mirror;
 pub mod node;
+pub mod publish;
 pub mod queue;
 pub mod schema;
 mod sequence;
@@ -50,6 +51,9 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    /// The object store holding the published log failed or holds something else.
+    #[error("published log: {0}")]
+    Objects(String),
     /// Bad configuration.
     #[error("{0}")]
     Config(String),

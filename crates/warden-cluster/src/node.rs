@@ -242,6 +242,27 @@ impl ClusterNode {
         self.block(crate::cursors::save(&self.pool, sink, next, cursor))
     }
 
+    /// Publishes the ledger to `objects` whenever this node holds the lease
+    /// [`crate::publish::LEASE`], until `stop` turns true ([`crate::publish::run`]).
+    pub fn publish<O: crate::publish::Objects>(
+        &self,
+        objects: O,
+        stop: tokio::sync::watch::Receiver<bool>,
+        say: impl Fn(String) + Send + Sync + 'static,
+    ) -> Result<tokio::task::JoinHandle<()>, ClusterError> {
+        let rt = self
+            .rt
+            .as_ref()
+            .ok_or_else(|| ClusterError::Config("the node is stopped".into()))?;
+        Ok(rt.spawn(crate::publish::run(
+            self.pool.clone(),
+            self.holder.clone(),
+            objects,
+            stop,
+            say,
+        )))
+    }
+
     /// The node's database pool.
     #[must_use]
     pub fn pool(&self) -> &PgPool {

@@ -22,6 +22,7 @@ pub mod keyfile;
 mod lifecycle;
 pub mod load;
 pub mod load_into;
+pub mod logbucket;
 pub mod manager;
 pub mod names;
 pub mod open;

@@ -39,6 +39,11 @@ pub struct Config {
     /// keeps its own copy of the ledger's files at `log`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// Where a cluster publishes its ledger as C2SP tlog-tiles (`s3://bucket/prefix`,
+    /// or a directory), for `warden verify --log URL` and any tlog-tiles client. One
+    /// node at a time publishes (the lease `ledger.publish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_log: Option<String>,
     /// Artifact blob store root (local filesystem).
     #[serde(default = "default_blobs")]
     pub blobs: PathBuf,
@@ -396,6 +401,7 @@ impl Config {
             registry_db: default_registry(),
             registry_database: None,
             backend: None,
+            publish_log: None,
             blobs: default_blobs(),
             policies: default_policies(),
             tls_cert: default_tls_cert(),
@@ -426,6 +432,11 @@ impl Config {
             if let Some(url) = url {
                 check_postgres_url(key, url)?;
             }
+        }
+        if self.publish_log.is_some() && self.backend.is_none() {
+            return Err(StoreError::Config(
+                "publish_log is published by a cluster: it needs backend = \"postgres://…\"".into(),
+            ));
         }
         if self.backend.is_some() && self.strict {
             return Err(StoreError::Config(

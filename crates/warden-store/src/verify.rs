@@ -23,7 +23,7 @@ pub struct Outcome {
 }
 
 struct Checkpoints {
-    reader: BufReader<std::io::Take<File>>,
+    reader: BufReader<Box<dyn Read + Send>>,
     next: Option<(Vec<u8>, u64)>,
     k: u64,
     offset: u64,
@@ -233,12 +233,63 @@ pub fn verify_prefix(
     cf.seek(SeekFrom::Start(cstart))
         .map_err(io("seek", checkpoints))?;
     let cps_limit = cps_len.saturating_sub(cstart);
-    let mut cps = Checkpoints {
-        reader: BufReader::with_capacity(1 << 20, cf.take(cps_limit)),
+    let cps = Checkpoints {
+        reader: BufReader::with_capacity(1 << 20, Box::new(cf.take(cps_limit))),
         next: None,
         k: resume.map_or(0, |r| r.checkpoints),
         offset: cstart,
     };
+    let f = view.reader(start, total.saturating_sub(start));
+    drive(
+        v,
+        Box::new(f),
+        start,
+        total,
+        cps,
+        log,
+        checkpoints,
+        progress,
+    )
+}
+
+/// Verifies a ledger read from two streams rather than files (for example from a
+/// bucket): `entries` yields the entries' lines, `checkpoints` the checkpoint records'
+/// lines, each line ending in `\n`; `entries_len` is the entries' length in bytes when
+/// known (for progress only). `name` names the source in errors.
+pub fn verify_streams(
+    entries: Box<dyn Read + Send>,
+    entries_len: u64,
+    checkpoints: Box<dyn Read + Send>,
+    name: &Path,
+    cfg: VerifyConfig,
+    trusted: Vec<Note>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Outcome, StoreError> {
+    let mut v = Verifier::new(cfg);
+    for t in trusted {
+        v.add_trusted(t);
+    }
+    let cps = Checkpoints {
+        reader: BufReader::with_capacity(1 << 20, checkpoints),
+        next: None,
+        k: 0,
+        offset: 0,
+    };
+    drive(v, entries, 0, entries_len, cps, name, name, progress)
+}
+
+/// Feeds the entries read from `f` (from byte `start`) and the checkpoints to `v`.
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    mut v: Verifier,
+    f: Box<dyn Read + Send>,
+    start: u64,
+    total: u64,
+    mut cps: Checkpoints,
+    log: &Path,
+    checkpoints: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Outcome, StoreError> {
     cps.advance().map_err(io("read", checkpoints))?;
     let decrypt = v.decrypts();
     if decrypt {
@@ -248,7 +299,6 @@ pub fn verify_prefix(
     // Reading, and hashing and parsing on every core, run a chunk ahead of the
     // order-dependent checks on this thread.
     let (recycle, recycled) = std::sync::mpsc::channel();
-    let f = view.reader(start, total.saturating_sub(start));
     for prepared in spawn_preparer(spawn_reader(f, recycled)) {
         let Prepared {
             chunk,

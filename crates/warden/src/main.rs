@@ -9,6 +9,7 @@ mod cmd;
 mod common;
 mod journal;
 mod ondemand;
+mod publish;
 mod registry;
 
 /// mimalloc: the service's hot path (policy evaluation, JSON, HTTP) allocates many small

@@ -21,4 +21,5 @@ pub mod serve;
 pub mod token;
 pub mod training;
 pub mod verify;
+pub mod verify_bucket;
 pub mod writer;

@@ -142,7 +142,10 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         sinks,
         node.clone(),
     )?;
-    runtime()?.block_on(async {
+    let rt = runtime()?;
+    // The committed ledger, published to a bucket as tlog-tiles (`publish_log`).
+    let publishing = crate::publish::Publishing::start(node.as_ref(), &cfg)?;
+    rt.block_on(async {
         let jwt = match &cfg.jwt {
             None => None,
             Some(j) => {
@@ -245,6 +248,9 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         // The exporters deliver the last entries; then the node writes what it took and
         // gives its leases up.
         exporters.stop();
+        if let Some(p) = publishing {
+            p.stop().await;
+        }
         drop(node);
         eprint("warden: stopped");
         served

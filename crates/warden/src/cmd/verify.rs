@@ -18,7 +18,10 @@ pub struct Args {
     /// Ignored when --log names the ledger.
     #[arg(long, env = "WARDEN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Entries file to verify; its checkpoints file is beside it. Needs --root-pub.
+    /// Entries file to verify (its checkpoints file is beside it), or a ledger a
+    /// cluster published as tlog-tiles: `s3://bucket/prefix` (credentials and endpoint
+    /// from the standard AWS variables) or a directory holding `checkpoint`, read
+    /// straight from there, every hash tile checked. Needs --root-pub.
     #[arg(long)]
     pub log: Option<PathBuf>,
     /// The log's root public key (the trust anchor). Default: DATA_DIR/keys/root.pub.
@@ -129,18 +132,48 @@ fn verify(a: &Args) -> Result<ExitCode> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let start = std::time::Instant::now();
-    let out = warden_store::verify::verify_files(
-        &log,
-        &checkpoints_path(&log),
-        cfg,
-        trusted,
-        resume.as_ref(),
-        &mut |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        },
-    )?;
+    let mut progress = |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let (out, tiles) = if crate::cmd::verify_bucket::is_published(&log) {
+        if resume.is_some() || a.save_checkpoint.is_some() {
+            bail!(
+                "--since-checkpoint and --save-checkpoint read and write a node's files; not a published log"
+            )
+        }
+        let url = log.to_string_lossy().into_owned();
+        let o = crate::cmd::verify_bucket::open(&url)?;
+        let mut trusted = trusted;
+        trusted.push(o.latest);
+        let out = warden_store::verify::verify_streams(
+            o.entries,
+            o.entries_len,
+            o.checkpoints,
+            &log,
+            cfg,
+            trusted,
+            &mut progress,
+        )?;
+        let tiles = o
+            .tiles
+            .join()
+            .map_err(|_| anyhow::anyhow!("the tile check failed"))?;
+        (out, Some(tiles))
+    } else {
+        let out = warden_store::verify::verify_files(
+            &log,
+            &checkpoints_path(&log),
+            cfg,
+            trusted,
+            resume.as_ref(),
+            &mut progress,
+        )?;
+        (out, None)
+    };
     bar.finish_and_clear();
+    let tiles_clean = tiles.as_ref().is_none_or(|t| t.count == 0);
+    let clean = out.report.is_clean() && tiles_clean;
     let secs = start.elapsed().as_secs_f64();
     let r = &out.report;
     if let (Some(p), Some(st)) = (&a.save_checkpoint, &out.resume) {
@@ -150,12 +183,23 @@ fn verify(a: &Args) -> Result<ExitCode> {
     }
     if a.json {
         print_json(&serde_json::json!({
-            "ok": r.is_clean(), "entries": r.entries, "checkpoints": r.checkpoints, "epochs": r.epochs,
+            "ok": clean, "tiles": tiles, "entries": r.entries, "checkpoints": r.checkpoints, "epochs": r.epochs,
             "decrypted": r.decrypted, "verified_size": r.verified_size, "seconds": secs, "findings": r.findings,
             "resumed_from": resume.as_ref().map(|s| s.size), "removed_by_retention": r.removed,
             "pending_recovery": r.pending,
         }))?;
     } else {
+        if let Some(t) = &tiles {
+            for f in &t.findings {
+                println!("INVALID tile {f}");
+            }
+            if t.count > t.findings.len() as u64 {
+                println!(
+                    "... and {} more tile findings",
+                    t.count - t.findings.len() as u64
+                );
+            }
+        }
         for f in r.findings.iter().take(a.max_findings) {
             let loc = match f.location {
                 warden_core::verify::Location::Entry => "entry",
@@ -174,7 +218,10 @@ fn verify(a: &Args) -> Result<ExitCode> {
         } else {
             String::new()
         };
-        let verdict = if r.is_clean() { "OK" } else { "FAILED" };
+        let verdict = if clean { "OK" } else { "FAILED" };
+        let tiled = tiles.as_ref().map_or(String::new(), |t| {
+            format!(", {} hash tiles checked ({} findings)", t.checked, t.count)
+        });
         let removed = if r.removed > 0 {
             format!(
                 " (entries 0..{} were removed by retention; verified from there)",
@@ -194,14 +241,14 @@ fn verify(a: &Args) -> Result<ExitCode> {
             );
         }
         println!(
-            "{verdict}: {} entries, {} checkpoints, {} epochs{decrypted}, {} findings ({secs:.2} s){removed}",
+            "{verdict}: {} entries, {} checkpoints, {} epochs{decrypted}, {} findings{tiled} ({secs:.2} s){removed}",
             r.entries,
             r.checkpoints,
             r.epochs,
             r.findings.len()
         );
     }
-    Ok(if r.is_clean() {
+    Ok(if clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_INVALID)

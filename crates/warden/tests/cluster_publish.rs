@@ -1,0 +1,176 @@
+//! A cluster publishes its ledger to the bucket as C2SP tlog-tiles, and `warden verify
+//! --log s3://…` verifies it from there: every entry, every checkpoint, every hash
+//! tile. Publishing runs on one node at a time and moves on when that node dies; an
+//! altered bundle or tile in the bucket is found and named.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+mod cli;
+mod nodes;
+#[path = "../../warden-registry/tests/common/s3.rs"]
+mod s3;
+mod serve;
+
+use cli::pg::{Pg, psql};
+use nodes::{cluster, download, ledger, nodes};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The published size, read from the bucket's `checkpoint` (0 before the first).
+fn published_size(objects: &Path) -> u64 {
+    std::fs::read_to_string(objects.join("ledger/checkpoint"))
+        .ok()
+        .and_then(|t| t.lines().nth(1).and_then(|l| l.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Waits until the bucket's checkpoint covers at least `size` entries.
+fn published(objects: &Path, size: u64) -> Duration {
+    let t = Instant::now();
+    while published_size(objects) < size {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the bucket's checkpoint stayed at {} (want {size})",
+            published_size(objects)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t.elapsed()
+}
+
+/// `warden verify --log URL --json`: exit code and report.
+fn verify(fx: &cli::Fx, log: &str, extra: &[&str]) -> (i32, Value) {
+    let root_pub = fx.data.join("keys/root.pub");
+    let mut args = vec![
+        "verify",
+        "--log",
+        log,
+        "--root-pub",
+        root_pub.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = fx.cmd().args(&args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| {
+        panic!(
+            "verify {log}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn downloads(addr: &str, token: &str, n: usize, tag: &str) {
+    for i in 0..n {
+        let (code, _) = download(addr, token, &format!("{tag}-{i}")).expect("an answer");
+        assert_eq!(code, 200, "download {tag}-{i} from {addr}");
+    }
+}
+
+#[test]
+fn the_cluster_publishes_tlog_tiles_that_verify_from_the_bucket() {
+    let pg = Pg::new();
+    let (fx, token, objects) = cluster(&pg);
+    // `publish_log` beside `blobs`, in the same bucket.
+    let toml_path = fx.data.join("warden.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    let blobs = toml
+        .lines()
+        .find_map(|l| l.strip_prefix("blobs = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("blobs in warden.toml")
+        .to_owned();
+    let url = blobs.replace("/blobs", "/ledger");
+    std::fs::write(&toml_path, format!("publish_log = \"{url}\"\n{toml}")).unwrap();
+    let (mut nodes, addrs) = nodes(&fx, 2);
+
+    // Enough entries for full bundles and tiles as well as partial ones.
+    downloads(&addrs[0], &token, 300, "a");
+    downloads(&addrs[1], &token, 300, "b");
+    let size = ledger(&fx, &nodes[0].data).len() as u64;
+    let took = published(&objects, size);
+    eprintln!(
+        "published {size} entries; the bucket's checkpoint caught up {took:?} after the last download"
+    );
+    let (code, v) = verify(&fx, &url, &["--auditor-key", "auditor.key"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    let entries = v["entries"].as_u64().unwrap();
+    assert!(
+        entries >= size,
+        "{entries} entries verified, {size} written"
+    );
+    assert_eq!(v["decrypted"].as_u64(), Some(entries), "{v}");
+    let tiles = v["tiles"]["checked"].as_u64().unwrap();
+    assert!(tiles > entries / 256, "{tiles} tiles checked: {v}");
+    assert_eq!(v["tiles"]["count"], 0, "{v}");
+    // The bucket's directory is a tlog-tiles tree a plain directory reader verifies too.
+    let dir = objects.join("ledger");
+    let (code, v) = verify(&fx, dir.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{v}");
+    assert!(dir.join("tile/entries/000").is_file());
+    assert!(dir.join("tile/0/000").is_file());
+
+    // The publishing node dies: another takes over and the bucket keeps up.
+    let holder = psql(
+        &pg.url(),
+        "SELECT holder FROM cluster_lease WHERE name = 'ledger.publish'",
+    );
+    let (dead, live) = if holder.starts_with("n1/") {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    nodes[dead].signal("-KILL");
+    downloads(&addrs[live], &token, 50, "c");
+    let size = ledger(&fx, &nodes[live].data).len() as u64;
+    let took = published(&objects, size);
+    eprintln!("after the publishing node's SIGKILL the bucket reached {size} entries in {took:?}");
+    let (code, v) = verify(&fx, &url, &[]);
+    assert_eq!(code, 0, "{v}");
+
+    // An altered entry in a full bundle is named, and so is its level-0 tile's
+    // mismatch once the tile is altered instead.
+    let bundle = dir.join("tile/entries/000");
+    let original = std::fs::read(&bundle).unwrap();
+    let mut altered = original.clone();
+    let at = 10; // inside the first entry
+    altered[at] ^= 0x01;
+    std::fs::write(&bundle, &altered).unwrap();
+    let (code, v) = verify(&fx, &url, &[]);
+    assert_ne!(code, 0, "an altered bundle verified: {v}");
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["findings"].as_array().is_some_and(|f| !f.is_empty()),
+        "{v}"
+    );
+    assert!(
+        v["tiles"]["findings"].as_array().is_some_and(|f| f
+            .iter()
+            .any(|f| f.as_str().unwrap().starts_with("tile/0/000"))),
+        "{v}"
+    );
+    std::fs::write(&bundle, &original).unwrap();
+    let tile = dir.join("tile/0/001");
+    let mut t = std::fs::read(&tile).unwrap();
+    t[5] ^= 0x80;
+    std::fs::write(&tile, &t).unwrap();
+    let (code, v) = verify(&fx, &url, &[]);
+    assert_ne!(code, 0, "an altered tile verified: {v}");
+    assert_eq!(v["findings"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(v["tiles"]["count"], 1, "{v}");
+    assert!(
+        v["tiles"]["findings"][0]
+            .as_str()
+            .unwrap()
+            .contains("tile/0/001"),
+        "{v}"
+    );
+}
