@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use warden_core::entry::{Event, RID_LEN};
 use warden_store::error::AppendError;
-use warden_store::journal::Journal;
+use warden_store::journal::{Journal, Observer};
 use warden_store::ledger::{Completer, DurableState, Ledger, Receipt, Ticket, check_submission};
 
 /// Longest a ticket waits for its receipt.
@@ -68,6 +68,8 @@ pub struct ClusterJournal {
     direct: std::sync::RwLock<Option<Arc<Ledger>>>,
     session: [u8; 8],
     counter: AtomicU64,
+    /// Fed the other nodes' entries this node sequences.
+    observer: std::sync::RwLock<Option<Observer>>,
 }
 
 impl std::fmt::Debug for ClusterJournal {
@@ -100,6 +102,7 @@ impl ClusterJournal {
             direct: std::sync::RwLock::new(None),
             session,
             counter: AtomicU64::new(0),
+            observer: std::sync::RwLock::new(None),
         })
     }
 
@@ -126,6 +129,16 @@ impl ClusterJournal {
             .direct
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = ledger;
+    }
+
+    /// What is fed the entries of other nodes (and processes) this node sequences, and
+    /// the prefix of this journal's request ids, which tells its own entries apart.
+    pub(crate) fn observer(&self) -> Option<(Observer, [u8; 8])> {
+        self.observer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .map(|o| (o, self.session))
     }
 
     fn direct(&self) -> Option<Arc<Ledger>> {
@@ -184,6 +197,19 @@ impl Journal for ClusterJournal {
 
     fn durable_state(&self) -> Option<DurableState> {
         None
+    }
+
+    /// Only while it sequences: then every other node's entries reach this node's
+    /// detectors through [`Journal::observe_others`].
+    fn detects_own(&self) -> bool {
+        self.direct().is_some()
+    }
+
+    fn observe_others(&self, f: Observer) {
+        *self
+            .observer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f);
     }
 }
 

@@ -427,6 +427,7 @@ impl Role {
             done: &|| self.stopping() || lost.load(Ordering::SeqCst),
             note_error: &|e| self.status.note_error(e),
             set_copy: &|st| self.status.set_copy(st),
+            observer: &|| self.journal.observer(),
         });
         renewer.abort();
         // New entries go through the queue again; a submission under way still holds
@@ -499,5 +500,13 @@ impl warden_store::journal::Journal for ClusterNode {
             .copy
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn detects_own(&self) -> bool {
+        self.journal.detects_own()
+    }
+
+    fn observe_others(&self, f: warden_store::journal::Observer) {
+        self.journal.observe_others(f);
     }
 }

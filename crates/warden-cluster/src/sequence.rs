@@ -13,7 +13,9 @@ use sqlx::PgPool;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
+use warden_core::entry::Event;
 use warden_store::error::{AppendError, StoreError};
+use warden_store::journal::Observer;
 use warden_store::ledger::{DurableState, Ledger, Ticket};
 
 /// Most queued batches (of up to 5,000 entries each) taken at once.
@@ -31,10 +33,20 @@ pub(crate) struct Sequencing<'a> {
     pub(crate) done: &'a (dyn Fn() -> bool + Sync),
     pub(crate) note_error: &'a (dyn Fn(&ClusterError) + Sync),
     pub(crate) set_copy: &'a (dyn Fn(Option<DurableState>) + Sync),
+    /// This node's detectors, fed every entry other nodes (and processes) queued, and
+    /// the request-id prefix of this node's own entries, which its manager feeds.
+    /// (Asked at every take: detection starts after the node does.)
+    pub(crate) observer: &'a (dyn Fn() -> Option<(Observer, [u8; 8])> + Sync),
 }
 
+/// An entry another node queued, kept to feed the detectors once it is written.
+type Seen = Option<(String, Vec<u8>)>;
+
 /// Entries of batches submitted, each a ticket or already an outcome (refused).
-type Submitted = Vec<(i64, Vec<Result<Ticket, Outcome>>)>;
+type Group = Vec<(i64, Vec<(Result<Ticket, Outcome>, Seen)>)>;
+
+/// A group with what observes its other nodes' entries.
+type Submitted = (Option<Observer>, Group);
 
 /// Runs until the node stops, loses its lease, or the ledger or database fails.
 pub(crate) fn run(s: &Sequencing<'_>) -> Result<(), ClusterError> {
@@ -43,9 +55,9 @@ pub(crate) fn run(s: &Sequencing<'_>) -> Result<(), ClusterError> {
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Submitted>(1);
         let recorder = scope.spawn(|| -> Result<(), ClusterError> {
-            for group in rx {
+            for (observer, group) in rx {
                 let ids: Vec<i64> = group.iter().map(|(id, _)| *id).collect();
-                let r = wait_all(group)
+                let r = wait_all(group, observer.as_ref())
                     .map_err(|e| ClusterError::Store(StoreError::Config(e.to_string())))
                     .and_then(|done| {
                         (s.set_copy)(s.ledger.durable_state());
@@ -106,9 +118,11 @@ fn take_loop(
         busy.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .extend(batches.iter().map(|b| b.id));
-        let group = submit_all(s.ledger, batches)
+        let observer = (s.observer)();
+        let own = observer.as_ref().map(|(_, session)| session);
+        let group = submit_all(s.ledger, batches, own)
             .map_err(|e| ClusterError::Store(StoreError::Config(e.to_string())))?;
-        if tx.send(group).is_err() {
+        if tx.send((observer.map(|(o, _)| o), group)).is_err() {
             return Ok(());
         }
         if pruned.elapsed() > Duration::from_secs(60) {
@@ -120,39 +134,60 @@ fn take_loop(
     }
 }
 
-/// Queues every entry of `batches` in order (they commit together).
-fn submit_all(ledger: &Ledger, batches: Vec<Batch>) -> Result<Submitted, AppendError> {
+/// Queues every entry of `batches` in order (they commit together). With `own` (the
+/// request-id prefix of this node's entries, when detectors are listening), the other
+/// nodes' entries are kept to be observed once written.
+fn submit_all(
+    ledger: &Ledger,
+    batches: Vec<Batch>,
+    own: Option<&[u8; 8]>,
+) -> Result<Group, AppendError> {
     let mut out = Vec::with_capacity(batches.len());
     for b in batches {
         let mut tickets = Vec::with_capacity(b.entries.len());
         for e in b.entries {
-            tickets.push(
+            let seen = own
+                .filter(|own| e.rid.get(..8) != Some(own.as_slice()))
+                .map(|_| (e.kind.clone(), e.plaintext.clone()));
+            tickets.push((
                 match ledger.submit_plaintext_request(&e.kind, e.plaintext, e.rid) {
                     Ok(t) => Ok(t),
                     Err(AppendError::Invalid(r)) => Err(Outcome::Refused(r)),
                     Err(other) => return Err(other),
                 },
-            );
+                seen,
+            ));
         }
         out.push((b.id, tickets));
     }
     Ok(out)
 }
 
-/// Waits for every ticket of a submitted group; the outcomes by batch.
-fn wait_all(group: Submitted) -> Result<Vec<(i64, Vec<Outcome>)>, AppendError> {
+/// Waits for every ticket of a submitted group; the outcomes by batch. Each written
+/// entry kept for the detectors is handed to `observer`.
+fn wait_all(
+    group: Group,
+    observer: Option<&Observer>,
+) -> Result<Vec<(i64, Vec<Outcome>)>, AppendError> {
     let mut done = Vec::with_capacity(group.len());
     for (id, tickets) in group {
         let mut outs = Vec::with_capacity(tickets.len());
-        for t in tickets {
+        for (t, seen) in tickets {
             outs.push(match t {
                 Err(refused) => refused,
                 Ok(t) => match t.wait() {
-                    Ok(r) => Outcome::Written {
-                        index: r.index,
-                        size: r.size,
-                        note: r.checkpoint.to_string(),
-                    },
+                    Ok(r) => {
+                        if let (Some(f), Some((kind, plaintext))) = (observer, seen)
+                            && let Ok(ev) = Event::from_plaintext(&plaintext)
+                        {
+                            f(&kind, &ev, r.index);
+                        }
+                        Outcome::Written {
+                            index: r.index,
+                            size: r.size,
+                            note: r.checkpoint.to_string(),
+                        }
+                    }
                     Err(AppendError::Invalid(r)) => Outcome::Refused(r),
                     Err(e) => return Err(e),
                 },

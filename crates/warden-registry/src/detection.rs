@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use warden_core::entry::Event;
 use warden_detect::{Category, Detector, Incident, Signal};
+use warden_store::journal::Journal;
 
 /// The manager's detection state.
 #[derive(Debug)]
@@ -11,12 +12,22 @@ pub(crate) struct Hook {
     pub(crate) detector: Mutex<Detector>,
     pub(crate) clock: Arc<dyn warden_store::ledger::Clock>,
     pub(crate) tx: tokio::sync::mpsc::UnboundedSender<Incident>,
+    /// Where this process appends: on a cluster it says whether this node detects.
+    pub(crate) journal: Arc<dyn Journal>,
 }
 
 /// Kinds the responder writes; never fed back to the detectors.
 const OWN_KINDS: [&str; 3] = ["playbook.suspend", "playbook.revoke", "playbook.alert"];
 
 impl Hook {
+    /// Feeds an entry this process appended, unless another process detects for it
+    /// (on a cluster, the node that sequences sees every node's entries).
+    pub(crate) fn observe_own(&self, kind: &str, ev: &Event, index: u64) {
+        if self.journal.detects_own() {
+            self.observe(kind, ev, index);
+        }
+    }
+
     /// Feeds one durable entry to the detectors.
     pub(crate) fn observe(&self, kind: &str, ev: &Event, index: u64) {
         let now_micros = self.clock.now().as_micros();

@@ -246,7 +246,7 @@ impl Check {
         // The client is refused either way; a ledger failure here is already the
         // ledger's own alarm.
         if let (Ok(r), Some(h)) = (self.ledger.append("incident", &ev), &self.hook) {
-            h.observe("incident", &ev, r.index);
+            h.observe_own("incident", &ev, r.index);
         }
         Err(StreamIntegrityError)
     }

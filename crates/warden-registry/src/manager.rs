@@ -340,7 +340,7 @@ impl SecureModelManager {
         metrics::histogram!("warden_audit_append_duration_seconds", "kind" => kind)
             .record(t.elapsed().as_secs_f64());
         if let (Ok(receipt), Some(hook)) = (&r, self.detection.get()) {
-            hook.observe(kind, event, receipt.index);
+            hook.observe_own(kind, event, receipt.index);
         }
         r
     }

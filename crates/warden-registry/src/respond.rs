@@ -156,10 +156,20 @@ impl SecureModelManager {
             detector: Mutex::new(Detector::new(cfg.thresholds.clone())),
             clock: Arc::clone(&self.clock),
             tx,
+            journal: Arc::clone(&self.ledger),
         };
-        if self.detection.set(Arc::new(hook)).is_err() {
+        let hook = Arc::new(hook);
+        if self.detection.set(Arc::clone(&hook)).is_err() {
             return Err(bad("detection is already enabled".into()));
         }
+        // On a cluster, the entries other nodes append reach these detectors while
+        // this node sequences them.
+        let seen = Arc::downgrade(&hook);
+        self.ledger.observe_others(Arc::new(move |kind, ev, index| {
+            if let Some(h) = seen.upgrade() {
+                h.observe(kind, ev, index);
+            }
+        }));
         // Alerts a stop or crash cut short go out again.
         let resend = Arc::clone(self);
         let targets = playbooks.alerts.clone();

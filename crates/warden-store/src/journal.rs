@@ -9,7 +9,12 @@ use crate::layout::DurableState;
 use crate::ledger::Ledger;
 use crate::ticket::{Receipt, Ticket};
 use std::path::Path;
+use std::sync::Arc;
 use warden_core::entry::Event;
+
+/// Called with an entry another process appended, once it is durable: its kind, its
+/// event and its index.
+pub type Observer = Arc<dyn Fn(&str, &Event, u64) + Send + Sync>;
 
 /// Where entries are appended.
 ///
@@ -43,6 +48,18 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     fn local(&self) -> Option<&Ledger> {
         None
     }
+
+    /// Whether this process's detectors should see the entries it appends itself. On a
+    /// cluster only the node that sequences detects, so that every node's entries meet
+    /// in one detector ([`Journal::observe_others`]) and an attack spread over nodes is
+    /// one attack.
+    fn detects_own(&self) -> bool {
+        true
+    }
+
+    /// Hands `f` every entry other processes append that this one writes into the
+    /// ledger (a cluster's sequencer). Nothing by default.
+    fn observe_others(&self, _f: Observer) {}
 }
 
 impl Journal for Ledger {

@@ -412,3 +412,60 @@ fn every_node_exports_its_copy_of_the_ledger_whole() {
     }
     assert!(outputs.windows(2).all(|w| w[0] == w[1]));
 }
+
+/// Failed authentications from one address spread over three nodes, fewer on each
+/// than the brute-force threshold (20 in 5 minutes), more in all: the node that
+/// sequences sees every node's entries, so the cluster raises one incident, as one
+/// server would.
+#[test]
+fn a_brute_force_spread_over_three_nodes_is_one_brute_force() {
+    let pg = Pg::new();
+    let (fx, _, _) = cluster(&pg);
+    let (_nodes, addrs) = nodes(&fx, 3);
+    let started = Instant::now();
+    for i in 0..24 {
+        let a = get(
+            &addrs[i % 3],
+            MODEL_PATH,
+            &format!("wdn_not-a-token-{i}"),
+            &format!("bf-{i}"),
+            10,
+        )
+        .expect("an answer");
+        assert_eq!(a.code, 401, "{}", a.text);
+    }
+    let brute_forces = |entries: &[Value]| {
+        entries
+            .iter()
+            .filter(|e| {
+                e["kind"] == "incident" && e["event"]["details"]["detector"] == "brute_force"
+            })
+            .count()
+    };
+    let mut entries = ledger(&fx, &fx.data);
+    while brute_forces(&entries) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no brute-force incident after 24 failures over three nodes: {:?}",
+            entries
+                .iter()
+                .filter(|e| e["kind"] != "model.access")
+                .map(|e| format!("{} {}", e["kind"], e["event"]["details"]))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        entries = ledger(&fx, &fx.data);
+    }
+    eprintln!(
+        "brute force over three nodes raised its incident {:?} after the first failure",
+        started.elapsed()
+    );
+    let failures = entries
+        .iter()
+        .filter(|e| e["kind"] == "auth.failure")
+        .count();
+    assert_eq!(failures, 24, "each failure is an entry");
+    // Give a second detector the time it would need, then count again: one incident.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(brute_forces(&ledger(&fx, &fx.data)), 1);
+}
