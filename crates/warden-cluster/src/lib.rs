@@ -11,6 +11,7 @@
 
 pub mod chunks;
 pub mod cursors;
+pub mod import;
 pub mod journal;
 pub mod lease;
 pub mod mirror;

@@ -31,8 +31,9 @@ pub trait Objects: Clone + std::fmt::Debug + Send + Sync + 'static {
 
 /// Uploads in flight at once.
 const IN_FLIGHT: usize = 32;
-/// Checkpoint chunks read per step.
-const CHUNKS_PER_STEP: i64 = 64;
+/// Checkpoint chunks read per step (each with its entries chunk: a batch of the
+/// sequencer, or up to 8 MiB of a migrated ledger), which bounds a step's memory.
+const CHUNKS_PER_STEP: i64 = 8;
 
 /// The publisher's position, kept at [`tiles::STATE`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -236,7 +237,7 @@ impl<O: Objects> Publisher<O> {
         let mut eoff = self.state.entries_off;
         let mut lines_left = last.size.saturating_sub(self.state.size);
         while lines_left > 0 {
-            let got = crate::chunks::from(&mut conn, ENTRIES, eoff, 256).await?;
+            let got = crate::chunks::from(&mut conn, ENTRIES, eoff, CHUNKS_PER_STEP).await?;
             if got.is_empty() {
                 return Err(corrupt(format!(
                     "checkpoint of size {} but the entries stop at byte {eoff}",

@@ -16,7 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
-const SCHEMA: &[&str] = &[
+pub(crate) const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS principals (
         name TEXT PRIMARY KEY, service BOOLEAN NOT NULL, active BOOLEAN NOT NULL,
         signing_alg TEXT, signing_key TEXT, created_at BIGINT NOT NULL, created_by TEXT NOT NULL)",

@@ -10,6 +10,7 @@ pub mod accesses;
 pub mod admission;
 pub mod blobs;
 mod cache;
+pub mod copy;
 pub mod db;
 mod detection;
 mod directory;

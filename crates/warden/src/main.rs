@@ -33,6 +33,10 @@ struct Cli {
 enum Command {
     /// Create a data directory: configuration, sealed root key, empty ledger.
     Init(cmd::init::Args),
+    /// Move an embedded data directory onto a cluster (PostgreSQL, and a bucket for
+    /// blobs) with its history: the ledger continues under the same root key, the
+    /// registry's rows and blobs are copied, `warden.toml` is rewritten last.
+    Migrate(cmd::migrate::Args),
     /// Manage auditor key pairs (the only keys that can decrypt the ledger).
     #[command(subcommand)]
     Auditor(cmd::auditor::Command),
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Init(a) => cmd::init::run(&a),
+        Command::Migrate(a) => cmd::migrate::run(&a),
         Command::Auditor(c) => cmd::auditor::run(&c),
         Command::Log(c) => cmd::log::run(&c),
         Command::Incident(c) => cmd::incident::run(&c),

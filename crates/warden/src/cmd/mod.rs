@@ -10,6 +10,7 @@ pub mod exporters;
 pub mod incident;
 pub mod init;
 pub mod log;
+pub mod migrate;
 pub mod model;
 pub mod principal;
 pub mod report;

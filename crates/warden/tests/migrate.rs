@@ -1,0 +1,152 @@
+//! `warden migrate` moves an embedded data directory (files, SQLite, local blobs) onto
+//! PostgreSQL and a bucket with its history: the cluster's nodes serve the same models
+//! to the same tokens, the ledger verifies under the same root key, and a checkpoint
+//! kept from before the move is consistent with the ledger after it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+mod cli;
+mod nodes;
+#[path = "../../warden-registry/tests/common/s3.rs"]
+mod s3;
+mod serve;
+
+use cli::Fx;
+use cli::pg::Pg;
+use nodes::{MODEL_BYTES, access_ids, download, ledger, nodes};
+use std::process::Command;
+
+#[test]
+fn an_embedded_data_directory_moves_onto_the_cluster_with_its_history() {
+    let pg = Pg::new();
+    let mut fx = Fx::new();
+    let (bucket, env, objects) = nodes::bucket();
+    fx.env = env;
+    fx.ok(&["auditor", "keygen", "--out", "auditor.key"]);
+    fx.ok(&["init", "--dev", "--auditor", "auditor.key.pub"]);
+    fx.add_principal("eng", "ml-engineer", &[]);
+    std::fs::write(fx.root.join("m.bin"), vec![7u8; MODEL_BYTES]).unwrap();
+    fx.register("m", "1", "m.bin", "eng");
+    let token = fx.token("eng", "model:read,model:load");
+
+    // A while on one machine.
+    let (mut child, addr, _) = serve::start(fx.cmd());
+    for i in 0..20 {
+        assert_eq!(
+            download(&addr, &token, &format!("before-{i}")).unwrap().0,
+            200
+        );
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    // A checkpoint an outside party kept from then.
+    let kept = fx.root.join("kept.json");
+    std::fs::write(&kept, fx.ok(&["log", "checkpoint", "--json"])).unwrap();
+    let before = ledger(&fx, &fx.data).len();
+
+    let url = format!("s3://{bucket}/blobs");
+    let v = fx.json(&["migrate", "--to", &pg.url(), "--blobs", &url, "--json"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["entries"].as_u64().unwrap() > before as u64, "{v}");
+    assert_eq!(v["blobs"], 1, "{v}");
+    assert_eq!(v["registry"]["principals"], 2, "admin and eng: {v}");
+    assert!(v["registry"]["tokens"].as_u64().unwrap() >= 1, "{v}");
+    assert!(
+        objects.join("blobs/sha256").is_dir(),
+        "no blob in the bucket"
+    );
+    // Once moved, it is a cluster node: a second move is refused.
+    let again = fx.run(&["migrate", "--to", &pg.url()]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already a cluster node"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // Another data directory cannot move into the same database: refused before it
+    // records or changes anything.
+    let other = Fx::initialised();
+    let entries_before = std::fs::read(other.data.join("logs/model_access.jsonl")).unwrap();
+    let out = other.run(&["migrate", "--to", &pg.url()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already holds a cluster's ledger"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(other.data.join("logs/model_access.jsonl")).unwrap(),
+        entries_before
+    );
+
+    // Two nodes serve the model from the bucket to the token made before the move.
+    let (nodes, addrs) = nodes(&fx, 2);
+    for (n, addr) in addrs.iter().enumerate() {
+        for i in 0..5 {
+            let (code, size) = download(addr, &token, &format!("after-{n}-{i}")).unwrap();
+            assert_eq!((code, size), (200, MODEL_BYTES), "node {n}");
+        }
+    }
+    // The ledger verifies on the new node's copy under the same root key, with the
+    // checkpoint kept from before the move, and holds both eras and the move itself.
+    let out = fx
+        .cmd()
+        .env("WARDEN_DATA_DIR", &nodes[1].data)
+        .args([
+            "verify",
+            "--root-pub",
+            fx.data.join("keys/root.pub").to_str().unwrap(),
+            "--trusted-checkpoint",
+            kept.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries = ledger(&fx, &nodes[1].data);
+    let ids = access_ids(&entries);
+    assert!((0..20).all(|i| ids.get(&format!("before-{i}")) == Some(&1)));
+    assert!((0..5).all(|i| ids.get(&format!("after-1-{i}")) == Some(&1)));
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["kind"] == "system.migrate")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_ledger_that_does_not_verify_is_not_moved() {
+    let pg = Pg::new();
+    let fx = Fx::initialised();
+    fx.append_access("alice");
+    // An entry altered on disk: the move must stop before anything is written.
+    let log = fx.data.join("logs/model_access.jsonl");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&log, &bytes).unwrap();
+    let out = fx.run(&["migrate", "--to", &pg.url()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing was moved"), "{err}");
+    assert!(
+        !std::fs::read_to_string(fx.data.join("warden.toml"))
+            .unwrap()
+            .contains("backend"),
+        "the configuration was changed"
+    );
+}
