@@ -189,6 +189,20 @@ impl SecureModelManager {
         })))
     }
 
+    /// What feeds this manager's detectors the entries other processes append through
+    /// this one's ledger (local clients through the writer socket). It looks the
+    /// detectors up at each entry, so detection may be enabled after it is handed out.
+    pub fn detector_feed(self: &Arc<Self>) -> warden_store::journal::Observer {
+        let weak = Arc::downgrade(self);
+        Arc::new(move |kind, ev, index| {
+            if let Some(m) = weak.upgrade()
+                && let Some(h) = m.detection.get()
+            {
+                h.observe(kind, ev, index);
+            }
+        })
+    }
+
     /// Records `inc` and runs the playbook.
     async fn respond(
         self: &Arc<Self>,

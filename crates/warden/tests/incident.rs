@@ -277,3 +277,49 @@ fn credential_stuffing_alerts_the_webhook_and_the_cli_lists_and_acknowledges_it(
     assert!(!good && err.contains("not an incident"), "{err}");
     fx.ok(&["verify", "--auditor-key", "auditor.key"]);
 }
+
+/// Entries local clients record through the service's writer socket (the CLI, Python
+/// workers) reach the service's detectors, as the entries it records itself do: 16
+/// denials of one principal recorded by the CLI raise `repeated_denials` (15 in 10
+/// minutes). They used to reach the ledger only.
+#[test]
+fn denials_recorded_by_local_clients_reach_the_service_s_detectors() {
+    let fx = Fx::initialised();
+    let (mut child, _addr, _) = serve::start(fx.cmd());
+    for i in 0..16 {
+        fx.ok(&[
+            "log",
+            "append",
+            "--kind",
+            "model.denied",
+            "--event",
+            &format!(r#"{{"user":"mallory","model":"m{i}","reason":"no grant"}}"#),
+        ]);
+    }
+    let t = Instant::now();
+    let raised = |fx: &Fx| {
+        fx.entries("incident")
+            .iter()
+            .filter(|e| e["event"]["details"]["detector"] == "repeated_denials")
+            .count()
+    };
+    while raised(&fx) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no incident for 16 denials recorded through the writer socket"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(raised(&fx), 1);
+    // They went through the service's socket, not around it.
+    let denied = fx.entries("model.denied");
+    assert_eq!(denied.len(), 16);
+    assert!(
+        denied.iter().all(|e| !e["event"]["via"].is_null()),
+        "{denied:?}"
+    );
+}

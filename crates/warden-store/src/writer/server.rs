@@ -10,6 +10,7 @@
 use super::peer::Peer;
 use super::proto::{self, Code, Request, Response};
 use crate::error::AppendError;
+use crate::journal::Observer;
 use crate::ledger::Ledger;
 use crate::ticket::{Ticket, lock};
 use std::io::{Read, Write};
@@ -75,6 +76,15 @@ struct State {
     /// demand); `yielded` is set when one was honoured.
     yields: AtomicBool,
     yielded: AtomicBool,
+    /// Fed each entry a client appended, once durable (the service's detectors).
+    observer: Mutex<Option<Observer>>,
+}
+
+/// An appended entry kept to hand to the observer with its index.
+struct Seen {
+    observer: Observer,
+    kind: String,
+    event: Event,
 }
 
 impl Listener {
@@ -113,6 +123,7 @@ impl Listener {
             last_active: Mutex::new(Instant::now()),
             yields: AtomicBool::new(false),
             yielded: AtomicBool::new(false),
+            observer: Mutex::new(None),
         });
         let (s2, st2) = (Arc::clone(&stop), Arc::clone(&state));
         let accept = std::thread::Builder::new()
@@ -124,6 +135,13 @@ impl Listener {
             accept: Some(accept),
             state,
         })
+    }
+
+    /// Hands `f` every entry a client appends, once it is durable, so that what local
+    /// clients (the CLI, Python workers) record reaches the same detectors as what the
+    /// service records itself.
+    pub fn observe(&self, f: Observer) {
+        *lock(&self.state.observer) = Some(f);
     }
 
     /// The socket path.
@@ -257,7 +275,7 @@ fn accept_loop(listener: &UnixListener, stop: &AtomicBool, state: &Arc<State>) {
 /// What the reading side hands the replying side, in request order.
 enum Reply {
     Now(Response, bool),
-    Wait([u8; warden_core::entry::RID_LEN], Ticket),
+    Wait([u8; warden_core::entry::RID_LEN], Ticket, Option<Box<Seen>>),
 }
 
 /// Serves one connection; whether it sent anything.
@@ -363,7 +381,16 @@ fn read_requests(stream: &UnixStream, state: &State, tx: &SyncSender<Reply>) -> 
                     } else {
                         event.via = Some(via.clone());
                         match state.ledger.submit_request(&kind, &event, id) {
-                            Ok(t) => Reply::Wait(id, t),
+                            Ok(t) => {
+                                let seen = lock(&state.observer).clone().map(|observer| {
+                                    Box::new(Seen {
+                                        observer,
+                                        kind: kind.clone(),
+                                        event: *event,
+                                    })
+                                });
+                                Reply::Wait(id, t, seen)
+                            }
                             Err(e) => Reply::Now(append_error(&e, &id), false),
                         }
                     }
@@ -463,7 +490,7 @@ fn respond(mut out: UnixStream, rx: &Receiver<Reply>) {
     let mut sent_cp: Option<u64> = None;
     let mut next = rx.recv().ok();
     while let Some(reply) = next.take() {
-        let blocks = matches!(&reply, Reply::Wait(_, t) if !t.is_ready());
+        let blocks = matches!(&reply, Reply::Wait(_, t, _) if !t.is_ready());
         if blocks && !pending.is_empty() && out.write_all(&pending).is_err() {
             break;
         }
@@ -516,19 +543,24 @@ fn respond(mut out: UnixStream, rx: &Receiver<Reply>) {
 fn resolve(reply: Reply) -> (Response, bool) {
     match reply {
         Reply::Now(r, close) => (r, close),
-        Reply::Wait(id, t) => match t.wait() {
-            Ok(rc) => (
-                Response {
-                    v: proto::VERSION,
-                    ok: true,
-                    id: Some(proto::format_id(&id)),
-                    index: Some(rc.index),
-                    size: Some(rc.size),
-                    checkpoint: Some(rc.checkpoint.to_string()),
-                    ..Response::default()
-                },
-                false,
-            ),
+        Reply::Wait(id, t, seen) => match t.wait() {
+            Ok(rc) => {
+                if let Some(s) = seen {
+                    (s.observer)(&s.kind, &s.event, rc.index);
+                }
+                (
+                    Response {
+                        v: proto::VERSION,
+                        ok: true,
+                        id: Some(proto::format_id(&id)),
+                        index: Some(rc.index),
+                        size: Some(rc.size),
+                        checkpoint: Some(rc.checkpoint.to_string()),
+                        ..Response::default()
+                    },
+                    false,
+                )
+            }
             Err(e) => (append_error(&e, &id), false),
         },
     }

@@ -99,16 +99,20 @@ pub fn listen(
     let owner = std::fs::metadata(&dir.root)
         .with_context(|| format!("reading {}", dir.root.display()))?
         .uid();
+    // What local clients record reaches the service's detectors too.
+    let feed = m.detector_feed();
     let admission = Arc::new(OsUsers::new(m, owner, tokio::runtime::Handle::current()));
     let socket = warden_store::writer::socket_path(dir, cfg);
-    Listener::start(
+    let listener = Listener::start(
         ledger,
         admission,
         &cfg.origin,
         &socket,
         cfg.writer.socket_mode,
     )
-    .with_context(|| format!("listening on {}", socket.display()))
+    .with_context(|| format!("listening on {}", socket.display()))?;
+    listener.observe(feed);
+    Ok(listener)
 }
 
 /// Which directory `path` is (device and inode), `None` when it is gone.
