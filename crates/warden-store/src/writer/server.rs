@@ -77,7 +77,7 @@ struct State {
     yields: AtomicBool,
     yielded: AtomicBool,
     /// Fed each entry a client appended, once durable (the service's detectors).
-    observer: Mutex<Option<Observer>>,
+    observer: std::sync::OnceLock<Observer>,
 }
 
 /// An appended entry kept to hand to the observer with its index.
@@ -123,7 +123,7 @@ impl Listener {
             last_active: Mutex::new(Instant::now()),
             yields: AtomicBool::new(false),
             yielded: AtomicBool::new(false),
-            observer: Mutex::new(None),
+            observer: std::sync::OnceLock::new(),
         });
         let (s2, st2) = (Arc::clone(&stop), Arc::clone(&state));
         let accept = std::thread::Builder::new()
@@ -139,9 +139,9 @@ impl Listener {
 
     /// Hands `f` every entry a client appends, once it is durable, so that what local
     /// clients (the CLI, Python workers) record reaches the same detectors as what the
-    /// service records itself.
+    /// service records itself. Set once; a second call changes nothing.
     pub fn observe(&self, f: Observer) {
-        *lock(&self.state.observer) = Some(f);
+        let _ = self.state.observer.set(f);
     }
 
     /// The socket path.
@@ -382,7 +382,7 @@ fn read_requests(stream: &UnixStream, state: &State, tx: &SyncSender<Reply>) -> 
                         event.via = Some(via.clone());
                         match state.ledger.submit_request(&kind, &event, id) {
                             Ok(t) => {
-                                let seen = lock(&state.observer).clone().map(|observer| {
+                                let seen = state.observer.get().cloned().map(|observer| {
                                     Box::new(Seen {
                                         observer,
                                         kind: kind.clone(),

@@ -183,7 +183,13 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         // Local clients (the CLI, Python workers) append through this process; on a
         // cluster each of them joins the cluster itself.
         let writer = match ledger {
-            Some(l) => Some(crate::cmd::writer::listen(&dir, &cfg, l, Arc::clone(&m))?),
+            Some(l) => Some(crate::cmd::writer::listen(
+                &dir,
+                &cfg,
+                l,
+                Arc::clone(&m),
+                cfg.detection.enabled,
+            )?),
             None => {
                 eprint(&format!(
                     "warden: cluster node {}: the ledger is shared through the backend database",

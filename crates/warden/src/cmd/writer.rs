@@ -89,18 +89,21 @@ fn status(a: &Args) -> Result<ExitCode> {
 }
 
 /// Starts accepting local clients for `ledger`; who may act as whom comes from the
-/// registry's bindings of operating-system users (`warden principal bind`).
+/// registry's bindings of operating-system users (`warden principal bind`). With
+/// `detect` (a process that runs the detectors: `warden serve`), what the clients
+/// record is fed to them too.
 pub fn listen(
     dir: &DataDir,
     cfg: &Config,
     ledger: Arc<Ledger>,
     m: Arc<SecureModelManager>,
+    detect: bool,
 ) -> Result<Listener> {
     let owner = std::fs::metadata(&dir.root)
         .with_context(|| format!("reading {}", dir.root.display()))?
         .uid();
     // What local clients record reaches the service's detectors too.
-    let feed = m.detector_feed();
+    let feed = detect.then(|| m.detector_feed());
     let admission = Arc::new(OsUsers::new(m, owner, tokio::runtime::Handle::current()));
     let socket = warden_store::writer::socket_path(dir, cfg);
     let listener = Listener::start(
@@ -111,7 +114,9 @@ pub fn listen(
         cfg.writer.socket_mode,
     )
     .with_context(|| format!("listening on {}", socket.display()))?;
-    listener.observe(feed);
+    if let Some(f) = feed {
+        listener.observe(f);
+    }
     Ok(listener)
 }
 
@@ -147,7 +152,8 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let journal = Arc::clone(&ledger) as Arc<dyn Journal>;
         let m = Arc::new(open_with(&dir, &cfg, journal, engine, digest).await?);
-        let w = listen(&dir, &cfg, Arc::clone(&ledger), Arc::clone(&m))?;
+        // `warden writer` runs no detectors: nothing to feed.
+        let w = listen(&dir, &cfg, Arc::clone(&ledger), Arc::clone(&m), false)?;
         drop(ledger);
         if a.on_demand {
             w.allow_yield();
