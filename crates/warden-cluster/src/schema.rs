@@ -52,11 +52,16 @@ const TABLES: &[&str] = &[
         next BIGINT NOT NULL,
         cursor BYTEA NOT NULL
     )",
-    // The signed checkpoint notes receipts carry, by tree size.
+    // The signed checkpoint notes receipts carry, by tree size, kept as long as the
+    // batches whose receipts name them (see `queue::prune`).
     "CREATE TABLE IF NOT EXISTS ledger_notes (
         size BIGINT PRIMARY KEY,
-        note TEXT NOT NULL
+        note TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
     )",
+    "ALTER TABLE ledger_notes ADD COLUMN IF NOT EXISTS
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now()",
+    "CREATE INDEX IF NOT EXISTS ledger_notes_created ON ledger_notes (created_at)",
 ];
 
 /// Creates the cluster's tables when missing.

@@ -49,6 +49,15 @@ fn node(db: &TestDb, k: &Arc<store::Keys>, dir: &Path, name: &str, ttl: Duration
     .unwrap()
 }
 
+/// Sets its flag when dropped, a panic's unwinding included.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t = Instant::now();
     while !f() {
@@ -220,6 +229,9 @@ fn lease_taken_over_mid_load_loses_nothing_and_forks_nothing() {
     let first = a.sequencer_token().unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (acked, failover) = std::thread::scope(|s| {
+        // A failed check below must stop the writers too: the scope waits for them
+        // before it passes the panic on, and they would append for ever.
+        let _stop = StopOnDrop(&stop);
         let writers: Vec<_> = [&a, &b]
             .iter()
             .enumerate()
@@ -242,14 +254,17 @@ fn lease_taken_over_mid_load_loses_nothing_and_forks_nothing() {
             .collect();
         std::thread::sleep(Duration::from_millis(500));
         // The sequencer's lease lapses under it, as after a long pause.
-        let pool = rt().block_on(connect(&db.url)).unwrap();
-        rt().block_on(
+        // One runtime for the connection and its query: a pool's connections die with
+        // the runtime that made them.
+        rt().block_on(async {
+            let pool = connect(&db.url).await.unwrap();
             sqlx::query(
                 "UPDATE cluster_lease SET expires_at = clock_timestamp() - interval '1 second'",
             )
-            .execute(&pool),
-        )
-        .unwrap();
+            .execute(&pool)
+            .await
+            .unwrap();
+        });
         let t = Instant::now();
         wait_for("a new sequencer", Duration::from_secs(10), || {
             [&a, &b]
@@ -347,6 +362,68 @@ fn a_local_copy_with_an_uncommitted_tail_is_cut_back() {
         "a differing chunk was kept"
     );
     verified(&k, &log);
+}
+
+/// The prune the sequencer runs every minute matched each checkpoint note against
+/// every batch's sizes: 42 s with 48,000 of each (one entry per batch), a stall of the
+/// whole cluster's appends. It now goes by age: a note older than the batches kept is
+/// named by none of them. The receipts of the batches kept still carry their notes.
+#[test]
+fn pruning_notes_goes_by_age_so_small_batches_do_not_stall_the_sequencer() {
+    let db = fresh_database();
+    rt().block_on(async {
+        let pool = connect(&db.url).await.unwrap();
+        schema::ensure(&pool).await.unwrap();
+        // 3,000 one-entry batches and their notes; the first 2,000 twenty minutes old.
+        for q in [
+            "INSERT INTO ledger_batches (n, done, idx, sizes, refused, created_at)
+             SELECT 1, true, ARRAY[i - 1], ARRAY[i], ARRAY[NULL::text],
+                    now() - CASE WHEN i <= 2000 THEN interval '20 minutes' ELSE '0' END
+             FROM generate_series(1, 3000) i",
+            "INSERT INTO ledger_notes (size, note, created_at)
+             SELECT i, 'note ' || i,
+                    now() - CASE WHEN i <= 2000 THEN interval '20 minutes' ELSE '0' END
+             FROM generate_series(1, 3000) i",
+        ] {
+            sqlx::query(q).execute(&pool).await.unwrap();
+        }
+        let deleted = queue::prune(&pool, Duration::from_secs(600)).await.unwrap();
+        assert_eq!(deleted, 2000, "the old batches go");
+        let notes: Vec<i64> = sqlx::query_scalar("SELECT size FROM ledger_notes ORDER BY size")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            notes,
+            (2001..=3000).collect::<Vec<i64>>(),
+            "and their notes"
+        );
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM ledger_batches")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        for (_, outcomes) in queue::outcomes(&pool, &ids).await.unwrap() {
+            for o in outcomes {
+                match o {
+                    queue::Outcome::Written { size, note, .. } => {
+                        assert_eq!(note, format!("note {size}"), "a kept receipt lost its note");
+                    }
+                    o => panic!("{o:?}"),
+                }
+            }
+        }
+        // Once everything is old, the newest note stays (the next receipt may name it).
+        sqlx::query("UPDATE ledger_notes SET created_at = now() - interval '1 hour'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        queue::prune(&pool, Duration::from_secs(600)).await.unwrap();
+        let left: Vec<i64> = sqlx::query_scalar("SELECT size FROM ledger_notes")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, [3000]);
+    });
 }
 
 #[test]
