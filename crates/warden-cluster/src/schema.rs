@@ -52,6 +52,13 @@ const TABLES: &[&str] = &[
         next BIGINT NOT NULL,
         cursor BYTEA NOT NULL
     )",
+    // Rate-limit budgets shared by the nodes (see `budgets`). Unlogged: after a crash
+    // of the database every budget starts full.
+    "CREATE UNLOGGED TABLE IF NOT EXISTS rate_budgets (
+        key TEXT PRIMARY KEY,
+        tat DOUBLE PRECISION NOT NULL,
+        granted INTEGER NOT NULL
+    )",
     // The signed checkpoint notes receipts carry, by tree size, kept as long as the
     // batches whose receipts name them (see `queue::prune`).
     "CREATE TABLE IF NOT EXISTS ledger_notes (

@@ -519,7 +519,11 @@ impl FromRequestParts<AppState> for Authenticated {
         let ua = header_str(&parts.headers, header::USER_AGENT, 512).map(str::to_owned);
         let rid = request_id(&parts.headers);
         let ip = client_ip(parts, state).await;
-        state.limits.check_ip(ip).map_err(ApiError::RateLimited)?;
+        state
+            .limits
+            .check_ip(ip)
+            .await
+            .map_err(ApiError::RateLimited)?;
         let start = std::time::Instant::now();
         let client_cert = parts.extensions.get::<mtls::ClientIdentity>().cloned();
         let (method, outcome) = match token.as_deref() {
@@ -547,13 +551,14 @@ impl FromRequestParts<AppState> for Authenticated {
                 state
                     .limits
                     .check_principal(&c.principal)
+                    .await
                     .map_err(ApiError::RateLimited)?;
                 Ok(Authenticated(c))
             }
             // Within the failure budgets a refusal is its own entry; past them it is
             // only counted (one entry per address and window), so anonymous traffic
             // cannot grow the ledger at will.
-            Err(Refused { why, details }) => match state.limits.auth_failed(ip) {
+            Err(Refused { why, details }) => match state.limits.auth_failed(ip).await {
                 Ok(()) => {
                     state
                         .manager

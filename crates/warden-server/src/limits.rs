@@ -8,12 +8,100 @@
 //! within them is one `auth.failure` entry; past them the request is answered 429 and
 //! only counted, the counts written as one entry per address and window (see
 //! `warden_registry::throttle`).
+//!
+//! On a cluster every budget is also one budget for all the nodes ([`SharedBudgets`]):
+//! a request passes this node's limiter (which alone turns a flood away without a
+//! round trip) and then takes a cell of the cluster's bucket. A node takes those cells
+//! in chunks of about a sixteenth of the burst and holds them for [`HOLD`], so the
+//! shared store sees one call per chunk; what it did not use is given back with its
+//! next take. The budgets that guard against guessing (failed authentications) have
+//! chunks of one cell, so they are exact over the cluster.
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// What a take from a shared budget got: cells, or the wait before one is free.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Take {
+    Cells(u32),
+    Wait(Duration),
+}
+
+/// A take from a shared budget, as a future.
+pub type Taking<'a> = Pin<Box<dyn Future<Output = Result<Take, String>> + Send + 'a>>;
+
+/// Rate-limit budgets kept for a whole cluster (PostgreSQL on a cluster node): GCRA
+/// buckets by key that free one cell every `period` and bank at most `burst`.
+pub trait SharedBudgets: Send + Sync + std::fmt::Debug {
+    /// Takes up to `want` cells of `key`'s bucket, after giving back `unused` cells
+    /// this node took before and did not use.
+    fn take<'a>(
+        &'a self,
+        key: &'a str,
+        period: Duration,
+        burst: u32,
+        want: u32,
+        unused: u32,
+    ) -> Taking<'a>;
+}
+
+/// How long a node holds cells taken from a shared budget before it gives back what
+/// it did not use.
+pub const HOLD: Duration = Duration::from_secs(1);
+
+/// Cells held from one shared budget, or, once the cluster said it was spent, when a
+/// cell frees (until then requests are refused without asking again, so a flood past
+/// the budget costs the shared store one call per node and wait).
+#[derive(Debug)]
+struct Held {
+    cells: u32,
+    until: Instant,
+    spent: bool,
+}
+
+/// The cluster's budgets and the cells this node holds of them.
+#[derive(Debug)]
+struct Shared {
+    store: Arc<dyn SharedBudgets>,
+    held: Mutex<HashMap<String, Held>>,
+}
+
+/// One budget: its policy name, requests per window and burst.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    policy: &'static str,
+    quota: u32,
+    window_secs: u32,
+    burst: u32,
+}
+
+impl Budget {
+    /// The time one cell takes to free.
+    fn period(self) -> Duration {
+        Duration::from_secs(u64::from(self.window_secs)) / self.quota.max(1)
+    }
+
+    /// Cells taken at once from the shared store.
+    fn chunk(self) -> u32 {
+        (self.burst / 16).max(1)
+    }
+
+    fn limited(self, retry_after: u64) -> Limited {
+        Limited {
+            policy: self.policy,
+            quota: self.quota,
+            window_secs: self.window_secs,
+            retry_after,
+        }
+    }
+}
 
 /// Limits, in requests per second with a burst, or failures per minute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +176,7 @@ pub struct Limits {
     auth_failures_network: DefaultKeyedRateLimiter<IpAddr>,
     auth_failures_total: governor::DefaultDirectRateLimiter,
     clock: DefaultClock,
+    shared: Option<Shared>,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -113,6 +202,107 @@ impl Limits {
             )),
             auth_failures_total: RateLimiter::direct(per_min(cfg.auth_failures_total_per_min)),
             clock: DefaultClock::default(),
+            shared: None,
+        }
+    }
+
+    /// The same limits, each also one budget for every node that shares `store`.
+    #[must_use]
+    pub fn shared(cfg: LimitConfig, store: Arc<dyn SharedBudgets>) -> Self {
+        Self {
+            shared: Some(Shared {
+                store,
+                held: Mutex::new(HashMap::new()),
+            }),
+            ..Self::new(cfg)
+        }
+    }
+
+    fn budget(&self, policy: &'static str) -> Budget {
+        let c = &self.cfg;
+        let (quota, window_secs, burst) = match policy {
+            "ip" => (c.per_ip_per_sec, 1, c.per_ip_burst),
+            "network" => (c.per_network_per_sec, 1, c.per_network_burst),
+            "principal" => (c.per_principal_per_sec, 1, c.per_principal_burst),
+            "auth-failures" => (c.auth_failures_per_min, 60, c.auth_failures_per_min),
+            "auth-failures-network" => (
+                c.auth_failures_per_network_per_min,
+                60,
+                c.auth_failures_per_network_per_min,
+            ),
+            _ => (
+                c.auth_failures_total_per_min,
+                60,
+                c.auth_failures_total_per_min,
+            ),
+        };
+        Budget {
+            policy,
+            quota,
+            window_secs,
+            burst,
+        }
+    }
+
+    /// Takes one cell of the cluster's budget `policy` for `key` (nothing off a
+    /// cluster). When the shared store cannot be reached the request is let through
+    /// on this node's limits alone: what it would do next (an audited action) needs
+    /// the same database and fails closed on its own.
+    async fn take_shared(&self, policy: &'static str, key: &str) -> Result<(), Limited> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let name = format!("{policy}:{key}");
+        let now = Instant::now();
+        let unused = {
+            let mut held = shared.held.lock().unwrap_or_else(PoisonError::into_inner);
+            if held.len() > MAX_KEYS {
+                held.retain(|_, h| h.until > now && h.cells > 0);
+            }
+            match held.get_mut(&name) {
+                Some(h) if h.until > now && h.cells > 0 => {
+                    h.cells -= 1;
+                    return Ok(());
+                }
+                Some(h) if h.until > now && h.spent => {
+                    let wait = h.until.saturating_duration_since(now);
+                    return Err(self.budget(policy).limited(wait.as_secs() + 1));
+                }
+                Some(h) => std::mem::take(&mut h.cells),
+                None => 0,
+            }
+        };
+        let b = self.budget(policy);
+        let taken = shared
+            .store
+            .take(&name, b.period(), b.burst, b.chunk(), unused)
+            .await;
+        let hold = |cells: u32, until: Instant, spent: bool| {
+            let mut held = shared.held.lock().unwrap_or_else(PoisonError::into_inner);
+            let h = held.entry(name.clone()).or_insert(Held {
+                cells: 0,
+                until,
+                spent,
+            });
+            h.cells = h.cells.saturating_add(cells);
+            h.until = until;
+            h.spent = spent && h.cells == 0;
+        };
+        match taken {
+            Ok(Take::Cells(n)) => {
+                if n > 1 {
+                    hold(n - 1, now + HOLD, false);
+                }
+                Ok(())
+            }
+            Ok(Take::Wait(d)) => {
+                hold(0, now + d, true);
+                Err(b.limited(d.as_secs() + 1))
+            }
+            Err(_) => {
+                ::metrics::counter!("warden_rate_budget_errors_total").increment(1);
+                Ok(())
+            }
         }
     }
 
@@ -133,7 +323,7 @@ impl Limits {
     }
 
     /// Every request, by client address and by its network.
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), Limited> {
+    pub async fn check_ip(&self, ip: IpAddr) -> Result<(), Limited> {
         Self::tidy(&self.ip);
         Self::tidy(&self.network);
         self.ip.check_key(&ip).map_err(|n| Limited {
@@ -147,11 +337,13 @@ impl Limits {
             quota: self.cfg.per_network_per_sec,
             window_secs: 1,
             retry_after: self.wait(&n),
-        })
+        })?;
+        self.take_shared("ip", &ip.to_string()).await?;
+        self.take_shared("network", &network(ip).to_string()).await
     }
 
     /// Authenticated requests, by principal.
-    pub fn check_principal(&self, principal: &str) -> Result<(), Limited> {
+    pub async fn check_principal(&self, principal: &str) -> Result<(), Limited> {
         Self::tidy(&self.principal);
         self.principal
             .check_key(&principal.to_owned())
@@ -160,13 +352,14 @@ impl Limits {
                 quota: self.cfg.per_principal_per_sec,
                 window_secs: 1,
                 retry_after: self.wait(&n),
-            })
+            })?;
+        self.take_shared("principal", principal).await
     }
 
     /// A failed authentication from `ip`: counts against the budgets of the address,
     /// its network and the service; once one is spent, the answer is 429 instead of 401
     /// (and the failure is only counted, not written on its own).
-    pub fn auth_failed(&self, ip: IpAddr) -> Result<(), Limited> {
+    pub async fn auth_failed(&self, ip: IpAddr) -> Result<(), Limited> {
         Self::tidy(&self.auth_failures);
         Self::tidy(&self.auth_failures_network);
         self.auth_failures.check_key(&ip).map_err(|n| Limited {
@@ -188,7 +381,11 @@ impl Limits {
             quota: self.cfg.auth_failures_total_per_min,
             window_secs: 60,
             retry_after: self.wait(&n),
-        })
+        })?;
+        self.take_shared("auth-failures", &ip.to_string()).await?;
+        self.take_shared("auth-failures-network", &network(ip).to_string())
+            .await?;
+        self.take_shared("auth-failures-total", "").await
     }
 }
 
@@ -204,19 +401,139 @@ mod tests {
         assert_eq!(n("::ffff:203.0.113.77"), "203.0.113.0");
     }
 
-    #[test]
-    fn rotating_addresses_inside_one_network_shares_its_failure_budget() {
+    #[tokio::test]
+    async fn rotating_addresses_inside_one_network_shares_its_failure_budget() {
         let l = Limits::new(LimitConfig {
             auth_failures_per_min: 10,
             auth_failures_per_network_per_min: 20,
             ..LimitConfig::default()
         });
-        let refused = (0..100u8)
-            .filter(|i| l.auth_failed(IpAddr::from([198, 51, 100, *i])).is_err())
-            .count();
+        let mut refused = 0;
+        for i in 0..100u8 {
+            refused += usize::from(
+                l.auth_failed(IpAddr::from([198, 51, 100, i]))
+                    .await
+                    .is_err(),
+            );
+        }
         assert_eq!(
             refused, 80,
             "20 failures a minute for the /24, whatever the address"
         );
+    }
+
+    /// A shared store for the tests: the same GCRA as the cluster's table, in memory,
+    /// on a clock that stands still (no cell frees during a test, so counts are exact).
+    #[derive(Debug, Default)]
+    struct Store {
+        tat: Mutex<HashMap<String, f64>>,
+        takes: std::sync::atomic::AtomicU32,
+    }
+
+    impl SharedBudgets for Store {
+        fn take<'a>(
+            &'a self,
+            key: &'a str,
+            period: Duration,
+            burst: u32,
+            want: u32,
+            unused: u32,
+        ) -> Taking<'a> {
+            self.takes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let now = 1000.0;
+            let t = period.as_secs_f64();
+            let mut tats = self.tat.lock().unwrap_or_else(PoisonError::into_inner);
+            let tat = tats.entry(key.to_owned()).or_insert(now);
+            let base = (*tat - f64::from(unused) * t).max(now);
+            let free = ((now + f64::from(burst) * t - base) / t + 0.001)
+                .floor()
+                .max(0.0);
+            let g = f64::from(want).min(free);
+            *tat = base + g * t;
+            let out = if g >= 1.0 {
+                Take::Cells(g as u32)
+            } else {
+                Take::Wait(Duration::from_secs_f64(
+                    (*tat - now - f64::from(burst - 1) * t).max(0.0),
+                ))
+            };
+            Box::pin(async move { Ok(out) })
+        }
+    }
+
+    /// Three nodes' limiters over one store: failures spread over them meet one
+    /// budget, as on one server (each node admitted its own ten before).
+    #[tokio::test]
+    async fn a_failure_budget_spread_over_nodes_is_one_budget() {
+        let store: Arc<dyn SharedBudgets> = Arc::new(Store::default());
+        let nodes: Vec<Limits> = (0..3)
+            .map(|_| Limits::shared(LimitConfig::default(), Arc::clone(&store)))
+            .collect();
+        let ip = IpAddr::from([203, 0, 113, 9]);
+        let mut admitted = 0;
+        for i in 0..30 {
+            admitted += usize::from(nodes[i % 3].auth_failed(ip).await.is_ok());
+        }
+        assert_eq!(admitted, 10, "ten failures a minute from one address");
+        let refused = nodes[0].auth_failed(ip).await.err();
+        assert!(
+            refused
+                .as_ref()
+                .is_some_and(|l| l.policy == "auth-failures" && l.retry_after >= 1),
+            "{refused:?}"
+        );
+    }
+
+    /// Requests spread over nodes take chunks of the shared budget: together they
+    /// admit the burst and no more, with far fewer takes than requests.
+    #[tokio::test]
+    async fn a_request_budget_spread_over_nodes_is_one_budget_taken_in_chunks() {
+        let store = Arc::new(Store::default());
+        let shared: Arc<dyn SharedBudgets> = Arc::clone(&store) as Arc<dyn SharedBudgets>;
+        let cfg = LimitConfig {
+            per_principal_per_sec: 1,
+            per_principal_burst: 320,
+            ..LimitConfig::default()
+        };
+        let nodes: Vec<Limits> = (0..3)
+            .map(|_| Limits::shared(cfg, Arc::clone(&shared)))
+            .collect();
+        let mut admitted = 0;
+        for i in 0..900 {
+            admitted += usize::from(nodes[i % 3].check_principal("p").await.is_ok());
+        }
+        assert_eq!(admitted, 320, "one burst over the three nodes");
+        let takes = store.takes.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            takes < 40,
+            "{takes} takes for 320 cells in chunks of 20 and 580 refusals"
+        );
+    }
+
+    /// Cells a node took and did not use go back to the cluster with its next take.
+    #[tokio::test]
+    async fn cells_held_and_not_used_are_given_back() {
+        let store: Arc<dyn SharedBudgets> = Arc::new(Store::default());
+        let cfg = LimitConfig {
+            per_principal_per_sec: 1,
+            per_principal_burst: 32,
+            ..LimitConfig::default()
+        };
+        let a = Limits::shared(cfg, Arc::clone(&store));
+        let b = Limits::shared(cfg, Arc::clone(&store));
+        assert!(
+            a.check_principal("p").await.is_ok(),
+            "a holds one cell more"
+        );
+        tokio::time::sleep(HOLD + Duration::from_millis(50)).await;
+        // a's held cell is stale: its next take gives it back before taking.
+        assert!(a.check_principal("p").await.is_ok());
+        let mut admitted = 2;
+        for _ in 0..40 {
+            admitted += usize::from(b.check_principal("p").await.is_ok());
+        }
+        admitted += usize::from(a.check_principal("p").await.is_ok());
+        assert_eq!(admitted, 32, "the whole burst, none of it lost");
     }
 }

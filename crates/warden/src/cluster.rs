@@ -91,3 +91,69 @@ pub fn shared_cursors(cfg: &Config) -> Result<Vec<Vec<u8>>> {
         .map_err(|_| anyhow::anyhow!("reading the SIEM cursors failed"))?
     })
 }
+
+/// The cluster's rate-limit budgets (`warden_cluster::budgets`) for the server's
+/// limiter, over a pool of the server's own runtime. Budgets idle for an hour are
+/// deleted by whichever node notices a minute has passed since it last looked.
+#[derive(Debug)]
+pub struct Budgets {
+    pool: sqlx::PgPool,
+    tidied: std::sync::Mutex<std::time::Instant>,
+}
+
+/// How often a node deletes idle budgets.
+const TIDY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Budgets {
+    /// Connects to the cluster named by `cfg.backend`; `None` off a cluster.
+    pub async fn connect(cfg: &Config) -> Result<Option<Self>> {
+        let Some(url) = &cfg.backend else {
+            return Ok(None);
+        };
+        let pool = warden_cluster::node::connect(url)
+            .await
+            .context("connecting the rate limits to the cluster's database")?;
+        Ok(Some(Self {
+            pool,
+            tidied: std::sync::Mutex::new(std::time::Instant::now()),
+        }))
+    }
+
+    fn tidy_if_due(&self) {
+        let mut last = self
+            .tidied
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.elapsed() < TIDY_EVERY {
+            return;
+        }
+        *last = std::time::Instant::now();
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let _ = warden_cluster::budgets::tidy(&pool).await;
+        });
+    }
+}
+
+impl warden_server::limits::SharedBudgets for Budgets {
+    fn take<'a>(
+        &'a self,
+        key: &'a str,
+        period: std::time::Duration,
+        burst: u32,
+        want: u32,
+        unused: u32,
+    ) -> warden_server::limits::Taking<'a> {
+        use warden_cluster::budgets::Taken;
+        use warden_server::limits::Take;
+        Box::pin(async move {
+            self.tidy_if_due();
+            match warden_cluster::budgets::take(&self.pool, key, period, burst, want, unused).await
+            {
+                Ok(Taken::Cells(n)) => Ok(Take::Cells(n)),
+                Ok(Taken::Wait(d)) => Ok(Take::Wait(d)),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}

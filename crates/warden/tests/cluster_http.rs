@@ -20,7 +20,7 @@ mod s3;
 mod serve;
 
 use cli::pg::{Pg, psql};
-use nodes::{MODEL_BYTES, MODEL_PATH, Node, access_ids, cluster, get, ledger, nodes};
+use nodes::{MODEL_BYTES, MODEL_PATH, Node, access_ids, cluster, get, ledger, nodes, nodes_with};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -421,7 +421,8 @@ fn every_node_exports_its_copy_of_the_ledger_whole() {
 fn a_brute_force_spread_over_three_nodes_is_one_brute_force() {
     let pg = Pg::new();
     let (fx, _, _) = cluster(&pg);
-    let (_nodes, addrs) = nodes(&fx, 3);
+    // The failure budget is one for the cluster (the test below): room for all 24.
+    let (_nodes, addrs) = nodes_with(&fx, 3, &["--auth-failures-per-min", "30"]);
     let started = Instant::now();
     for i in 0..24 {
         let a = get(
@@ -468,4 +469,62 @@ fn a_brute_force_spread_over_three_nodes_is_one_brute_force() {
     // Give a second detector the time it would need, then count again: one incident.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(brute_forces(&ledger(&fx, &fx.data)), 1);
+}
+
+/// A client spreading its requests over three nodes meets one budget, not one per
+/// node: ten failed authentications a minute from one address (each node admitted ten
+/// before, thirty in all), and a principal's burst of ten requests.
+#[test]
+fn rate_limits_are_one_budget_over_three_nodes() {
+    let pg = Pg::new();
+    let (fx, token, _) = cluster(&pg);
+    let (_nodes, addrs) = nodes_with(
+        &fx,
+        3,
+        &["--auth-failures-per-min", "10", "--rate-principal", "5"],
+    );
+    let mut codes = std::collections::BTreeMap::<u16, usize>::new();
+    for i in 0..30 {
+        let a = get(
+            &addrs[i % 3],
+            SHOW,
+            &format!("wdn_guess-{i}"),
+            &format!("g-{i}"),
+            10,
+        )
+        .expect("an answer");
+        if a.code == 429 {
+            assert!(
+                a.text.contains("retry-after:") && a.text.contains("auth-failures"),
+                "{}",
+                a.text
+            );
+        }
+        *codes.entry(a.code).or_default() += 1;
+    }
+    assert_eq!(
+        codes,
+        [(401, 10), (429, 20)].into_iter().collect(),
+        "30 guesses from one address over three nodes"
+    );
+    let started = Instant::now();
+    let mut admitted = 0usize;
+    for i in 0..60 {
+        let a = get(&addrs[i % 3], SHOW, &token, &format!("p-{i}"), 10).expect("an answer");
+        match a.code {
+            200 => admitted += 1,
+            429 => assert!(a.text.contains("principal"), "{}", a.text),
+            c => panic!("{c}: {}", a.text),
+        }
+    }
+    // The burst (10) and what frees meanwhile (5 a second), rounded up.
+    let most = 10 + (5.0 * started.elapsed().as_secs_f64()).ceil() as usize;
+    eprintln!(
+        "principal budget over three nodes: {admitted} of 60 admitted in {:?} (at most {most})",
+        started.elapsed()
+    );
+    assert!(
+        (10..=most).contains(&admitted),
+        "{admitted} admitted; one budget allows {most}"
+    );
 }

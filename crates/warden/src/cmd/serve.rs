@@ -210,6 +210,8 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             stopped,
             node.clone(),
         )?;
+        // On a cluster each budget is one for all the nodes.
+        let budgets = crate::cluster::Budgets::connect(&cfg).await?;
         let served = async {
             let listener = tokio::net::TcpListener::bind(a.listen)
                 .await
@@ -217,7 +219,10 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             let local = listener.local_addr()?;
             let router = app(AppState {
                 manager: Arc::clone(&m),
-                limits: Arc::new(warden_server::limits::Limits::new(limits)),
+                limits: Arc::new(match budgets {
+                    Some(b) => warden_server::limits::Limits::shared(limits, Arc::new(b)),
+                    None => warden_server::limits::Limits::new(limits),
+                }),
                 jwt: jwt.clone(),
                 max_upload: a.max_upload,
                 auditor: auditor.clone(),

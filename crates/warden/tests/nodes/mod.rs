@@ -99,6 +99,8 @@ pub struct Node {
     pub name: String,
     pub data: PathBuf,
     pub child: Option<Child>,
+    /// More arguments for `warden serve`.
+    pub args: Vec<String>,
 }
 
 impl Node {
@@ -110,7 +112,7 @@ impl Node {
     }
 
     pub fn start(&mut self, fx: &Fx) -> String {
-        let (child, addr, _) = serve::start(self.cmd(fx));
+        let (child, addr, _) = serve::start_with(self.cmd(fx), &self.args);
         self.child = Some(child);
         addr
     }
@@ -132,6 +134,11 @@ impl Drop for Node {
 }
 
 pub fn nodes(fx: &Fx, n: usize) -> (Vec<Node>, Vec<String>) {
+    nodes_with(fx, n, &[])
+}
+
+/// `nodes`, each `warden serve` given `args` too.
+pub fn nodes_with(fx: &Fx, n: usize, args: &[&str]) -> (Vec<Node>, Vec<String>) {
     let mut nodes = Vec::new();
     let mut addrs = Vec::new();
     for i in 1..=n {
@@ -145,6 +152,7 @@ pub fn nodes(fx: &Fx, n: usize) -> (Vec<Node>, Vec<String>) {
             name,
             data,
             child: None,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
         addrs.push(node.start(fx));
         nodes.push(node);

@@ -6,9 +6,15 @@ use std::process::{Child, Command, Stdio};
 
 /// Starts `warden serve` (as `cmd` is set up) on a free loopback port; returns it, its
 /// address, and what it printed until it was serving. Its later output is drained.
-pub fn start(mut cmd: Command) -> (Child, String, String) {
+pub fn start(cmd: Command) -> (Child, String, String) {
+    start_with(cmd, &[])
+}
+
+/// `start`, with more arguments for `warden serve`.
+pub fn start_with(mut cmd: Command, args: &[String]) -> (Child, String, String) {
     let mut serve = cmd
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
