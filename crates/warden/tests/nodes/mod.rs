@@ -264,3 +264,14 @@ pub fn access_ids(entries: &[Value]) -> HashMap<String, usize> {
     }
     m
 }
+
+/// A `file://` sink's exported ECS lines' `event.original`: the ledger lines delivered.
+pub fn exported(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["event"]["original"].as_str().map(str::to_owned))
+        .filter(|l| l.starts_with("{\"v\""))
+        .collect()
+}
