@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod merkle;
 pub mod note;
 pub mod record;
+pub mod tileproof;
 pub mod tiles;
 pub mod time;
 pub mod verify;

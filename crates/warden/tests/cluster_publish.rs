@@ -17,7 +17,7 @@ mod s3;
 mod serve;
 
 use cli::pg::{Pg, psql};
-use nodes::{cluster, download, ledger, nodes};
+use nodes::{cluster, download, exported, ledger, nodes};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -136,6 +136,92 @@ fn the_cluster_publishes_tlog_tiles_that_verify_from_the_bucket() {
     let (code, v) = verify(&fx, &url, &[]);
     assert_eq!(code, 0, "{v}");
 
+    // Inclusion proofs from the bucket's tiles are the proofs the node prints from its
+    // ledger, once both stand at the same checkpoint: in the first bundle, on a
+    // bundle's edge, in the partial bundle, the last entry.
+    for index in [0, 255, 256, 300, size - 1] {
+        let t = Instant::now();
+        loop {
+            let from_bucket = prove(fx.cmd(), index, Some(&url));
+            let from_node = prove(nodes[live].cmd(&fx), index, None);
+            let cp = |p: &str| p.lines().skip_while(|l| !l.is_empty()).collect::<String>();
+            if cp(&from_bucket) == cp(&from_node) {
+                assert_eq!(from_bucket, from_node, "proof of {index}");
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the bucket's checkpoint never matched the node's:\n{from_bucket}\n{from_node}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let out = fx
+        .cmd()
+        .args(["log", "prove", "--index", &size.to_string(), "--log", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not covered"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A SIEM host that is not a node (its data directory an empty directory) exports
+    // the ledger from the bucket: the same lines, entry for entry, as the node exports
+    // from its own copy; a second run copies and delivers only what is new.
+    let host = fx.root.join("siem-host");
+    std::fs::create_dir(&host).unwrap();
+    let from_bucket = fx.root.join("from-bucket.ecs");
+    let from_node = fx.root.join("from-node.ecs");
+    let export = |mut c: std::process::Command, log: Option<&str>, to: &Path| -> Value {
+        c.args([
+            "export",
+            "--to",
+            &format!("file://{}", to.display()),
+            "--format",
+            "ecs",
+            "--json",
+        ]);
+        if let Some(l) = log {
+            c.args(["--log", l]);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "export {log:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let on_host = || {
+        let mut c = fx.cmd();
+        c.env("WARDEN_DATA_DIR", &host);
+        c
+    };
+    let v = export(on_host(), Some(&url), &from_bucket);
+    let first = v["delivered"].as_u64().unwrap();
+    assert!(first >= size, "{v}: {size} entries published");
+    export(nodes[live].cmd(&fx), None, &from_node);
+    let (a, b) = (exported(&from_bucket), exported(&from_node));
+    assert_eq!(a.len() as u64, first);
+    assert_eq!(
+        a[..],
+        b[..a.len()],
+        "the bucket's export differs from the node's"
+    );
+    downloads(&addrs[live], &token, 20, "d");
+    let size = ledger(&fx, &nodes[live].data).len() as u64;
+    published(&objects, size);
+    let v = export(on_host(), Some(&url), &from_bucket);
+    let again = v["delivered"].as_u64().unwrap();
+    assert!(again >= 20 && again < first, "{v}: only the new entries");
+    export(nodes[live].cmd(&fx), None, &from_node);
+    let (a, b) = (exported(&from_bucket), exported(&from_node));
+    assert_eq!(a.len() as u64, first + again);
+    assert_eq!(a[..], b[..a.len()]);
+
     // An altered entry in a full bundle is named, and so is its level-0 tile's
     // mismatch once the tile is altered instead.
     let bundle = dir.join("tile/entries/000");
@@ -173,4 +259,32 @@ fn the_cluster_publishes_tlog_tiles_that_verify_from_the_bucket() {
             .contains("tile/0/001"),
         "{v}"
     );
+    // A proof that reads the altered tile is refused; one that does not still stands.
+    let out = fx
+        .cmd()
+        .args(["log", "prove", "--index", "300", "--log", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a proof through an altered tile");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("do not prove entry 300"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(prove(fx.cmd(), 5, Some(&url)).starts_with("c2sp.org/tlog-proof@v1"));
+}
+
+/// `warden log prove --index INDEX [--log URL]`, as `cmd` runs it: the proof's text.
+fn prove(mut c: std::process::Command, index: u64, log: Option<&str>) -> String {
+    c.args(["log", "prove", "--index", &index.to_string()]);
+    if let Some(l) = log {
+        c.args(["--log", l]);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "prove {index} {log:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }

@@ -85,7 +85,17 @@ struct RunArgs {
     /// Print the final cursor as JSON.
     #[arg(long)]
     json: bool,
+    /// Export a ledger published as tlog-tiles (`s3://bucket/prefix`, or a directory
+    /// holding `checkpoint`) instead of the data directory's. Its entries and
+    /// checkpoint records are copied under the data directory's `export/published/`
+    /// and exported from there (with --follow, copied again every second); the data
+    /// directory then needs no configuration: it keeps the copy and the cursor.
+    #[arg(long, value_name = "URL")]
+    log: Option<String>,
 }
+
+/// How often a followed published log is copied again.
+const COPY_EVERY: Duration = Duration::from_secs(1);
 
 pub fn run(a: &Args) -> Result<ExitCode> {
     match &a.command {
@@ -148,7 +158,19 @@ pub fn export_dir(dir: &DataDir) -> PathBuf {
 
 fn export(a: &RunArgs) -> Result<ExitCode> {
     let dir = a.dir.dir();
-    let cfg = crate::cluster::config_for_reading(&dir)?;
+    // The ledger read: the data directory's, or a copy of a published one.
+    let mut copy = match &a.log {
+        Some(url) => {
+            let mut c = crate::cmd::export_bucket::Copy::open(url, &export_dir(&dir))?;
+            c.sync()?;
+            Some(c)
+        }
+        None => None,
+    };
+    let log = match &copy {
+        Some(c) => c.log().to_path_buf(),
+        None => dir.log(&crate::cluster::config_for_reading(&dir)?),
+    };
     // Paths on the command line are relative to the working directory; in warden.toml,
     // to the data directory.
     let abs = |p: &Option<PathBuf>| p.as_deref().map(std::path::absolute).transpose();
@@ -174,9 +196,33 @@ fn export(a: &RunArgs) -> Result<ExitCode> {
     s.start = a.from;
     let name = s.name.clone();
     let to = s.dest.to_string();
-    let mut exporter = Exporter::open(&dir.log(&cfg), &export_dir(&dir), s)?;
+    let mut exporter = Exporter::open(&log, &export_dir(&dir), s)?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(Arc::clone(&stop));
+    let copier = match copy.take().filter(|_| a.follow) {
+        Some(mut c) => {
+            let stop = Arc::clone(&stop);
+            Some(
+                std::thread::Builder::new()
+                    .name("warden-export-copy".into())
+                    .spawn(move || {
+                        let mut failing = false;
+                        while !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(COPY_EVERY);
+                            match c.sync() {
+                                Ok(_) => failing = false,
+                                Err(e) if !failing => {
+                                    failing = true;
+                                    eprint(&format!("warden export: {e:#}; retrying"));
+                                }
+                                Err(_) => {}
+                            }
+                        }
+                    })?,
+            )
+        }
+        None => None,
+    };
     let stats = Arc::new(Stats::default());
     let opts = Options {
         follow: a.follow,
@@ -208,6 +254,10 @@ fn export(a: &RunArgs) -> Result<ExitCode> {
         }
     }
     bar.finish_and_clear();
+    if let Some(c) = copier {
+        stop.store(true, Ordering::Relaxed);
+        let _ = c.join();
+    }
     let cursor = worker
         .join()
         .map_err(|_| anyhow::anyhow!("the exporter thread failed"))??;

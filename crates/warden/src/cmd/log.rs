@@ -66,10 +66,17 @@ pub enum Command {
         json: bool,
     },
     /// Print an offline inclusion proof (C2SP tlog-proof) of entry INDEX.
+    ///
+    /// From this data directory's ledger against its latest checkpoint, or with --log
+    /// from a ledger published as tlog-tiles against the published checkpoint.
     Prove {
         /// Entry index.
         #[arg(long)]
         index: u64,
+        /// A published ledger (`s3://bucket/prefix`, or a directory holding
+        /// `checkpoint`) to prove from instead of the data directory's.
+        #[arg(long, value_name = "URL")]
+        log: Option<String>,
         #[command(flatten)]
         dir: DataDirArg,
     },
@@ -166,7 +173,20 @@ pub fn run(c: &Command) -> Result<ExitCode> {
             dir,
             json,
         } => retention(dir, *days, *dry_run, *json),
-        Command::Prove { index, dir } => {
+        Command::Prove {
+            index,
+            log: Some(url),
+            ..
+        } => {
+            let proof = crate::cmd::prove_bucket::prove(url, *index)?;
+            print!("{}", proof.to_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Prove {
+            index,
+            log: None,
+            dir,
+        } => {
             let d = dir.dir();
             let cfg = crate::cluster::config_for_reading(&d)?;
             let proof = warden_store::audit::inclusion(&d.log(&cfg), *index)?;
