@@ -58,12 +58,66 @@ pub const HOLD: Duration = Duration::from_secs(1);
 
 /// Cells held from one shared budget, or, once the cluster said it was spent, when a
 /// cell frees (until then requests are refused without asking again, so a flood past
-/// the budget costs the shared store one call per node and wait).
+/// the budget costs the shared store one call per node and wait). `gate` lets one
+/// take at a time go to the store.
 #[derive(Debug)]
 struct Held {
     cells: u32,
     until: Instant,
     spent: bool,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Held {
+    fn new(until: Instant) -> Self {
+        Self {
+            cells: 0,
+            until,
+            spent: false,
+            gate: Arc::default(),
+        }
+    }
+}
+
+/// What a node's hold of a shared budget says about one more request.
+enum Hold {
+    /// A held cell was spent on it.
+    Served,
+    /// The cluster said the budget is spent, and no cell has freed since.
+    Refused(Limited),
+    /// Nothing held: a take is needed (through `gate`), giving back `unused`.
+    Empty {
+        unused: u32,
+        gate: Arc<tokio::sync::Mutex<()>>,
+    },
+}
+
+/// Looks at the node's hold of `name` for one more request; `give_back` takes the
+/// stale cells out of it, to be given back with the next take.
+fn held(shared: &Shared, name: &str, b: Budget, give_back: bool) -> Hold {
+    let now = Instant::now();
+    let mut map = shared.held.lock().unwrap_or_else(PoisonError::into_inner);
+    if map.len() > MAX_KEYS {
+        map.retain(|_, h| h.until > now);
+    }
+    let h = map.entry(name.to_owned()).or_insert_with(|| Held::new(now));
+    if h.until > now && h.cells > 0 {
+        h.cells -= 1;
+        return Hold::Served;
+    }
+    if h.until > now && h.spent {
+        let wait = h.until.saturating_duration_since(now);
+        return Hold::Refused(b.limited(wait.as_secs() + 1));
+    }
+    let unused = if give_back {
+        std::mem::take(&mut h.cells)
+    } else {
+        0
+    };
+    Hold::Empty {
+        unused,
+        gate: Arc::clone(&h.gate),
+    }
 }
 
 /// The cluster's budgets and the cells this node holds of them.
@@ -253,46 +307,37 @@ impl Limits {
             return Ok(());
         };
         let name = format!("{policy}:{key}");
-        let now = Instant::now();
-        let unused = {
-            let mut held = shared.held.lock().unwrap_or_else(PoisonError::into_inner);
-            if held.len() > MAX_KEYS {
-                held.retain(|_, h| h.until > now && h.cells > 0);
-            }
-            match held.get_mut(&name) {
-                Some(h) if h.until > now && h.cells > 0 => {
-                    h.cells -= 1;
-                    return Ok(());
-                }
-                Some(h) if h.until > now && h.spent => {
-                    let wait = h.until.saturating_duration_since(now);
-                    return Err(self.budget(policy).limited(wait.as_secs() + 1));
-                }
-                Some(h) => std::mem::take(&mut h.cells),
-                None => 0,
-            }
-        };
         let b = self.budget(policy);
+        let gate = match held(shared, &name, b, false) {
+            Hold::Served => return Ok(()),
+            Hold::Refused(l) => return Err(l),
+            Hold::Empty { gate, .. } => gate,
+        };
+        // One take per key at a time: requests that find the hold empty while a take
+        // is in flight wait for it and are served from what it brought. (Each taking
+        // for itself, 32 connections took 32 chunks at once and the last ones were
+        // refused while the node held most of the budget.)
+        let _taking = gate.lock().await;
+        let unused = match held(shared, &name, b, true) {
+            Hold::Served => return Ok(()),
+            Hold::Refused(l) => return Err(l),
+            Hold::Empty { unused, .. } => unused,
+        };
+        let now = Instant::now();
         let taken = shared
             .store
             .take(&name, b.period(), b.burst, b.chunk(), unused)
             .await;
         let hold = |cells: u32, until: Instant, spent: bool| {
-            let mut held = shared.held.lock().unwrap_or_else(PoisonError::into_inner);
-            let h = held.entry(name.clone()).or_insert(Held {
-                cells: 0,
-                until,
-                spent,
-            });
+            let mut map = shared.held.lock().unwrap_or_else(PoisonError::into_inner);
+            let h = map.entry(name.clone()).or_insert_with(|| Held::new(until));
             h.cells = h.cells.saturating_add(cells);
             h.until = until;
             h.spent = spent && h.cells == 0;
         };
         match taken {
             Ok(Take::Cells(n)) => {
-                if n > 1 {
-                    hold(n - 1, now + HOLD, false);
-                }
+                hold(n - 1, now + HOLD, false);
                 Ok(())
             }
             Ok(Take::Wait(d)) => {
@@ -509,6 +554,56 @@ mod tests {
             takes < 40,
             "{takes} takes for 320 cells in chunks of 20 and 580 refusals"
         );
+    }
+
+    /// A store whose takes take a turn of the runtime, as a database's do.
+    #[derive(Debug, Default)]
+    struct Slow(Store);
+
+    impl SharedBudgets for Slow {
+        fn take<'a>(
+            &'a self,
+            key: &'a str,
+            period: Duration,
+            burst: u32,
+            want: u32,
+            unused: u32,
+        ) -> Taking<'a> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.take(key, period, burst, want, unused).await
+            })
+        }
+    }
+
+    /// 64 requests arriving together at a node that holds nothing of a budget: each
+    /// took its own chunk, the budget ran out after 16 and 48 were refused while the
+    /// node held 300 cells. One take goes to the store; the others wait for it.
+    #[tokio::test]
+    async fn concurrent_requests_on_an_empty_hold_share_one_take() {
+        let store = Arc::new(Slow::default());
+        let cfg = LimitConfig {
+            per_principal_per_sec: 1,
+            per_principal_burst: 320,
+            ..LimitConfig::default()
+        };
+        let node = Arc::new(Limits::shared(
+            cfg,
+            Arc::clone(&store) as Arc<dyn SharedBudgets>,
+        ));
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let node = Arc::clone(&node);
+                tokio::spawn(async move { node.check_principal("p").await.is_ok() })
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            admitted += usize::from(t.await.unwrap_or(false));
+        }
+        assert_eq!(admitted, 64, "64 requests of a burst of 320");
+        let takes = store.0.takes.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(takes <= 4, "{takes} takes for 64 requests in chunks of 20");
     }
 
     /// Cells a node took and did not use go back to the cluster with its next take.
