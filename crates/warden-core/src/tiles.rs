@@ -72,6 +72,17 @@ pub fn records_path(index: u64, width: usize) -> String {
     with_width(format!("warden/checkpoints/{}", index_path(index)), width)
 }
 
+/// The bundles holding items `[from, to)` of a log of `to` items, as published at that
+/// size: `(index, width, items to skip at its start)`.
+pub fn bundles(from: u64, to: u64) -> impl Iterator<Item = (u64, usize, usize)> {
+    let w = WIDTH as u64;
+    (from / w..to.div_ceil(w)).map(move |i| {
+        let width = usize::try_from((to - i * w).min(w)).unwrap_or(WIDTH);
+        let skip = usize::try_from(from.saturating_sub(i * w)).unwrap_or(0);
+        (i, width, skip)
+    })
+}
+
 /// Encodes entries as a bundle: each a big-endian `u16` length, then its bytes.
 pub fn encode_bundle<E: AsRef<[u8]>>(entries: &[E]) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::with_capacity(entries.iter().map(|e| e.as_ref().len() + 2).sum());
@@ -294,6 +305,19 @@ impl TileHasher {
 mod tests {
     use super::*;
     use crate::merkle::leaf_hash;
+
+    #[test]
+    fn bundles_cover_a_range_and_skip_what_was_read() {
+        assert_eq!(bundles(0, 0).count(), 0);
+        assert_eq!(bundles(0, 3).collect::<Vec<_>>(), [(0, 3, 0)]);
+        assert_eq!(
+            bundles(3, 300).collect::<Vec<_>>(),
+            [(0, 256, 3), (1, 44, 0)]
+        );
+        assert_eq!(bundles(256, 512).collect::<Vec<_>>(), [(1, 256, 0)]);
+        assert_eq!(bundles(300, 301).collect::<Vec<_>>(), [(1, 45, 44)]);
+        assert_eq!(bundles(512, 512).count(), 0);
+    }
 
     #[test]
     fn paths_follow_the_spec() {

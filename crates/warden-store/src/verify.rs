@@ -255,7 +255,10 @@ pub fn verify_prefix(
 /// Verifies a ledger read from two streams rather than files (for example from a
 /// bucket): `entries` yields the entries' lines, `checkpoints` the checkpoint records'
 /// lines, each line ending in `\n`; `entries_len` is the entries' length in bytes when
-/// known (for progress only). `name` names the source in errors.
+/// known (for progress only). `name` names the source in errors. With `resume` (a
+/// state a clean run saved), the streams start where that run stopped: at its entry
+/// and checkpoint record, which the caller seeks to.
+#[allow(clippy::too_many_arguments)]
 pub fn verify_streams(
     entries: Box<dyn Read + Send>,
     entries_len: u64,
@@ -263,19 +266,24 @@ pub fn verify_streams(
     name: &Path,
     cfg: VerifyConfig,
     trusted: Vec<Note>,
+    resume: Option<&ResumeState>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Outcome, StoreError> {
-    let mut v = Verifier::new(cfg);
+    let mut v = match resume {
+        Some(st) => Verifier::resume(cfg, st).map_err(StoreError::Config)?,
+        None => Verifier::new(cfg),
+    };
     for t in trusted {
         v.add_trusted(t);
     }
     let cps = Checkpoints {
         reader: BufReader::with_capacity(1 << 20, checkpoints),
         next: None,
-        k: 0,
-        offset: 0,
+        k: resume.map_or(0, |r| r.checkpoints),
+        offset: resume.map_or(0, |r| r.checkpoints_offset),
     };
-    drive(v, entries, 0, entries_len, cps, name, name, progress)
+    let start = resume.map_or(0, |r| r.entries_offset);
+    drive(v, entries, start, entries_len, cps, name, name, progress)
 }
 
 /// Feeds the entries read from `f` (from byte `start`) and the checkpoints to `v`.

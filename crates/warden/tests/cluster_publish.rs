@@ -111,6 +111,15 @@ fn the_cluster_publishes_tlog_tiles_that_verify_from_the_bucket() {
     let tiles = v["tiles"]["checked"].as_u64().unwrap();
     assert!(tiles > entries / 256, "{tiles} tiles checked: {v}");
     assert_eq!(v["tiles"]["count"], 0, "{v}");
+    // A clean run saves its state; a later run resumes from it (below).
+    let saved = fx.root.join("verified.json");
+    let (code, v) = verify(&fx, &url, &["--save-checkpoint", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{v}");
+    let saved_size =
+        serde_json::from_slice::<Value>(&std::fs::read(&saved).unwrap()).unwrap()["size"]
+            .as_u64()
+            .unwrap();
+    assert!(saved_size >= size, "saved at {saved_size}");
     // The bucket's directory is a tlog-tiles tree a plain directory reader verifies too.
     let dir = objects.join("ledger");
     let (code, v) = verify(&fx, dir.to_str().unwrap(), &[]);
@@ -135,6 +144,21 @@ fn the_cluster_publishes_tlog_tiles_that_verify_from_the_bucket() {
     eprintln!("after the publishing node's SIGKILL the bucket reached {size} entries in {took:?}");
     let (code, v) = verify(&fx, &url, &[]);
     assert_eq!(code, 0, "{v}");
+    let total = v["entries"].as_u64().unwrap();
+    let all_tiles = v["tiles"]["checked"].as_u64().unwrap();
+    // Resumed from the saved state, a run reads only the entries published since, and
+    // checks every tile they reach.
+    let since = ["--since-checkpoint", saved.to_str().unwrap()];
+    let (code, v) = verify(&fx, &url, &since);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["resumed_from"].as_u64(), Some(saved_size), "{v}");
+    assert_eq!(v["verified_size"].as_u64(), Some(total), "{v}");
+    let reached = v["tiles"]["checked"].as_u64().unwrap();
+    assert!(
+        reached > 0 && reached < all_tiles,
+        "{v}: the tiles the new entries reach, of {all_tiles}"
+    );
+    assert_eq!(v["tiles"]["count"], 0, "{v}");
 
     // Inclusion proofs from the bucket's tiles are the proofs the node prints from its
     // ledger, once both stand at the same checkpoint: in the first bundle, on a
@@ -243,7 +267,30 @@ fn the_cluster_publishes_tlog_tiles_that_verify_from_the_bucket() {
             .any(|f| f.as_str().unwrap().starts_with("tile/0/000"))),
         "{v}"
     );
+    // A resumed run does not read what the saved run verified (its cost is the new
+    // entries'), so it does not see this bundle; it does see one it has not verified.
+    let (code, v) = verify(&fx, &url, &since);
+    assert_eq!(code, 0, "{v}");
     std::fs::write(&bundle, &original).unwrap();
+    let now =
+        serde_json::from_slice::<Value>(&std::fs::read(dir.join("warden/state.json")).unwrap())
+            .unwrap()["size"]
+            .as_u64()
+            .unwrap();
+    assert!(!now.is_multiple_of(256) && now > saved_size, "{now} published");
+    let last = dir.join(format!("tile/entries/{:03}.p/{}", now / 256, now % 256));
+    let kept = std::fs::read(&last).unwrap();
+    let mut altered = kept.clone();
+    let n = altered.len();
+    altered[n - 5] ^= 0x01;
+    std::fs::write(&last, &altered).unwrap();
+    let (code, v) = verify(&fx, &url, &since);
+    assert_ne!(code, 0, "an altered new entry passed a resumed run: {v}");
+    assert!(
+        v["findings"].as_array().is_some_and(|f| !f.is_empty()),
+        "{v}"
+    );
+    std::fs::write(&last, &kept).unwrap();
     let tile = dir.join("tile/0/001");
     let mut t = std::fs::read(&tile).unwrap();
     t[5] ^= 0x80;

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use warden_cluster::publish::State;
-use warden_core::tiles::{self, WIDTH};
+use warden_core::tiles::{self, WIDTH, bundles};
 use warden_registry::logbucket::LogBucket;
 use warden_store::durable::write_atomic;
 use warden_store::ledger::checkpoints_path;
@@ -48,18 +48,6 @@ pub struct Copy {
     log: PathBuf,
     at: Mark,
     rt: tokio::runtime::Runtime,
-}
-
-/// `(index, width, items to skip)` of the bundles holding items `[from, to)`.
-fn bundles(from: u64, to: u64) -> impl Iterator<Item = (u64, usize, usize)> {
-    let w = WIDTH as u64;
-    let first = from / w;
-    let end = to.div_ceil(w);
-    (first..end).map(move |i| {
-        let width = usize::try_from((to - i * w).min(w)).unwrap_or(WIDTH);
-        let skip = usize::try_from(from.saturating_sub(i * w)).unwrap_or(0);
-        (i, width, skip)
-    })
 }
 
 async fn need(b: &LogBucket, path: &str, max: u64) -> Result<Vec<u8>> {
@@ -266,22 +254,5 @@ impl Copy {
         write_atomic(&self.dir.join(MARK), &serde_json::to_vec(&to)?, 0o600)?;
         self.at = to;
         Ok(to.size - at.size)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bundles;
-
-    #[test]
-    fn bundles_cover_a_range_and_skip_what_was_copied() {
-        assert_eq!(bundles(0, 0).count(), 0);
-        assert_eq!(bundles(0, 3).collect::<Vec<_>>(), [(0, 3, 0)]);
-        assert_eq!(
-            bundles(3, 300).collect::<Vec<_>>(),
-            [(0, 256, 3), (1, 44, 0)]
-        );
-        assert_eq!(bundles(256, 512).collect::<Vec<_>>(), [(1, 256, 0)]);
-        assert_eq!(bundles(300, 301).collect::<Vec<_>>(), [(1, 45, 44)]);
     }
 }

@@ -137,13 +137,8 @@ fn verify(a: &Args) -> Result<ExitCode> {
         bar.set_position(done);
     };
     let (out, tiles) = if crate::cmd::verify_bucket::is_published(&log) {
-        if resume.is_some() || a.save_checkpoint.is_some() {
-            bail!(
-                "--since-checkpoint and --save-checkpoint read and write a node's files; not a published log"
-            )
-        }
         let url = log.to_string_lossy().into_owned();
-        let o = crate::cmd::verify_bucket::open(&url)?;
+        let o = crate::cmd::verify_bucket::open(&url, resume.as_ref())?;
         let mut trusted = trusted;
         trusted.push(o.latest);
         let out = warden_store::verify::verify_streams(
@@ -153,6 +148,7 @@ fn verify(a: &Args) -> Result<ExitCode> {
             &log,
             cfg,
             trusted,
+            resume.as_ref(),
             &mut progress,
         )?;
         let tiles = o

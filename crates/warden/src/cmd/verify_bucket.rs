@@ -16,13 +16,16 @@ use warden_cluster::publish::State;
 use warden_core::checkpoint::Checkpoint;
 use warden_core::merkle::leaf_hash;
 use warden_core::note::Note;
-use warden_core::tiles::{self, TileHasher, WIDTH};
+use warden_core::tiles::{self, Tile, TileHasher, WIDTH};
+use warden_core::verify::ResumeState;
 use warden_registry::logbucket::LogBucket;
 
 /// Objects fetched at once per stream.
 const AHEAD: usize = 16;
 /// Largest entry bundle: 256 entries of at most 64 KiB, each with its length.
 const MAX_BUNDLE: u64 = (WIDTH * (tiles::MAX_ENTRY + 2)) as u64;
+/// Largest hash tile.
+const MAX_TILE: u64 = (WIDTH * 32) as u64;
 /// Largest bundle of checkpoint records read.
 const MAX_RECORDS: u64 = 256 << 20;
 /// Most tile findings kept (the count is exact).
@@ -124,17 +127,9 @@ async fn need(b: &LogBucket, path: &str, max: u64) -> std::io::Result<Vec<u8>> {
         .ok_or_else(|| other(format!("{}: {path} is missing", b.url())))
 }
 
-/// `(index, width)` of each bundle of `n` items.
-fn bundles(n: u64) -> impl Iterator<Item = (u64, usize)> {
-    let w = WIDTH as u64;
-    (0..n.div_ceil(w)).map(move |i| {
-        let width = usize::try_from((n - i * w).min(w)).unwrap_or(WIDTH);
-        (i, width)
-    })
-}
-
-/// Opens the published log at `url`.
-pub fn open(url: &str) -> Result<Opened> {
+/// Opens the published log at `url`, from the start or, with `resume` (the state a
+/// clean run saved), from the entry and checkpoint record where that run stopped.
+pub fn open(url: &str, resume: Option<&ResumeState>) -> Result<Opened> {
     let bucket = LogBucket::open(url).with_context(|| format!("opening {url}"))?;
     let rt = runtime()?;
     let (state, latest) = rt.block_on(async {
@@ -167,15 +162,24 @@ pub fn open(url: &str) -> Result<Opened> {
             state.size
         );
     }
+    let (from, from_records) = resume.map_or((0, 0), |r| (r.size, r.checkpoints));
+    if from > state.size || from_records > state.records {
+        bail!(
+            "the saved state ({from} entries, {from_records} checkpoint records) is ahead of \
+             what {url} has published ({} and {}): the published log went back",
+            state.size,
+            state.records
+        );
+    }
     let (etx, erx) = sync_channel(4);
     let (ctx, crx) = sync_channel(4);
     let b = bucket.clone();
     let tiles = std::thread::Builder::new()
         .name("warden-verify-entries".into())
-        .spawn(move || read_entries(&b, state.size, &etx))?;
+        .spawn(move || read_entries(&b, from, state.size, &etx))?;
     std::thread::Builder::new()
         .name("warden-verify-records".into())
-        .spawn(move || read_records(&bucket, state.records, &ctx))?;
+        .spawn(move || read_records(&bucket, from_records, state.records, &ctx))?;
     Ok(Opened {
         entries: reader(erx),
         checkpoints: reader(crx),
@@ -185,8 +189,38 @@ pub fn open(url: &str) -> Result<Opened> {
     })
 }
 
-/// Sends the entries of `size` as lines, checking every hash tile on the way.
-fn read_entries(b: &LogBucket, size: u64, tx: &SyncSender<std::io::Result<Vec<u8>>>) -> TileReport {
+/// The tile hasher as it stood at `from` leaves, from the tiles published for `size`:
+/// the partial tile of `from` leaves is a prefix of the tile over them at `size`.
+async fn restored(b: &LogBucket, from: u64, size: u64) -> std::io::Result<TileHasher> {
+    let mut partials = Vec::new();
+    for (level, index, width) in tiles::partial_tiles(from) {
+        let stored = size.checked_shr(8 * u32::from(level)).unwrap_or(0);
+        let now = usize::try_from(
+            stored
+                .saturating_sub(index * WIDTH as u64)
+                .min(WIDTH as u64),
+        )
+        .unwrap_or(WIDTH);
+        let path = tiles::tile_path(level, index, now);
+        let bytes = need(b, &path, MAX_TILE).await?;
+        let hashes = tiles::parse_tile(&bytes, now)
+            .map_err(|e| other(format!("{}: {path}: {e}", b.url())))?;
+        partials.push(Tile {
+            level,
+            index,
+            hashes: hashes.get(..width).map(<[_]>::to_vec).unwrap_or_default(),
+        });
+    }
+    TileHasher::restore(from, partials).map_err(|e| other(format!("{}: {e}", b.url())))
+}
+
+/// Sends the entries `[from, size)` as lines, checking every hash tile they reach.
+fn read_entries(
+    b: &LogBucket,
+    from: u64,
+    size: u64,
+    tx: &SyncSender<std::io::Result<Vec<u8>>>,
+) -> TileReport {
     let mut report = TileReport::default();
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -195,20 +229,23 @@ fn read_entries(b: &LogBucket, size: u64, tx: &SyncSender<std::io::Result<Vec<u8
             return report;
         }
     };
-    let mut tree = TileHasher::new();
     let outcome: std::io::Result<()> = rt.block_on(async {
+        let mut tree = match from {
+            0 => TileHasher::new(),
+            _ => restored(b, from, size).await?,
+        };
         // Each bundle with the level-0 tile over it (absent or short: a finding).
-        let mut fetched = futures_util::stream::iter(bundles(size))
-            .map(|(i, w)| async move {
+        let mut fetched = futures_util::stream::iter(tiles::bundles(from, size))
+            .map(|(i, w, skip)| async move {
                 let bundle = need(b, &tiles::bundle_path(i, w), MAX_BUNDLE).await?;
                 let tile = b
-                    .get(&tiles::tile_path(0, i, w), (WIDTH * 32) as u64)
+                    .get(&tiles::tile_path(0, i, w), MAX_TILE)
                     .await
                     .map_err(other)?;
-                std::io::Result::Ok((i, w, bundle, tile))
+                std::io::Result::Ok((i, w, skip, bundle, tile))
             })
             .buffered(AHEAD);
-        while let Some((i, w, bundle, tile)) = fetched.try_next().await? {
+        while let Some((i, w, skip, bundle, tile)) = fetched.try_next().await? {
             let path = tiles::bundle_path(i, w);
             let entries = tiles::decode_bundle(&bundle)
                 .map_err(|e| other(format!("{}: {path}: {e}", b.url())))?;
@@ -221,7 +258,7 @@ fn read_entries(b: &LogBucket, size: u64, tx: &SyncSender<std::io::Result<Vec<u8
             }
             let mut lines = Vec::with_capacity(bundle.len());
             let mut full = Vec::new();
-            for e in entries {
+            for e in entries.into_iter().skip(skip) {
                 tree.push(leaf_hash(e), &mut full);
                 lines.extend_from_slice(e);
                 lines.push(b'\n');
@@ -239,12 +276,12 @@ fn read_entries(b: &LogBucket, size: u64, tx: &SyncSender<std::io::Result<Vec<u8
             };
             compare(&mut report, &tiles::tile_path(0, i, w), tile, expected0);
             for t in full.iter().filter(|t| t.level > 0) {
-                let got = b.get(&t.path(), (WIDTH * 32) as u64).await.map_err(other)?;
+                let got = b.get(&t.path(), MAX_TILE).await.map_err(other)?;
                 compare(&mut report, &t.path(), got, Some(t.hashes.clone()));
             }
         }
         for t in tree.partials().into_iter().filter(|t| t.level > 0) {
-            let got = b.get(&t.path(), (WIDTH * 32) as u64).await.map_err(other)?;
+            let got = b.get(&t.path(), MAX_TILE).await.map_err(other)?;
             compare(&mut report, &t.path(), got, Some(t.hashes));
         }
         Ok(())
@@ -270,8 +307,8 @@ fn compare(
     }
 }
 
-/// Sends the `n` checkpoint records' lines.
-fn read_records(b: &LogBucket, n: u64, tx: &SyncSender<std::io::Result<Vec<u8>>>) {
+/// Sends the lines of checkpoint records `[from, n)`.
+fn read_records(b: &LogBucket, from: u64, n: u64, tx: &SyncSender<std::io::Result<Vec<u8>>>) {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -280,13 +317,15 @@ fn read_records(b: &LogBucket, n: u64, tx: &SyncSender<std::io::Result<Vec<u8>>>
         }
     };
     let outcome: std::io::Result<()> = rt.block_on(async {
-        let mut fetched = futures_util::stream::iter(bundles(n))
-            .map(|(i, w)| async move {
+        let mut fetched = futures_util::stream::iter(tiles::bundles(from, n))
+            .map(|(i, w, skip)| async move {
                 let path = tiles::records_path(i, w);
-                need(b, &path, MAX_RECORDS).await.map(|r| (path, w, r))
+                need(b, &path, MAX_RECORDS)
+                    .await
+                    .map(|r| (path, w, skip, r))
             })
             .buffered(AHEAD);
-        while let Some((path, w, records)) = fetched.try_next().await? {
+        while let Some((path, w, skip, mut records)) = fetched.try_next().await? {
             let lines = records.iter().filter(|&&c| c == b'\n').count();
             if lines != w || records.last().is_some_and(|&c| c != b'\n') {
                 return Err(other(format!(
@@ -294,6 +333,17 @@ fn read_records(b: &LogBucket, n: u64, tx: &SyncSender<std::io::Result<Vec<u8>>>
                     b.url()
                 )));
             }
+            // The records a resumed run has already verified.
+            let start = match skip {
+                0 => 0,
+                _ => records
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c == b'\n')
+                    .nth(skip - 1)
+                    .map_or(records.len(), |(at, _)| at + 1),
+            };
+            records.drain(..start);
             if tx.send(Ok(records)).is_err() {
                 return Ok(());
             }
