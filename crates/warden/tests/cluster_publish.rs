@@ -277,7 +277,10 @@ fn the_cluster_publishes_tlog_tiles_that_verify_from_the_bucket() {
             .unwrap()["size"]
             .as_u64()
             .unwrap();
-    assert!(!now.is_multiple_of(256) && now > saved_size, "{now} published");
+    assert!(
+        !now.is_multiple_of(256) && now > saved_size,
+        "{now} published"
+    );
     let last = dir.join(format!("tile/entries/{:03}.p/{}", now / 256, now % 256));
     let kept = std::fs::read(&last).unwrap();
     let mut altered = kept.clone();
