@@ -469,10 +469,12 @@ mod tests {
 
     /// A shared store for the tests: the same GCRA as the cluster's table, in memory,
     /// on a clock that stands still (no cell frees during a test, so counts are exact).
+    /// A `slow` one answers after a turn of the runtime, as a database does.
     #[derive(Debug, Default)]
     struct Store {
         tat: Mutex<HashMap<String, f64>>,
         takes: std::sync::atomic::AtomicU32,
+        slow: bool,
     }
 
     impl SharedBudgets for Store {
@@ -503,7 +505,13 @@ mod tests {
                     (*tat - now - f64::from(burst - 1) * t).max(0.0),
                 ))
             };
-            Box::pin(async move { Ok(out) })
+            let slow = self.slow;
+            Box::pin(async move {
+                if slow {
+                    tokio::task::yield_now().await;
+                }
+                Ok(out)
+            })
         }
     }
 
@@ -556,32 +564,15 @@ mod tests {
         );
     }
 
-    /// A store whose takes take a turn of the runtime, as a database's do.
-    #[derive(Debug, Default)]
-    struct Slow(Store);
-
-    impl SharedBudgets for Slow {
-        fn take<'a>(
-            &'a self,
-            key: &'a str,
-            period: Duration,
-            burst: u32,
-            want: u32,
-            unused: u32,
-        ) -> Taking<'a> {
-            Box::pin(async move {
-                tokio::task::yield_now().await;
-                self.0.take(key, period, burst, want, unused).await
-            })
-        }
-    }
-
     /// 64 requests arriving together at a node that holds nothing of a budget: each
     /// took its own chunk, the budget ran out after 16 and 48 were refused while the
     /// node held 300 cells. One take goes to the store; the others wait for it.
     #[tokio::test]
     async fn concurrent_requests_on_an_empty_hold_share_one_take() {
-        let store = Arc::new(Slow::default());
+        let store = Arc::new(Store {
+            slow: true,
+            ..Store::default()
+        });
         let cfg = LimitConfig {
             per_principal_per_sec: 1,
             per_principal_burst: 320,
@@ -602,7 +593,7 @@ mod tests {
             admitted += usize::from(t.await.unwrap_or(false));
         }
         assert_eq!(admitted, 64, "64 requests of a burst of 320");
-        let takes = store.0.takes.load(std::sync::atomic::Ordering::Relaxed);
+        let takes = store.takes.load(std::sync::atomic::Ordering::Relaxed);
         assert!(takes <= 4, "{takes} takes for 64 requests in chunks of 20");
     }
 
