@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use warden_core::entry::{Event, RID_LEN};
 use warden_store::error::AppendError;
-use warden_store::journal::{Journal, Observer};
+use warden_store::journal::{Handover, Journal, Observer};
 use warden_store::ledger::{Completer, DurableState, Ledger, Receipt, Ticket, check_submission};
 
 /// Longest a ticket waits for its receipt.
@@ -70,6 +70,8 @@ pub struct ClusterJournal {
     counter: AtomicU64,
     /// Fed the other nodes' entries this node sequences.
     observer: std::sync::RwLock<Option<Observer>>,
+    /// Told when this node starts and stops sequencing (and so detecting).
+    handover: std::sync::RwLock<Option<Handover>>,
 }
 
 impl std::fmt::Debug for ClusterJournal {
@@ -103,6 +105,7 @@ impl ClusterJournal {
             session,
             counter: AtomicU64::new(0),
             observer: std::sync::RwLock::new(None),
+            handover: std::sync::RwLock::new(None),
         })
     }
 
@@ -139,6 +142,19 @@ impl ClusterJournal {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
             .map(|o| (o, self.session))
+    }
+
+    /// Tells what registered with [`Journal::on_handover`] that this node starts
+    /// (`true`, before its first entry as sequencer) or stops sequencing.
+    pub(crate) fn handover(&self, detecting: bool) {
+        let f = self
+            .handover
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(f) = f {
+            f(detecting);
+        }
     }
 
     fn direct(&self) -> Option<Arc<Ledger>> {
@@ -210,6 +226,20 @@ impl Journal for ClusterJournal {
             .observer
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(f);
+    }
+
+    /// Registered late, while this node already sequences: `f(true)` now, on a thread
+    /// of its own (the caller may be a runtime's).
+    fn on_handover(&self, f: Handover) {
+        *self
+            .handover
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&f));
+        if self.direct().is_some() {
+            std::thread::scope(|s| {
+                let _ = s.spawn(|| f(true)).join();
+            });
+        }
     }
 }
 

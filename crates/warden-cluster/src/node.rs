@@ -63,9 +63,10 @@ pub const LEASE_TTL: Duration = Duration::from_secs(3);
 const FOLLOW: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
-struct Status {
+pub(crate) struct Status {
     stop: AtomicBool,
-    token: AtomicI64,
+    /// The sequencer lease's fencing token while this node holds it, else 0.
+    pub(crate) token: AtomicI64,
     error: Mutex<Option<String>>,
     /// The local copy's checkpoint-covered state, as last synced or written.
     copy: Mutex<Option<DurableState>>,
@@ -263,6 +264,24 @@ impl ClusterNode {
         )))
     }
 
+    /// Where the detectors of this node keep their learnt state for the next
+    /// sequencer ([`crate::baselines`]), sealed by `sealer`.
+    pub fn baselines(
+        &self,
+        sealer: warden_store::baselines::Sealer,
+    ) -> Result<crate::baselines::NodeBaselines, ClusterError> {
+        let rt = self
+            .rt
+            .as_ref()
+            .ok_or_else(|| ClusterError::Config("the node is stopped".into()))?;
+        Ok(crate::baselines::NodeBaselines {
+            pool: self.pool.clone(),
+            rt: rt.handle().clone(),
+            status: Arc::clone(&self.status),
+            sealer,
+        })
+    }
+
     /// The node's database pool.
     #[must_use]
     pub fn pool(&self) -> &PgPool {
@@ -419,6 +438,8 @@ impl Role {
             Arc::clone(&lost),
         ));
         let mut ledger = Arc::new(ledger);
+        // The detectors resume the last sequencer's state before they see an entry.
+        self.journal.handover(true);
         self.journal.set_direct(Some(Arc::clone(&ledger)));
         let result = crate::sequence::run(&crate::sequence::Sequencing {
             rt: &self.rt,
@@ -433,6 +454,8 @@ impl Role {
         // New entries go through the queue again; a submission under way still holds
         // the ledger for a moment.
         self.journal.set_direct(None);
+        // ... and save theirs while the lease still holds (a lost lease refuses it).
+        self.journal.handover(false);
         let ledger = loop {
             match Arc::try_unwrap(ledger) {
                 Ok(l) => break l,
@@ -508,5 +531,9 @@ impl warden_store::journal::Journal for ClusterNode {
 
     fn observe_others(&self, f: warden_store::journal::Observer) {
         self.journal.observe_others(f);
+    }
+
+    fn on_handover(&self, f: warden_store::journal::Handover) {
+        self.journal.on_handover(f);
     }
 }

@@ -69,6 +69,13 @@ const TABLES: &[&str] = &[
     "ALTER TABLE ledger_notes ADD COLUMN IF NOT EXISTS
         created_at TIMESTAMPTZ NOT NULL DEFAULT now()",
     "CREATE INDEX IF NOT EXISTS ledger_notes_created ON ledger_notes (created_at)",
+    // The detectors' learnt state, sealed, saved by the sequencer (see `baselines`).
+    "CREATE TABLE IF NOT EXISTS detector_state (
+        id SMALLINT PRIMARY KEY CHECK (id = 1),
+        token BIGINT NOT NULL,
+        sealed BYTEA NOT NULL,
+        saved_at TIMESTAMPTZ NOT NULL
+    )",
 ];
 
 /// Creates the cluster's tables when missing.

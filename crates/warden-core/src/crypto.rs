@@ -462,14 +462,27 @@ fn kek(
         &recipient.x25519,
         &ek_hash,
     ];
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"").extract(&ikm);
+    hkdf_key(&ikm, &info)
+}
+
+/// HKDF-SHA256 (empty salt) of `ikm` with `info`, as a data key.
+fn hkdf_key(ikm: &[u8], info: &[&[u8]]) -> Result<DataKey, CryptoError> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"").extract(ikm);
     let mut out = Zeroizing::new([0u8; 32]);
-    prk.expand(&info, hkdf::HKDF_SHA256)
+    prk.expand(info, hkdf::HKDF_SHA256)
         .and_then(|okm| okm.fill(out.as_mut_slice()))
         .map_err(|_| CryptoError::Provider {
             what: "key derivation",
         })?;
     DataKey::new(out)
+}
+
+/// A key for one purpose derived from a 32-byte secret seed: HKDF-SHA256 with
+/// `warden-derived-key-v1\n` and `purpose` as its info, so keys for different purposes
+/// (and the seed's own use) are independent. Whoever holds the seed can derive it
+/// again, so nothing more is stored.
+pub fn derive_key(seed: &[u8; 32], purpose: &[u8]) -> Result<DataKey, CryptoError> {
+    hkdf_key(seed, &[b"warden-derived-key-v1\n", purpose])
 }
 
 /// Wraps `secret` to `recipient` under hybrid ML-KEM-768 + X25519: the wrapping key is

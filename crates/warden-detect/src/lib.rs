@@ -34,6 +34,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
+mod state;
+pub use state::State;
+
 /// Incident severity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -292,7 +295,7 @@ const MINUTE: u64 = 60_000_000;
 const SEC: u64 = 1_000_000;
 
 /// Events in a sliding window: (time, index).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Window {
     /// (time, ledger index, events it stands for), oldest first.
     events: VecDeque<(u64, u64, u64)>,
@@ -329,7 +332,7 @@ impl Window {
 /// Distinct keys in a sliding window: each key's latest (time, index), so memory
 /// follows the number of distinct keys, not of events (a service downloading one
 /// model 1 000 times a second holds one key).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Distinct {
     last: HashMap<u64, (u64, u64)>,
     /// When keys that fell out of the window were last dropped.
@@ -357,7 +360,7 @@ impl Distinct {
 }
 
 /// What is known of one principal.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Principal {
     seen: u64,
     networks: HashSet<IpAddr>,
@@ -388,6 +391,8 @@ pub struct Detector {
     /// Failed authentications by source: an address, a network (`net:`), or `*`.
     auth_failures: HashMap<String, Window>,
     quiet_until: HashMap<(&'static str, String), u64>,
+    /// Ledger index of the last event observed.
+    through: Option<u64>,
 }
 
 fn fnv(parts: &[&str]) -> u64 {
@@ -432,6 +437,7 @@ impl Detector {
 
     /// Feeds one event; returns the incidents it raises (usually none).
     pub fn observe(&mut self, s: &Signal<'_>) -> Vec<Incident> {
+        self.through = Some(s.index);
         let mut out = Vec::new();
         match s.category {
             Category::AuthFailure => self.auth_failure(s, &mut out),

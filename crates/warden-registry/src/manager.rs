@@ -248,6 +248,11 @@ impl SecureModelManager {
 
     /// Records `system.stop` and closes the ledger (final checkpoint).
     pub async fn close(self) -> Result<(), RegistryError> {
+        // What the detectors learnt is kept for the next process that detects.
+        if let Some(h) = self.detection.get() {
+            let h = Arc::clone(h);
+            let _ = tokio::task::spawn_blocking(move || h.handover(false)).await;
+        }
         let r = if self.ledger.local().is_some() {
             self.audit(
                 "system.stop",

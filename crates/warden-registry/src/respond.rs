@@ -146,6 +146,20 @@ impl SecureModelManager {
         cfg: &DetectionConfig,
         alerts: Vec<AlertTarget>,
     ) -> Result<Option<tokio::task::JoinHandle<()>>, crate::RegistryError> {
+        self.enable_detection_with(cfg, alerts, None)
+    }
+
+    /// [`Self::enable_detection`], the detectors' learnt state kept in `baselines`:
+    /// resumed from it whenever this process starts detecting (now, for a process that
+    /// owns its ledger; on a cluster, when this node takes the sequencer lease), saved
+    /// to it every few seconds while it changes, when this node stops sequencing and
+    /// when the manager closes.
+    pub fn enable_detection_with(
+        self: &Arc<Self>,
+        cfg: &DetectionConfig,
+        alerts: Vec<AlertTarget>,
+        baselines: Option<Arc<dyn warden_store::baselines::Baselines>>,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, crate::RegistryError> {
         if !cfg.enabled {
             return Ok(None);
         }
@@ -157,10 +171,35 @@ impl SecureModelManager {
             clock: Arc::clone(&self.clock),
             tx,
             journal: Arc::clone(&self.ledger),
+            cfg: cfg.thresholds.clone(),
+            baselines,
+            active: std::sync::atomic::AtomicBool::new(false),
+            observed: std::sync::atomic::AtomicU64::new(0),
+            saved: std::sync::atomic::AtomicU64::new(0),
         };
         let hook = Arc::new(hook);
+        // Resumes now if this process detects already (blocking briefly, once), else
+        // when it starts to.
+        let told = Arc::downgrade(&hook);
+        self.ledger.on_handover(Arc::new(move |detecting| {
+            if let Some(h) = told.upgrade() {
+                h.handover(detecting);
+            }
+        }));
         if self.detection.set(Arc::clone(&hook)).is_err() {
             return Err(bad("detection is already enabled".into()));
+        }
+        if hook.baselines.is_some() {
+            let saver = Arc::downgrade(&hook);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(crate::detection::SAVE_EVERY).await;
+                    let Some(h) = saver.upgrade() else { return };
+                    if h.active.load(std::sync::atomic::Ordering::SeqCst) {
+                        let _ = tokio::task::spawn_blocking(move || h.save()).await;
+                    }
+                }
+            });
         }
         // On a cluster, the entries other nodes append reach these detectors while
         // this node sequences them.
@@ -488,7 +527,7 @@ impl SecureModelManager {
     clippy::print_stderr,
     reason = "the responder reports its own failures on stderr"
 )]
-fn log(msg: &str) {
+pub(crate) fn log(msg: &str) {
     eprintln!("warden: {msg}");
 }
 

@@ -16,6 +16,11 @@ use warden_core::entry::Event;
 /// event and its index.
 pub type Observer = Arc<dyn Fn(&str, &Event, u64) + Send + Sync>;
 
+/// Called with `true` when this process starts detecting for the ledger (before the
+/// first entry it detects) and with `false` when it stops (after the last one), from a
+/// thread that may block: the detectors resume their saved state, and save it.
+pub type Handover = Arc<dyn Fn(bool) + Send + Sync>;
+
 /// Where entries are appended.
 ///
 /// Contract for every implementation:
@@ -60,6 +65,13 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     /// Hands `f` every entry other processes append that this one writes into the
     /// ledger (a cluster's sequencer). Nothing by default.
     fn observe_others(&self, _f: Observer) {}
+
+    /// Hands `f` the changes of whether this process detects ([`Handover`]). A process
+    /// that detects from the start (one that owns its ledger) calls `f(true)` at once,
+    /// on the calling thread.
+    fn on_handover(&self, f: Handover) {
+        f(true);
+    }
 }
 
 impl Journal for Ledger {

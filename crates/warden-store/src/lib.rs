@@ -3,6 +3,7 @@
 //! file-reading verification driver ([`verify`]).
 
 pub mod audit;
+pub mod baselines;
 mod clock;
 pub mod config;
 pub mod durable;

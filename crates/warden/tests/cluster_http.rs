@@ -415,6 +415,14 @@ fn every_node_exports_its_copy_of_the_ledger_whole() {
     assert!(outputs.windows(2).all(|w| w[0] == w[1]));
 }
 
+/// The `brute_force` incidents among `entries`.
+fn brute_forces(entries: &[Value]) -> usize {
+    entries
+        .iter()
+        .filter(|e| e["kind"] == "incident" && e["event"]["details"]["detector"] == "brute_force")
+        .count()
+}
+
 /// Failed authentications from one address spread over three nodes, fewer on each
 /// than the brute-force threshold (20 in 5 minutes), more in all: the node that
 /// sequences sees every node's entries, so the cluster raises one incident, as one
@@ -437,14 +445,6 @@ fn a_brute_force_spread_over_three_nodes_is_one_brute_force() {
         .expect("an answer");
         assert_eq!(a.code, 401, "{}", a.text);
     }
-    let brute_forces = |entries: &[Value]| {
-        entries
-            .iter()
-            .filter(|e| {
-                e["kind"] == "incident" && e["event"]["details"]["detector"] == "brute_force"
-            })
-            .count()
-    };
     let mut entries = ledger(&fx, &fx.data);
     while brute_forces(&entries) == 0 {
         assert!(
@@ -471,6 +471,105 @@ fn a_brute_force_spread_over_three_nodes_is_one_brute_force() {
     // Give a second detector the time it would need, then count again: one incident.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(brute_forces(&ledger(&fx, &fx.data)), 1);
+}
+
+/// What the detectors learnt survives a change of sequencer: 12 failed
+/// authentications from one address, the sequencer SIGKILLed once its detectors'
+/// state was saved, 12 more through the nodes left. Before, the node that took the
+/// lease started over and saw 12 of the 24 (threshold 20): no incident.
+#[test]
+fn a_brute_force_split_by_a_change_of_sequencer_is_one_brute_force() {
+    let pg = Pg::new();
+    let (fx, _, _) = cluster(&pg);
+    let (mut nodes, addrs) = nodes_with(&fx, 3, &["--auth-failures-per-min", "30"]);
+    let holder = || {
+        psql(
+            &pg.url(),
+            "SELECT holder FROM cluster_lease WHERE name = 'ledger.sequencer' AND expires_at > clock_timestamp()",
+        )
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+    };
+    let first = holder();
+    let seq = nodes
+        .iter()
+        .position(|n| n.name == first)
+        .expect("a node sequences");
+    let fail = |addr: &str, i: usize| {
+        let a = get(
+            addr,
+            MODEL_PATH,
+            &format!("wdn_nope-{i}"),
+            &format!("f-{i}"),
+            10,
+        )
+        .expect("an answer");
+        assert_eq!(a.code, 401, "{}", a.text);
+    };
+    let others: Vec<usize> = (0..3).filter(|i| *i != seq).collect();
+    for i in 0..12 {
+        fail(&addrs[others[i % 2]], i);
+    }
+    // Every failure is written (so seen by the sequencer's detectors); then wait for
+    // a save of their state made after that.
+    std::thread::sleep(Duration::from_millis(300));
+    let since = psql(&pg.url(), "SELECT clock_timestamp()");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while psql(
+        &pg.url(),
+        &format!("SELECT count(*) FROM detector_state WHERE saved_at > '{since}'"),
+    ) != "1"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the detectors' state was never saved"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let saved = psql(
+        &pg.url(),
+        "SELECT encode(sealed, 'escape') FROM detector_state",
+    );
+    assert!(
+        !saved.contains("127.0.0.1") && !saved.contains("auth_failures"),
+        "the saved state is sealed"
+    );
+    nodes[seq].signal("-KILL");
+    let killed = Instant::now();
+    let mut next = holder();
+    while next.is_empty() || next == first {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "no node took the lease"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        next = holder();
+    }
+    for i in 12..24 {
+        fail(&addrs[others[i % 2]], i);
+    }
+    let data = &nodes[others[0]].data;
+    let started = Instant::now();
+    let mut entries = ledger(&fx, data);
+    while brute_forces(&entries) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no brute-force incident after 12 + 12 failures on both sides of a failover"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        entries = ledger(&fx, data);
+    }
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["kind"] == "auth.failure")
+            .count(),
+        24
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(brute_forces(&ledger(&fx, data)), 1);
 }
 
 /// A client spreading its requests over three nodes meets one budget, not one per

@@ -323,3 +323,58 @@ fn denials_recorded_by_local_clients_reach_the_service_s_detectors() {
         "{denied:?}"
     );
 }
+
+/// A restart of the service keeps what its detectors learnt: 5 failed authentications,
+/// a stop and a start, 5 more (threshold 8) raise one brute force. Before, the
+/// restarted service started over and saw 5: none. The state it keeps is sealed, 0600.
+#[test]
+fn a_brute_force_split_by_a_restart_is_one_brute_force() {
+    let fx = Fx::initialised();
+    let cfg = fx.data.join("warden.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("brute_force_failures = 20", "brute_force_failures = 8"),
+    )
+    .unwrap();
+    let stop = |mut child: std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(child.wait().unwrap().success());
+    };
+    let (child, addr, _) = serve::start(fx.cmd());
+    for _ in 0..5 {
+        assert_eq!(bad_login(&addr), 401);
+    }
+    stop(child);
+    let state = fx.data.join("detection.state");
+    let sealed = std::fs::read(&state).expect("the detectors' state is kept");
+    assert!(!sealed.windows(9).any(|w| w == b"127.0.0.1"), "sealed");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let brute_forces = |fx: &Fx| {
+        fx.entries("incident")
+            .iter()
+            .filter(|e| e["event"]["details"]["detector"] == "brute_force")
+            .count()
+    };
+    assert_eq!(brute_forces(&fx), 0);
+    let (child, addr, _) = serve::start(fx.cmd());
+    for _ in 0..5 {
+        assert_eq!(bad_login(&addr), 401);
+    }
+    let t = Instant::now();
+    while brute_forces(&fx) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no incident for 5 + 5 failures on both sides of a restart"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop(child);
+    assert_eq!(brute_forces(&fx), 1);
+}

@@ -200,16 +200,15 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         };
         // Inline threat detection and its playbook (`[detection]`).
         let alerts = webhooks(&dir, &cfg.detection.webhooks)?;
-        let _responder = m.enable_detection(&cfg.detection, alerts)?;
-        let (stop_schedule, stopped) = tokio::sync::watch::channel(false);
-        let schedule = crate::cmd::schedule::spawn(
-            Arc::clone(&m),
-            &dir,
-            &cfg,
-            crate::common::unlock(&dir)?,
-            stopped,
-            node.clone(),
+        let root = crate::common::unlock(&dir)?;
+        let _responder = m.enable_detection_with(
+            &cfg.detection,
+            alerts,
+            Some(baselines(&dir, &root, node.as_deref())?),
         )?;
+        let (stop_schedule, stopped) = tokio::sync::watch::channel(false);
+        let schedule =
+            crate::cmd::schedule::spawn(Arc::clone(&m), &dir, &cfg, root, stopped, node.clone())?;
         // On a cluster each budget is one for all the nodes.
         let budgets = crate::cluster::Budgets::connect(&cfg).await?;
         let served = async {
@@ -270,6 +269,27 @@ pub fn run(a: &Args) -> Result<ExitCode> {
 }
 
 /// Reads a file of at most `max` bytes.
+/// Where the detectors keep what they learnt between processes: on a cluster the
+/// database (for whichever node sequences next), else a file of the data directory.
+/// Sealed under a key derived from the root key.
+fn baselines(
+    dir: &warden_store::config::DataDir,
+    root: &warden_store::keys::RootKey,
+    node: Option<&warden_cluster::node::ClusterNode>,
+) -> Result<Arc<dyn warden_store::baselines::Baselines>> {
+    let sealer = warden_store::baselines::Sealer::new(root)?;
+    Ok(match node {
+        Some(n) => Arc::new(n.baselines(sealer)?),
+        None => Arc::new(warden_store::baselines::FileBaselines::new(
+            dir.root.join(DETECTION_STATE),
+            sealer,
+        )),
+    })
+}
+
+/// The detectors' sealed state in an embedded data directory.
+pub const DETECTION_STATE: &str = "detection.state";
+
 /// A webhook as an alert sink.
 #[derive(Debug)]
 struct WebhookSink {
