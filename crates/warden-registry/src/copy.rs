@@ -117,6 +117,7 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
 ];
 
 /// One value read from a row.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Value {
     Text(Option<String>),
     Int(Option<i64>),
@@ -139,6 +140,63 @@ pub async fn is_empty(db: &Db) -> Result<bool, RegistryError> {
         }
     };
     Ok(n == 0)
+}
+
+/// A row's values, as the schema types its columns.
+fn values<R: Row>(row: &R, cols: &[(&str, Col)]) -> Result<Vec<Value>, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let mut values = Vec::with_capacity(cols.len());
+    for (i, (_, col)) in cols.iter().enumerate() {
+        values.push(match col {
+            Text => Value::Text(row.try_get(i)?),
+            Int => Value::Int(row.try_get(i)?),
+            Bool => Value::Bool(row.try_get(i)?),
+            Blob => Value::Blob(row.try_get(i)?),
+        });
+    }
+    Ok(values)
+}
+
+/// Every row of `table`, sorted (the two engines order text differently).
+async fn rows(
+    db: &Db,
+    table: &str,
+    cols: &[(&str, Col)],
+) -> Result<Vec<Vec<Value>>, RegistryError> {
+    let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
+    let select = format!("SELECT {} FROM {table}", names.join(", "));
+    let mut out = Vec::new();
+    match db.pool() {
+        Pool::Sqlite(p) => {
+            for r in sqlx::query(&select).fetch_all(p).await? {
+                out.push(values(&r, cols)?);
+            }
+        }
+        Pool::Postgres(p) => {
+            for r in sqlx::query(&select).fetch_all(p).await? {
+                out.push(values(&r, cols)?);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Whether `dst` holds exactly the registry of `src`, row for row in every table: what
+/// [`copy`] leaves when it committed (a move interrupted after it is carried on).
+pub async fn same(src: &Db, dst: &Db) -> Result<bool, RegistryError> {
+    for (table, cols) in TABLES {
+        if rows(src, table, cols).await? != rows(dst, table, cols).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Copies every table of `src` (SQLite) into `dst` (PostgreSQL, with no principals
@@ -169,17 +227,8 @@ pub async fn copy(src: &Db, dst: &Db) -> Result<Vec<(String, u64)>, RegistryErro
             marks.join(", ")
         );
         for row in &rows {
-            let mut values = Vec::with_capacity(cols.len());
-            for (i, (_, col)) in cols.iter().enumerate() {
-                values.push(match col {
-                    Text => Value::Text(row.try_get(i)?),
-                    Int => Value::Int(row.try_get(i)?),
-                    Bool => Value::Bool(row.try_get(i)?),
-                    Blob => Value::Blob(row.try_get(i)?),
-                });
-            }
             let mut q = sqlx::query(&insert);
-            for v in values {
+            for v in values(row, cols)? {
                 q = match v {
                     Value::Text(x) => q.bind(x),
                     Value::Int(x) => q.bind(x),

@@ -17,9 +17,40 @@ mod s3;
 mod serve;
 
 use cli::Fx;
-use cli::pg::Pg;
+use cli::pg::{Pg, psql};
 use nodes::{MODEL_BYTES, access_ids, download, ledger, nodes};
 use std::process::Command;
+
+/// The ledger of the node at `data` verifies under the data directory's root key, with
+/// the checkpoint `kept` from before the move.
+fn verifies_with(fx: &Fx, data: &std::path::Path, kept: &std::path::Path) {
+    let out = fx
+        .cmd()
+        .env("WARDEN_DATA_DIR", data)
+        .args([
+            "verify",
+            "--root-pub",
+            fx.data.join("keys/root.pub").to_str().unwrap(),
+            "--trusted-checkpoint",
+            kept.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `system.migrate` entries among `entries`.
+fn moves(entries: &[serde_json::Value]) -> usize {
+    entries
+        .iter()
+        .filter(|e| e["kind"] == "system.migrate")
+        .count()
+}
 
 #[test]
 fn an_embedded_data_directory_moves_onto_the_cluster_with_its_history() {
@@ -97,35 +128,12 @@ fn an_embedded_data_directory_moves_onto_the_cluster_with_its_history() {
     }
     // The ledger verifies on the new node's copy under the same root key, with the
     // checkpoint kept from before the move, and holds both eras and the move itself.
-    let out = fx
-        .cmd()
-        .env("WARDEN_DATA_DIR", &nodes[1].data)
-        .args([
-            "verify",
-            "--root-pub",
-            fx.data.join("keys/root.pub").to_str().unwrap(),
-            "--trusted-checkpoint",
-            kept.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verifies_with(&fx, &nodes[1].data, &kept);
     let entries = ledger(&fx, &nodes[1].data);
     let ids = access_ids(&entries);
     assert!((0..20).all(|i| ids.get(&format!("before-{i}")) == Some(&1)));
     assert!((0..5).all(|i| ids.get(&format!("after-1-{i}")) == Some(&1)));
-    assert_eq!(
-        entries
-            .iter()
-            .filter(|e| e["kind"] == "system.migrate")
-            .count(),
-        1
-    );
+    assert_eq!(moves(&entries), 1);
 }
 
 #[test]
@@ -148,5 +156,133 @@ fn a_ledger_that_does_not_verify_is_not_moved() {
             .unwrap()
             .contains("backend"),
         "the configuration was changed"
+    );
+}
+
+/// A move stopped half-way is carried on by running it again: the first run stops
+/// after copying the registry (a node of the new cluster was started meanwhile and
+/// holds the sequencer lease), the second moves the ledger, and a third, as after a
+/// crash between the import and rewriting `warden.toml`, finds the database holding a
+/// prefix of the ledger (the files gained the third run's own entry) and imports the
+/// rest. Before, every run after the first was refused: the database was not empty.
+#[test]
+fn an_interrupted_move_carries_on_when_run_again() {
+    let pg = Pg::new();
+    let fx = Fx::initialised();
+    for i in 0..5 {
+        fx.append_access(&format!("user-{i}"));
+    }
+    let kept = fx.root.join("kept.json");
+    std::fs::write(&kept, fx.ok(&["log", "checkpoint", "--json"])).unwrap();
+    let config = std::fs::read_to_string(fx.data.join("warden.toml")).unwrap();
+    // The cluster's tables exist once anything connected; a node holds the lease.
+    let probe = fx.run(&["migrate", "--to", &pg.url(), "--json"]);
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    // (that run moved everything: start again from a database a first run left
+    // half-filled.)
+    std::fs::write(fx.data.join("warden.toml"), &config).unwrap();
+    psql(&pg.url(), "DELETE FROM ledger_chunks");
+    psql(
+        &pg.url(),
+        "UPDATE cluster_lease SET holder = 'n9/1/0000', expires_at = clock_timestamp() + interval '60 seconds' WHERE name = 'ledger.sequencer'",
+    );
+    let out = fx.run(&["migrate", "--to", &pg.url()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds the sequencer lease"), "{err}");
+    assert!(err.contains("run the same `warden migrate` again"), "{err}");
+    assert_ne!(psql(&pg.url(), "SELECT count(*) FROM principals"), "0");
+    assert_eq!(psql(&pg.url(), "SELECT count(*) FROM ledger_chunks"), "0");
+    assert!(
+        !std::fs::read_to_string(fx.data.join("warden.toml"))
+            .unwrap()
+            .contains("backend")
+    );
+
+    // The node is stopped: the move carries on, the registry left as it was copied.
+    psql(&pg.url(), "DELETE FROM cluster_lease");
+    let v = fx.json(&["migrate", "--to", &pg.url(), "--json"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        v["registry"],
+        serde_json::json!({}),
+        "not copied twice: {v}"
+    );
+    let imported = v["entries"].as_u64().unwrap();
+
+    // A crash before `warden.toml` named the cluster: run again.
+    std::fs::write(fx.data.join("warden.toml"), &config).unwrap();
+    let out = fx.run(&["migrate", "--to", &pg.url()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the database holds the first {imported} entries")),
+        "{err}"
+    );
+
+    let (nodes, _) = nodes(&fx, 1);
+    verifies_with(&fx, &nodes[0].data, &kept);
+    let entries = ledger(&fx, &nodes[0].data);
+    for i in 0..5 {
+        let user = format!("user-{i}");
+        assert_eq!(
+            entries
+                .iter()
+                .filter(|e| e["kind"] == "model.access" && e["event"]["user"] == user.as_str())
+                .count(),
+            1,
+            "{user}"
+        );
+    }
+    // Every run recorded itself: the probe, the refused one, and the two that moved.
+    assert_eq!(moves(&entries), 4);
+}
+
+/// A ledger sealed into segments moves as the one stream its segments make: the
+/// cluster's copy verifies with a checkpoint kept from before, and the segments are
+/// set aside, not deleted. Before, the move was refused.
+#[test]
+fn a_ledger_sealed_into_segments_moves_as_one_stream() {
+    let pg = Pg::new();
+    let fx = Fx::initialised();
+    let cfg = fx.data.join("warden.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("max_bytes = 1073741824", "max_bytes = 4096"),
+    )
+    .unwrap();
+    for i in 0..12 {
+        fx.append_access(&format!("user-{i}"));
+    }
+    let log = fx.data.join("logs/model_access.jsonl");
+    let sealed = warden_store::segments::load_index(&log).unwrap().len();
+    assert!(sealed >= 2, "{sealed} sealed segments");
+    let kept = fx.root.join("kept.json");
+    std::fs::write(&kept, fx.ok(&["log", "checkpoint", "--json"])).unwrap();
+    let before = ledger(&fx, &fx.data);
+
+    let v = fx.json(&["migrate", "--to", &pg.url(), "--json"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["entries"].as_u64().unwrap() > before.len() as u64, "{v}");
+    let aside = fx.data.join("logs/before-migrate");
+    let kept_files = std::fs::read_dir(&aside).unwrap().count();
+    assert!(kept_files >= sealed + 3, "{kept_files} files set aside");
+
+    let (nodes, _) = nodes(&fx, 1);
+    verifies_with(&fx, &nodes[0].data, &kept);
+    let after = ledger(&fx, &nodes[0].data);
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "the history, entry for entry"
     );
 }

@@ -4,7 +4,8 @@
 //! checkpoint signed before stays consistent with those signed after; the registry's
 //! rows are copied; the blobs are uploaded and each is checked against its digest on
 //! the way. `warden.toml` is rewritten last: until then the data directory is as it
-//! was, and a failed move can be retried into an emptied database.
+//! was, and a move that stopped half-way is carried on by running it again (the
+//! database must then hold this data directory's registry and a prefix of its ledger).
 
 use crate::common::{DataDirArg, eprint, print_json};
 use anyhow::{Context, Result, bail};
@@ -23,7 +24,8 @@ pub struct Args {
     pub dir: DataDirArg,
     /// The cluster's PostgreSQL (postgres://user@host:port/db; the password from
     /// PGPASSWORD): the registry's metadata and the ledger go there. It must hold
-    /// neither yet. Stop every process of this data directory first.
+    /// neither yet, or only what an interrupted move of this data directory left (the
+    /// move then carries on). Stop every process of this data directory first.
     #[arg(long, value_name = "URL")]
     pub to: String,
     /// Also move the model blobs to this S3-compatible bucket (s3://bucket/prefix;
@@ -79,33 +81,38 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     };
 
     let log = dir.log(&cfg);
-    let view = warden_store::segments::LogView::open(&log)?;
-    if !view.index().is_empty() {
-        bail!(
-            "{} has sealed segments: a cluster keeps one entries stream, and moving a segmented ledger is not supported yet",
-            log.display()
-        );
-    }
-    drop(view);
-    // Where it goes must be empty, and what is moved must verify: both before anything
-    // is written.
+    let segmented = !warden_store::segments::load_index(&log)?.is_empty();
+    // Where it goes must be empty, or hold what an interrupted move of this same data
+    // directory left (then the move carries on), and what is moved must verify: both
+    // before anything is written.
     let rt = crate::registry::runtime()?;
-    let pool = rt.block_on(async {
+    let (pool, resumed, registry_copied) = rt.block_on(async {
         let pool = warden_cluster::node::connect(&a.to).await?;
-        warden_cluster::schema::ensure(&pool).await?;
-        if warden_cluster::chunks::length(&pool, warden_cluster::chunks::ENTRIES).await? > 0 {
-            bail!("{} already holds a cluster's ledger: a data directory moves into an empty database", shown(&a.to));
-        }
+        let resumed = warden_cluster::import::resumable(&pool, &log)
+            .await
+            .with_context(|| shown(&a.to))?;
+        let mut copied = false;
         if cfg.registry_url().is_none() {
             let dst = Database::Postgres(a.to.clone()).open().await?;
-            let empty = warden_registry::copy::is_empty(&dst).await?;
-            dst.close().await;
-            if !empty {
-                bail!("{} already holds a registry: a data directory moves into an empty database", shown(&a.to));
+            if !warden_registry::copy::is_empty(&dst).await? {
+                let src = Database::Sqlite(dir.resolve(&cfg.registry_db)).open().await?;
+                copied = warden_registry::copy::same(&src, &dst).await?;
+                src.close().await;
+                if !copied {
+                    dst.close().await;
+                    bail!("{} already holds a registry, and not this one: a data directory moves into an empty database, or into what an interrupted move of it left", shown(&a.to));
+                }
             }
+            dst.close().await;
         }
-        anyhow::Ok(pool)
+        anyhow::Ok((pool, resumed, copied))
     })?;
+    if let Some(r) = &resumed {
+        say(&format!(
+            "resuming an interrupted move: the database holds the first {} entries already",
+            r.entries
+        ));
+    }
     // What is moved must verify: once before anything is written, and again after the
     // move's own entry (from where the first run stopped).
     say("verifying the ledger before moving it");
@@ -171,6 +178,10 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 say("the registry is in PostgreSQL already: left where it is");
                 Vec::new()
             }
+            None if registry_copied => {
+                say("the registry was copied by the interrupted move: left as it is");
+                Vec::new()
+            }
             None => {
                 say("copying the registry");
                 let src = Database::Sqlite(dir.resolve(&cfg.registry_db)).open().await?;
@@ -183,14 +194,29 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         };
         say("importing the ledger");
         let holder = format!("migrate/{}", crate::cluster::node_name());
-        let imported = warden_cluster::import::import(&pool, &holder, &log, &mut |_| {})
-            .await
-            .context(
-                "importing the ledger (the registry was copied: empty the database before running again)",
-            )?;
+        let total = warden_store::segments::LogView::open(&log)?.len()?;
+        let bar = crate::common::byte_bar(Some(total), "importing the ledger", a.json);
+        let imported = warden_cluster::import::import(&pool, &holder, &log, &mut |done| {
+            bar.set_position(done);
+        })
+        .await
+        .context(
+            "importing the ledger (run the same `warden migrate` again: it carries on after what was imported)",
+        )?;
+        bar.finish_and_clear();
         pool.close().await;
         anyhow::Ok((tables, blobs, imported))
     })?;
+    if segmented {
+        // The node's copy of the cluster's ledger is one file: the segments (and the
+        // active file, which the copy replaces) are set aside, and the node rebuilds
+        // its copy from the database when it starts.
+        let aside = set_aside(&log)?;
+        say(&format!(
+            "the ledger's segments are set aside in {} (remove them once the cluster serves)",
+            aside.display()
+        ));
+    }
     let toml = toml::to_string(&new).context("writing the configuration")?;
     warden_store::durable::write_atomic(&dir.config(), toml.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", dir.config().display()))?;
@@ -217,6 +243,34 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Moves the ledger's local files (the segments, their index, the active entries file,
+/// the checkpoints and the tree state) into a directory beside them. Returns it.
+fn set_aside(log: &Path) -> Result<PathBuf> {
+    let dir = log.parent().unwrap_or(Path::new("."));
+    let aside = dir.join("before-migrate");
+    std::fs::create_dir_all(&aside).with_context(|| format!("creating {}", aside.display()))?;
+    let mut paths: Vec<PathBuf> = warden_store::segments::load_index(log)?
+        .iter()
+        .map(|r| warden_store::segments::segment_path(log, r))
+        .collect();
+    paths.extend([
+        warden_store::segments::index_path(log),
+        log.to_path_buf(),
+        checkpoints_path(log),
+        warden_store::ledger::tree_state_path(log),
+    ]);
+    for p in paths {
+        let Some(name) = p.file_name() else { continue };
+        match std::fs::rename(&p, aside.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("moving {}", p.display())),
+        }
+    }
+    warden_store::durable::sync_dir(dir)?;
+    Ok(aside)
 }
 
 /// Uploads every blob of the local store to `url`, each checked against the digest it
