@@ -108,13 +108,43 @@ impl std::fmt::Debug for ClusterNode {
 }
 
 /// Connects to the cluster's database (a small pool that fails fast when it is down).
+/// When the URL asks for TLS, every connection the pool makes must have negotiated
+/// TLS 1.3 (`warden_store::pgurl`), or it is dropped before it is used.
 pub async fn connect(url: &str) -> Result<PgPool, ClusterError> {
+    let tls = warden_store::pgurl::wants_tls(url);
+    if tls {
+        // One connection first, for a clear error: the pool would retry a refused one
+        // until it timed out and say only that.
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+            .await
+            .map_err(db("connect"))?;
+        require_tls13(&mut c).await.map_err(db("connect"))?;
+        let _ = sqlx::Connection::close(c).await;
+    }
     PgPoolOptions::new()
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(3))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if tls {
+                    require_tls13(conn).await?;
+                }
+                Ok(())
+            })
+        })
         .connect(url)
         .await
         .map_err(db("connect"))
+}
+
+/// Fails unless the server says `conn` negotiated TLS 1.3.
+async fn require_tls13(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    let (ssl, version): (Option<bool>, Option<String>) =
+        sqlx::query_as(warden_store::pgurl::TLS_QUERY)
+            .fetch_optional(conn)
+            .await?
+            .unwrap_or((None, None));
+    warden_store::pgurl::check_tls(ssl, version.as_deref()).map_err(|e| sqlx::Error::Tls(e.into()))
 }
 
 impl ClusterNode {

@@ -233,12 +233,28 @@ impl Db {
         let opts: PgConnectOptions = url
             .parse()
             .map_err(|e| RegistryError::invalid("database URL", format!("{e}")))?;
+        // A URL that asks for TLS gets TLS 1.3 on every connection, or none.
+        let tls = warden_store::pgurl::wants_tls(url);
+        let watch = WatchOpts::Postgres(opts.clone(), tls);
+        if tls {
+            // One connection first, for a clear error: the pool would retry a refused
+            // one until it timed out and say only that.
+            drop(watch.connect().await?);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(std::time::Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if tls {
+                        crate::engine::require_tls13(conn).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(opts.clone())
             .await?;
-        Self::start(Pool::Postgres(pool), WatchOpts::Postgres(opts)).await
+        Self::start(Pool::Postgres(pool), watch).await
     }
 
     /// Creates the tables and starts watching for other processes' commits.

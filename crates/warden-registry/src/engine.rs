@@ -104,16 +104,33 @@ pub(crate) struct Watch {
 #[derive(Debug)]
 pub(crate) enum WatchOpts {
     Sqlite(sqlx::sqlite::SqliteConnectOptions),
-    Postgres(sqlx::postgres::PgConnectOptions),
+    /// The options, and whether the connection must be TLS 1.3.
+    Postgres(sqlx::postgres::PgConnectOptions, bool),
 }
 
 impl WatchOpts {
     pub(crate) async fn connect(&self) -> Result<WatchConn, RegistryError> {
         Ok(match self {
             Self::Sqlite(o) => WatchConn::Sqlite(sqlx::ConnectOptions::connect(o).await?),
-            Self::Postgres(o) => WatchConn::Postgres(sqlx::ConnectOptions::connect(o).await?),
+            Self::Postgres(o, tls) => {
+                let mut c = sqlx::ConnectOptions::connect(o).await?;
+                if *tls {
+                    require_tls13(&mut c).await?;
+                }
+                WatchConn::Postgres(c)
+            }
         })
     }
+}
+
+/// Fails unless the server says `conn` negotiated TLS 1.3 (`warden_store::pgurl`).
+pub(crate) async fn require_tls13(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    let (ssl, version): (Option<bool>, Option<String>) =
+        sqlx::query_as(warden_store::pgurl::TLS_QUERY)
+            .fetch_optional(conn)
+            .await?
+            .unwrap_or((None, None));
+    warden_store::pgurl::check_tls(ssl, version.as_deref()).map_err(|e| sqlx::Error::Tls(e.into()))
 }
 
 impl Watch {

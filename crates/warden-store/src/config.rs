@@ -36,7 +36,8 @@ pub struct Config {
     /// The cluster's PostgreSQL (`postgres://user@host:port/db`, the password from
     /// `PGPASSWORD`): the registry's metadata (unless `registry_database` names another)
     /// and the ledger, written by whichever node holds the sequencer lease. Each node
-    /// keeps its own copy of the ledger's files at `log`.
+    /// keeps its own copy of the ledger's files at `log`. A host off this machine needs
+    /// `?sslmode=verify-full` (TLS 1.3, see `pgurl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
     /// Where a cluster publishes its ledger as C2SP tlog-tiles (`s3://bucket/prefix`,
@@ -104,74 +105,6 @@ pub struct WriterConfig {
     /// How long a writer started on demand waits without a client before it exits
     /// (closing its epoch). Default 300.
     pub idle_exit_secs: u64,
-}
-
-/// Refuses a database URL that is not PostgreSQL's or that holds a password.
-fn check_postgres_url(key: &str, url: &str) -> Result<(), StoreError> {
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(StoreError::Config(format!(
-            "{key} must be a postgres:// URL"
-        )));
-    }
-    if url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split_once('@'))
-        .is_some_and(|(cred, _)| cred.contains(':'))
-    {
-        return Err(StoreError::Config(format!(
-            "{key} must not hold a password: set PGPASSWORD in the service's environment"
-        )));
-    }
-    if let Some(host) = postgres_hosts(url).into_iter().find(|h| !is_local_host(h)) {
-        return Err(StoreError::Config(format!(
-            "{key} names the database host {host:?}, which is not on this machine: the \
-             connection to PostgreSQL is not encrypted yet, and the ledger's entries \
-             cross it before they are sealed, so only a loopback address, localhost or \
-             a Unix socket may be named (run the nodes beside the database, or reach it \
-             through a TLS tunnel that listens on loopback)"
-        )));
-    }
-    Ok(())
-}
-
-/// The hosts a `postgres://` URL names: those of its authority (comma-separated, each
-/// maybe with a port, IPv6 in brackets) and a `host=` parameter. An empty authority
-/// is the default Unix socket.
-fn postgres_hosts(url: &str) -> Vec<String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let mut hosts: Vec<String> = authority
-        .split(',')
-        .filter(|h| !h.is_empty())
-        .map(|h| match h.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or_default().to_owned(),
-            None => h.split(':').next().unwrap_or_default().to_owned(),
-        })
-        .collect();
-    if let Some((_, query)) = tail.split_once('?') {
-        for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
-            if k == "host" || k == "hostaddr" {
-                hosts.extend(
-                    v.split(',')
-                        .map(|h| h.replace("%2F", "/").replace("%2f", "/")),
-                );
-            }
-        }
-    }
-    hosts
-}
-
-/// Whether a database host is this machine: a Unix socket directory, `localhost`, or
-/// a loopback address.
-fn is_local_host(h: &str) -> bool {
-    h.starts_with('/')
-        || h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Config {
@@ -479,7 +412,7 @@ impl Config {
             ("backend", &self.backend),
         ] {
             if let Some(url) = url {
-                check_postgres_url(key, url)?;
+                crate::pgurl::check(key, url)?;
             }
         }
         if self.publish_log.is_some() && self.backend.is_none() {
@@ -628,45 +561,5 @@ impl DataDir {
             .iter()
             .map(|p| crate::keys::read_recipient_public(p))
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_postgres_url;
-
-    /// The ledger's entries cross the connection to PostgreSQL before they are sealed,
-    /// and the connection is not encrypted: a database off this machine was accepted
-    /// and would have been spoken to in the clear.
-    #[test]
-    fn a_database_off_this_machine_is_refused_until_the_connection_is_encrypted() {
-        for ok in [
-            "postgres://warden@127.0.0.1:55432/warden",
-            "postgresql://warden@localhost/warden",
-            "postgres://warden@[::1]:5432/warden",
-            "postgres://warden@127.0.0.2,localhost:5433/warden",
-            "postgres:///warden?host=/var/run/postgresql",
-            "postgres://warden@/warden?host=%2Fvar%2Frun%2Fpostgresql",
-            "postgres://127.0.0.1",
-        ] {
-            assert!(check_postgres_url("backend", ok).is_ok(), "{ok}");
-        }
-        for off in [
-            "postgres://warden@db.internal:5432/warden",
-            "postgres://warden@10.0.0.5/warden",
-            "postgres://warden@[2001:db8::1]:5432/warden",
-            "postgres://warden@127.0.0.1,db.internal/warden",
-            "postgres://warden@localhost/warden?host=db.internal",
-            "postgres://warden@localhost/warden?hostaddr=192.0.2.7",
-        ] {
-            let e = check_postgres_url("backend", off)
-                .err()
-                .map(|e| e.to_string());
-            assert!(
-                e.as_deref()
-                    .is_some_and(|e| e.contains("not on this machine")),
-                "{off}: {e:?}"
-            );
-        }
     }
 }

@@ -14,6 +14,7 @@ mod layout;
 pub mod ledger;
 mod options;
 pub mod perms;
+pub mod pgurl;
 mod recover;
 pub mod report;
 pub mod requests;
