@@ -27,24 +27,55 @@ fn offset(v: u64) -> Result<i64, ClusterError> {
 /// Commits `appends` (empty ones skipped) under `lease`: nothing is written unless the
 /// lease is current and unexpired, and an offset already written fails the whole
 /// commit (a fork cannot be stored).
+///
+/// One statement, one round trip: the rows are inserted only if the lease row (locked
+/// `FOR SHARE` until the commit, so a takeover waits for it) still names this token
+/// unexpired. It used to be five round trips (begin, the fence's select, an insert per
+/// stream, commit), each a few hundred microseconds on a busy machine, on the path of
+/// every acknowledgement.
 pub async fn commit(
     pool: &PgPool,
     lease: &Lease,
     appends: &[Append<'_>],
 ) -> Result<(), ClusterError> {
-    let mut tx = pool.begin().await.map_err(db("begin commit"))?;
-    check_fence(&mut tx, lease).await?;
-    for a in appends.iter().filter(|a| !a.data.is_empty()) {
-        sqlx::query("INSERT INTO ledger_chunks (stream, off, data, fence) VALUES ($1, $2, $3, $4)")
-            .bind(a.stream)
-            .bind(offset(a.offset)?)
-            .bind(a.data)
-            .bind(lease.token)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("write ledger chunk"))?;
+    let rows: Vec<&Append<'_>> = appends.iter().filter(|a| !a.data.is_empty()).collect();
+    if rows.is_empty() {
+        // Nothing to write; the fence is still checked, as a commit always did.
+        let mut conn = pool.acquire().await.map_err(db("begin commit"))?;
+        return check_fence(&mut conn, lease).await;
     }
-    tx.commit().await.map_err(db("commit ledger chunks"))
+    let mut sql = String::from(
+        "INSERT INTO ledger_chunks (stream, off, data, fence) SELECT v.s, v.o, v.d, $2 FROM (VALUES ",
+    );
+    for i in 0..rows.len() {
+        let at = 3 + 3 * i;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${at}::smallint, ${}::bigint, ${}::bytea)",
+            at + 1,
+            at + 2
+        ));
+    }
+    sql.push_str(
+        ") AS v(s, o, d) WHERE EXISTS (SELECT 1 FROM cluster_lease \
+         WHERE name = $1 AND token = $2 AND expires_at > clock_timestamp() FOR SHARE)",
+    );
+    let mut q = sqlx::query(&sql).bind(&lease.name).bind(lease.token);
+    for a in &rows {
+        q = q.bind(a.stream).bind(offset(a.offset)?).bind(a.data);
+    }
+    let done = q
+        .execute(pool)
+        .await
+        .map_err(db("write ledger chunks"))?
+        .rows_affected();
+    if done == rows.len() as u64 {
+        Ok(())
+    } else {
+        Err(ClusterError::Fenced { token: lease.token })
+    }
 }
 
 /// The stream's chunk that starts before `end` and reaches furthest: `(offset, data)`.
