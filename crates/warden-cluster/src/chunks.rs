@@ -11,6 +11,9 @@ use sqlx::PgPool;
 pub const ENTRIES: i16 = 0;
 /// The checkpoint records' stream.
 pub const CHECKPOINTS: i16 = 1;
+/// What retention removed before the ledger moved ([`crate::base`]): one chunk at
+/// offset 0, or none.
+pub const BASE: i16 = 2;
 
 /// Bytes to append to one stream at an offset.
 #[derive(Clone, Copy, Debug)]

@@ -10,8 +10,14 @@
 //! read as the one stream its segments make (the cluster keeps one). An import that
 //! stopped half-way leaves whole groups behind; run again, it checks that what the
 //! database holds is byte for byte a prefix of the files and carries on after it.
+//!
+//! A ledger whose oldest segments retention removed moves with what records the
+//! removal ([`crate::base`]): the removed segments' index lines go in with the first
+//! group, and the entries keep their logical offsets, so the anchor what remains
+//! verifies from, and every checkpoint record, stay valid unchanged.
 
-use crate::chunks::{Append, CHECKPOINTS, ENTRIES};
+use crate::base::Base;
+use crate::chunks::{Append, BASE, CHECKPOINTS, ENTRIES};
 use crate::{ClusterError, io};
 use sqlx::PgPool;
 use std::io::{BufRead, Read};
@@ -29,8 +35,12 @@ const HOLD: Duration = Duration::from_secs(30);
 /// What an import brought in (or, for [`resumable`], what an earlier one had).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Imported {
+    /// Entries in the ledger moved (its tree size), the removed ones included.
     pub entries: u64,
+    /// Entries retention had removed before the move (the first present one's index).
+    pub removed: u64,
     pub checkpoints: u64,
+    /// Where the entries' bytes end (a logical offset: it counts removed bytes).
     pub bytes: u64,
     /// Bytes of checkpoint records.
     pub record_bytes: u64,
@@ -47,26 +57,41 @@ struct Files {
     records: std::io::BufReader<std::fs::File>,
     log: std::path::PathBuf,
     cps: std::path::PathBuf,
+    /// What retention removed, if anything.
+    base: Option<Base>,
 }
 
 impl Files {
     fn open(log: &Path) -> Result<Self, ClusterError> {
         let view = LogView::open(log)?;
-        if view.start() > 0 {
-            return Err(ClusterError::Config(format!(
-                "{}: retention removed the ledger's oldest segments (entries before {}); a cluster's ledger holds the whole log from entry 0, so this one cannot move yet",
+        let base = Base::of_files(log)?;
+        let start = base.as_ref().map_or(0, |b| b.start);
+        if view.start() != start {
+            return Err(corrupt(format!(
+                "{}: the present entries start at byte {}, the removed segments end at {start}",
                 log.display(),
-                view.first_index()
+                view.start()
             )));
         }
         let len = view.len().map_err(io("read", log))?;
         let cps = checkpoints_path(log);
         Ok(Self {
-            entries: std::io::BufReader::new(view.reader(0, len)),
+            entries: std::io::BufReader::new(view.reader(start, len.saturating_sub(start))),
             records: std::io::BufReader::new(std::fs::File::open(&cps).map_err(io("open", &cps))?),
             log: log.to_path_buf(),
             cps,
+            base,
         })
+    }
+
+    /// Where nothing is imported yet: before the first present entry.
+    fn origin(&self) -> Imported {
+        let (removed, bytes) = self.base.as_ref().map_or((0, 0), |b| (b.first, b.start));
+        Imported {
+            removed,
+            bytes,
+            ..Imported::default()
+        }
     }
 
     /// The next checkpoint record (its line with the newline, decoded), `None` at the end.
@@ -108,6 +133,18 @@ impl Files {
                 done.checkpoints, r.first, r.size, done.entries
             )));
         }
+        if r.size <= done.removed {
+            // Its entries were removed; the record itself stays (proofs and the key
+            // schedule need it).
+            done.entries = r.size;
+            return Ok(());
+        }
+        if r.first < done.removed {
+            return Err(corrupt(format!(
+                "checkpoint record {} covers {}..{}, across the removed prefix's end at {}",
+                done.checkpoints, r.first, r.size, done.removed
+            )));
+        }
         for _ in r.first..r.size {
             let before = buf.len();
             let got = self
@@ -147,7 +184,17 @@ pub async fn resumable(pool: &PgPool, log: &Path) -> Result<Option<Imported>, Cl
     };
     // Where the database's bytes end in the files: after whole checkpoint records.
     let mut files = Files::open(log)?;
-    let mut done = Imported::default();
+    let base = {
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(crate::db("read ledger base"))?;
+        Base::read(&mut conn).await?
+    };
+    if base != files.base {
+        return Err(other());
+    }
+    let mut done = files.origin();
     let mut line = Vec::new();
     let mut scratch = Vec::new();
     while done.record_bytes < clen {
@@ -169,8 +216,9 @@ pub async fn resumable(pool: &PgPool, log: &Path) -> Result<Option<Imported>, Cl
         .acquire()
         .await
         .map_err(crate::db("read ledger chunks"))?;
-    for (stream, len) in [(ENTRIES, elen), (CHECKPOINTS, clen)] {
-        let mut off = 0u64;
+    let estart = files.origin().bytes;
+    for (stream, from, len) in [(ENTRIES, estart, elen), (CHECKPOINTS, 0, clen)] {
+        let mut off = from;
         while off < len {
             let chunks = crate::chunks::from(&mut conn, stream, off, 16).await?;
             if chunks.is_empty() {
@@ -215,7 +263,7 @@ pub async fn import(
     };
     // Checked under the lease: nothing writes meanwhile.
     let result = match resumable(pool, log).await {
-        Ok(start) => copy(pool, &lease, log, start.unwrap_or_default(), progress).await,
+        Ok(start) => copy(pool, &lease, log, start, progress).await,
         Err(e) => Err(e),
     };
     let _ = crate::lease::release(pool, &lease).await;
@@ -226,11 +274,17 @@ async fn copy(
     pool: &PgPool,
     lease: &crate::lease::Lease,
     log: &Path,
-    start: Imported,
+    start: Option<Imported>,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Imported, ClusterError> {
     let mut files = Files::open(log)?;
-    let mut done = Imported::default();
+    let mut done = files.origin();
+    // An empty database gets the base (if any) with the first group.
+    let mut base = match start {
+        None => files.base.as_ref().map(|b| b.lines.clone()),
+        Some(_) => None,
+    };
+    let start = start.unwrap_or_else(|| files.origin());
     let (mut ebuf, mut cbuf) = (Vec::new(), Vec::new());
     let mut line = Vec::new();
     // Past what the database holds already.
@@ -274,6 +328,11 @@ async fn copy(
                 lease,
                 &[
                     Append {
+                        stream: BASE,
+                        offset: 0,
+                        data: base.as_deref().unwrap_or_default(),
+                    },
+                    Append {
                         stream: ENTRIES,
                         offset: eoff,
                         data: &ebuf,
@@ -286,6 +345,7 @@ async fn copy(
                 ],
             )
             .await?;
+            base = None;
             eoff += ebuf.len() as u64;
             coff += cbuf.len() as u64;
             done.bytes = eoff;

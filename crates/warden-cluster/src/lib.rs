@@ -9,6 +9,7 @@
 //! export, the audit API) read as they read an embedded ledger. [`node`] runs a node's
 //! part; [`journal`] is what its registry and server append through.
 
+pub mod base;
 pub mod baselines;
 pub mod budgets;
 pub mod chunks;

@@ -10,7 +10,12 @@
 //! streams are read in one snapshot, so the copy's checkpoints never run ahead of its
 //! entries. The copy is not fsynced: the database is the durable medium, and a copy
 //! lost in a power failure is rebuilt from it.
+//!
+//! A ledger that retention had trimmed before it moved starts at a later byte
+//! ([`crate::base`]): the copy then holds the removed segments' index lines, and its
+//! entries file holds the stream from that logical offset on.
 
+use crate::base::Base;
 use crate::chunks::{CHECKPOINTS, ENTRIES};
 use crate::{ClusterError, db, io};
 use sqlx::PgPool;
@@ -24,6 +29,9 @@ use warden_store::ledger::{checkpoints_path, tree_state_path};
 pub struct Synced {
     pub entries: u64,
     pub checkpoints: u64,
+    /// Logical offset of the entries file's first byte (0 unless retention removed a
+    /// prefix before the ledger moved).
+    pub start: u64,
 }
 
 /// Chunks read per query while catching up.
@@ -54,32 +62,46 @@ fn cut(path: &Path, len: u64) -> Result<(), ClusterError> {
     f.set_len(len).map_err(io("truncate", path))
 }
 
-/// Finds how much of the local `path` matches the database's `stream`, cutting the
-/// rest. Returns the matching length.
+/// Finds how much of the local `path` (the stream from logical offset `base` on)
+/// matches the database's `stream`, cutting the rest. Returns the matching length.
 async fn intact(
     conn: &mut sqlx::PgConnection,
     stream: i16,
     path: &Path,
+    base: u64,
 ) -> Result<u64, ClusterError> {
     let mut len = file_len(path)?;
     let start = len;
     while len > 0 {
-        let Some((off, data)) = crate::chunks::last_before(conn, stream, len).await? else {
+        let Some((off, data)) = crate::chunks::last_before(conn, stream, base + len).await? else {
             len = 0;
             break;
         };
-        let end = off + data.len() as u64;
-        if end <= len && read_range(path, off, data.len())? == data {
+        let Some(at) = off.checked_sub(base) else {
+            // A chunk before the copy's start: nothing of the copy matches.
+            len = 0;
+            break;
+        };
+        let end = at + data.len() as u64;
+        if end <= len && read_range(path, at, data.len())? == data {
             len = end;
             break;
         }
         // The chunk is torn, missing or different here: keep only what precedes it.
-        len = off;
+        len = at;
     }
     if len != start {
         cut(path, len)?;
     }
     Ok(len)
+}
+
+fn cut_if_present(path: &Path) -> Result<(), ClusterError> {
+    if file_len(path)? > 0 {
+        cut(path, 0)?;
+    }
+    let _ = std::fs::remove_file(tree_state_path(path));
+    Ok(())
 }
 
 fn append(path: &Path, data: &[u8]) -> Result<(), ClusterError> {
@@ -97,14 +119,16 @@ async fn pull(
     stream: i16,
     path: &Path,
     mut len: u64,
+    base: u64,
 ) -> Result<u64, ClusterError> {
     loop {
-        let chunks = crate::chunks::from(conn, stream, len, PULL).await?;
+        let chunks = crate::chunks::from(conn, stream, base + len, PULL).await?;
         let n = chunks.len();
         for (off, data) in chunks {
-            if off != len {
+            if off != base + len {
                 return Err(ClusterError::Corrupt(format!(
-                    "stream {stream}: a chunk starts at {off}, the previous one ends at {len}"
+                    "stream {stream}: a chunk starts at {off}, the previous one ends at {}",
+                    base + len
                 )));
             }
             append(path, &data)?;
@@ -162,15 +186,25 @@ async fn sync_locked(
         .execute(&mut *tx)
         .await
         .map_err(db("snapshot"))?;
+    // The base is immutable, but a copy made before it (or of another ledger) must
+    // not be read from the wrong start: it is looked at on every sync (one primary-key
+    // read).
+    let base = Base::read(&mut tx).await?;
+    if crate::base::install(log, base.as_ref())? {
+        // The copy's entries were laid out from another start.
+        cut_if_present(log)?;
+    }
+    let start = base.map_or(0, |b| b.start);
     let here = Synced {
         entries: file_len(log)?,
         checkpoints: file_len(&cps)?,
+        start,
     };
     let (e, c) = if known == Some(here) {
         (here.entries, here.checkpoints)
     } else {
-        let e = intact(&mut tx, ENTRIES, log).await?;
-        let c = intact(&mut tx, CHECKPOINTS, &cps).await?;
+        let e = intact(&mut tx, ENTRIES, log, start).await?;
+        let c = intact(&mut tx, CHECKPOINTS, &cps, 0).await?;
         if e != here.entries {
             // The saved tree state may describe entries just cut.
             let _ = std::fs::remove_file(tree_state_path(log));
@@ -178,11 +212,12 @@ async fn sync_locked(
         (e, c)
     };
     // Entries first: a reader never finds a checkpoint whose entries are not there.
-    let entries = pull(&mut tx, ENTRIES, log, e).await?;
-    let checkpoints = pull(&mut tx, CHECKPOINTS, &cps, c).await?;
+    let entries = pull(&mut tx, ENTRIES, log, e, start).await?;
+    let checkpoints = pull(&mut tx, CHECKPOINTS, &cps, c, 0).await?;
     tx.commit().await.map_err(db("end sync"))?;
     Ok(Synced {
         entries,
         checkpoints,
+        start,
     })
 }

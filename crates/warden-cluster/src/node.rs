@@ -427,13 +427,7 @@ impl Role {
         }
         // One entries file: sealing renames it, which the database's copy has no use for.
         opts.segments = SegmentPolicy::never();
-        let outbox = Outbox::new(
-            self.rt.clone(),
-            self.pool.clone(),
-            l.clone(),
-            synced.entries,
-            synced.checkpoints,
-        );
+        let outbox = Outbox::new(self.rt.clone(), self.pool.clone(), l.clone(), synced);
         match Ledger::open_with(
             log,
             root,
@@ -513,7 +507,7 @@ fn copy_state(log: &Path, s: Option<Synced>) -> Option<DurableState> {
         .map_or(0, |r| r.size);
     Some(DurableState {
         size,
-        entries_len: s.entries,
+        entries_len: s.start + s.entries,
         checkpoints_len: s.checkpoints,
     })
 }

@@ -211,6 +211,14 @@ impl<O: Objects> Publisher<O> {
     /// records). Returns the new published size, or `None` when there was nothing new.
     pub async fn step(&mut self, pool: &PgPool) -> Result<Option<u64>, ClusterError> {
         let mut conn = pool.acquire().await.map_err(db("publisher connection"))?;
+        if self.state.size == 0
+            && let Some(b) = crate::base::Base::read(&mut conn).await?
+        {
+            return Err(ClusterError::Config(format!(
+                "retention removed this ledger's entries before {} before it moved onto the cluster; tlog-tiles publishes every entry from the first, so it cannot be published (remove publish_log)",
+                b.first
+            )));
+        }
         let chunks = crate::chunks::from(
             &mut conn,
             CHECKPOINTS,

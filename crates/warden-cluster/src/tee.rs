@@ -7,6 +7,7 @@
 
 use crate::chunks::{Append, CHECKPOINTS, ENTRIES, commit};
 use crate::lease::Lease;
+use crate::mirror::Synced;
 use sqlx::PgPool;
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -24,25 +25,21 @@ pub(crate) struct Outbox {
     rt: Handle,
     pool: PgPool,
     lease: Lease,
+    /// Logical offset of the local entries file's first byte ([`crate::base`]).
+    start: u64,
     committed: [u64; 2],
     pending: [Vec<u8>; 2],
 }
 
 impl Outbox {
-    /// An outbox for files whose committed lengths are `entries` and `checkpoints` (the
-    /// local copy was just synced with the database).
-    pub(crate) fn new(
-        rt: Handle,
-        pool: PgPool,
-        lease: Lease,
-        entries: u64,
-        checkpoints: u64,
-    ) -> Self {
+    /// An outbox for the local copy just synced with the database (`synced`).
+    pub(crate) fn new(rt: Handle, pool: PgPool, lease: Lease, synced: Synced) -> Self {
         Self {
             rt,
             pool,
             lease,
-            committed: [entries, checkpoints],
+            start: synced.start,
+            committed: [synced.entries, synced.checkpoints],
             pending: [Vec::new(), Vec::new()],
         }
     }
@@ -55,7 +52,7 @@ impl Outbox {
         let appends = [
             Append {
                 stream: ENTRIES,
-                offset: self.committed[0],
+                offset: self.start + self.committed[0],
                 data: e,
             },
             Append {

@@ -155,9 +155,15 @@ pub fn load_index(log: &Path) -> Result<Vec<SegmentRecord>, StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(io("read", &path)(e)),
     };
+    parse_index(&path, &data)
+}
+
+/// Parses an index's lines (`path` names where they come from, for errors): each
+/// segment must follow the one before it.
+pub fn parse_index(path: &Path, data: &[u8]) -> Result<Vec<SegmentRecord>, StoreError> {
     if data.len() as u64 > MAX_INDEX_BYTES {
         return Err(StoreError::Format {
-            path,
+            path: path.to_path_buf(),
             detail: "segment index is larger than 256 MiB".into(),
         });
     }
@@ -167,7 +173,7 @@ pub fn load_index(log: &Path) -> Result<Vec<SegmentRecord>, StoreError> {
             continue;
         }
         let rec: SegmentRecord = serde_json::from_slice(line).map_err(|e| StoreError::Format {
-            path: path.clone(),
+            path: path.to_path_buf(),
             detail: format!("line {}: {e}", i + 1),
         })?;
         let follows =
@@ -179,7 +185,7 @@ pub fn load_index(log: &Path) -> Result<Vec<SegmentRecord>, StoreError> {
                 });
         if !follows || rec.end < rec.first || rec.file.contains('/') {
             return Err(StoreError::Format {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 detail: format!(
                     "line {}: segment {} does not follow the one before it",
                     i + 1,
@@ -192,15 +198,25 @@ pub fn load_index(log: &Path) -> Result<Vec<SegmentRecord>, StoreError> {
     Ok(out)
 }
 
-/// Writes the index atomically.
-pub(crate) fn store_index(log: &Path, index: &[SegmentRecord]) -> Result<(), StoreError> {
+/// The index's lines for `index`, as [`load_index`] reads them.
+pub fn encode_index(index: &[SegmentRecord]) -> Result<Vec<u8>, StoreError> {
     let mut buf = Vec::new();
     for r in index {
         serde_json::to_writer(&mut buf, r).map_err(|e| StoreError::Config(e.to_string()))?;
         buf.push(b'\n');
     }
+    Ok(buf)
+}
+
+/// Writes the index atomically.
+pub(crate) fn store_index(log: &Path, index: &[SegmentRecord]) -> Result<(), StoreError> {
+    write_index(log, &encode_index(index)?)
+}
+
+/// Writes index lines (as [`encode_index`] makes them) atomically, 0600.
+pub fn write_index(log: &Path, lines: &[u8]) -> Result<(), StoreError> {
     let path = index_path(log);
-    write_atomic(&path, &buf, 0o600).map_err(io("write", &path))
+    write_atomic(&path, lines, 0o600).map_err(io("write", &path))
 }
 
 /// Finishes a seal a crash interrupted between writing the index and renaming the

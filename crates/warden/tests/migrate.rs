@@ -286,3 +286,144 @@ fn a_ledger_sealed_into_segments_moves_as_one_stream() {
         "the history, entry for entry"
     );
 }
+
+/// Writes ten days of a ledger into `fx`'s data directory (in place of the one `init`
+/// began), one access every six hours
+/// by an injected clock that ends now, sealed by day, then lets retention remove what
+/// is older than three days. Returns the index of the first entry left.
+fn ten_days_then_retention(fx: &Fx) -> u64 {
+    use std::sync::Arc;
+    use warden_store::ledger::{Ledger, LedgerOptions, ManualClock, SystemEntropy};
+    const HOUR: u64 = 3_600_000_000;
+    let d = warden_store::config::DataDir::new(&fx.data);
+    let cfg = d.read_config().unwrap();
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap();
+    // `init` began the ledger today; this one begins ten days ago instead.
+    std::fs::remove_dir_all(fx.data.join("logs")).unwrap();
+    let clock = ManualClock::new(now - 240 * HOUR);
+    let opts = LedgerOptions {
+        origin: cfg.origin.clone(),
+        alg: cfg.validate().unwrap(),
+        rotation_interval: std::time::Duration::from_secs(cfg.rotation_interval_secs),
+        strict: false,
+        recipients: d.read_auditors().unwrap(),
+        clock: Arc::new(clock.clone()),
+        entropy: Arc::new(SystemEntropy),
+        segments: warden_store::segments::SegmentPolicy::default(),
+    };
+    let root = warden_store::keys::unlock_root(&d.root_key(), b"").unwrap();
+    let ledger = Ledger::open(&d.log(&cfg), root, opts).unwrap();
+    for i in 0..39 {
+        let ev = warden_core::entry::Event {
+            user: Some(format!("past-{i}")),
+            action: Some("load".into()),
+            decision: Some("allow".into()),
+            ..Default::default()
+        };
+        ledger.append("model.access", &ev).unwrap();
+        clock.advance(6 * HOUR);
+    }
+    let vcfg = warden_core::verify::VerifyConfig {
+        root: warden_store::keys::read_root_public(&d.root_pub()).unwrap(),
+        max_epoch_micros: cfg.rotation_interval_secs * 1_000_000,
+        auditor: None,
+    };
+    let (plan, receipt) = ledger
+        .apply_retention(3 * 24 * 3600, None, vcfg, false)
+        .unwrap()
+        .expect("segments older than three days");
+    assert!(receipt.is_some());
+    ledger.close();
+    plan.end
+}
+
+/// A ledger whose oldest segments retention removed moves with the record of that
+/// removal: the cluster's ledger starts where the embedded one did, every node's copy
+/// verifies from the removal's anchor with a checkpoint kept from before the move, and
+/// the nodes go on appending to it. Before, such a ledger was refused.
+#[test]
+fn a_ledger_trimmed_by_retention_moves_with_the_record_of_its_removal() {
+    let pg = Pg::new();
+    let fx = Fx::initialised();
+    let removed = ten_days_then_retention(&fx);
+    assert!(removed > 0);
+    fx.append_access("today");
+    let log = fx.data.join("logs/model_access.jsonl");
+    let view = warden_store::segments::LogView::open(&log).unwrap();
+    assert_eq!(view.first_index(), removed);
+    let kept = fx.root.join("kept.json");
+    std::fs::write(&kept, fx.ok(&["log", "checkpoint", "--json"])).unwrap();
+    let before = ledger(&fx, &fx.data);
+    assert_eq!(before[0]["index"], removed, "{}", before[0]);
+
+    // It cannot be published as tlog-tiles (every entry from the first): refused
+    // before anything is moved or recorded.
+    let out = fx.run(&["migrate", "--to", &pg.url(), "--publish-log", "s3://b/log"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be published"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ledger(&fx, &fx.data), before);
+
+    let v = fx.json(&["migrate", "--to", &pg.url(), "--json"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["removed_by_retention"], removed, "{v}");
+
+    // Two nodes: the first's copy is rebuilt from the database, the second starts
+    // with none. Both verify with the kept checkpoint and hold the history.
+    let (nodes, _) = nodes(&fx, 2);
+    for n in &nodes {
+        verifies_with(&fx, &n.data, &kept);
+        let after = ledger(&fx, &n.data);
+        assert_eq!(
+            &after[..before.len()],
+            &before[..],
+            "the history, entry for entry, on {}",
+            n.name
+        );
+        assert_eq!(moves(&after), 1);
+        assert!(
+            warden_store::segments::load_index(&n.data.join("logs/model_access.jsonl"))
+                .unwrap()
+                .iter()
+                .all(|r| r.removed.is_some()),
+            "the copy's index names the removed segments only"
+        );
+    }
+    // And the cluster writes on from there: an entry appended through a node lands
+    // after the history, and every copy still verifies.
+    let out = nodes[1]
+        .cmd(&fx)
+        .args([
+            "log",
+            "append",
+            "--kind",
+            "model.access",
+            "--event",
+            r#"{"user":"later"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for n in &nodes {
+        let after = ledger(&fx, &n.data);
+        assert!(
+            after.iter().any(|e| e.to_string().contains("\"later\"")),
+            "the new entry on {}",
+            n.name
+        );
+        verifies_with(&fx, &n.data, &kept);
+    }
+}

@@ -82,6 +82,12 @@ pub fn run(a: &Args) -> Result<ExitCode> {
 
     let log = dir.log(&cfg);
     let segmented = !warden_store::segments::load_index(&log)?.is_empty();
+    let removed = warden_store::segments::LogView::open(&log)?.first_index();
+    if removed > 0 && new.publish_log.is_some() {
+        bail!(
+            "retention removed this ledger's entries before {removed}: tlog-tiles publishes every entry from the first, so a ledger without them cannot be published (leave out --publish-log and publish_log); nothing was moved"
+        );
+    }
     // Where it goes must be empty, or hold what an interrupted move of this same data
     // directory left (then the move carries on), and what is moved must verify: both
     // before anything is written.
@@ -223,6 +229,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     if a.json {
         print_json(&serde_json::json!({
             "ok": true, "recorded": recorded, "entries": imported.entries,
+            "removed_by_retention": imported.removed,
             "checkpoints": imported.checkpoints, "ledger_bytes": imported.bytes,
             "registry": tables.iter().map(|(t, n)| (t.clone(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
             "blobs": blobs, "backend": shown(&a.to),
@@ -238,6 +245,12 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             tables.iter().map(|(_, n)| n).sum::<u64>(),
             blobs
         );
+        if imported.removed > 0 {
+            println!(
+                "retention had removed the entries before {}: the cluster's ledger holds the rest, and the record of that removal verifies it",
+                imported.removed
+            );
+        }
         println!(
             "warden.toml now names the cluster; the old registry file and blob directory are left in place (remove them once the cluster serves)"
         );
