@@ -9,6 +9,8 @@
 mod accesses;
 mod admin;
 mod audit;
+pub mod dashboard;
+pub mod html;
 mod hub;
 pub mod jwks;
 pub mod jwt;
@@ -61,6 +63,8 @@ pub struct AppState {
     pub mtls_scopes: Arc<[String]>,
     /// How fast request bodies must arrive.
     pub pace: pace::Pace,
+    /// The dashboard's sessions and counts.
+    pub dashboard: Arc<dashboard::Dashboard>,
 }
 
 impl AppState {
@@ -75,6 +79,7 @@ impl AppState {
             auditor: None,
             mtls_scopes: default_mtls_scopes(),
             pace: pace::Pace::default(),
+            dashboard: Arc::default(),
         }
     }
 }
@@ -137,6 +142,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/incidents/{index}", get(audit::incident))
         .route("/v1/incidents/{index}/ack", post(audit::ack_incident))
         // The Hugging Face Hub download contract (HF_ENDPOINT).
+        .merge(dashboard::routes())
         .route("/api/models/{*rest}", get(hub::api_models))
         .route("/{*path}", get(hub::resolve))
         .fallback(not_found)
@@ -516,17 +522,43 @@ impl FromRequestParts<AppState> for Authenticated {
         let token = header_str(&parts.headers, header::AUTHORIZATION, jwt::MAX_JWT_LEN + 16)
             .and_then(bearer)
             .map(|t| t.trim().to_owned());
-        let ua = header_str(&parts.headers, header::USER_AGENT, 512).map(str::to_owned);
-        let rid = request_id(&parts.headers);
         let ip = client_ip(parts, state).await;
+        let client_cert = parts.extensions.get::<mtls::ClientIdentity>().cloned();
+        authenticate(state, &parts.headers, ip, token.as_deref(), client_cert)
+            .await
+            .map(Authenticated)
+    }
+}
+
+/// Authenticates `token` (a Warden token or a JWT) from `ip` as the API does: the
+/// address's and then the principal's rate limits, and a refusal recorded (within the
+/// failure budgets). The dashboard signs in and checks its sessions through it.
+pub(crate) async fn authenticate_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: IpAddr,
+    token: Option<&str>,
+) -> Result<Caller, ApiError> {
+    authenticate(state, headers, ip, token, None).await
+}
+
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: IpAddr,
+    token: Option<&str>,
+    client_cert: Option<mtls::ClientIdentity>,
+) -> Result<Caller, ApiError> {
+    {
+        let ua = header_str(headers, header::USER_AGENT, 512).map(str::to_owned);
+        let rid = request_id(headers);
         state
             .limits
             .check_ip(ip)
             .await
             .map_err(ApiError::RateLimited)?;
         let start = std::time::Instant::now();
-        let client_cert = parts.extensions.get::<mtls::ClientIdentity>().cloned();
-        let (method, outcome) = match token.as_deref() {
+        let (method, outcome) = match token {
             None if client_cert.is_some() => (
                 "mtls",
                 authenticate_cert(state, client_cert, ip, ua.as_deref(), &rid).await?,
@@ -553,7 +585,7 @@ impl FromRequestParts<AppState> for Authenticated {
                     .check_principal(&c.principal)
                     .await
                     .map_err(ApiError::RateLimited)?;
-                Ok(Authenticated(c))
+                Ok(c)
             }
             // Within the failure budgets a refusal is its own entry; past them it is
             // only counted (one entry per address and window), so anonymous traffic

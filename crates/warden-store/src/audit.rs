@@ -349,6 +349,52 @@ pub struct IncidentView {
     pub acknowledged: Option<serde_json::Value>,
 }
 
+/// An `incident` entry as auditors see it (`event` is its decrypted event, if any).
+pub(crate) fn incident_view(
+    index: u64,
+    time: String,
+    event: Option<serde_json::Value>,
+) -> IncidentView {
+    let get = |p: &str| event.as_ref().and_then(|v| v.pointer(p)).cloned();
+    let text = |p: &str| get(p).and_then(|v| v.as_str().map(str::to_owned));
+    IncidentView {
+        index,
+        time,
+        severity: text("/details/severity").unwrap_or_else(|| "UNKNOWN".into()),
+        detector: text("/details/detector")
+            .or_else(|| text("/details/type"))
+            .unwrap_or_default(),
+        summary: text("/details/summary")
+            .or_else(|| text("/details/what"))
+            .unwrap_or_default(),
+        principal: text("/user"),
+        ip: text("/ip"),
+        evidence: get("/details/evidence")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+        playbook: get("/details/playbook")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default(),
+        acknowledged: None,
+        event,
+    }
+}
+
+/// The incident an `incident.ack` entry acknowledges, and the acknowledgement as shown.
+pub(crate) fn ack_of(
+    index: u64,
+    time: &str,
+    event: Option<&serde_json::Value>,
+) -> Option<(u64, serde_json::Value)> {
+    let ev = event?;
+    let text = |p: &str| ev.pointer(p).and_then(|v| v.as_str().map(str::to_owned));
+    let i = ev.pointer("/details/incident")?.as_u64()?;
+    Some((
+        i,
+        serde_json::json!({"index": index, "time": time, "by": text("/user"), "note": text("/details/note")}),
+    ))
+}
+
 /// Every incident in the ledger, oldest first, with acknowledgements applied.
 pub fn incidents(
     log: &Path,
@@ -357,39 +403,9 @@ pub fn incidents(
     let mut out: Vec<IncidentView> = Vec::new();
     let mut acks: Vec<(u64, serde_json::Value)> = Vec::new();
     for_each_entry(log, auditor, &EntryFilter::default(), |e| {
-        let ev = e.event.clone();
-        let get = |p: &str| ev.as_ref().and_then(|v| v.pointer(p)).cloned();
-        let text = |p: &str| get(p).and_then(|v| v.as_str().map(str::to_owned));
         match e.kind.as_str() {
-            "incident" => out.push(IncidentView {
-                index: e.index,
-                time: e.time.clone(),
-                severity: text("/details/severity").unwrap_or_else(|| "UNKNOWN".into()),
-                detector: text("/details/detector")
-                    .or_else(|| text("/details/type"))
-                    .unwrap_or_default(),
-                summary: text("/details/summary")
-                    .or_else(|| text("/details/what"))
-                    .unwrap_or_default(),
-                principal: text("/user"),
-                ip: text("/ip"),
-                evidence: get("/details/evidence")
-                    .and_then(|v| serde_json::from_value(v).ok())
-                    .unwrap_or_default(),
-                playbook: get("/details/playbook")
-                    .and_then(|v| serde_json::from_value(v).ok())
-                    .unwrap_or_default(),
-                event: ev.clone(),
-                acknowledged: None,
-            }),
-            "incident.ack" => {
-                if let Some(i) = get("/details/incident").and_then(|v| v.as_u64()) {
-                    acks.push((
-                        i,
-                        serde_json::json!({"index": e.index, "time": e.time, "by": text("/user"), "note": text("/details/note")}),
-                    ));
-                }
-            }
+            "incident" => out.push(incident_view(e.index, e.time, e.event)),
+            "incident.ack" => acks.extend(ack_of(e.index, &e.time, e.event.as_ref())),
             _ => {}
         }
         Ok(true)

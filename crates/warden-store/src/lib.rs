@@ -22,6 +22,7 @@ pub mod retention;
 mod seal;
 pub mod segments;
 mod sequencer;
+pub mod tally;
 mod ticket;
 mod treestate;
 pub mod verify;

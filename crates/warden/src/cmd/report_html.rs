@@ -4,6 +4,7 @@
 //! names and messages are chosen by whoever made the requests.
 
 use std::fmt::Write as _;
+use warden_server::html::esc;
 use warden_store::report::{ComplianceReport, Day, Outcomes};
 
 const GRANTED: &str = "#2b8a3e";
@@ -11,22 +12,6 @@ const DENIED: &str = "#c92a2a";
 const INCIDENT: &str = "#e67700";
 /// Rows shown in the per-user and per-model tables (all are in the JSON form).
 const TOP: usize = 50;
-
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c if c.is_control() => o.push('\u{fffd}'),
-            c => o.push(c),
-        }
-    }
-    o
-}
 
 /// The smallest of 1, 2, 5 × 10^k at or above `v` (at least 1).
 fn nice_max(v: u64) -> u64 {

@@ -227,6 +227,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 auditor: auditor.clone(),
                 mtls_scopes: a.mtls_scopes.clone().into(),
                 pace: warden_server::pace::Pace::default(),
+                dashboard: Default::default(),
             });
             match &tls {
                 Some(_) => eprint(&format!("warden: serving https://{local} (TLS 1.3)")),

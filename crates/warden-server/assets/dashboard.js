@@ -1,0 +1,153 @@
+// Warden dashboard: fetches each page's numbers as JSON and writes them as text
+// (textContent, never markup), so a model, user or agent name is only ever shown.
+'use strict';
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+
+  function status(msg) {
+    const el = $('status');
+    if (el) el.textContent = msg;
+  }
+
+  async function load(what) {
+    const r = await fetch('/dashboard/api/' + what, {
+      credentials: 'same-origin',
+      headers: { Accept: 'application/json' },
+    });
+    if (r.status === 401) {
+      window.location.assign('/dashboard/sign-in');
+      return null;
+    }
+    if (!r.ok) throw new Error('the server answered ' + r.status);
+    return r.json();
+  }
+
+  // Fills table `id` with a header row and data rows; `cls(row)` may name a row class.
+  function table(id, head, rows, cls) {
+    const t = $(id);
+    if (!t) return;
+    t.replaceChildren();
+    const thead = t.createTHead().insertRow();
+    for (const h of head) {
+      const th = document.createElement('th');
+      th.scope = 'col';
+      th.textContent = h;
+      thead.appendChild(th);
+    }
+    const body = t.createTBody();
+    for (const r of rows) {
+      const tr = body.insertRow();
+      if (cls) {
+        const c = cls(r);
+        if (c) tr.className = c;
+      }
+      for (const v of r.cells) {
+        const td = tr.insertCell();
+        td.textContent = v === null || v === undefined ? '' : String(v);
+      }
+    }
+  }
+
+  function dl(id, pairs) {
+    const el = $(id);
+    if (!el) return;
+    el.replaceChildren();
+    for (const [k, v] of pairs) {
+      const dt = document.createElement('dt');
+      dt.textContent = k;
+      const dd = document.createElement('dd');
+      dd.textContent = v;
+      el.append(dt, dd);
+    }
+  }
+
+  window.wardenCharts = {};
+
+  function chartHours(hours) {
+    const el = $('chart-hours');
+    if (!el || typeof uPlot === 'undefined') return;
+    el.replaceChildren();
+    const data = [
+      hours.map((h) => h.t),
+      hours.map((h) => h.granted),
+      hours.map((h) => h.denied),
+    ];
+    const opts = {
+      width: Math.max(320, el.clientWidth || 800),
+      height: 260,
+      scales: { x: { time: true } },
+      // The axis in UTC, as the headings say, whatever the browser's zone.
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
+      series: [
+        {},
+        { label: 'Granted', stroke: '#1a7f37', width: 2 },
+        { label: 'Denied', stroke: '#c62828', width: 2 },
+      ],
+    };
+    window.wardenCharts.hours = new uPlot(opts, data, el);
+  }
+
+  function overview(d) {
+    const cp = d.ledger.checkpoint;
+    dl('ledger', [
+      ['Entries', String(d.ledger.size)],
+      ['Removed by retention', String(d.ledger.removed_by_retention)],
+      ['Latest signed checkpoint', cp ? 'size ' + cp.size + ', epoch ' + cp.epoch : 'none yet'],
+      ['Model accesses granted', String(d.totals.granted)],
+      ['Model accesses denied', String(d.totals.denied)],
+      ['Refused authentications', String(d.totals.auth_failures)],
+      ['Incidents', String(d.totals.incidents)],
+    ]);
+    chartHours(d.hours);
+    table(
+      'table-hours',
+      ['Hour (UTC)', 'Granted', 'Denied', 'Refused authentications'],
+      d.hours.map((h) => ({ cells: [h.hour, h.granted, h.denied, h.auth_failures] })),
+    );
+    table(
+      'table-days',
+      ['Day (UTC)', 'Granted', 'Denied', 'Refused authentications', 'Incidents'],
+      d.days.map((x) => ({ cells: [x.day, x.granted, x.denied, x.auth_failures, x.incidents] })),
+    );
+    const sev = Object.entries(d.incidents.open);
+    table(
+      'table-incidents',
+      ['Severity', 'Open'],
+      sev.length ? sev.map(([k, v]) => ({ cells: [k, v] })) : [{ cells: ['none', 0] }],
+    );
+    table(
+      'table-epochs',
+      ['Epoch', 'First entry', 'Last entry', 'Span (s)', 'Entries', 'Within 2 h'],
+      d.epochs.map((e) => ({
+        over: e.over,
+        cells: [e.epoch, e.start, e.end, e.seconds, e.entries, e.over ? 'NO: over 2 h' : 'yes'],
+      })),
+      (r) => (r.over ? 'flagged' : ''),
+    );
+    status(
+      d.decrypted
+        ? ''
+        : 'The server holds no auditor key: incidents are counted without their severity, and only public fields are shown.',
+    );
+  }
+
+  async function start() {
+    try {
+      if ($('chart-hours')) {
+        const d = await load('overview');
+        if (d) overview(d);
+      }
+      document.body.dataset.loaded = 'true';
+    } catch (e) {
+      status('Could not load the data: ' + e.message);
+      document.body.dataset.loaded = 'error';
+    }
+  }
+
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', start);
+  } else {
+    start();
+  }
+})();

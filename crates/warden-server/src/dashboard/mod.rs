@@ -1,0 +1,311 @@
+//! The CISO dashboard, served by `warden serve` at `/dashboard`, same origin as the API.
+//!
+//! Sign-in takes a Warden token (it needs the `audit:read` scope) and opens a session
+//! ([`session`]); every page view and every data read is an `audit.read` entry, as the
+//! audit API's reads are. Pages are HTML shells whose data the page's script fetches as
+//! JSON and writes as text (never as markup), under a content security policy that
+//! allows nothing but this origin's own scripts, styles and requests. Every asset ships
+//! in the binary ([`assets`]). The counts come from a [`Tally`] kept up to date as
+//! entries arrive, so a page reads only what was written since the last one.
+
+mod assets;
+mod overview;
+mod pages;
+pub(crate) mod session;
+
+use crate::{ApiError, AppState};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use serde_json::json;
+use session::{COOKIE, LIFETIME, SIGNIN_COOKIE, Sessions, cookie, same_secret, set_cookie};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use warden_registry::{Caller, RegistryError};
+use warden_store::tally::Tally;
+use zeroize::Zeroizing;
+
+/// The dashboard's state: its sessions and its running counts.
+#[derive(Debug, Default)]
+pub struct Dashboard {
+    sessions: Sessions,
+    /// Built on first use (the ledger's path and the auditor key come from the state).
+    tally: std::sync::Arc<std::sync::Mutex<Option<Tally>>>,
+}
+
+/// The dashboard's routes, all under `/dashboard`.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/dashboard", get(overview::page))
+        .route("/dashboard/", get(|| async { Redirect::to("/dashboard") }))
+        .route("/dashboard/sign-in", get(sign_in_page).post(sign_in))
+        .route("/dashboard/sign-out", post(sign_out))
+        .route("/dashboard/api/overview", get(overview::data))
+        .route("/dashboard/assets/{file}", get(assets::serve))
+        .layer(axum::middleware::from_fn(secure_headers))
+}
+
+/// What every dashboard response carries: a policy that allows only this origin's own
+/// scripts, styles, images and requests, no framing, no referrer, no caching.
+async fn secure_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+async fn peer(parts: &mut Parts, state: &AppState) -> IpAddr {
+    ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+        .await
+        .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip())
+}
+
+/// A request with an open session: the caller its token authenticates as now, and the
+/// session's CSRF token.
+pub(crate) struct Signed {
+    pub caller: Caller,
+    pub csrf: String,
+    cookie: String,
+}
+
+/// Why a request has no usable session.
+pub(crate) enum NoSession {
+    /// None, or one that ended: pages send the browser to sign in, data gets 401.
+    Absent { page: bool },
+    /// The server failed (or the token's check did).
+    Failed(ApiError),
+}
+
+impl IntoResponse for NoSession {
+    fn into_response(self) -> Response {
+        match self {
+            NoSession::Absent { page: true } => Redirect::to("/dashboard/sign-in").into_response(),
+            NoSession::Absent { page: false } => (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"error": {"code": "unauthenticated", "message": "sign in to the dashboard"}})),
+            )
+                .into_response(),
+            NoSession::Failed(e) => e.into_response(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = NoSession;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, NoSession> {
+        let page = !parts.uri.path().starts_with("/dashboard/api/");
+        let Some(c) = cookie(&parts.headers, COOKIE).map(str::to_owned) else {
+            return Err(NoSession::Absent { page });
+        };
+        let Some(open) = state.dashboard.sessions.get(&c) else {
+            return Err(NoSession::Absent { page });
+        };
+        let ip = peer(parts, state).await;
+        match crate::authenticate_token(state, &parts.headers, ip, Some(open.token.as_str())).await
+        {
+            Ok(caller) => Ok(Signed {
+                caller,
+                csrf: open.csrf,
+                cookie: c,
+            }),
+            // The token no longer authenticates (revoked, expired, suspended): the
+            // session ends with it.
+            Err(ApiError::Unauthenticated(_)) => {
+                state.dashboard.sessions.end(&c);
+                Err(NoSession::Absent { page })
+            }
+            Err(e) => Err(NoSession::Failed(e)),
+        }
+    }
+}
+
+/// Records a dashboard read (`audit.read`) and checks the caller may read the ledger.
+pub(crate) async fn audited(
+    s: &AppState,
+    who: &Signed,
+    what: &str,
+) -> Result<std::path::PathBuf, ApiError> {
+    Ok(s.manager
+        .audit_read(&who.caller, json!({"op": "dashboard", "view": what}))
+        .await?)
+}
+
+/// Whether the browser is on this machine (then the cookie may go over plain HTTP).
+fn loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+async fn sign_in_page(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(c) = cookie(&headers, COOKIE)
+        && s.dashboard.sessions.get(c).is_some()
+    {
+        return Redirect::to("/dashboard").into_response();
+    }
+    sign_in_form(StatusCode::OK, None, loopback(addr.ip()))
+}
+
+fn sign_in_form(status: StatusCode, problem: Option<&str>, on_loopback: bool) -> Response {
+    let Some(nonce) = session::random_hex() else {
+        return ApiError::Internal("no randomness for the sign-in form".into()).into_response();
+    };
+    let mut r = (status, pages::sign_in(&nonce, problem)).into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(
+            SIGNIN_COOKIE,
+            &nonce,
+            Duration::from_secs(600),
+            !on_loopback,
+        ),
+    );
+    r
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SignInForm {
+    token: String,
+    csrf: String,
+}
+
+/// Longest token accepted from the form (a JWT's limit, as for the API).
+const MAX_FORM_TOKEN: usize = crate::jwt::MAX_JWT_LEN;
+
+async fn sign_in(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let on_loopback = loopback(addr.ip());
+    let Ok(Form(f)) = form else {
+        return sign_in_form(
+            StatusCode::BAD_REQUEST,
+            Some("The form was incomplete."),
+            on_loopback,
+        );
+    };
+    let token = Zeroizing::new(f.token.trim().to_owned());
+    let fresh = cookie(&headers, SIGNIN_COOKIE).is_some_and(|c| same_secret(c, &f.csrf));
+    if !fresh {
+        return sign_in_form(
+            StatusCode::FORBIDDEN,
+            Some("The sign-in form expired or did not come from this page. Try again."),
+            on_loopback,
+        );
+    }
+    if token.is_empty() || token.len() > MAX_FORM_TOKEN {
+        return sign_in_form(
+            StatusCode::UNAUTHORIZED,
+            Some("Enter a Warden token."),
+            on_loopback,
+        );
+    }
+    let caller =
+        match crate::authenticate_token(&s, &headers, addr.ip(), Some(token.as_str())).await {
+            Ok(c) => c,
+            Err(ApiError::Unauthenticated(_)) => {
+                return sign_in_form(
+                    StatusCode::UNAUTHORIZED,
+                    Some("That token was refused."),
+                    on_loopback,
+                );
+            }
+            Err(e) => return e.into_response(),
+        };
+    // Only an auditor may sign in: the check is the audit action's, and is recorded.
+    match s
+        .manager
+        .audit_read(&caller, json!({"op": "dashboard", "view": "sign-in"}))
+        .await
+    {
+        Ok(_) => {}
+        Err(RegistryError::Denied { .. }) => {
+            return sign_in_form(
+                StatusCode::FORBIDDEN,
+                Some("This token may not read the audit log (it needs the audit:read scope)."),
+                on_loopback,
+            );
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    let left = caller
+        .expires_at
+        .map(|t| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Duration::from_secs(u64::try_from(t).unwrap_or(0).saturating_sub(now))
+        })
+        .unwrap_or(LIFETIME)
+        .min(LIFETIME);
+    let Some(c) = s.dashboard.sessions.open(token, left) else {
+        return ApiError::Internal("no randomness for a session".into()).into_response();
+    };
+    let mut r = Redirect::to("/dashboard").into_response();
+    let h = r.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(COOKIE, &c, left, !on_loopback),
+    );
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(SIGNIN_COOKIE, "", Duration::ZERO, !on_loopback),
+    );
+    r
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    csrf: String,
+}
+
+/// Checks a state-changing request's CSRF token against its session's.
+pub(crate) fn csrf_ok(who: &Signed, given: &str) -> bool {
+    same_secret(&who.csrf, given)
+}
+
+async fn sign_out(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    who: Signed,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let given = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    if !csrf_ok(&who, &given) {
+        return pages::refused("The request did not carry this session's form token.");
+    }
+    s.dashboard.sessions.end(&who.cookie);
+    let mut r = Redirect::to("/dashboard/sign-in").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(COOKIE, "", Duration::ZERO, !loopback(addr.ip())),
+    );
+    r
+}
