@@ -3,7 +3,6 @@ WebDriver with Selenium): sign-in, the overview's numbers against the ledger's e
 counts, no console errors, sign-out; and, without a browser, what the routes refuse."""
 
 import json
-import shutil
 import time
 import urllib.error
 import urllib.parse
@@ -136,20 +135,18 @@ def test_sign_in_overview_counts_no_console_errors_and_sign_out(dash, browser):
     assert (granted, denied) == (GRANTED, DENIED + 1), counts
     assert dd(browser, "Model accesses granted") == str(granted)
     assert dd(browser, "Model accesses denied") == str(denied)
-    # The size shown is the ledger's just after the data read recorded itself.
-    reads = [e for e in d.entries("audit.read") if (e.get("event") or {}).get("details", {}).get("view") == "overview.data"]
-    assert len(reads) == 1
-    assert dd(browser, "Entries") == str(reads[0]["index"] + 1)
+    # The size shown is the ledger's just after the page's last read recorded itself
+    # (the live stream's opening, once its first numbers arrived).
+    wait_for(browser, lambda: browser.execute_script("return document.body.dataset.updated"), "the live stream")
+    reads = [e for e in d.entries("audit.read") if (e.get("event") or {}).get("details", {}).get("op") == "dashboard"]
+    assert [r["event"]["details"]["view"] for r in reads] == ["sign-in", "overview", "overview.data", "overview.live"]
+    assert dd(browser, "Entries") == str(reads[-1]["index"] + 1)
     data = browser.execute_script("return window.wardenCharts.hours.data.map(s => Array.from(s))")
     assert sum(data[1]) == granted and sum(data[2]) == denied, data
     today = browser.execute_script(
         "return Array.from(document.querySelectorAll('#table-days tbody tr')[0].cells).map(c => c.textContent)")
     assert today[1:3] == [str(granted), str(denied)], today
     browser.save_screenshot(str(SHOTS / "overview.png"))
-
-    # Every view was an audited access.
-    views = [e for e in d.entries("audit.read") if (e.get("event") or {}).get("details", {}).get("op") == "dashboard"]
-    assert {v["event"]["details"]["view"] for v in views} >= {"sign-in", "overview", "overview.data"}
 
     # Sign-out ends the session: the cookie it had no longer opens a page.
     cookie = browser.get_cookie("warden_session")["value"]
@@ -218,3 +215,94 @@ def test_routes_refuse_without_a_session_or_csrf_token(dash):
     # Revoking the token ends the session on its next request.
     d.warden("token", "revoke", audit_id, "--as", "admin")
     assert fetch(url + "/dashboard/api/overview", cookie=cookie)[0] == 401
+
+
+def set_config(d, old, new):
+    cfg = d.data / "warden.toml"
+    text = cfg.read_text()
+    assert old in text, old
+    cfg.write_text(text.replace(old, new))
+
+
+def auditor_server(d):
+    """`warden serve --auditor-key`: the dashboard then shows incidents' severity and the
+    verification's findings."""
+    return Server(d, ("--auditor-key", str(d.auditor)))
+
+
+def browser_sign_in(drv, url, token):
+    sign_in(drv, url, token)
+    wait_for(drv, lambda: drv.execute_script("return document.body && document.body.dataset.loaded") == "true",
+             "the overview's data")
+
+
+def test_an_incident_from_a_burst_of_bad_tokens_appears_live(ddir, browser):
+    set_config(ddir, "brute_force_failures = 20", "brute_force_failures = 5")
+    ddir.warden("principal", "add", "ciso", "--role", "auditor", "--as", "admin")
+    server = auditor_server(ddir)
+    try:
+        token = server.token("ciso", scopes="audit:read")
+        browser_sign_in(browser, server.url, token)
+        assert browser.find_element("css selector", "#table-incidents tbody").text.startswith("none")
+        # Six bad tokens from one address: a brute force (threshold 5).
+        for i in range(6):
+            status, _, _ = fetch_bearer(server.url + "/v1/models", f"wdn_{i:064x}")
+            assert status == 401
+        sent = time.monotonic()
+        row = wait_for(
+            browser,
+            lambda: browser.execute_script(
+                "const r = document.querySelector('#table-incidents tbody tr');"
+                " return r && r.cells[0].textContent !== 'none' ? r.cells[0].textContent + ':' + r.cells[1].textContent : null"),
+            "the incident on the page",
+            limit=5.0,
+        )
+        took = time.monotonic() - sent
+        print(f"incident shown {took:.2f} s after the burst")
+        assert row == "HIGH:1", row
+        assert took <= 2.0, f"the incident took {took:.2f} s to appear"
+        assert console_errors(browser) == []
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / "overview-incident.png"))
+    finally:
+        server.stop()
+
+
+def fetch_bearer(url, token):
+    req = urllib.request.Request(url)
+    req.add_header("Authorization", f"Bearer {token}")
+    try:
+        r = urllib.request.urlopen(req, timeout=10)
+        return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def test_a_tampered_ledger_turns_verification_red_naming_the_index(ddir, browser):
+    seed(ddir)
+    set_config(ddir, "verify_every_secs = 86400", "verify_every_secs = 3")
+    ddir.warden("principal", "add", "ciso", "--role", "auditor", "--as", "admin")
+    server = auditor_server(ddir)
+    try:
+        token = server.token("ciso", scopes="audit:read")
+        # Before the first scheduled run: one byte of entry 3's ciphertext changes.
+        log = ddir.data / "logs" / "model_access.jsonl"
+        lines = log.read_bytes().split(b"\n")
+        line = lines[3]
+        at = line.index(b'"encrypted":"') + len(b'"encrypted":"')
+        lines[3] = line[:at] + (b"b" if line[at:at + 1] == b"a" else b"a") + line[at + 1:]
+        log.write_bytes(b"\n".join(lines))
+        browser_sign_in(browser, server.url, token)
+        text = wait_for(
+            browser,
+            lambda: browser.execute_script(
+                "const v = document.getElementById('verification');"
+                " return v.className === 'bad' ? v.textContent : null"),
+            "verification to turn red",
+            limit=15.0,
+        )
+        assert "index 3" in text, text
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / "overview-tampered.png"))
+    finally:
+        server.stop()

@@ -88,7 +88,41 @@
     window.wardenCharts.hours = new uPlot(opts, data, el);
   }
 
+  // The latest scheduled verification: green when clean, red naming the indexes of
+  // what it found, plain when its details are sealed to an auditor key.
+  function verification(v) {
+    const el = $('verification');
+    if (!el) return;
+    el.className = '';
+    if (!v) {
+      el.textContent = 'No scheduled verification has run yet ([schedule] verify_every_secs).';
+      return;
+    }
+    const d = v.details;
+    if (!d) {
+      el.textContent = 'Last run ' + v.time + ' (entry ' + v.index + '); its result is sealed to the auditors.';
+      return;
+    }
+    const what = 'Last run ' + v.time + ': ' + d.entries + ' entries checked, signed size ' + d.verified_size;
+    if (d.clean) {
+      el.className = 'ok';
+      el.textContent = what + ', no findings.';
+    } else {
+      el.className = 'bad';
+      const at = (d.first_findings || []).map((f) => 'index ' + String(f).replace(':', ' (') + ')');
+      el.textContent = what + ', ' + d.findings + ' finding(s): ' + at.join(', ') + '.';
+    }
+  }
+
   function overview(d) {
+    verification(d.verification);
+    table(
+      'table-sinks',
+      ['Sink', 'Format', 'Next entry', 'Entries behind'],
+      d.sinks.length
+        ? d.sinks.map((x) => ({ cells: [x.sink, x.format, x.next, x.behind] }))
+        : [{ cells: ['no sink has exported yet', '', '', ''] }],
+    );
     const cp = d.ledger.checkpoint;
     dl('ledger', [
       ['Entries', String(d.ledger.size)],
@@ -132,11 +166,22 @@
     );
   }
 
+  // New numbers pushed by the server whenever the ledger grows.
+  function follow(what, render) {
+    if (typeof EventSource === 'undefined') return;
+    const es = new EventSource('/dashboard/api/live');
+    es.addEventListener(what, (e) => {
+      render(JSON.parse(e.data));
+      document.body.dataset.updated = String(Date.now());
+    });
+  }
+
   async function start() {
     try {
       if ($('chart-hours')) {
         const d = await load('overview');
         if (d) overview(d);
+        follow('overview', overview);
       }
       document.body.dataset.loaded = 'true';
     } catch (e) {

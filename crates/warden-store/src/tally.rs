@@ -2,10 +2,11 @@
 //! [`Tally::refresh`] reads only the entries committed since the last one, so a page
 //! costs the same on a ledger of ten entries or ten million.
 //!
-//! Counts come from the public headers (time and kind), so they need no key. Incidents
-//! and their acknowledgements are decrypted when an auditor key is given (only those
-//! entries: the key of each epoch is unwrapped from its `key.rotation` entry); without
-//! one an incident is counted with severity `UNKNOWN`.
+//! Counts come from the public headers (time and kind), so they need no key. Incidents,
+//! their acknowledgements and scheduled verification runs are decrypted when an auditor
+//! key is given (only those entries: the key of each epoch is unwrapped from its
+//! `key.rotation` entry); without one an incident is counted with severity `UNKNOWN`
+//! and a verification run shows only when it ran.
 
 use crate::audit::{IncidentView, ack_of, incident_view, latest_checkpoint};
 use crate::error::{StoreError, io};
@@ -46,6 +47,20 @@ pub struct EpochSpan {
     pub entries: u64,
 }
 
+/// The latest scheduled verification (`verification.run`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct VerificationRun {
+    /// Its entry's index and time.
+    pub index: u64,
+    pub time: String,
+    /// What it recorded (`clean`, `entries`, `verified_size`, `findings`,
+    /// `first_findings` as `index:code`), when it could be decrypted.
+    pub details: Option<serde_json::Value>,
+}
+
+/// Entry kinds whose events the tally decrypts (with an auditor key).
+const OPENED: &[&str] = &["incident", "incident.ack", "verification.run"];
+
 /// The dashboard's counts over a ledger.
 pub struct Tally {
     log: PathBuf,
@@ -59,6 +74,7 @@ pub struct Tally {
     kinds: BTreeMap<String, u64>,
     epochs: Vec<EpochSpan>,
     incidents: Vec<IncidentView>,
+    verification: Option<VerificationRun>,
     /// The current epoch's data key (an auditor's), while decrypting.
     key: Option<(u64, Option<DataKey>)>,
     /// Entries retention had removed before the first count.
@@ -83,6 +99,7 @@ impl Tally {
             kinds: BTreeMap::new(),
             epochs: Vec::new(),
             incidents: Vec::new(),
+            verification: None,
             key: None,
             removed: 0,
         }
@@ -170,7 +187,7 @@ impl Tally {
                 .and_then(|r| r.unwrap_data_key(sk).ok().flatten());
             self.key = Some((epoch, k));
         }
-        if e.header.kind != "incident" && e.header.kind != "incident.ack" {
+        if !OPENED.contains(&e.header.kind) {
             return;
         }
         let event = match &self.key {
@@ -183,12 +200,22 @@ impl Tally {
             _ => None,
         };
         let time = e.header.time.to_string();
-        if e.header.kind == "incident" {
-            self.incidents.push(incident_view(index, time, event));
-        } else if let Some((i, ack)) = ack_of(index, &time, event.as_ref())
-            && let Some(inc) = self.incidents.iter_mut().find(|x| x.index == i)
-        {
-            inc.acknowledged.get_or_insert(ack);
+        match e.header.kind {
+            "incident" => self.incidents.push(incident_view(index, time, event)),
+            "incident.ack" => {
+                if let Some((i, ack)) = ack_of(index, &time, event.as_ref())
+                    && let Some(inc) = self.incidents.iter_mut().find(|x| x.index == i)
+                {
+                    inc.acknowledged.get_or_insert(ack);
+                }
+            }
+            _ => {
+                self.verification = Some(VerificationRun {
+                    index,
+                    time,
+                    details: event.and_then(|v| v.get("details").cloned()),
+                });
+            }
         }
     }
 
@@ -225,6 +252,12 @@ impl Tally {
     #[must_use]
     pub fn incidents(&self) -> &[IncidentView] {
         &self.incidents
+    }
+
+    /// The latest scheduled verification run, if one ran.
+    #[must_use]
+    pub fn verification(&self) -> Option<&VerificationRun> {
+        self.verification.as_ref()
     }
 
     /// Whether incidents are decrypted (an auditor key was given).

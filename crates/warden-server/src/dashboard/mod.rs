@@ -26,15 +26,76 @@ use session::{COOKIE, LIFETIME, SIGNIN_COOKIE, Sessions, cookie, same_secret, se
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use warden_registry::{Caller, RegistryError};
+use warden_store::report::SinkPosition;
 use warden_store::tally::Tally;
 use zeroize::Zeroizing;
 
-/// The dashboard's state: its sessions and its running counts.
-#[derive(Debug, Default)]
+/// Where the dashboard learns the SIEM sinks' positions (the export cursors, which the
+/// binary knows how to read, locally or from a cluster's database).
+pub type SinkSource = Box<dyn Fn() -> Vec<SinkPosition> + Send + Sync>;
+
+/// The dashboard's state: its sessions, its running counts, and where the SIEM sinks'
+/// positions come from.
+#[derive(Default)]
 pub struct Dashboard {
     sessions: Sessions,
     /// Built on first use (the ledger's path and the auditor key come from the state).
     tally: std::sync::Arc<std::sync::Mutex<Option<Tally>>>,
+    sinks: Option<SinkSource>,
+    /// The sinks' positions as last read, and when.
+    sinks_seen: std::sync::Mutex<Option<(std::time::Instant, Vec<SinkPosition>)>>,
+    /// Set when the server stops: live streams end (a stream left open would hold the
+    /// server's graceful shutdown forever).
+    closing: std::sync::atomic::AtomicBool,
+}
+
+/// How long the sinks' positions are reused before they are read again.
+const SINKS_FRESH: Duration = Duration::from_secs(5);
+
+impl std::fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dashboard").finish_non_exhaustive()
+    }
+}
+
+impl Dashboard {
+    /// A dashboard that shows the sinks `sinks` reports.
+    #[must_use]
+    pub fn with_sinks(sinks: SinkSource) -> Self {
+        Self {
+            sinks: Some(sinks),
+            ..Self::default()
+        }
+    }
+
+    /// Ends every live stream within a second; called when the server stops.
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The sinks' positions (read at most every [`SINKS_FRESH`]; blocking).
+    fn sinks(&self) -> Vec<SinkPosition> {
+        let Some(read) = &self.sinks else {
+            return Vec::new();
+        };
+        let mut seen = self
+            .sinks_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*seen {
+            Some((at, v)) if at.elapsed() < SINKS_FRESH => v.clone(),
+            _ => {
+                let v = read();
+                *seen = Some((std::time::Instant::now(), v.clone()));
+                v
+            }
+        }
+    }
 }
 
 /// The dashboard's routes, all under `/dashboard`.
@@ -45,6 +106,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/dashboard/sign-in", get(sign_in_page).post(sign_in))
         .route("/dashboard/sign-out", post(sign_out))
         .route("/dashboard/api/overview", get(overview::data))
+        .route("/dashboard/api/live", get(overview::live))
         .route("/dashboard/assets/{file}", get(assets::serve))
         .layer(axum::middleware::from_fn(secure_headers))
 }
@@ -87,7 +149,7 @@ async fn peer(parts: &mut Parts, state: &AppState) -> IpAddr {
 pub(crate) struct Signed {
     pub caller: Caller,
     pub csrf: String,
-    cookie: String,
+    pub cookie: String,
 }
 
 /// Why a request has no usable session.

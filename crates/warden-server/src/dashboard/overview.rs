@@ -1,6 +1,9 @@
 //! The overview: accesses per hour and per day (granted and denied), refused
-//! authentications, open incidents by severity, each key epoch's span (over two hours
-//! flagged), the ledger's size and its latest signed checkpoint.
+//! authentications, open incidents by severity, the latest scheduled verification
+//! (red, naming the indexes, when it found anything), each key epoch's span (over two
+//! hours flagged), how far each SIEM sink lags, the ledger's size and its latest signed
+//! checkpoint. `/dashboard/api/live` streams the same numbers (server-sent events)
+//! whenever the ledger grows, so new denials and incidents show within a second or two.
 
 use super::{Signed, audited, pages};
 use crate::{ApiError, AppState};
@@ -23,13 +26,18 @@ const EPOCHS: usize = 48;
 const MAX_EPOCH_MICROS: u64 = 2 * HOUR_MICROS;
 
 const MAIN: &str = "\
+<section aria-labelledby=\"h-verify\"><h2 id=\"h-verify\">Verification</h2><p id=\"verification\"></p></section>\
 <section aria-labelledby=\"h-ledger\"><h2 id=\"h-ledger\">Ledger</h2><dl id=\"ledger\"></dl></section>\
 <section aria-labelledby=\"h-hours\"><h2 id=\"h-hours\">Accesses per hour (last 48 hours, UTC)</h2>\
 <div id=\"chart-hours\" class=\"chart\" role=\"img\" aria-label=\"Granted and denied accesses per hour; the table below holds the same numbers\"></div>\
 <details><summary>The chart's numbers</summary><table id=\"table-hours\"></table></details></section>\
 <section aria-labelledby=\"h-days\"><h2 id=\"h-days\">Accesses per day (last 30 days, UTC)</h2><table id=\"table-days\"></table></section>\
 <section aria-labelledby=\"h-incidents\"><h2 id=\"h-incidents\">Open incidents by severity</h2><table id=\"table-incidents\"></table></section>\
-<section aria-labelledby=\"h-epochs\"><h2 id=\"h-epochs\">Key rotation (latest epochs)</h2><table id=\"table-epochs\"></table></section>";
+<section aria-labelledby=\"h-epochs\"><h2 id=\"h-epochs\">Key rotation (latest epochs)</h2><table id=\"table-epochs\"></table></section>\
+<section aria-labelledby=\"h-siem\"><h2 id=\"h-siem\">SIEM export</h2><table id=\"table-sinks\"></table></section>";
+
+/// Longest wait between two looks at the ledger for the live stream.
+const LIVE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `GET /dashboard`.
 pub(crate) async fn page(State(s): State<AppState>, who: Signed) -> Response {
@@ -42,24 +50,76 @@ pub(crate) async fn page(State(s): State<AppState>, who: Signed) -> Response {
 /// `GET /dashboard/api/overview`: the overview's numbers.
 pub(crate) async fn data(State(s): State<AppState>, who: Signed) -> Result<Response, ApiError> {
     let log = audited(&s, &who, "overview.data").await?;
+    Ok(Json(snapshot(&s, &log).await?.1).into_response())
+}
+
+/// `GET /dashboard/api/live`: the overview's numbers as server-sent events (`overview`),
+/// at once and then whenever the ledger has grown, looking at most every second. Opening
+/// the stream is one audited read; it ends when the session ends or its token stops
+/// authenticating (the browser then reconnects, and is sent to sign in), and when the
+/// server stops.
+pub(crate) async fn live(State(s): State<AppState>, who: Signed) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let log = audited(&s, &who, "overview.live").await?;
+    let ip = who.caller.ip;
+    let cookie = who.cookie;
+    let start = (s, log, cookie, ip, None::<u64>);
+    let stream = futures_util::stream::unfold(start, |(s, log, cookie, ip, last)| async move {
+        loop {
+            if last.is_some() {
+                tokio::time::sleep(LIVE_TICK).await;
+            }
+            if s.dashboard.closing() {
+                return None;
+            }
+            let open = s.dashboard.sessions.get(&cookie)?;
+            let headers = axum::http::HeaderMap::new();
+            if crate::authenticate_token(&s, &headers, ip, Some(open.token.as_str()))
+                .await
+                .is_err()
+            {
+                s.dashboard.sessions.end(&cookie);
+                return None;
+            }
+            let (size, v) = snapshot(&s, &log).await.ok()?;
+            if last == Some(size) {
+                continue;
+            }
+            let ev = Event::default().event("overview").json_data(v).ok()?;
+            return Some((
+                Ok::<_, std::convert::Infallible>(ev),
+                (s, log, cookie, ip, Some(size)),
+            ));
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// Brings the tally up to date and builds the overview: the ledger's size counted, and
+/// the numbers.
+async fn snapshot(s: &AppState, log: &std::path::Path) -> Result<(u64, Value), ApiError> {
     let tally = std::sync::Arc::clone(&s.dashboard.tally);
     let auditor = s.auditor.clone();
+    let dash = std::sync::Arc::clone(&s.dashboard);
+    let log = log.to_path_buf();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    let v = tokio::task::spawn_blocking(move || -> Result<Value, StoreError> {
+    tokio::task::spawn_blocking(move || -> Result<(u64, Value), StoreError> {
+        let sinks = dash.sinks();
         let mut g = tally
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let t = g.get_or_insert_with(|| Tally::new(&log, auditor));
         t.refresh()?;
         let cp = warden_store::audit::latest_checkpoint(&log)?;
-        Ok(build(t, cp.as_ref(), now))
+        Ok((t.size(), build(t, cp.as_ref(), &sinks, now)))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Json(v).into_response())
+    .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 fn time(micros: u64) -> String {
@@ -83,7 +143,12 @@ fn counts(c: &HourCounts, label: (&str, String), t: u64) -> Value {
     Value::Object(m)
 }
 
-fn build(t: &Tally, cp: Option<&warden_core::record::CheckpointRecord>, now: u64) -> Value {
+fn build(
+    t: &Tally,
+    cp: Option<&warden_core::record::CheckpointRecord>,
+    sinks: &[warden_store::report::SinkPosition],
+    now: u64,
+) -> Value {
     let last_hour = t
         .hours_from(0)
         .last()
@@ -134,8 +199,17 @@ fn build(t: &Tally, cp: Option<&warden_core::record::CheckpointRecord>, now: u64
                    "over": span > MAX_EPOCH_MICROS})
         })
         .collect();
+    let sinks: Vec<Value> = sinks
+        .iter()
+        .map(|p| {
+            json!({"sink": p.sink, "format": p.format, "next": p.next,
+                        "behind": t.size().saturating_sub(p.next)})
+        })
+        .collect();
     json!({
         "decrypted": t.decrypts(),
+        "verification": t.verification(),
+        "sinks": sinks,
         "ledger": {
             "size": t.size(),
             "removed_by_retention": t.removed(),

@@ -216,6 +216,10 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("listening on {}", a.listen))?;
             let local = listener.local_addr()?;
+            let dashboard = Arc::new(warden_server::dashboard::Dashboard::with_sinks({
+                let dir = dir.clone();
+                Box::new(move || crate::cmd::report::sink_positions(&dir).unwrap_or_default())
+            }));
             let router = app(AppState {
                 manager: Arc::clone(&m),
                 limits: Arc::new(match budgets {
@@ -227,7 +231,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 auditor: auditor.clone(),
                 mtls_scopes: a.mtls_scopes.clone().into(),
                 pace: warden_server::pace::Pace::default(),
-                dashboard: Default::default(),
+                dashboard: Arc::clone(&dashboard),
             });
             match &tls {
                 Some(_) => eprint(&format!("warden: serving https://{local} (TLS 1.3)")),
@@ -238,7 +242,11 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 router,
                 tls,
                 a.max_connections,
-                crate::common::shutdown_signal(),
+                async move {
+                    crate::common::shutdown_signal().await;
+                    // Live dashboard streams end, so the connections can drain.
+                    dashboard.close();
+                },
             )
             .await;
             anyhow::Ok(())
