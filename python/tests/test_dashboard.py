@@ -264,6 +264,28 @@ def test_an_incident_from_a_burst_of_bad_tokens_appears_live(ddir, browser):
         assert console_errors(browser) == []
         SHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SHOTS / "overview-incident.png"))
+
+        # Acknowledging it from its page writes an incident.ack entry naming it; the
+        # same request without the session's CSRF token is refused.
+        browser.get(server.url + "/dashboard/incidents")
+        first = wait_for(browser, lambda: browser.execute_script(
+            "const r = document.querySelector('#table-incident-list tbody tr');"
+            " return r ? Array.from(r.cells).map(c => c.textContent) : null"), "the incident list")
+        index = int(first[0])
+        assert first[2] == "HIGH" and first[-1] == "open", first
+        cookie = "warden_session=" + browser.get_cookie("warden_session")["value"]
+        status, _, _ = post_json(server.url + f"/dashboard/api/incidents/{index}/ack", cookie, {"note": "forged"})
+        assert status == 403
+        browser.find_element("css selector", "#table-incident-list tbody tr").click()
+        browser.find_element("id", "ack-note").send_keys("blocked the address at the firewall")
+        browser.find_element("css selector", "#ack button").click()
+        wait_for(browser, lambda: "acknowledged" in browser.find_element("id", "status").text, "the acknowledgement")
+        browser.save_screenshot(str(SHOTS / "incidents.png"))
+        assert not browser.find_element("id", "ack").is_displayed(), "acknowledged: the form is gone"
+        acks = ddir.entries("incident.ack")
+        assert [a["event"]["details"]["incident"] for a in acks] == [index], acks
+        assert acks[0]["event"]["details"]["note"] == "blocked the address at the firewall"
+        assert console_errors(browser) == []
     finally:
         server.stop()
 
@@ -304,5 +326,46 @@ def test_a_tampered_ledger_turns_verification_red_naming_the_index(ddir, browser
         assert "index 3" in text, text
         SHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SHOTS / "overview-tampered.png"))
+    finally:
+        server.stop()
+
+
+def post_json(url, cookie, body, headers=None):
+    req = urllib.request.Request(url, method="POST", data=json.dumps(body).encode())
+    req.add_header("Content-Type", "application/json")
+    req.add_header("Cookie", cookie)
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        r = urllib.request.urlopen(req, timeout=10)
+        return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = '"><img src=x onerror=alert(2)>'
+
+
+def test_names_holding_markup_are_shown_as_text(ddir, browser):
+    ddir.warden("log", "append", "--kind", "incident", "--event", json.dumps({
+        "user": SCRIPT, "model": IMG, "user_agent": IMG + SCRIPT,
+        "details": {"severity": "HIGH", "detector": "rate", "summary": IMG},
+    }))
+    ddir.warden("principal", "add", "ciso", "--role", "auditor", "--as", "admin")
+    server = auditor_server(ddir)
+    try:
+        browser_sign_in(browser, server.url, server.token("ciso", scopes="audit:read"))
+        browser.get(server.url + "/dashboard/incidents")
+        cells = wait_for(browser, lambda: browser.execute_script(
+            "const r = document.querySelector('#table-incident-list tbody tr');"
+            " return r ? Array.from(r.cells).map(c => c.textContent) : null"), "the incident list")
+        assert cells[4] == SCRIPT and cells[6] == IMG, cells
+        browser.find_element("css selector", "#table-incident-list tbody tr").click()
+        shown = browser.execute_script("return document.getElementById('detail-fields').textContent")
+        assert SCRIPT in shown and IMG + SCRIPT in shown, shown
+        # Shown, never parsed: no element came from the names, and nothing ran.
+        assert browser.execute_script("return document.querySelectorAll('main img, main script').length") == 0
+        assert console_errors(browser) == []
     finally:
         server.stop()

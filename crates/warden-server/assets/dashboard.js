@@ -166,6 +166,115 @@
     );
   }
 
+  // The incidents page: the list (filtered here), one incident's detail, and its
+  // acknowledgement (a POST carrying the session's CSRF token in a header).
+  let incidents = [];
+  let shown = null;
+
+  function csrf() {
+    const m = document.querySelector('meta[name="csrf-token"]');
+    return m ? m.content : '';
+  }
+
+  function listIncidents() {
+    const sev = $('f-severity').value;
+    const state = $('f-state').value;
+    const text = $('f-text').value.toLowerCase();
+    const rows = incidents.filter((i) => {
+      if (sev && i.severity !== sev) return false;
+      if (state === 'open' && i.acknowledged) return false;
+      if (state === 'acknowledged' && !i.acknowledged) return false;
+      if (text) {
+        const hay = [i.summary, i.detector, i.principal, i.ip].join(' ').toLowerCase();
+        if (!hay.includes(text)) return false;
+      }
+      return true;
+    });
+    table(
+      'table-incident-list',
+      ['Entry', 'Time', 'Severity', 'Detector', 'Principal', 'Address', 'Summary', 'State'],
+      rows.map((i) => ({
+        index: i.index,
+        cells: [i.index, i.time, i.severity, i.detector, i.principal, i.ip, i.summary,
+          i.acknowledged ? 'acknowledged' : 'open'],
+      })),
+    );
+    const body = $('table-incident-list').tBodies[0];
+    Array.from(body.rows).forEach((tr, n) => {
+      tr.tabIndex = 0;
+      tr.className = 'pick';
+      const open = () => detail(rows[n]);
+      tr.addEventListener('click', open);
+      tr.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' || e.key === ' ') {
+          e.preventDefault();
+          open();
+        }
+      });
+    });
+  }
+
+  function detail(i) {
+    shown = i;
+    $('detail').hidden = false;
+    const a = i.acknowledged;
+    const ev = i.event || {};
+    dl('detail-fields', [
+      ['Entry', String(i.index)],
+      ['Time', i.time],
+      ['Severity', i.severity],
+      ['Detector', i.detector],
+      ['Summary', i.summary],
+      ['Principal', i.principal || ''],
+      ['Address', i.ip || ''],
+      ['User agent', ev.user_agent || ''],
+      ['Model', ev.model || ''],
+      ['Evidence (entries)', (i.evidence || []).join(', ')],
+      ['Response actions', (i.playbook || []).join(', ')],
+      ['Acknowledged', a ? a.time + ' by ' + (a.by || '?') + ': ' + (a.note || '') : 'no'],
+    ]);
+    $('ack').hidden = Boolean(a);
+    $('h-detail').focus();
+  }
+
+  async function loadIncidents() {
+    const d = await load('incidents');
+    if (!d) return;
+    incidents = d.incidents;
+    listIncidents();
+    if (shown) {
+      const again = incidents.find((i) => i.index === shown.index);
+      if (again) detail(again);
+    }
+    status(d.decrypted ? '' : 'The server holds no auditor key: incidents show only when they were raised.');
+  }
+
+  function incidentsPage() {
+    for (const id of ['f-severity', 'f-state', 'f-text']) {
+      $(id).addEventListener('input', listIncidents);
+    }
+    $('filter').addEventListener('submit', (e) => e.preventDefault());
+    $('h-detail').tabIndex = -1;
+    $('ack').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (!shown) return;
+      const r = await fetch('/dashboard/api/incidents/' + shown.index + '/ack', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf() },
+        body: JSON.stringify({ note: $('ack-note').value }),
+      });
+      if (!r.ok) {
+        status('The acknowledgement was refused (' + r.status + ').');
+        return;
+      }
+      const index = shown.index;
+      await loadIncidents();
+      status('Incident ' + index + ' acknowledged.');
+    });
+    return loadIncidents();
+  }
+
   // New numbers pushed by the server whenever the ledger grows.
   function follow(what, render) {
     if (typeof EventSource === 'undefined') return;
@@ -182,6 +291,8 @@
         const d = await load('overview');
         if (d) overview(d);
         follow('overview', overview);
+      } else if ($('table-incident-list')) {
+        await incidentsPage();
       }
       document.body.dataset.loaded = 'true';
     } catch (e) {

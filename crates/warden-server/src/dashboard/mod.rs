@@ -9,6 +9,7 @@
 //! entries arrive, so a page reads only what was written since the last one.
 
 mod assets;
+mod incidents;
 mod overview;
 mod pages;
 pub(crate) mod session;
@@ -107,6 +108,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/dashboard/sign-out", post(sign_out))
         .route("/dashboard/api/overview", get(overview::data))
         .route("/dashboard/api/live", get(overview::live))
+        .route("/dashboard/incidents", get(incidents::page))
+        .route("/dashboard/api/incidents", get(incidents::data))
+        .route("/dashboard/api/incidents/{index}/ack", post(incidents::ack))
         .route("/dashboard/assets/{file}", get(assets::serve))
         .layer(axum::middleware::from_fn(secure_headers))
 }
@@ -213,6 +217,28 @@ pub(crate) async fn audited(
     Ok(s.manager
         .audit_read(&who.caller, json!({"op": "dashboard", "view": what}))
         .await?)
+}
+
+/// Brings the tally up to date and reads from it with `f`, off the runtime (the tally
+/// reads the ledger's files).
+pub(crate) async fn with_tally<T: Send + 'static>(
+    s: &AppState,
+    log: &std::path::Path,
+    f: impl FnOnce(&Tally) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let tally = std::sync::Arc::clone(&s.dashboard.tally);
+    let auditor = s.auditor.clone();
+    let log = log.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut g = tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let t = g.get_or_insert_with(|| Tally::new(&log, auditor));
+        t.refresh().map(|_| f(t))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// Whether the browser is on this machine (then the cookie may go over plain HTTP).

@@ -100,25 +100,17 @@ pub(crate) async fn live(State(s): State<AppState>, who: Signed) -> Result<Respo
 /// Brings the tally up to date and builds the overview: the ledger's size counted, and
 /// the numbers.
 async fn snapshot(s: &AppState, log: &std::path::Path) -> Result<(u64, Value), ApiError> {
-    let tally = std::sync::Arc::clone(&s.dashboard.tally);
-    let auditor = s.auditor.clone();
     let dash = std::sync::Arc::clone(&s.dashboard);
-    let log = log.to_path_buf();
+    let path = log.to_path_buf();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    tokio::task::spawn_blocking(move || -> Result<(u64, Value), StoreError> {
+    super::with_tally(s, log, move |t| -> Result<(u64, Value), StoreError> {
         let sinks = dash.sinks();
-        let mut g = tally
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let t = g.get_or_insert_with(|| Tally::new(&log, auditor));
-        t.refresh()?;
-        let cp = warden_store::audit::latest_checkpoint(&log)?;
+        let cp = warden_store::audit::latest_checkpoint(&path)?;
         Ok((t.size(), build(t, cp.as_ref(), &sinks, now)))
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .await?
     .map_err(|e| ApiError::Internal(e.to_string()))
 }
 

@@ -8,7 +8,10 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 
 /// The pages in the navigation: path and label.
-const NAV: &[(&str, &str)] = &[("/dashboard", "Overview")];
+const NAV: &[(&str, &str)] = &[
+    ("/dashboard", "Overview"),
+    ("/dashboard/incidents", "Incidents"),
+];
 
 fn head(title: &str) -> String {
     format!(
