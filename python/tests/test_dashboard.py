@@ -369,3 +369,220 @@ def test_names_holding_markup_are_shown_as_text(ddir, browser):
         assert console_errors(browser) == []
     finally:
         server.stop()
+
+
+def report_cells(drv):
+    """Per report row: its name, its cells' text, and each file's signature verdict."""
+    return drv.execute_script(
+        "return Array.from(document.querySelectorAll('#table-reports tbody tr[data-report]')).map(tr => ({"
+        " name: tr.dataset.report, cells: Array.from(tr.cells).map(c => c.textContent),"
+        " files: Object.fromEntries(Array.from(tr.querySelectorAll('li[data-file]'))"
+        "   .map(li => [li.dataset.file, li.dataset.signature]))}))")
+
+
+def page_fetch(drv, path):
+    """GET `path` from the page (its session cookie), as text; status and body."""
+    return drv.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        " fetch(arguments[0], {credentials: 'same-origin'})"
+        "  .then(async r => done([r.status, await r.text()])).catch(e => done([0, String(e)]));",
+        path,
+    )
+
+
+def test_reports_archive_checks_signatures_downloads_and_generates(ddir, browser, tmp_path):
+    seed(ddir)
+    reports = ddir.data / "reports"
+    ddir.warden("report", "--out", str(reports / "good.json"))
+    ddir.warden("report", "--format", "csv", "--out", str(reports / "good.csv"))
+    ddir.warden("report", "--out", str(reports / "tampered.json"))
+    # One byte of a signed report changes; another report was never signed.
+    tampered = reports / "tampered.json"
+    signed = tampered.read_bytes()
+    assert b'"granted": 7' in signed
+    tampered.write_bytes(signed.replace(b'"granted": 7', b'"granted": 9', 1))
+    (reports / "lonely.html").write_text("<p>unsigned</p>")
+    good = json.loads((reports / "good.json").read_text())
+    ddir.warden("principal", "add", "ciso", "--role", "auditor", "--as", "admin")
+    server = Server(ddir)
+    try:
+        url = server.url
+        browser_sign_in(browser, url, server.token("ciso", scopes="audit:read"))
+        browser.get(url + "/dashboard/reports")
+        wait_for(browser, lambda: browser.execute_script("return document.body.dataset.loaded") == "true",
+                 "the reports page")
+        rows = {r["name"]: r for r in report_cells(browser)}
+        assert rows["good"]["files"] == {"good.json": "valid", "good.csv": "valid"}, rows["good"]
+        assert rows["tampered"]["files"] == {"tampered.json": "invalid"}, rows["tampered"]
+        # A report that fails its check shows none of its figures.
+        assert rows["tampered"]["cells"][1:8] == [""] * 7, rows["tampered"]
+        assert rows["lonely"]["files"] == {"lonely.html": "missing"}, rows["lonely"]
+        # The totals shown are the signed report's.
+        cells = rows["good"]["cells"]
+        assert cells[3:6] == [str(good["entries"]["total"]), str(GRANTED), str(DENIED)], cells
+        assert good["accesses"]["granted"] == GRANTED
+        assert console_errors(browser) == []
+
+        # A download is the archived bytes, and its signature checks with `warden report verify`.
+        status, body = page_fetch(browser, "/dashboard/reports/file/good.json")
+        assert status == 200 and body == (reports / "good.json").read_text()
+        status, sig = page_fetch(browser, "/dashboard/reports/file/good.json.sig")
+        assert status == 200
+        (tmp_path / "got.json").write_text(body)
+        (tmp_path / "got.json.sig").write_text(sig)
+        ddir.warden("report", "verify", str(tmp_path / "got.json"))
+        # Nothing outside the archive is served.
+        for bad in ("..%2Fwarden.toml", "verify.state", "good.txt", "..", "%2Fetc%2Fpasswd"):
+            assert page_fetch(browser, "/dashboard/reports/file/" + bad)[0] == 404, bad
+        # The browser logs those 404s as errors; what follows must log none.
+        browser.get_log("browser")
+        downloads = [e["event"]["details"].get("file") for e in ddir.entries("audit.read")
+                     if e["event"]["details"].get("view") == "reports.download"]
+        assert downloads == ["good.json", "good.json.sig"], downloads
+
+        # "Generate now" without the session's CSRF token is refused and writes nothing.
+        cookie = "warden_session=" + browser.get_cookie("warden_session")["value"]
+        status, _, _ = post_json(url + "/dashboard/api/reports/generate", cookie, {})
+        assert status == 403
+        assert ddir.entries("report.generated") == []
+        # From the page: signed files in the scheduled formats, an entry naming who asked.
+        browser.find_element("css selector", "#generate button").click()
+        wait_for(browser, lambda: "Report generated" in browser.find_element("id", "status").text,
+                 "the new report", limit=30.0)
+        made = ddir.entries("report.generated")
+        assert len(made) == 1 and made[0]["event"]["details"]["requested_by"] == "ciso", made
+        names = [Path(f["file"]).name for f in made[0]["event"]["details"]["files"]]
+        assert sorted(Path(n).suffix for n in names) == [".html", ".json"], names
+        rows = {r["name"]: r for r in report_cells(browser)}
+        stem = Path(names[0]).stem
+        assert rows[stem]["files"] == {n: "valid" for n in names}, rows[stem]
+        for n in names:
+            ddir.warden("report", "verify", str(reports / n))
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / "reports.png"))
+        assert console_errors(browser) == []
+    finally:
+        server.stop()
+
+
+def table_rows(drv, table_id):
+    return drv.execute_script(
+        "return Array.from(document.querySelectorAll('#' + arguments[0] + ' tbody tr')).map(tr => ({"
+        " data: Object.assign({}, tr.dataset), cls: tr.className,"
+        " cells: Array.from(tr.cells).map(c => c.textContent)}))", table_id)
+
+
+def iso(secs):
+    import datetime
+
+    return datetime.datetime.fromtimestamp(secs, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+
+
+def test_models_and_access_review_match_the_registry_and_the_ledger(ddir, browser):
+    import csv
+    import hashlib
+    import io
+
+    import warden
+    from conftest import Registry
+
+    reg = Registry(ddir, "local")
+    # A second version, revoked; a grant on every model, used on one.
+    reg.alice().register("fraud-detector", "1.5.0", reg.model_file, provenance={"code_commit": "def456"})
+    reg.revoke("fraud-detector", "1.5.0", "weights leaked")
+    ddir.warden("principal", "grant", "scorer", "--model", "*", "--actions", "load",
+                "--expires", "30d", "--as", "admin")
+    ddir.warden("principal", "add", "ciso", "--role", "auditor", "--as", "admin")
+    server = auditor_server(ddir)
+    try:
+        url = server.url
+        # The scorer loads with a token broader than it needs; eve is refused.
+        scorer = warden.SecureModelManager(url=url, token=server.token("scorer", "model:load,model:read,model:admin"))
+        for _ in range(2):
+            scorer.load("fraud-detector", "production")
+        ddir.warden("principal", "add", "eve", "--role", "ml-engineer", "--as", "admin")
+        eve = warden.SecureModelManager(url=url, token=server.token("eve", "model:load"))
+        with pytest.raises(warden.AccessDenied):
+            eve.load("fraud-detector", "1.4.0")
+
+        browser_sign_in(browser, url, server.token("ciso", scopes="audit:read"))
+        browser.get(url + "/dashboard/models")
+        wait_for(browser, lambda: browser.execute_script("return document.body.dataset.loaded") == "true",
+                 "the models page")
+        rows = {r["data"]["version"]: r for r in table_rows(browser, "table-models")}
+        assert set(rows) == {"fraud-detector@1.4.0", "fraud-detector@1.5.0"}, rows
+        current, revoked = rows["fraud-detector@1.4.0"], rows["fraud-detector@1.5.0"]
+        assert current["cells"][2] == "production" and current["cells"][4] == "alice", current
+        assert current["cells"][1] == "1.4.0 (production)" and current["cells"][5] == "bob / bob", current
+        assert "abc123" in current["cells"][6]
+        assert revoked["cls"] == "flagged" and "revoked" in revoked["cells"][2], revoked
+        assert table_rows(browser, "table-revoked")[0]["cells"] == ["fraud-detector", "1.5.0", "weights leaked"]
+        # Who accessed 1.4.0: exactly the ledger's granted and denied accesses, per user.
+        per_user = {}
+        for kind, i in (("model.access", 0), ("model.denied", 1)):
+            for e in ddir.entries(kind):
+                ev = e["event"]
+                if ev.get("model") == "fraud-detector" and ev.get("version") == "1.4.0":
+                    per_user.setdefault(ev["user"], [0, 0])[i] += 1
+        want = "; ".join(f"{u} ({g} granted" + (f", {n} denied" if n else "") + ")"
+                         for u, (g, n) in sorted(per_user.items()))
+        assert per_user["scorer"][0] == 2 and per_user["eve"][1] >= 1, per_user
+        assert current["cells"][7] == want, (current["cells"][7], want)
+        root = ddir.warden("model", "show", "fraud-detector@1.4.0", "--json", "--as", "admin").stdout
+        assert browser.execute_script(
+            "return document.querySelector('tr[data-version=\"fraud-detector@1.4.0\"]').cells[3].title"
+        ).split("\n")[0] == json.loads(root)["root_digest"]
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / "models.png"))
+        assert console_errors(browser) == []
+
+        browser.get(url + "/dashboard/access-review")
+        wait_for(browser, lambda: browser.execute_script("return document.body.dataset.loaded") == "true",
+                 "the access review")
+        review = table_rows(browser, "table-review")
+        flagged = {(r["data"]["principal"], r["data"]["kind"], r["cells"][1]): r["cells"][7]
+                   for r in review if r["data"]["flag"]}
+        star = next(v for (p, k, _), v in flagged.items() if p == "scorer" and k == "grant")
+        assert star == "broader than used: used on fraud-detector", flagged
+        tok = next(v for (p, k, _), v in flagged.items() if p == "scorer" and k == "token")
+        assert "model:admin" in tok and "model:load" not in tok, tok
+        assert console_errors(browser) == []
+
+        # The CSV export holds exactly the registry's principals, roles, grants and tokens.
+        status, text = page_fetch(browser, "/dashboard/access-review.csv")
+        assert status == 200
+        got = list(csv.DictReader(io.StringIO(text)))
+        principals = json.loads(ddir.warden("principal", "list", "--json", "--as", "admin").stdout)
+        tokens = json.loads(ddir.warden("token", "list", "--json", "--as", "admin").stdout)
+        assert {r["principal"] for r in got if r["kind"] == "principal"} == {p["name"] for p in principals}
+        assert sorted((r["principal"], r["name"]) for r in got if r["kind"] == "role") == sorted(
+            (p["name"], role) for p in principals for role in p["roles"])
+        assert sorted((r["principal"], r["model"], r["actions"], r["expires_at"]) for r in got
+                      if r["kind"] == "grant") == sorted(
+            (p["name"], g["model"], g["action"], iso(g["expires_at"])) for p in principals for g in p["grants"])
+        assert sorted((r["principal"], r["name"], r["actions"], r["expires_at"]) for r in got
+                      if r["kind"] == "token") == sorted(
+            (t["principal"], t["id"], " ".join(t["scopes"]), iso(t["expires_at"])) for t in tokens)
+
+        # The reviewer's sign-off is a ledger entry naming them and the export's digest.
+        cookie = "warden_session=" + browser.get_cookie("warden_session")["value"]
+        assert post_json(url + "/dashboard/api/access-review/sign-off", cookie, {"note": "forged"})[0] == 403
+        browser.find_element("id", "signoff-note").send_keys("Q4 review: scorer's admin scope to be dropped")
+        browser.find_element("css selector", "#signoff button").click()
+        wait_for(browser, lambda: "Signed off" in browser.find_element("id", "signoff-result").text,
+                 "the sign-off")
+        signed = ddir.entries("access.review")
+        assert len(signed) == 1 and signed[0]["event"]["user"] == "ciso", signed
+        details = signed[0]["event"]["details"]
+        assert details["note"] == "Q4 review: scorer's admin scope to be dropped"
+        assert details["principals"] == len(principals) and details["tokens"] == len(tokens)
+        # Uses are given to the day, so the export signed off is the one fetched (or,
+        # across midnight UTC, the one fetched after).
+        _, again = page_fetch(browser, "/dashboard/access-review.csv")
+        sha = lambda t: hashlib.sha256(t.encode()).hexdigest()  # noqa: E731
+        assert details["csv_sha256"] in (sha(text), sha(again)), details
+        browser.save_screenshot(str(SHOTS / "access-review.png"))
+        assert console_errors(browser) == []
+        assert ddir.warden("verify").returncode == 0
+    finally:
+        server.stop()

@@ -31,6 +31,7 @@ pub mod outbox;
 pub mod register;
 mod remote;
 pub mod respond;
+pub mod review;
 pub mod s3;
 pub mod throttle;
 pub mod tokens;

@@ -357,15 +357,26 @@ impl SecureModelManager {
         caller: &Caller,
         what: serde_json::Value,
     ) -> Result<PathBuf, RegistryError> {
+        self.auditor_entry(caller, "audit.read", what).await?;
+        Ok(self.ledger.path().to_path_buf())
+    }
+
+    /// Allows an auditor's action (`audit` on the ledger) and records it as a `kind`
+    /// entry with `details`.
+    pub(crate) async fn auditor_entry(
+        &self,
+        caller: &Caller,
+        kind: &'static str,
+        details: serde_json::Value,
+    ) -> Result<Receipt, RegistryError> {
         let decision = self
             .authorize(caller, Action::Audit, &ResourceFacts::Ledger, None)
             .await?;
         let mut ev = Self::event(caller, Action::Audit);
         ev.decision = Some("allow".into());
         ev.reason = Some(decision.reason());
-        ev.details = Some(what);
-        self.audit("audit.read", &ev).await?;
-        Ok(self.ledger.path().to_path_buf())
+        ev.details = Some(details);
+        self.audit(kind, &ev).await
     }
 
     /// The entry of an allowed change to the principal directory.

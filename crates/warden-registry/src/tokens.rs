@@ -207,6 +207,20 @@ impl SecureModelManager {
         let decision = self
             .authorize(caller, Action::Read, &ResourceFacts::Directory, None)
             .await?;
+        let rows = self.token_rows(principal).await?;
+        let mut ev = Self::event(caller, Action::Read);
+        ev.decision = Some("allow".into());
+        ev.reason = Some(decision.reason());
+        ev.details = Some(json!({"op": "token.list", "principal": principal}));
+        self.audit("registry.read", &ev).await?;
+        Ok(rows)
+    }
+
+    /// Tokens as stored, optionally of one principal (no check, no entry).
+    pub(crate) async fn token_rows(
+        &self,
+        principal: Option<&str>,
+    ) -> Result<Vec<TokenInfo>, RegistryError> {
         let rows = match principal {
             Some(p) => on_pool!(self.db.pool(), e => sqlx::query_as::<_, TokenRow>(&format!(
                     "SELECT {COLS} FROM tokens WHERE principal = $1 ORDER BY created_at, id"
@@ -220,11 +234,6 @@ impl SecureModelManager {
                 .fetch_all(e)
                 .await)?,
         };
-        let mut ev = Self::event(caller, Action::Read);
-        ev.decision = Some("allow".into());
-        ev.reason = Some(decision.reason());
-        ev.details = Some(json!({"op": "token.list", "principal": principal}));
-        self.audit("registry.read", &ev).await?;
         Ok(rows.into_iter().map(info).collect())
     }
 

@@ -275,6 +275,202 @@
     return loadIncidents();
   }
 
+  // The reports archive: one row per report, a download link and the server's
+  // signature verdict per format, and "generate now".
+  function link(href, text, label) {
+    const a = document.createElement('a');
+    a.href = href;
+    a.textContent = text;
+    if (label) a.setAttribute('aria-label', label);
+    a.setAttribute('download', '');
+    return a;
+  }
+
+  function reportFiles(td, r) {
+    const ul = document.createElement('ul');
+    ul.className = 'files';
+    for (const f of r.files) {
+      const li = document.createElement('li');
+      li.dataset.file = f.file;
+      li.dataset.signature = f.signature;
+      const url = '/dashboard/reports/file/' + encodeURIComponent(f.file);
+      li.append(link(url, f.format.toUpperCase(), 'Download ' + f.file));
+      const v = document.createElement('span');
+      v.className = 'sig ' + (f.signature === 'valid' ? 'ok' : 'bad');
+      v.textContent = f.signature === 'valid'
+        ? 'signature valid'
+        : 'signature ' + f.signature + (f.problem ? ': ' + f.problem : '');
+      li.append(' ', v);
+      if (f.sig_file) {
+        li.append(' ', link('/dashboard/reports/file/' + encodeURIComponent(f.sig_file), '.sig',
+          'Download ' + f.sig_file));
+      }
+      ul.append(li);
+    }
+    td.append(ul);
+  }
+
+  async function loadReports() {
+    const d = await load('reports');
+    if (!d) return;
+    const head = ['Report', 'Period (UTC)', 'Generated', 'Entries', 'Granted', 'Denied', 'Incidents',
+      'Invalid entries', 'Files and signatures'];
+    table('table-reports', head, d.reports.map((r) => {
+      const s = r.summary || {};
+      return {
+        cells: [r.name, s.from ? s.from + ' to ' + s.to : '', s.generated, s.entries, s.granted, s.denied,
+          s.incidents, s.invalid, ''],
+      };
+    }), null);
+    const body = $('table-reports').tBodies[0];
+    Array.from(body.rows).forEach((tr, n) => {
+      const r = d.reports[n];
+      tr.dataset.report = r.name;
+      if (r.files.some((f) => f.signature !== 'valid')) tr.className = 'flagged';
+      reportFiles(tr.cells[tr.cells.length - 1], r);
+    });
+    if (!d.reports.length) {
+      table('table-reports', head, [{ cells: ['No report yet.', '', '', '', '', '', '', '', ''] }]);
+    }
+    $('generate').hidden = !d.generate;
+    $('generate-hint').textContent = d.generate
+      ? 'Covers the scheduled period ending now, in the scheduled formats, signed by the root key.'
+      : 'This server cannot sign a new report.';
+  }
+
+  function reportsPage() {
+    $('generate').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const button = $('generate').querySelector('button');
+      button.disabled = true;
+      status('Generating a report…');
+      try {
+        const r = await fetch('/dashboard/api/reports/generate', {
+          method: 'POST',
+          credentials: 'same-origin',
+          headers: { 'X-CSRF-Token': csrf() },
+        });
+        const body = await r.json().catch(() => ({}));
+        if (!r.ok) {
+          status('No report was generated: ' + ((body.error && body.error.message) || r.status) + '.');
+          return;
+        }
+        await loadReports();
+        status('Report generated: ' + body.files.join(', ') + '.');
+      } finally {
+        button.disabled = false;
+      }
+    });
+    return loadReports();
+  }
+
+  // The models page: the inventory (revoked versions flagged) and who accessed each
+  // version in the window.
+  async function modelsPage() {
+    const d = await load('models');
+    if (!d) return;
+    const short = (h) => (h ? h.slice(0, 16) + '…' : '');
+    const who = (v) => v.accessed_by
+      .map((a) => a.user + ' (' + a.granted + ' granted' + (a.denied ? ', ' + a.denied + ' denied' : '') + ')')
+      .join('; ');
+    table(
+      'table-models',
+      ['Model', 'Version (aliases)', 'Stage', 'Root digest', 'Signer', 'Validated / approved by', 'Provenance',
+        'Accessed by (last ' + d.window_days + ' days)'],
+      d.versions.map((v) => ({
+        revoked: v.revoked,
+        cells: [v.model, v.version + (v.aliases.length ? ' (' + v.aliases.join(', ') + ')' : ''),
+          v.revoked && v.stage !== 'revoked' ? v.stage + ' (revoked)' : v.stage, short(v.root_digest), v.signer,
+          (v.validated_by || '–') + ' / ' + (v.approved_by || '–'),
+          v.provenance ? JSON.stringify(v.provenance) : '', d.decrypted ? who(v) : 'sealed (no auditor key)'],
+      })),
+      (r) => (r.revoked ? 'flagged' : ''),
+    );
+    Array.from($('table-models').tBodies[0].rows).forEach((tr, n) => {
+      const v = d.versions[n];
+      tr.dataset.version = v.model + '@' + v.version;
+      // The full root digest and each file's, on hover and to assistive technology.
+      tr.cells[3].title = v.root_digest + '\n' + v.files.map((f) => f.name + ' sha256:' + f.digest).join('\n');
+    });
+    const revoked = d.versions.filter((v) => v.revoked);
+    table(
+      'table-revoked',
+      ['Model', 'Version', 'Reason'],
+      revoked.length
+        ? revoked.map((v) => ({ cells: [v.model, v.version, v.revoked_reason] }))
+        : [{ cells: ['none', '', ''] }],
+    );
+    status(d.decrypted ? '' : 'The server holds no auditor key: who accessed each version is sealed in the ledger.');
+  }
+
+  // The access review: one row per principal, grant and token; findings flagged.
+  const minute = (t) => (t ? t.slice(0, 16).replace('T', ' ') + 'Z' : '');
+
+  async function loadReview() {
+    const d = await load('access-review');
+    if (!d) return;
+    const rows = [];
+    for (const p of d.principals) {
+      rows.push({
+        flag: p.flag, kind: 'principal', principal: p.principal,
+        cells: [p.principal, p.service ? 'service' : 'person', p.roles.join(', '), '', '', '',
+          p.last_use || 'never', p.active ? (p.flag || '') : 'suspended'],
+      });
+      for (const g of p.grants) {
+        const flag = g.expired ? 'expired' : g.flag === 'broader' ? 'broader than used: used on ' +
+          Array.from(g.used_on || []).join(', ') : (g.flag || '');
+        rows.push({
+          flag: g.flag, kind: 'grant', principal: p.principal,
+          cells: [p.principal, 'grant', g.action + ' on ' + g.model, '', minute(g.expires_at), g.created_by,
+            g.last_used || 'never', flag],
+        });
+      }
+      for (const t of p.tokens) {
+        const flag = t.revoked ? 'revoked' : t.expired ? 'expired' : t.flag === 'broader'
+          ? 'broader than used: ' + t.unused_scopes.join(', ') + ' unused' : (t.flag || '');
+        rows.push({
+          flag: t.revoked || t.expired ? null : t.flag, kind: 'token', principal: p.principal,
+          cells: [p.principal, 'token ' + t.id, '', t.scopes.join(' '), minute(t.expires_at), minute(t.created_at),
+            t.last_used || 'never', flag],
+        });
+      }
+    }
+    table(
+      'table-review',
+      ['Principal', 'What', 'Roles or grant', 'Token scopes', 'Expires', 'Granted by or created', 'Last use',
+        'Finding'],
+      rows,
+      (r) => (r.flag ? 'flagged' : ''),
+    );
+    Array.from($('table-review').tBodies[0].rows).forEach((tr, n) => {
+      tr.dataset.kind = rows[n].kind;
+      tr.dataset.principal = rows[n].principal;
+      tr.dataset.flag = rows[n].flag || '';
+    });
+    status(d.decrypted ? '' : 'The server holds no auditor key: uses are known from tokens\' last use only.');
+  }
+
+  function reviewPage() {
+    $('signoff').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const r = await fetch('/dashboard/api/access-review/sign-off', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf() },
+        body: JSON.stringify({ note: $('signoff-note').value }),
+      });
+      const body = await r.json().catch(() => ({}));
+      if (!r.ok) {
+        $('signoff-result').textContent = 'The sign-off was refused: ' +
+          ((body.error && body.error.message) || r.status) + '.';
+        return;
+      }
+      $('signoff-result').textContent = 'Signed off: ledger entry ' + body.entry + ', export SHA-256 ' +
+        body.csv_sha256 + '.';
+    });
+    return loadReview();
+  }
+
   // New numbers pushed by the server whenever the ledger grows.
   function follow(what, render) {
     if (typeof EventSource === 'undefined') return;
@@ -293,6 +489,12 @@
         follow('overview', overview);
       } else if ($('table-incident-list')) {
         await incidentsPage();
+      } else if ($('table-reports')) {
+        await reportsPage();
+      } else if ($('table-models')) {
+        await modelsPage();
+      } else if ($('table-review')) {
+        await reviewPage();
       }
       document.body.dataset.loaded = 'true';
     } catch (e) {

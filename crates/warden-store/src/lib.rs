@@ -25,5 +25,6 @@ mod sequencer;
 pub mod tally;
 mod ticket;
 mod treestate;
+pub mod usage;
 pub mod verify;
 pub mod writer;

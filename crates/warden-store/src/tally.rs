@@ -2,14 +2,16 @@
 //! [`Tally::refresh`] reads only the entries committed since the last one, so a page
 //! costs the same on a ledger of ten entries or ten million.
 //!
-//! Counts come from the public headers (time and kind), so they need no key. Incidents,
-//! their acknowledgements and scheduled verification runs are decrypted when an auditor
-//! key is given (only those entries: the key of each epoch is unwrapped from its
-//! `key.rotation` entry); without one an incident is counted with severity `UNKNOWN`
-//! and a verification run shows only when it ran.
+//! Counts come from the public headers (time and kind), so they need no key. With an
+//! auditor key every entry is decrypted as it is counted (the key of each epoch is
+//! unwrapped from its `key.rotation` entry): incidents, their acknowledgements and
+//! scheduled verification runs are kept in full, and who did what feeds the
+//! [`Usage`]. Without one an incident is counted with severity `UNKNOWN`, a
+//! verification run shows only when it ran, and no use is known.
 
 use crate::audit::{IncidentView, ack_of, incident_view, latest_checkpoint};
 use crate::error::{StoreError, io};
+use crate::usage::{Seen, Usage};
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
@@ -79,6 +81,7 @@ pub struct Tally {
     key: Option<(u64, Option<DataKey>)>,
     /// Entries retention had removed before the first count.
     removed: u64,
+    usage: Usage,
 }
 
 /// Longest kind kept as its own count; longer ones are counted as `other`.
@@ -102,6 +105,7 @@ impl Tally {
             verification: None,
             key: None,
             removed: 0,
+            usage: Usage::default(),
         }
     }
 
@@ -139,6 +143,9 @@ impl Tally {
             counted += 1;
             buf.pop();
             self.count(index, &buf);
+        }
+        if counted > 0 {
+            self.usage.prune();
         }
         Ok(counted)
     }
@@ -187,18 +194,20 @@ impl Tally {
                 .and_then(|r| r.unwrap_data_key(sk).ok().flatten());
             self.key = Some((epoch, k));
         }
+        let mut pt = Vec::new();
+        let opened = match &self.key {
+            Some((k_epoch, Some(k))) if *k_epoch == epoch => e.open(k, &mut pt).is_ok(),
+            _ => false,
+        };
+        if opened && let Ok(seen) = serde_json::from_slice::<Seen<'_>>(&pt) {
+            self.usage.add(e.header.kind, t, &seen);
+        }
         if !OPENED.contains(&e.header.kind) {
             return;
         }
-        let event = match &self.key {
-            Some((k_epoch, Some(k))) if *k_epoch == epoch => {
-                let mut pt = Vec::new();
-                e.open(k, &mut pt)
-                    .ok()
-                    .and_then(|()| serde_json::from_slice::<serde_json::Value>(&pt).ok())
-            }
-            _ => None,
-        };
+        let event = opened
+            .then(|| serde_json::from_slice::<serde_json::Value>(&pt).ok())
+            .flatten();
         let time = e.header.time.to_string();
         match e.header.kind {
             "incident" => self.incidents.push(incident_view(index, time, event)),
@@ -258,6 +267,12 @@ impl Tally {
     #[must_use]
     pub fn verification(&self) -> Option<&VerificationRun> {
         self.verification.as_ref()
+    }
+
+    /// Who used what (empty without an auditor key).
+    #[must_use]
+    pub fn usage(&self) -> &Usage {
+        &self.usage
     }
 
     /// Whether incidents are decrypted (an auditor key was given).

@@ -193,6 +193,20 @@ impl Db {
         Ok(v)
     }
 
+    /// Every grant with who gave it and when (seconds), by principal, model and action.
+    pub async fn grants_given(&self) -> Result<Vec<(GrantRow, String, i64)>, RegistryError> {
+        let rows = on_pool!(&self.pool, e => sqlx::query_as::<_, (String, String, String, i64, String, i64)>(
+            "SELECT principal, model, action, expires_at, created_by, created_at FROM grants
+             ORDER BY principal, model, action",
+        )
+        .fetch_all(e)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(p, m, a, x, by, at)| (grant_row((p, m, a, x)), by, at))
+            .collect())
+    }
+
     pub async fn grants_of(&self, principal: &str) -> Result<Vec<GrantRow>, RegistryError> {
         let rows = on_pool!(&self.pool, e => sqlx::query_as::<_, (String, String, String, i64)>(
             "SELECT principal, model, action, expires_at FROM grants WHERE principal = $1 ORDER BY model, action",

@@ -3,11 +3,11 @@
 //! acknowledgement; and acknowledging one, which writes an `incident.ack` entry through
 //! the same check and entry as `POST /v1/incidents/{index}/ack`.
 
-use super::{Signed, audited, csrf_ok, pages};
+use super::{Signed, audited, csrf_from, pages};
 use crate::{ApiError, AppState, JsonIn, PathIn};
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -48,9 +48,6 @@ pub(crate) struct AckBody {
     note: String,
 }
 
-/// The header a page's script sends its session's CSRF token in.
-pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
-
 /// `POST /dashboard/api/incidents/{index}/ack` (the session's CSRF token in
 /// `X-CSRF-Token`): an `incident.ack` entry.
 pub(crate) async fn ack(
@@ -60,16 +57,8 @@ pub(crate) async fn ack(
     PathIn(index): PathIn<u64>,
     JsonIn(body): JsonIn<AckBody>,
 ) -> Result<Response, ApiError> {
-    let given = headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !csrf_ok(&who, given) {
-        return Ok((
-            StatusCode::FORBIDDEN,
-            Json(json!({"error": {"code": "csrf", "message": "the request did not carry this session's CSRF token"}})),
-        )
-            .into_response());
+    if let Some(refused) = csrf_from(&who, &headers) {
+        return Ok(refused);
     }
     let r = s
         .manager

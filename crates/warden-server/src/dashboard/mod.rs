@@ -10,9 +10,14 @@
 
 mod assets;
 mod incidents;
+mod models;
 mod overview;
 mod pages;
+mod reports;
+mod review;
 pub(crate) mod session;
+
+pub use reports::{Archive, GenerateReport};
 
 use crate::{ApiError, AppState};
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -45,6 +50,8 @@ pub struct Dashboard {
     sinks: Option<SinkSource>,
     /// The sinks' positions as last read, and when.
     sinks_seen: std::sync::Mutex<Option<(std::time::Instant, Vec<SinkPosition>)>>,
+    /// The signed reports archive, when this server keeps one.
+    reports: Option<std::sync::Arc<Archive>>,
     /// Set when the server stops: live streams end (a stream left open would hold the
     /// server's graceful shutdown forever).
     closing: std::sync::atomic::AtomicBool,
@@ -67,6 +74,13 @@ impl Dashboard {
             sinks: Some(sinks),
             ..Self::default()
         }
+    }
+
+    /// This dashboard, showing the reports archive `a`.
+    #[must_use]
+    pub fn with_reports(mut self, a: Archive) -> Self {
+        self.reports = Some(std::sync::Arc::new(a));
+        self
     }
 
     /// Ends every live stream within a second; called when the server stops.
@@ -111,6 +125,19 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/dashboard/incidents", get(incidents::page))
         .route("/dashboard/api/incidents", get(incidents::data))
         .route("/dashboard/api/incidents/{index}/ack", post(incidents::ack))
+        .route("/dashboard/reports", get(reports::page))
+        .route("/dashboard/reports/file/{file}", get(reports::download))
+        .route("/dashboard/api/reports", get(reports::data))
+        .route("/dashboard/api/reports/generate", post(reports::generate))
+        .route("/dashboard/models", get(models::page))
+        .route("/dashboard/api/models", get(models::data))
+        .route("/dashboard/access-review", get(review::page))
+        .route("/dashboard/access-review.csv", get(review::export))
+        .route("/dashboard/api/access-review", get(review::data))
+        .route(
+            "/dashboard/api/access-review/sign-off",
+            post(review::sign_off),
+        )
         .route("/dashboard/assets/{file}", get(assets::serve))
         .layer(axum::middleware::from_fn(secure_headers))
 }
@@ -214,9 +241,19 @@ pub(crate) async fn audited(
     who: &Signed,
     what: &str,
 ) -> Result<std::path::PathBuf, ApiError> {
-    Ok(s.manager
-        .audit_read(&who.caller, json!({"op": "dashboard", "view": what}))
-        .await?)
+    audited_with(s, who, json!({"view": what})).await
+}
+
+/// [`audited`] with more details (`view` and whatever names what was read).
+pub(crate) async fn audited_with(
+    s: &AppState,
+    who: &Signed,
+    mut details: serde_json::Value,
+) -> Result<std::path::PathBuf, ApiError> {
+    if let Some(d) = details.as_object_mut() {
+        d.insert("op".into(), json!("dashboard"));
+    }
+    Ok(s.manager.audit_read(&who.caller, details).await?)
 }
 
 /// Brings the tally up to date and reads from it with `f`, off the runtime (the tally
@@ -377,6 +414,46 @@ pub(crate) struct CsrfForm {
 /// Checks a state-changing request's CSRF token against its session's.
 pub(crate) fn csrf_ok(who: &Signed, given: &str) -> bool {
     same_secret(&who.csrf, given)
+}
+
+/// The header a page's script sends its session's CSRF token in.
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+
+/// `None` when a script's request carries its session's CSRF token (in
+/// [`CSRF_HEADER`]); otherwise the 403 to answer.
+pub(crate) fn csrf_from(who: &Signed, headers: &HeaderMap) -> Option<Response> {
+    let given = headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    (!csrf_ok(who, given)).then(|| {
+        problem(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "the request did not carry this session's CSRF token",
+        )
+    })
+}
+
+/// `body` as a download named `file` (letters, digits, `-`, `_` and `.` only: the
+/// callers' names are checked or fixed).
+pub(crate) fn attachment(body: Vec<u8>, ctype: &'static str, file: &str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+/// A JSON error answer, shaped as the API's.
+pub(crate) fn problem(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 async fn sign_out(

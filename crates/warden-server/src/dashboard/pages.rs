@@ -11,6 +11,9 @@ use axum::response::{Html, IntoResponse, Response};
 const NAV: &[(&str, &str)] = &[
     ("/dashboard", "Overview"),
     ("/dashboard/incidents", "Incidents"),
+    ("/dashboard/models", "Models"),
+    ("/dashboard/access-review", "Access review"),
+    ("/dashboard/reports", "Reports"),
 ];
 
 fn head(title: &str) -> String {

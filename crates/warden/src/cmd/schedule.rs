@@ -32,6 +32,8 @@ struct Jobs {
     auditor: Option<Arc<RecipientSecretKey>>,
     /// On a cluster, this node: jobs run only while it holds [`SCHEDULE_LEASE`].
     cluster: Option<Arc<warden_cluster::node::ClusterNode>>,
+    /// Held while a report is written: the schedule's and one asked for run in turn.
+    reporting: tokio::sync::Mutex<()>,
 }
 
 /// The lease under which one node of a cluster runs the schedule.
@@ -52,7 +54,7 @@ pub fn spawn(
     root: RootKey,
     mut stop: tokio::sync::watch::Receiver<bool>,
     cluster: Option<Arc<warden_cluster::node::ClusterNode>>,
-) -> Result<tokio::task::JoinHandle<()>> {
+) -> Result<(tokio::task::JoinHandle<()>, OnDemand)> {
     let s = cfg.schedule.clone();
     for f in &s.report_formats {
         anyhow::ensure!(
@@ -75,8 +77,10 @@ pub fn spawn(
         root: Arc::new(root),
         auditor,
         cluster,
+        reporting: tokio::sync::Mutex::new(()),
     });
-    Ok(tokio::spawn(async move {
+    let on_demand = OnDemand(Arc::clone(&jobs));
+    let task = tokio::spawn(async move {
         let every = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
         let verify_every = every(jobs.cfg.verify_every_secs);
         let report_every = every(jobs.cfg.report_every_secs);
@@ -125,7 +129,7 @@ pub fn spawn(
             if let (Some(due), Some(d)) = (next_report, report_every)
                 && t >= due
             {
-                if here && let Err(e) = report(&jobs).await {
+                if here && let Err(e) = report(&jobs, None).await {
                     crate::common::eprint(&format!("warden: scheduled report: {e:#}"));
                 }
                 next_report = Some(t + d);
@@ -139,7 +143,30 @@ pub fn spawn(
                 next_retention = Some(t + d);
             }
         }
-    }))
+    });
+    Ok((task, on_demand))
+}
+
+/// Runs the schedule's report on request (the dashboard's "generate now").
+#[derive(Clone)]
+pub struct OnDemand(Arc<Jobs>);
+
+impl OnDemand {
+    /// Where the reports are archived.
+    pub fn reports(&self) -> PathBuf {
+        self.0.reports.clone()
+    }
+
+    /// The key their signatures are checked with.
+    pub fn root_public(&self) -> warden_core::epoch::RootPublic {
+        self.0.root.public.clone()
+    }
+
+    /// A report for the scheduled period ending now, as the schedule makes one, with
+    /// its `report.generated` entry naming `by`; the names of the files written.
+    pub async fn report(&self, by: String) -> Result<Vec<String>> {
+        report(&self.0, Some(by)).await
+    }
 }
 
 /// Verifies what was appended since the last clean run (or everything), records a
@@ -219,8 +246,14 @@ async fn verify(j: &Arc<Jobs>) -> Result<()> {
 }
 
 /// Writes a signed report for the period ending now, in every configured format, and
-/// records a `report.generated` entry naming the files and their digests.
-async fn report(j: &Arc<Jobs>) -> Result<()> {
+/// records a `report.generated` entry naming the files and their digests (and who
+/// asked for it, when someone did). Answers the files' names.
+async fn report(j: &Arc<Jobs>, requested_by: Option<String>) -> Result<Vec<String>> {
+    anyhow::ensure!(
+        !j.cfg.report_formats.is_empty(),
+        "no report format is configured ([schedule] report_formats)"
+    );
+    let _one = j.reporting.lock().await;
     let (log, bound) = j.m.ledger_state();
     let log = log.to_path_buf();
     let jobs = Arc::clone(j);
@@ -267,13 +300,18 @@ async fn report(j: &Arc<Jobs>) -> Result<()> {
         Ok((files, summary))
     })
     .await??;
-    j.m.record_system(
-        "report.generated",
-        "report",
-        json!({"files": files, "report": summary}),
-    )
-    .await?;
-    Ok(())
+    let names = files
+        .iter()
+        .filter_map(|f| f.get("file").and_then(|v| v.as_str()))
+        .filter_map(|f| Path::new(f).file_name()?.to_str().map(str::to_owned))
+        .collect();
+    let mut details = json!({"files": files, "report": summary});
+    if let (Some(by), Some(d)) = (requested_by, details.as_object_mut()) {
+        d.insert("requested_by".into(), json!(by));
+    }
+    j.m.record_system("report.generated", "report", details)
+        .await?;
+    Ok(names)
 }
 
 /// Removes sealed segments and archived reports past `[retention]`. The ledger's

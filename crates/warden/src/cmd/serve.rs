@@ -207,7 +207,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             Some(baselines(&dir, &root, node.as_deref())?),
         )?;
         let (stop_schedule, stopped) = tokio::sync::watch::channel(false);
-        let schedule =
+        let (schedule, on_demand) =
             crate::cmd::schedule::spawn(Arc::clone(&m), &dir, &cfg, root, stopped, node.clone())?;
         // On a cluster each budget is one for all the nodes.
         let budgets = crate::cluster::Budgets::connect(&cfg).await?;
@@ -216,10 +216,20 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("listening on {}", a.listen))?;
             let local = listener.local_addr()?;
-            let dashboard = Arc::new(warden_server::dashboard::Dashboard::with_sinks({
-                let dir = dir.clone();
-                Box::new(move || crate::cmd::report::sink_positions(&dir).unwrap_or_default())
-            }));
+            let dashboard = Arc::new(
+                warden_server::dashboard::Dashboard::with_sinks({
+                    let dir = dir.clone();
+                    Box::new(move || crate::cmd::report::sink_positions(&dir).unwrap_or_default())
+                })
+                .with_reports(warden_server::dashboard::Archive::new(
+                    on_demand.reports(),
+                    on_demand.root_public(),
+                    Some(Box::new(move |by| {
+                        let o = on_demand.clone();
+                        Box::pin(async move { o.report(by).await.map_err(|e| format!("{e:#}")) })
+                    })),
+                )),
+            );
             let router = app(AppState {
                 manager: Arc::clone(&m),
                 limits: Arc::new(match budgets {
