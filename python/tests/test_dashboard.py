@@ -586,3 +586,85 @@ def test_models_and_access_review_match_the_registry_and_the_ledger(ddir, browse
         assert ddir.warden("verify").returncode == 0
     finally:
         server.stop()
+
+
+AXE = Path("/opt/warden-test/npm/node_modules/axe-core/axe.min.js")
+PAGES = ["/dashboard", "/dashboard/incidents", "/dashboard/models", "/dashboard/access-review",
+         "/dashboard/reports"]
+
+
+def axe_violations(drv):
+    """axe-core's WCAG 2 A and AA rules on the page as it stands: `rule: targets` per violation."""
+    drv.execute_script(AXE.read_text())
+    return drv.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        " axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
+        "  .then(r => done(r.violations.map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))))"
+        "  .catch(e => done(['axe failed: ' + e]));")
+
+
+def focused(drv):
+    return drv.execute_script(
+        "const e = document.activeElement;"
+        " return e ? (e.id || e.textContent.trim().slice(0, 40) || e.tagName) : null")
+
+
+def test_every_page_passes_axe_and_works_from_the_keyboard(ddir, browser):
+    from selenium.webdriver.common.keys import Keys
+
+    if not AXE.exists():
+        pytest.fail("axe-core is needed: run scripts/install-browser (scripts/test does)")
+    from conftest import Registry
+
+    Registry(ddir, "local")
+    ddir.warden("report", "--out", str(ddir.data / "reports" / "week.json"))
+    ddir.warden("log", "append", "--kind", "incident", "--event", json.dumps({
+        "user": "mallory", "details": {"severity": "HIGH", "detector": "rate", "summary": "burst"}}))
+    ddir.warden("principal", "add", "ciso", "--role", "auditor", "--as", "admin")
+    server = auditor_server(ddir)
+    try:
+        url = server.url
+        token = server.token("ciso", scopes="audit:read")
+        # Sign in with the keyboard alone: the token field takes focus, Enter submits.
+        browser.get(url + "/dashboard/sign-in")
+        assert axe_violations(browser) == []
+        body = browser.find_element("tag name", "body")
+        body.send_keys(Keys.TAB)
+        assert focused(browser) == "token"
+        browser.switch_to.active_element.send_keys(token + Keys.ENTER)
+        wait_for(browser, lambda: browser.execute_script("return document.body.dataset.loaded") == "true",
+                 "the overview")
+        for path in PAGES:
+            browser.get(url + path)
+            wait_for(browser, lambda: browser.execute_script("return document.body.dataset.loaded") == "true",
+                     path)
+            assert axe_violations(browser) == [], path
+            # The first Tab reaches "Skip to content", which moves focus to the page's content.
+            browser.find_element("tag name", "body").send_keys(Keys.TAB)
+            assert focused(browser) == "Skip to content", path
+            browser.switch_to.active_element.send_keys(Keys.ENTER)
+            assert focused(browser) == "main", path
+        # From the navigation, by keyboard: Tab to "Incidents", Enter, then a row opens its detail.
+        browser.get(url + "/dashboard")
+        wait_for(browser, lambda: browser.execute_script("return document.body.dataset.loaded") == "true",
+                 "the overview")
+        for _ in range(8):
+            browser.switch_to.active_element.send_keys(Keys.TAB)
+            if focused(browser) == "Incidents":
+                break
+        assert focused(browser) == "Incidents"
+        browser.switch_to.active_element.send_keys(Keys.ENTER)
+        wait_for(browser, lambda: browser.current_url == url + "/dashboard/incidents", "the incidents page")
+        wait_for(browser, lambda: browser.execute_script("return document.body.dataset.loaded") == "true",
+                 "the incident list")
+        browser.execute_script("document.querySelector('#table-incident-list tbody tr').focus()")
+        browser.switch_to.active_element.send_keys(Keys.ENTER)
+        assert browser.find_element("id", "detail").is_displayed()
+        assert focused(browser) == "h-detail"
+        assert axe_violations(browser) == []
+        assert console_errors(browser) == []
+        # The check itself can fail: a form field without a label is a violation.
+        browser.execute_script("document.getElementById('main').append(document.createElement('input'))")
+        assert any(v.startswith("label:") for v in axe_violations(browser))
+    finally:
+        server.stop()
