@@ -163,14 +163,14 @@ class Server:
 
     SCOPES = "model:read,model:load,model:register,model:admin,audit:write"
 
-    def __init__(self, d: Dir, args: tuple = ()) -> None:
+    def __init__(self, d: Dir, args: tuple = (), listen: str = "127.0.0.1:0") -> None:
         import subprocess
 
         env = {k: v for k, v in os.environ.items() if k not in ("WARDEN_PASSPHRASE", "WARDEN_USER")}
         env["WARDEN_DATA_DIR"] = str(d.data)
         self.dir = d
         self.proc = subprocess.Popen(
-            [WARDEN, "serve", "--listen", "127.0.0.1:0", *args],
+            [WARDEN, "serve", "--listen", listen, *args],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -3,6 +3,7 @@ WebDriver with Selenium): sign-in, the overview's numbers against the ledger's e
 counts, no console errors, sign-out; and, without a browser, what the routes refuse."""
 
 import json
+import os
 import time
 import urllib.error
 import urllib.parse
@@ -668,3 +669,110 @@ def test_every_page_passes_axe_and_works_from_the_keyboard(ddir, browser):
         assert any(v.startswith("label:") for v in axe_violations(browser))
     finally:
         server.stop()
+
+
+IDP = Path(__file__).with_name("oidc_idp.mjs")
+OIDC_PROVIDER = Path("/opt/warden-test/npm/node_modules/oidc-provider/lib/index.js")
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def idp_sign_in(drv, login):
+    """The provider's own pages: its login form, then its consent."""
+    wait_for(drv, lambda: drv.find_elements("css selector", "input[name=login]"), "the provider's login page")
+    drv.find_element("css selector", "input[name=login]").send_keys(login)
+    drv.find_element("css selector", "input[name=password]").send_keys("any")
+    drv.find_element("css selector", "button[type=submit]").click()
+    # Consent, the first time this browser signs in to the client.
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    end = time.monotonic() + 10
+    while time.monotonic() < end and "/dashboard" not in drv.current_url:
+        try:
+            buttons = drv.find_elements("css selector", "button[type=submit]")
+            if buttons and "interaction" in drv.current_url:
+                buttons[0].click()
+        except StaleElementReferenceException:
+            pass  # the page moved on while we looked
+        time.sleep(0.1)
+
+
+def test_sign_in_through_the_identity_provider(ddir, browser, monkeypatch):
+    import subprocess
+
+    if not OIDC_PROVIDER.exists():
+        pytest.fail("oidc-provider is needed: run scripts/install-browser (scripts/test does)")
+    idp_port, port = free_port(), free_port()
+    issuer = f"http://127.0.0.1:{idp_port}"
+    url = f"http://127.0.0.1:{port}"
+    redirect = url + "/dashboard/sign-in/oidc/callback"
+    env = dict(os.environ, PORT=str(idp_port), REDIRECT=redirect, AUDIENCE="https://warden.test/api",
+               OIDC_PROVIDER=str(OIDC_PROVIDER))
+    idp = subprocess.Popen(["node", str(IDP)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    server = None
+    try:
+        for line in idp.stdout:
+            if "listening on" in line:
+                break
+        else:
+            pytest.fail("the identity provider did not start")
+        cfg = ddir.data / "warden.toml"
+        cfg.write_text(cfg.read_text() + f"""
+[jwt]
+issuer = "{issuer}"
+audience = "https://warden.test/api"
+jwks = "{issuer}/jwks"
+
+[oidc]
+client_id = "warden-dashboard"
+client_secret_env = "WARDEN_TEST_OIDC_SECRET"
+redirect_uri = "{redirect}"
+resource = "https://warden.test/api"
+""")
+        monkeypatch.setenv("WARDEN_TEST_OIDC_SECRET", "dashboard-secret")
+        ddir.warden("principal", "add", "ciso", "--role", "auditor", "--as", "admin")
+        server = Server(ddir, listen=f"127.0.0.1:{port}")
+
+        browser.get(url + "/dashboard/sign-in")
+        browser.find_element("id", "oidc").click()
+        idp_sign_in(browser, "ciso")
+        wait_for(browser, lambda: browser.current_url == url + "/dashboard", "the overview")
+        wait_for(browser, lambda: browser.execute_script("return document.body.dataset.loaded") == "true",
+                 "the overview's data")
+        # The session holds the provider's JWT for Warden: the sign-in is the audit
+        # action's, recorded with the JWT as the credential.
+        signed = [e for e in ddir.entries("audit.read")
+                  if (e["event"].get("details") or {}).get("view") == "sign-in"]
+        assert len(signed) == 1 and signed[0]["event"]["user"] == "ciso", signed
+        assert signed[0]["event"]["credential"].startswith("jwt:"), signed
+        browser.get_log("browser")  # the provider's pages' own noise
+        browser.get(url + "/dashboard/incidents")
+        wait_for(browser, lambda: browser.execute_script("return document.body.dataset.loaded") == "true",
+                 "the incidents page")
+        assert console_errors(browser) == []
+
+        # A callback this browser did not start is refused, and opens nothing.
+        status, _, body = fetch(url + "/dashboard/sign-in/oidc/callback?code=forged&state=" + "0" * 64)
+        assert status == 403 and "not started from this browser" in body
+
+        # Someone the provider knows but Warden does not is refused.
+        browser.find_element("css selector", "header form button").click()
+        browser.delete_all_cookies()
+        browser.get(url + "/dashboard/sign-in")
+        browser.find_element("id", "oidc").click()
+        idp_sign_in(browser, "nobody")
+        wait_for(browser, lambda: browser.find_elements("css selector", ".problem"), "the refusal")
+        assert "refused" in browser.find_element("css selector", ".problem").text
+        assert browser.get_cookie("warden_session") is None
+    finally:
+        if server is not None:
+            server.stop()
+        idp.terminate()
+        idp.wait(timeout=10)

@@ -159,11 +159,15 @@
       })),
       (r) => (r.over ? 'flagged' : ''),
     );
-    status(
-      d.decrypted
-        ? ''
-        : 'The server holds no auditor key: incidents are counted without their severity, and only public fields are shown.',
-    );
+    const notes = [];
+    if (d.counting && d.counting.behind > 0) {
+      notes.push('Still counting the ledger (' + d.counting.counted + ' entries so far, ' + d.counting.behind +
+        ' to go): the figures are partial.');
+    }
+    if (!d.decrypted) {
+      notes.push('The server holds no auditor key: incidents are counted without their severity, and only public fields are shown.');
+    }
+    status(notes.join(' '));
   }
 
   // The incidents page: the list (filtered here), one incident's detail, and its
@@ -177,19 +181,7 @@
   }
 
   function listIncidents() {
-    const sev = $('f-severity').value;
-    const state = $('f-state').value;
-    const text = $('f-text').value.toLowerCase();
-    const rows = incidents.filter((i) => {
-      if (sev && i.severity !== sev) return false;
-      if (state === 'open' && i.acknowledged) return false;
-      if (state === 'acknowledged' && !i.acknowledged) return false;
-      if (text) {
-        const hay = [i.summary, i.detector, i.principal, i.ip].join(' ').toLowerCase();
-        if (!hay.includes(text)) return false;
-      }
-      return true;
-    });
+    const rows = incidents;
     table(
       'table-incident-list',
       ['Entry', 'Time', 'Severity', 'Detector', 'Principal', 'Address', 'Summary', 'State'],
@@ -237,8 +229,14 @@
     $('h-detail').focus();
   }
 
+  // The filters are applied by the server, which answers the newest matches.
   async function loadIncidents() {
-    const d = await load('incidents');
+    const q = new URLSearchParams({
+      severity: $('f-severity').value,
+      state: $('f-state').value || 'any',
+      text: $('f-text').value.slice(0, 256),
+    });
+    const d = await load('incidents?' + q.toString());
     if (!d) return;
     incidents = d.incidents;
     listIncidents();
@@ -246,12 +244,22 @@
       const again = incidents.find((i) => i.index === shown.index);
       if (again) detail(again);
     }
-    status(d.decrypted ? '' : 'The server holds no auditor key: incidents show only when they were raised.');
+    const notes = [];
+    if (d.matching > d.incidents.length) {
+      notes.push('Showing the newest ' + d.incidents.length + ' of ' + d.matching + ' matching incidents.');
+    }
+    if (!d.decrypted) notes.push('The server holds no auditor key: incidents show only when they were raised.');
+    status(notes.join(' '));
   }
+
+  let refilter = null;
 
   function incidentsPage() {
     for (const id of ['f-severity', 'f-state', 'f-text']) {
-      $(id).addEventListener('input', listIncidents);
+      $(id).addEventListener('input', () => {
+        clearTimeout(refilter);
+        refilter = setTimeout(() => loadIncidents().catch((e) => status('Could not load: ' + e.message)), 250);
+      });
     }
     $('filter').addEventListener('submit', (e) => e.preventDefault());
     $('h-detail').tabIndex = -1;
@@ -268,6 +276,11 @@
         status('The acknowledgement was refused (' + r.status + ').');
         return;
       }
+      const body = await r.json();
+      // Shown at once; the list (filtered by the server) may no longer hold it.
+      shown.acknowledged = { time: new Date().toISOString(), by: 'you (entry ' + body.entry + ')',
+        note: $('ack-note').value };
+      detail(shown);
       const index = shown.index;
       await loadIncidents();
       status('Incident ' + index + ' acknowledged.');
@@ -364,6 +377,11 @@
     return loadReports();
   }
 
+  // While the server is still counting the ledger after a start, figures are partial.
+  function partial(behind) {
+    return behind > 0 ? 'Still counting the ledger (' + behind + ' entries to go): figures are partial.' : '';
+  }
+
   // The models page: the inventory (revoked versions flagged) and who accessed each
   // version in the window.
   async function modelsPage() {
@@ -400,7 +418,10 @@
         ? revoked.map((v) => ({ cells: [v.model, v.version, v.revoked_reason] }))
         : [{ cells: ['none', '', ''] }],
     );
-    status(d.decrypted ? '' : 'The server holds no auditor key: who accessed each version is sealed in the ledger.');
+    status([
+      partial(d.behind),
+      d.decrypted ? '' : 'The server holds no auditor key: who accessed each version is sealed in the ledger.',
+    ].join(' ').trim());
   }
 
   // The access review: one row per principal, grant and token; findings flagged.
@@ -447,7 +468,11 @@
       tr.dataset.principal = rows[n].principal;
       tr.dataset.flag = rows[n].flag || '';
     });
-    status(d.decrypted ? '' : 'The server holds no auditor key: uses are known from tokens\' last use only.');
+    status([
+      partial(d.behind),
+      d.uses_not_counted ? d.uses_not_counted + ' uses were past what the server tracks: something may have been used more recently than shown.' : '',
+      d.decrypted ? '' : 'The server holds no auditor key: uses are known from tokens\' last use only.',
+    ].join(' ').trim());
   }
 
   function reviewPage() {

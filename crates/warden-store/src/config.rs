@@ -61,6 +61,9 @@ pub struct Config {
     /// Accept JWT bearer tokens from an identity provider (`[jwt]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtConfig>,
+    /// The dashboard's sign-in through the identity provider (`[oidc]`; needs `[jwt]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcConfig>,
     /// SIEM sinks that `warden serve` exports the ledger to (`[[siem]]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub siem: Vec<SiemConfig>,
@@ -343,6 +346,43 @@ fn default_leeway() -> u64 {
     30
 }
 
+/// The dashboard's sign-in through the identity provider: the OpenID Connect
+/// authorization code flow with PKCE (S256). The session holds the provider's access
+/// token for Warden, which must be a JWT that `[jwt]` accepts (issuer, audience, keys,
+/// claim mapping), so a session signed in this way is checked exactly as a JWT pasted
+/// into the form, on every request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The client registered at the provider for the dashboard.
+    pub client_id: String,
+    /// The environment variable holding the client's secret (sent with HTTP Basic
+    /// authentication); none: a public client, PKCE alone.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// This server's callback as browsers reach it, registered at the provider:
+    /// `https://HOST/dashboard/sign-in/oidc/callback`.
+    pub redirect_uri: String,
+    /// Scopes asked for.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// RFC 8707 `resource` sent with both requests, where the provider needs it to
+    /// issue a token for Warden's audience.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Default: from the provider's discovery document
+    /// (`[jwt] issuer` + `/.well-known/openid-configuration`).
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// Default: from the discovery document.
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["openid".into(), "audit:read".into()]
+}
+
 fn default_tls_cert() -> PathBuf {
     PathBuf::from("tls/server.crt")
 }
@@ -389,6 +429,7 @@ impl Config {
             tls_cert: default_tls_cert(),
             tls_key: default_tls_key(),
             jwt: None,
+            oidc: None,
             siem: Vec::new(),
             schedule: ScheduleConfig::default(),
             segments: SegmentsConfig::default(),

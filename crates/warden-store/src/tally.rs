@@ -82,6 +82,11 @@ pub struct Tally {
     /// Entries retention had removed before the first count.
     removed: u64,
     usage: Usage,
+    /// The size of the latest signed checkpoint when last looked at.
+    covered: u64,
+    /// Incidents not acknowledged, by severity, and those acknowledged.
+    open: BTreeMap<String, u64>,
+    acknowledged: u64,
 }
 
 /// Longest kind kept as its own count; longer ones are counted as `other`.
@@ -106,13 +111,24 @@ impl Tally {
             key: None,
             removed: 0,
             usage: Usage::default(),
+            covered: 0,
+            open: BTreeMap::new(),
+            acknowledged: 0,
         }
     }
 
     /// Counts the entries committed (covered by a signed checkpoint) since the last
     /// refresh. Returns how many were counted.
     pub fn refresh(&mut self) -> Result<u64, StoreError> {
+        self.refresh_at_most(u64::MAX)
+    }
+
+    /// [`Tally::refresh`], counting at most `max` entries (so a caller holding the
+    /// tally holds it for a bounded time; [`Tally::behind`] says what is left).
+    pub fn refresh_at_most(&mut self, max: u64) -> Result<u64, StoreError> {
         let covered = latest_checkpoint(&self.log)?.map_or(0, |r| r.size);
+        self.covered = self.covered.max(covered);
+        let covered = covered.min(self.next.saturating_add(max));
         if self.next >= covered {
             return Ok(0);
         }
@@ -210,12 +226,23 @@ impl Tally {
             .flatten();
         let time = e.header.time.to_string();
         match e.header.kind {
-            "incident" => self.incidents.push(incident_view(index, time, event)),
+            "incident" => {
+                let v = incident_view(index, time, event);
+                *self.open.entry(v.severity.clone()).or_default() += 1;
+                self.incidents.push(v);
+            }
             "incident.ack" => {
+                // Incidents are kept in index order.
                 if let Some((i, ack)) = ack_of(index, &time, event.as_ref())
-                    && let Some(inc) = self.incidents.iter_mut().find(|x| x.index == i)
+                    && let Ok(at) = self.incidents.binary_search_by_key(&i, |x| x.index)
+                    && let Some(inc) = self.incidents.get_mut(at)
+                    && inc.acknowledged.is_none()
                 {
-                    inc.acknowledged.get_or_insert(ack);
+                    inc.acknowledged = Some(ack);
+                    if let Some(n) = self.open.get_mut(&inc.severity) {
+                        *n = n.saturating_sub(1);
+                    }
+                    self.acknowledged += 1;
                 }
             }
             _ => {
@@ -232,6 +259,12 @@ impl Tally {
     #[must_use]
     pub fn size(&self) -> u64 {
         self.next
+    }
+
+    /// Entries signed into the ledger but not counted yet (as of the last refresh).
+    #[must_use]
+    pub fn behind(&self) -> u64 {
+        self.covered.saturating_sub(self.next)
     }
 
     /// Entries retention had removed before counting began (they are not counted).
@@ -261,6 +294,18 @@ impl Tally {
     #[must_use]
     pub fn incidents(&self) -> &[IncidentView] {
         &self.incidents
+    }
+
+    /// Incidents not acknowledged, by severity (kept as entries arrive).
+    #[must_use]
+    pub fn open_incidents(&self) -> &BTreeMap<String, u64> {
+        &self.open
+    }
+
+    /// Incidents acknowledged.
+    #[must_use]
+    pub fn acknowledged(&self) -> u64 {
+        self.acknowledged
     }
 
     /// The latest scheduled verification run, if one ran.

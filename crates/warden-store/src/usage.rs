@@ -163,9 +163,23 @@ impl Usage {
     /// Accesses by version and user from `since` (microseconds; whole UTC days).
     #[must_use]
     pub fn version_users(&self, since: u64) -> BTreeMap<VersionUser, Counts> {
+        self.version_users_of(since, |_, _| true)
+    }
+
+    /// [`Usage::version_users`] of the versions `of(model, version)` picks (the
+    /// registry's, say: the ledger also names models the registry does not hold).
+    #[must_use]
+    pub fn version_users_of(
+        &self,
+        since: u64,
+        of: impl Fn(&str, &str) -> bool,
+    ) -> BTreeMap<VersionUser, Counts> {
         let mut out: BTreeMap<VersionUser, Counts> = BTreeMap::new();
         for day in self.versions.range(since / DAY_MICROS..).map(|(_, d)| d) {
             for (k, c) in day {
+                if !of(&k.0, &k.1) {
+                    continue;
+                }
                 let o = out.entry(k.clone()).or_default();
                 o.granted += c.granted;
                 o.denied += c.denied;

@@ -32,16 +32,22 @@ fn ack(of: u64) -> Event {
     }
 }
 
-#[test]
-fn the_tally_counts_what_the_ledger_holds_and_reads_only_what_is_new() {
-    let k = keys();
+/// The ledger of `k`'s data directory, opened for appends, and its entries file.
+fn open(k: &Keys) -> (std::path::PathBuf, Ledger) {
     let log = k.dir.path().join("logs/model_access.jsonl");
     let l = Ledger::open(
         &log,
         keys::unlock_root(&k.root_key, b"").unwrap(),
-        options(&k),
+        options(k),
     )
     .unwrap();
+    (log, l)
+}
+
+#[test]
+fn the_tally_counts_what_the_ledger_holds_and_reads_only_what_is_new() {
+    let k = keys();
+    let (log, l) = open(&k);
     for i in 0..5 {
         l.append("model.access", &event(i)).unwrap();
     }
@@ -83,5 +89,47 @@ fn the_tally_counts_what_the_ledger_holds_and_reads_only_what_is_new() {
     assert_eq!(blind.incidents().len(), 2);
     assert!(blind.incidents().iter().all(|i| i.severity == "UNKNOWN"));
     assert_eq!(blind.kinds(), t.kinds());
+    l.close();
+}
+
+#[test]
+fn a_tally_counted_in_steps_equals_one_counted_at_once_and_knows_who_used_what() {
+    let k = keys();
+    let (log, l) = open(&k);
+    for i in 0..25 {
+        l.append("model.access", &event(i)).unwrap();
+    }
+    l.append("model.denied", &event(99)).unwrap();
+    let size = l.durable_state().unwrap().size;
+    let sk = Arc::new(keys::read_recipient_secret(&k.auditor).unwrap());
+    let mut whole = Tally::new(&log, Some(Arc::clone(&sk)));
+    whole.refresh().unwrap();
+    let mut steps = Tally::new(&log, Some(sk));
+    let mut rounds = 0;
+    loop {
+        let n = steps.refresh_at_most(4).unwrap();
+        assert!(n <= 4);
+        rounds += 1;
+        if steps.behind() == 0 {
+            break;
+        }
+        assert_eq!(steps.behind(), size - steps.size());
+    }
+    assert_eq!(rounds, size.div_ceil(4));
+    assert_eq!(steps.size(), whole.size());
+    assert_eq!(steps.kinds(), whole.kinds());
+    assert_eq!(
+        steps.usage().version_users(0),
+        whole.usage().version_users(0)
+    );
+    // Who used what is the ledger's: every access entry's user, by version.
+    let users = whole.usage().version_users(0);
+    let granted: u64 = users.values().map(|c| c.granted).sum();
+    let denied: u64 = users.values().map(|c| c.denied).sum();
+    assert_eq!((granted, denied), (25, 1));
+    // Without the key nobody's use is known.
+    let mut blind = Tally::new(&log, None);
+    blind.refresh().unwrap();
+    assert!(blind.usage().version_users(0).is_empty());
     l.close();
 }

@@ -6,7 +6,7 @@
 use super::{Signed, audited, csrf_from, pages};
 use crate::{ApiError, AppState, JsonIn, PathIn};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -33,13 +33,79 @@ pub(crate) async fn page(State(s): State<AppState>, who: Signed) -> Response {
     pages::shell("Incidents", "/dashboard/incidents", &who.csrf, MAIN).into_response()
 }
 
-/// `GET /dashboard/api/incidents`: every incident, newest first.
-pub(crate) async fn data(State(s): State<AppState>, who: Signed) -> Result<Response, ApiError> {
+/// Most incidents one answer lists.
+const MAX_LISTED: usize = 1000;
+/// Longest text filter.
+const MAX_TEXT: usize = 256;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Filter {
+    severity: Option<String>,
+    /// `open` (default), `acknowledged` or `any`.
+    state: Option<String>,
+    text: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /dashboard/api/incidents?severity=&state=&text=&limit=`: the newest incidents
+/// that match (at most 1000), how many match, and how many there are.
+pub(crate) async fn data(
+    State(s): State<AppState>,
+    who: Signed,
+    q: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(Query(f)) = q else {
+        return Err(ApiError::BadRequest(
+            "filters: severity, state (open, acknowledged, any), text, limit".into(),
+        ));
+    };
+    if f.text.as_ref().is_some_and(|t| t.len() > MAX_TEXT) {
+        return Err(ApiError::BadRequest(format!(
+            "text: at most {MAX_TEXT} bytes"
+        )));
+    }
+    let state = f.state.clone().unwrap_or_else(|| "open".into());
+    if !matches!(state.as_str(), "open" | "acknowledged" | "any") {
+        return Err(ApiError::BadRequest(
+            "state: open, acknowledged or any".into(),
+        ));
+    }
+    let limit = f.limit.unwrap_or(MAX_LISTED).clamp(1, MAX_LISTED);
     let log = audited(&s, &who, "incidents.data").await?;
-    let (decrypted, mut list) =
-        super::with_tally(&s, &log, |t| (t.decrypts(), t.incidents().to_vec())).await?;
-    list.reverse();
-    Ok(Json(json!({"decrypted": decrypted, "incidents": list})).into_response())
+    let text = f.text.map(|t| t.to_lowercase()).filter(|t| !t.is_empty());
+    let (decrypted, total, matching, list) = super::with_tally(&s, &log, move |t| {
+        let hit = |i: &&warden_store::audit::IncidentView| {
+            f.severity
+                .as_ref()
+                .is_none_or(|v| v.is_empty() || *v == i.severity)
+                && match state.as_str() {
+                    "open" => i.acknowledged.is_none(),
+                    "acknowledged" => i.acknowledged.is_some(),
+                    _ => true,
+                }
+                && text.as_ref().is_none_or(|x| {
+                    [
+                        Some(i.summary.as_str()),
+                        Some(i.detector.as_str()),
+                        i.principal.as_deref(),
+                        i.ip.as_deref(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .any(|v| v.to_lowercase().contains(x.as_str()))
+                })
+        };
+        let all = t.incidents();
+        let matching = all.iter().filter(hit).count();
+        let list: Vec<_> = all.iter().rev().filter(hit).take(limit).cloned().collect();
+        (t.decrypts(), all.len(), matching, list)
+    })
+    .await?;
+    Ok(Json(json!({
+        "decrypted": decrypted, "total": total, "matching": matching, "incidents": list,
+    }))
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,12 +11,14 @@
 mod assets;
 mod incidents;
 mod models;
+mod oidc;
 mod overview;
 mod pages;
 mod reports;
 mod review;
 pub(crate) mod session;
 
+pub use oidc::OidcClient;
 pub use reports::{Archive, GenerateReport};
 
 use crate::{ApiError, AppState};
@@ -52,6 +54,8 @@ pub struct Dashboard {
     sinks_seen: std::sync::Mutex<Option<(std::time::Instant, Vec<SinkPosition>)>>,
     /// The signed reports archive, when this server keeps one.
     reports: Option<std::sync::Arc<Archive>>,
+    /// Sign-in through the identity provider (`[oidc]`).
+    oidc: Option<OidcClient>,
     /// Set when the server stops: live streams end (a stream left open would hold the
     /// server's graceful shutdown forever).
     closing: std::sync::atomic::AtomicBool,
@@ -80,6 +84,13 @@ impl Dashboard {
     #[must_use]
     pub fn with_reports(mut self, a: Archive) -> Self {
         self.reports = Some(std::sync::Arc::new(a));
+        self
+    }
+
+    /// This dashboard, offering sign-in through the identity provider `c` when given.
+    #[must_use]
+    pub fn with_oidc_if(mut self, c: Option<OidcClient>) -> Self {
+        self.oidc = c;
         self
     }
 
@@ -119,6 +130,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/dashboard", get(overview::page))
         .route("/dashboard/", get(|| async { Redirect::to("/dashboard") }))
         .route("/dashboard/sign-in", get(sign_in_page).post(sign_in))
+        .route("/dashboard/sign-in/oidc", get(oidc::start))
+        .route("/dashboard/sign-in/oidc/callback", get(oidc::callback))
         .route("/dashboard/sign-out", post(sign_out))
         .route("/dashboard/api/overview", get(overview::data))
         .route("/dashboard/api/live", get(overview::live))
@@ -271,11 +284,43 @@ pub(crate) async fn with_tally<T: Send + 'static>(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let t = g.get_or_insert_with(|| Tally::new(&log, auditor));
-        t.refresh().map(|_| f(t))
+        t.refresh_at_most(COUNT_CHUNK).map(|_| f(t))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Most entries one request (or one step of the start-up count) counts while it holds
+/// the tally: a page waits at most this much counting, and says how far the count is
+/// while it is behind.
+const COUNT_CHUNK: u64 = 100_000;
+
+impl Dashboard {
+    /// Counts the ledger at `log` in the background from now on (in steps of
+    /// [`COUNT_CHUNK`], letting page views in between), so the first page view does not
+    /// read the whole ledger. Ends once caught up, or when the server stops.
+    pub fn count_from_start(
+        self: &std::sync::Arc<Self>,
+        log: std::path::PathBuf,
+        auditor: Option<std::sync::Arc<warden_core::crypto::RecipientSecretKey>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = std::sync::Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            while !me.closing() {
+                let mut g = me
+                    .tally
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let t = g.get_or_insert_with(|| Tally::new(&log, auditor.clone()));
+                match t.refresh_at_most(COUNT_CHUNK) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if t.behind() == 0 => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+    }
 }
 
 /// Whether the browser is on this machine (then the cookie may go over plain HTTP).
@@ -293,14 +338,29 @@ async fn sign_in_page(
     {
         return Redirect::to("/dashboard").into_response();
     }
-    sign_in_form(StatusCode::OK, None, loopback(addr.ip()))
+    sign_in_form_for(&s, StatusCode::OK, None, loopback(addr.ip()))
 }
 
-fn sign_in_form(status: StatusCode, problem: Option<&str>, on_loopback: bool) -> Response {
+/// The sign-in form, offering the identity provider when `s` has one.
+pub(crate) fn sign_in_form_for(
+    s: &AppState,
+    status: StatusCode,
+    problem: Option<&str>,
+    on_loopback: bool,
+) -> Response {
+    form_response(status, problem, on_loopback, oidc::offered(s))
+}
+
+fn form_response(
+    status: StatusCode,
+    problem: Option<&str>,
+    on_loopback: bool,
+    provider: bool,
+) -> Response {
     let Some(nonce) = session::random_hex() else {
         return ApiError::Internal("no randomness for the sign-in form".into()).into_response();
     };
-    let mut r = (status, pages::sign_in(&nonce, problem)).into_response();
+    let mut r = (status, pages::sign_in(&nonce, problem, provider)).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
         set_cookie(
@@ -330,7 +390,8 @@ async fn sign_in(
 ) -> Response {
     let on_loopback = loopback(addr.ip());
     let Ok(Form(f)) = form else {
-        return sign_in_form(
+        return sign_in_form_for(
+            &s,
             StatusCode::BAD_REQUEST,
             Some("The form was incomplete."),
             on_loopback,
@@ -339,31 +400,54 @@ async fn sign_in(
     let token = Zeroizing::new(f.token.trim().to_owned());
     let fresh = cookie(&headers, SIGNIN_COOKIE).is_some_and(|c| same_secret(c, &f.csrf));
     if !fresh {
-        return sign_in_form(
+        return sign_in_form_for(
+            &s,
             StatusCode::FORBIDDEN,
             Some("The sign-in form expired or did not come from this page. Try again."),
             on_loopback,
         );
     }
     if token.is_empty() || token.len() > MAX_FORM_TOKEN {
-        return sign_in_form(
+        return sign_in_form_for(
+            &s,
             StatusCode::UNAUTHORIZED,
             Some("Enter a Warden token."),
             on_loopback,
         );
     }
-    let caller =
-        match crate::authenticate_token(&s, &headers, addr.ip(), Some(token.as_str())).await {
-            Ok(c) => c,
-            Err(ApiError::Unauthenticated(_)) => {
-                return sign_in_form(
-                    StatusCode::UNAUTHORIZED,
-                    Some("That token was refused."),
-                    on_loopback,
-                );
-            }
-            Err(e) => return e.into_response(),
-        };
+    match open_session(&s, &headers, addr.ip(), token, on_loopback).await {
+        Ok(c) => {
+            let mut r = Redirect::to("/dashboard").into_response();
+            let h = r.headers_mut();
+            h.append(header::SET_COOKIE, c);
+            h.append(
+                header::SET_COOKIE,
+                set_cookie(SIGNIN_COOKIE, "", Duration::ZERO, !on_loopback),
+            );
+            r
+        }
+        Err(r) => r,
+    }
+}
+
+/// Opens a session for `token` (a Warden token or a JWT) if it authenticates and may
+/// read the audit log (checked and recorded); the session cookie to set, or the page to
+/// answer instead.
+pub(crate) async fn open_session(
+    s: &AppState,
+    headers: &HeaderMap,
+    ip: IpAddr,
+    token: Zeroizing<String>,
+    on_loopback: bool,
+) -> Result<HeaderValue, Response> {
+    let refuse = |status, why: &str| sign_in_form_for(s, status, Some(why), on_loopback);
+    let caller = match crate::authenticate_token(s, headers, ip, Some(token.as_str())).await {
+        Ok(c) => c,
+        Err(ApiError::Unauthenticated(_)) => {
+            return Err(refuse(StatusCode::UNAUTHORIZED, "That token was refused."));
+        }
+        Err(e) => return Err(e.into_response()),
+    };
     // Only an auditor may sign in: the check is the audit action's, and is recorded.
     match s
         .manager
@@ -372,13 +456,12 @@ async fn sign_in(
     {
         Ok(_) => {}
         Err(RegistryError::Denied { .. }) => {
-            return sign_in_form(
+            return Err(refuse(
                 StatusCode::FORBIDDEN,
-                Some("This token may not read the audit log (it needs the audit:read scope)."),
-                on_loopback,
-            );
+                "This token may not read the audit log (it needs the audit:read scope).",
+            ));
         }
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return Err(ApiError::from(e).into_response()),
     }
     let left = caller
         .expires_at
@@ -391,19 +474,9 @@ async fn sign_in(
         .unwrap_or(LIFETIME)
         .min(LIFETIME);
     let Some(c) = s.dashboard.sessions.open(token, left) else {
-        return ApiError::Internal("no randomness for a session".into()).into_response();
+        return Err(ApiError::Internal("no randomness for a session".into()).into_response());
     };
-    let mut r = Redirect::to("/dashboard").into_response();
-    let h = r.headers_mut();
-    h.append(
-        header::SET_COOKIE,
-        set_cookie(COOKIE, &c, left, !on_loopback),
-    );
-    h.append(
-        header::SET_COOKIE,
-        set_cookie(SIGNIN_COOKIE, "", Duration::ZERO, !on_loopback),
-    );
-    r
+    Ok(set_cookie(COOKIE, &c, left, !on_loopback))
 }
 
 #[derive(Deserialize)]

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use warden_store::usage::{Counts, DAY_MICROS};
 
 /// Days of accesses shown per version.
@@ -63,8 +63,18 @@ pub(crate) async fn data(State(s): State<AppState>, who: Signed) -> Result<Respo
     let log = s.manager.ledger_state().0.to_path_buf();
     // Whole UTC days: today and the 29 before it.
     let since = (now_micros() / DAY_MICROS).saturating_sub(WINDOW_DAYS - 1) * DAY_MICROS;
-    let (decrypted, users) = super::with_tally(&s, &log, move |t| {
-        (t.decrypts(), t.usage().version_users(since))
+    let mut registered: HashMap<String, HashSet<String>> = HashMap::new();
+    for v in &versions {
+        registered
+            .entry(v.model.clone())
+            .or_default()
+            .insert(v.version.clone());
+    }
+    let (decrypted, behind, users) = super::with_tally(&s, &log, move |t| {
+        let users = t.usage().version_users_of(since, |m, v| {
+            registered.get(m).is_some_and(|vs| vs.contains(v))
+        });
+        (t.decrypts(), t.behind(), users)
     })
     .await?;
     let mut by_version: BTreeMap<(String, String), Vec<(String, Counts)>> = BTreeMap::new();
@@ -99,6 +109,7 @@ pub(crate) async fn data(State(s): State<AppState>, who: Signed) -> Result<Respo
         .collect();
     Ok(Json(json!({
         "decrypted": decrypted,
+        "behind": behind,
         "window_days": WINDOW_DAYS,
         "versions": list,
     }))

@@ -170,15 +170,14 @@ fn build(
         .collect();
     let kinds = t.kinds();
     let kind = |k: &str| kinds.get(k).copied().unwrap_or(0);
-    let mut open: BTreeMap<String, u64> = BTreeMap::new();
-    let mut acknowledged = 0u64;
-    for i in t.incidents() {
-        if i.acknowledged.is_some() {
-            acknowledged += 1;
-        } else {
-            *open.entry(i.severity.clone()).or_default() += 1;
-        }
-    }
+    // Severities with no open incident left are not shown.
+    let open: BTreeMap<&String, u64> = t
+        .open_incidents()
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (k, *n))
+        .collect();
+    let acknowledged = t.acknowledged();
     let epochs: Vec<Value> = t
         .epochs()
         .iter()
@@ -200,6 +199,7 @@ fn build(
         .collect();
     json!({
         "decrypted": t.decrypts(),
+        "counting": {"counted": t.size(), "behind": t.behind()},
         "verification": t.verification(),
         "sinks": sinks,
         "ledger": {

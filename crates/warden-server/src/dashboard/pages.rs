@@ -60,14 +60,21 @@ pub(crate) fn shell(title: &str, current: &str, csrf: &str, main: &str) -> Html<
     ))
 }
 
-/// The sign-in form; `nonce` is its double-submitted CSRF token.
-pub(crate) fn sign_in(nonce: &str, problem: Option<&str>) -> Html<String> {
+/// The sign-in form; `nonce` is its double-submitted CSRF token; `provider`: offer
+/// signing in through the identity provider.
+pub(crate) fn sign_in(nonce: &str, problem: Option<&str>, provider: bool) -> Html<String> {
     let problem = problem.map_or(String::new(), |p| {
         format!("<p class=\"problem\" role=\"alert\">{}</p>", esc(p))
     });
+    let provider = if provider {
+        "<p><a class=\"button\" id=\"oidc\" href=\"/dashboard/sign-in/oidc\">\
+         Sign in with your identity provider</a></p><p class=\"hint\">or with a token:</p>"
+    } else {
+        ""
+    };
     Html(format!(
         "{}</head><body class=\"sign-in\"><main id=\"main\">\
-         <h1>Sign in to Warden</h1>{problem}\
+         <h1>Sign in to Warden</h1>{problem}{provider}\
          <form method=\"post\" action=\"/dashboard/sign-in\">\
          <label for=\"token\">Warden token</label>\
          <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required>\

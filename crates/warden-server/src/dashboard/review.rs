@@ -342,7 +342,7 @@ async fn current(
     s: &AppState,
     who: &Signed,
     view: &str,
-) -> Result<(bool, u64, Vec<PrincipalReview>), ApiError> {
+) -> Result<(bool, [u64; 2], Vec<PrincipalReview>), ApiError> {
     let dir = s
         .manager
         .directory(&who.caller, json!({"op": "dashboard", "view": view}))
@@ -352,7 +352,7 @@ async fn current(
     super::with_tally(s, &log, move |t| {
         (
             t.decrypts(),
-            t.usage().dropped(),
+            [t.usage().dropped(), t.behind()],
             review(&dir, t.usage(), now),
         )
     })
@@ -361,9 +361,9 @@ async fn current(
 
 /// `GET /dashboard/api/access-review`.
 pub(crate) async fn data(State(s): State<AppState>, who: Signed) -> Result<Response, ApiError> {
-    let (decrypted, dropped, rows) = current(&s, &who, "access-review.data").await?;
+    let (decrypted, [dropped, behind], rows) = current(&s, &who, "access-review.data").await?;
     Ok(Json(json!({
-        "decrypted": decrypted, "window_days": WINDOW_DAYS,
+        "decrypted": decrypted, "window_days": WINDOW_DAYS, "behind": behind,
         "uses_not_counted": dropped, "principals": rows,
     }))
     .into_response())

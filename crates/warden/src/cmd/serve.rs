@@ -216,6 +216,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("listening on {}", a.listen))?;
             let local = listener.local_addr()?;
+            let oidc = oidc_client(&dir, &cfg).await?;
             let dashboard = Arc::new(
                 warden_server::dashboard::Dashboard::with_sinks({
                     let dir = dir.clone();
@@ -228,8 +229,12 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                         let o = on_demand.clone();
                         Box::pin(async move { o.report(by).await.map_err(|e| format!("{e:#}")) })
                     })),
-                )),
+                ))
+                .with_oidc_if(oidc),
             );
+            // The dashboard's counts are built from now on, not on its first view.
+            let _counting =
+                dashboard.count_from_start(m.ledger_state().0.to_path_buf(), auditor.clone());
             let router = app(AppState {
                 manager: Arc::clone(&m),
                 limits: Arc::new(match budgets {
@@ -373,4 +378,30 @@ fn read_limited(path: &std::path::Path, max: usize) -> Result<Vec<u8>> {
         .read_to_end(&mut buf)?;
     anyhow::ensure!(buf.len() <= max, "larger than {max} bytes");
     Ok(buf)
+}
+
+/// The dashboard's sign-in through the identity provider, when `[oidc]` is configured
+/// (it needs `[jwt]`, which checks the tokens the provider issues).
+async fn oidc_client(
+    dir: &warden_store::config::DataDir,
+    cfg: &warden_store::config::Config,
+) -> Result<Option<warden_server::dashboard::OidcClient>> {
+    let Some(o) = &cfg.oidc else {
+        return Ok(None);
+    };
+    let Some(jwt) = &cfg.jwt else {
+        anyhow::bail!("[oidc] needs [jwt]: the provider's tokens are checked as JWTs");
+    };
+    let secret = match &o.client_secret_env {
+        Some(var) => Some(zeroize::Zeroizing::new(
+            std::env::var(var)
+                .with_context(|| format!("[oidc] client_secret_env: {var} is not set"))?,
+        )),
+        None => None,
+    };
+    let ca = jwt.jwks_ca.as_ref().map(|p| dir.resolve(p));
+    let c = warden_server::dashboard::OidcClient::connect(o.clone(), &jwt.issuer, secret, ca)
+        .await
+        .map_err(|e| anyhow::anyhow!("[oidc]: {e}"))?;
+    Ok(Some(c))
 }
