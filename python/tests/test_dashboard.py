@@ -199,7 +199,18 @@ def test_routes_refuse_without_a_session_or_csrf_token(dash):
     for path in ("/dashboard", "/dashboard/"):
         status, headers, _ = fetch(url + path)
         assert status in (303, 308) and headers["location"].startswith("/dashboard"), (path, status)
-    assert fetch(url + "/dashboard/api/overview")[0] == 401
+    # Every page and download goes to sign-in; every data read and action is 401.
+    for path in ("/dashboard/incidents", "/dashboard/models", "/dashboard/access-review",
+                 "/dashboard/access-review.csv", "/dashboard/reports", "/dashboard/reports/file/week.json",
+                 "/dashboard/reports/file/week.json.sig"):
+        status, headers, _ = fetch(url + path)
+        assert status == 303 and headers["location"] == "/dashboard/sign-in", (path, status)
+    for path in ("/dashboard/api/overview", "/dashboard/api/live", "/dashboard/api/incidents",
+                 "/dashboard/api/models", "/dashboard/api/access-review", "/dashboard/api/reports"):
+        assert fetch(url + path)[0] == 401, path
+    for path in ("/dashboard/api/incidents/1/ack", "/dashboard/api/reports/generate",
+                 "/dashboard/api/access-review/sign-off"):
+        assert post_json(url + path, "", {"note": "x"})[0] == 401, path
     # A strict policy on every dashboard answer.
     _, headers, _ = fetch(url + "/dashboard/sign-in")
     assert "script-src 'self'" in headers["content-security-policy"]

@@ -21,7 +21,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -32,8 +32,10 @@ use zeroize::Zeroizing;
 const FLOW_COOKIE: &str = "warden_oidc";
 /// How long a started flow may take.
 const FLOW_LIFETIME: Duration = Duration::from_secs(600);
-/// Most flows under way at once (more are refused until some end or expire).
+/// Most flows under way at once (more are refused until some end or expire) ...
 const MAX_FLOWS: usize = 10_000;
+/// ... and from one address, so one client cannot take them all.
+const MAX_FLOWS_PER_IP: usize = 16;
 /// Longest `state` and `code` accepted from the provider's redirect.
 const MAX_PARAM: usize = 4096;
 
@@ -49,6 +51,7 @@ pub struct OidcClient {
 
 struct Flow {
     browser: String,
+    ip: IpAddr,
     verifier: Zeroizing<String>,
     expires: Instant,
 }
@@ -120,10 +123,16 @@ impl OidcClient {
         })
     }
 
-    /// Starts a flow for a browser: its cookie and the authorization URL.
-    fn start(&self) -> Option<(String, String)> {
-        let (state, browser) = (random_hex()?, random_hex()?);
-        let verifier = Zeroizing::new(random_hex()?);
+    /// Starts a flow for a browser at `ip`: its cookie and the authorization URL, or
+    /// why not.
+    fn start(&self, ip: IpAddr) -> Result<(String, String), &'static str> {
+        let no_randomness = "No randomness for the sign-in. Try again.";
+        let (Some(state), Some(browser), Some(verifier)) =
+            (random_hex(), random_hex(), random_hex())
+        else {
+            return Err(no_randomness);
+        };
+        let verifier = Zeroizing::new(verifier);
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(warden_core::merkle::sha256(verifier.as_bytes()));
         {
@@ -134,12 +143,19 @@ impl OidcClient {
             let now = Instant::now();
             flows.retain(|_, f| f.expires > now);
             if flows.len() >= MAX_FLOWS {
-                return None;
+                return Err("Too many sign-ins are under way. Try again in a few minutes.");
+            }
+            if flows.values().filter(|f| f.ip == ip).count() >= MAX_FLOWS_PER_IP {
+                return Err(
+                    "Too many sign-ins are under way from this address. Finish one, or try \
+                     again in a few minutes.",
+                );
             }
             flows.insert(
                 state.clone(),
                 Flow {
                     browser: browser.clone(),
+                    ip,
                     verifier,
                     expires: now + FLOW_LIFETIME,
                 },
@@ -161,7 +177,7 @@ impl OidcClient {
         } else {
             '?'
         };
-        Some((
+        Ok((
             browser,
             format!("{}{sep}{}", self.authorization_endpoint, q.finish()),
         ))
@@ -243,13 +259,16 @@ pub(crate) async fn start(
     let Some(c) = &s.dashboard.oidc else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let Some((browser, url)) = c.start() else {
-        return super::sign_in_form_for(
-            &s,
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some("Too many sign-ins are under way. Try again in a few minutes."),
-            super::loopback(addr.ip()),
-        );
+    let (browser, url) = match c.start(addr.ip()) {
+        Ok(v) => v,
+        Err(why) => {
+            return super::sign_in_form_for(
+                &s,
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(why),
+                super::loopback(addr.ip()),
+            );
+        }
     };
     let mut r = Redirect::to(&url).into_response();
     r.headers_mut().insert(
@@ -352,4 +371,75 @@ pub(crate) async fn callback(
         flow_cookie("", Duration::ZERO, !on_loopback),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn client() -> OidcClient {
+        OidcClient {
+            cfg: OidcConfig {
+                client_id: "dash".into(),
+                client_secret_env: None,
+                redirect_uri: "https://w.example/dashboard/sign-in/oidc/callback".into(),
+                scopes: vec!["openid".into()],
+                resource: Some("https://w.example/api".into()),
+                authorization_endpoint: None,
+                token_endpoint: None,
+            },
+            secret: None,
+            authorization_endpoint: "https://idp.example/auth?tenant=t".into(),
+            token_endpoint: "https://idp.example/token".into(),
+            ca: None,
+            flows: Mutex::default(),
+        }
+    }
+
+    fn param(url: &str, name: &str) -> String {
+        let q = url.split_once('?').unwrap().1;
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    }
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+    #[test]
+    fn a_flow_ends_once_and_only_in_the_browser_that_started_it() {
+        let c = client();
+        let (browser, url) = c.start(IP).unwrap();
+        assert!(url.starts_with("https://idp.example/auth?tenant=t&response_type=code&"));
+        assert_eq!(param(&url, "code_challenge_method"), "S256");
+        assert_eq!(param(&url, "resource"), "https://w.example/api");
+        let state = param(&url, "state");
+        // Another browser's cookie (or none) does not finish it, and spends it.
+        assert!(c.finish(&state, Some(&"0".repeat(64))).is_none());
+        let (browser2, url2) = c.start(IP).unwrap();
+        let state2 = param(&url2, "state");
+        assert!(c.finish(&state2, None).is_none());
+        assert!(c.finish(&state2, Some(&browser2)).is_none());
+        // The right browser finishes its flow once; the verifier matches the challenge.
+        let (browser3, url3) = c.start(IP).unwrap();
+        let state3 = param(&url3, "state");
+        let verifier = c.finish(&state3, Some(&browser3)).unwrap();
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(warden_core::merkle::sha256(verifier.as_bytes()));
+        assert_eq!(param(&url3, "code_challenge"), challenge);
+        assert!(c.finish(&state3, Some(&browser3)).is_none());
+        assert!(c.finish(&state, Some(&browser)).is_none());
+    }
+
+    #[test]
+    fn one_address_cannot_hold_every_pending_sign_in() {
+        let c = client();
+        for _ in 0..MAX_FLOWS_PER_IP {
+            c.start(IP).unwrap();
+        }
+        assert!(c.start(IP).unwrap_err().contains("this address"));
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+        assert!(c.start(other).is_ok());
+    }
 }
