@@ -12,7 +12,7 @@
 //! it is a JWT sign-in like any other: authenticated, checked for the audit action
 //! (recorded), and held by the session, which checks it again on every request.
 
-use super::session::{cookie, random_hex, same_secret, set_cookie};
+use super::session::{cookie, random_hex, same_secret, set_cookie_same_site};
 use crate::AppState;
 use crate::jwks::{Form, post_form};
 use axum::extract::{ConnectInfo, Query, State};
@@ -280,12 +280,7 @@ pub(crate) async fn start(
 
 /// The flow cookie: `Lax`, since the provider sends the browser back cross-site.
 fn flow_cookie(value: &str, max_age: Duration, secure: bool) -> HeaderValue {
-    let strict = set_cookie(FLOW_COOKIE, value, max_age, secure);
-    let lax = strict
-        .to_str()
-        .unwrap_or_default()
-        .replace("SameSite=Strict", "SameSite=Lax");
-    HeaderValue::from_str(&lax).unwrap_or(strict)
+    set_cookie_same_site(FLOW_COOKIE, value, max_age, secure, "Lax")
 }
 
 #[derive(Deserialize)]

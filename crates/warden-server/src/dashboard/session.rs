@@ -144,9 +144,21 @@ pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> 
 
 /// A `Set-Cookie` value: `name=value` for the dashboard's paths, for `max_age`.
 pub(crate) fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> HeaderValue {
+    set_cookie_same_site(name, value, max_age, secure, "Strict")
+}
+
+/// [`set_cookie`] with another `SameSite` (`Lax` for a cookie that must come back on a
+/// cross-site navigation, such as the identity provider's redirect).
+pub(crate) fn set_cookie_same_site(
+    name: &str,
+    value: &str,
+    max_age: Duration,
+    secure: bool,
+    same_site: &'static str,
+) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        "{name}={value}; Path=/dashboard; HttpOnly; SameSite={same_site}; Max-Age={}{secure}",
         max_age.as_secs()
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("warden_session=; Max-Age=0"))
