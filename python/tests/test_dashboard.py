@@ -94,7 +94,21 @@ def sign_in(drv, url, token):
 
     drv.get(url + "/dashboard/sign-in")
     drv.find_element(By.ID, "token").send_keys(token)
-    drv.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    submit = drv.find_element(By.CSS_SELECTOR, "form button[type=submit]")
+    submit.click()
+    # A click returns before the form's answer arrives: wait until the sign-in page
+    # has gone, so that what follows reads the answer's page, never the form's.
+    wait_for(drv, lambda: gone(submit), "the sign-in form's answer")
+
+
+def gone(element):
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        element.is_enabled()
+        return False
+    except StaleElementReferenceException:
+        return True
 
 
 def dd(drv, label):

@@ -147,8 +147,12 @@ async fn pull(
 ///
 /// The copy is written under the ledger's own lock file (the one a sequencer's ledger
 /// holds while open), so two processes of one data directory never write it at once.
-/// When another holds it, nothing is done and `Ok(None)` returned: that process (the
-/// sequencer, or another follower) keeps the copy current.
+/// Followers (a node's background thread, a command catching up before it reads) first
+/// queue on a second lock file, `<log>.sync`, held only for one pull: so when the
+/// ledger's lock is taken while this one is held, its holder is a sequencer's open
+/// ledger, which keeps the copy current itself, and `Ok(None)` is returned. A follower
+/// mid-pull is waited for, never mistaken for the sequencer: returning early then would
+/// leave the caller reading a copy whose entries have arrived before its checkpoints.
 pub async fn sync(
     pool: &PgPool,
     log: &Path,
@@ -159,20 +163,29 @@ pub async fn sync(
     {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     }
-    let lock_path = log.with_extension("lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(io("open", &lock_path))?;
+    let queue = lock_file(&log.with_extension("sync"))?;
+    let queue = tokio::task::spawn_blocking(move || queue.lock().map(|()| queue))
+        .await
+        .map_err(|e| ClusterError::Config(format!("waiting for the copy's pull: {e}")))?
+        .map_err(io("lock", &log.with_extension("sync")))?;
+    let lock = lock_file(&log.with_extension("lock"))?;
     if lock.try_lock().is_err() {
         return Ok(None);
     }
     let r = sync_locked(pool, log, known).await;
     drop(lock);
+    drop(queue);
     r.map(Some)
+}
+
+fn lock_file(path: &Path) -> Result<std::fs::File, ClusterError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io("open", path))
 }
 
 async fn sync_locked(

@@ -318,8 +318,9 @@ impl ClusterNode {
         &self.pool
     }
 
-    /// Brings the local copy up to the database now (a follower does so every 100 ms);
-    /// `None` when another process of this data directory is writing the copy.
+    /// Brings the local copy up to the database now (a follower does so every 100 ms),
+    /// after any pull already under way; `None` when a sequencer's open ledger holds the
+    /// copy (it keeps the copy current itself).
     pub fn sync(&self) -> Result<Option<Synced>, ClusterError> {
         self.block(mirror::sync(&self.pool, &self.log, None))
     }

@@ -325,8 +325,8 @@ fn lease_taken_over_mid_load_loses_nothing_and_forks_nothing() {
     b.stop();
 }
 
-#[test]
-fn a_local_copy_with_an_uncommitted_tail_is_cut_back() {
+/// A database holding 20 entries, written by node "a" (stopped) under `dir`.
+fn twenty_entries_by_a_stopped_node() -> (TestDb, Arc<store::Keys>, tempfile::TempDir) {
     let db = fresh_database();
     let k = Arc::new(store::keys());
     let dir = tempfile::tempdir().unwrap();
@@ -336,6 +336,12 @@ fn a_local_copy_with_an_uncommitted_tail_is_cut_back() {
         j.append("model.access", &store::event(i)).unwrap();
     }
     a.stop();
+    (db, k, dir)
+}
+
+#[test]
+fn a_local_copy_with_an_uncommitted_tail_is_cut_back() {
+    let (db, k, dir) = twenty_entries_by_a_stopped_node();
     let log = dir.path().join("a").join("model_access.jsonl");
     let before = std::fs::read(&log).unwrap();
     // Bytes the database never received, as a crash between write and commit leaves.
@@ -362,6 +368,64 @@ fn a_local_copy_with_an_uncommitted_tail_is_cut_back() {
         "a differing chunk was kept"
     );
     verified(&k, &log);
+}
+
+/// `sync` returned at once, having done nothing, whenever the copy's lock was held —
+/// also when its holder was the node's own follower thread halfway through a pull, so
+/// a caller then read a copy whose entries had arrived and whose checkpoints file had
+/// not (`three_nodes_write_one_ledger_exactly_once` failed 1 run in 6 on it). A
+/// follower mid-pull is now waited for; only a sequencer's open ledger is left to keep
+/// the copy itself.
+#[test]
+fn sync_during_a_followers_pull_waits_for_a_complete_copy() {
+    let (db, k, dir) = twenty_entries_by_a_stopped_node();
+    let log = dir.path().join("b").join("model_access.jsonl");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let open = |p: PathBuf| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(p)
+            .unwrap()
+    };
+    // A follower mid-pull: both locks held, the entries there, no checkpoints yet.
+    let (queue, lock) = (
+        open(log.with_extension("sync")),
+        open(log.with_extension("lock")),
+    );
+    queue.lock().unwrap();
+    lock.lock().unwrap();
+    std::fs::copy(dir.path().join("a").join("model_access.jsonl"), &log).unwrap();
+    let rt = rt();
+    let pool = rt.block_on(connect(&db.url)).unwrap();
+    let (done, waited) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let r = rt.block_on(mirror::sync(&pool, &log, None));
+            done.send(r).unwrap();
+        });
+        assert!(
+            waited.recv_timeout(Duration::from_millis(500)).is_err(),
+            "sync returned while a follower was mid-pull"
+        );
+        drop(lock);
+        drop(queue);
+        let synced = waited.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(synced.unwrap().is_some(), "the copy was not brought up");
+    });
+    verified(&k, &log);
+    // A sequencer's open ledger holds the copy's lock alone, for as long as it runs:
+    // it keeps the copy itself, and is not waited for.
+    let lock = open(log.with_extension("lock"));
+    lock.lock().unwrap();
+    let t = Instant::now();
+    assert!(
+        rt.block_on(mirror::sync(&pool, &log, None))
+            .unwrap()
+            .is_none()
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
 }
 
 /// The prune the sequencer runs every minute matched each checkpoint note against
