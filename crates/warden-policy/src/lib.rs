@@ -53,11 +53,13 @@ pub enum Action {
     Load,
     Revoke,
     Audit,
+    /// Inference through the gateway on a deployed version.
+    Generate,
 }
 
 impl Action {
     /// Every action, in schema order.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Read,
         Action::Write,
         Action::Register,
@@ -66,6 +68,7 @@ impl Action {
         Action::Load,
         Action::Revoke,
         Action::Audit,
+        Action::Generate,
     ];
 
     /// The action's name in the schema.
@@ -80,6 +83,7 @@ impl Action {
             Action::Load => "load",
             Action::Revoke => "revoke",
             Action::Audit => "audit",
+            Action::Generate => "generate",
         }
     }
 
@@ -90,7 +94,7 @@ impl Action {
             .find(|a| a.as_str() == s)
             .ok_or_else(|| {
                 PolicyError::Request(format!(
-                    "unknown action {s:?} (expected one of read, write, register, deploy, retire, load, revoke, audit)"
+                    "unknown action {s:?} (expected one of read, write, register, deploy, retire, load, revoke, audit, generate)"
                 ))
             })
     }

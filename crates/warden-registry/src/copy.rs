@@ -81,6 +81,17 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
         "aliases",
         &[("model", Text), ("alias", Text), ("version", Text)],
     ),
+    (
+        "deployments",
+        &[
+            ("name", Text),
+            ("model", Text),
+            ("version", Text),
+            ("upstreams", Text),
+            ("created_at", Int),
+            ("created_by", Text),
+        ],
+    ),
     ("meta", &[("key", Text), ("value", Text)]),
     (
         "tokens",

@@ -16,7 +16,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
+mod deployments;
 mod principals;
+
+pub use deployments::DeploymentRow;
 
 pub(crate) const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS principals (
@@ -42,6 +45,10 @@ pub(crate) const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS aliases (
         model TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,
         PRIMARY KEY (model, alias))",
+    // A version bound to the inference endpoints that serve it (the gateway).
+    "CREATE TABLE IF NOT EXISTS deployments (
+        name TEXT PRIMARY KEY, model TEXT NOT NULL, version TEXT NOT NULL,
+        upstreams TEXT NOT NULL, created_at BIGINT NOT NULL, created_by TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tokens (
         id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, principal TEXT NOT NULL,
@@ -198,6 +205,7 @@ pub(crate) struct ReadCache {
     grants: Cached<(String, String), Vec<GrantRow>>,
     versions: Cached<(String, String), Option<VersionRow>>,
     aliases: Cached<(String, String), Option<String>>,
+    deployments: Cached<String, Option<DeploymentRow>>,
     /// Tokens by hash; only found ones (unknown tokens are not cached).
     pub(crate) tokens: Cached<String, TokenInfo>,
 }

@@ -33,6 +33,7 @@ pub fn scope_of(action: Action) -> &'static str {
         Action::Read => "model:read",
         Action::Load => "model:load",
         Action::Register => "model:register",
+        Action::Generate => "model:generate",
         Action::Audit => "audit:read",
         // Write, deploy, retire, revoke, and any action added later: the admin scope.
         _ => "model:admin",

@@ -12,6 +12,7 @@ pub mod blobs;
 mod cache;
 pub mod copy;
 pub mod db;
+pub mod deploy;
 mod detection;
 mod directory;
 pub mod download;

@@ -19,9 +19,10 @@ use warden_policy::{Action, ResourceFacts};
 use warden_store::ledger::Receipt;
 
 /// The scopes a token may carry.
-pub const SCOPES: [&str; 7] = [
+pub const SCOPES: [&str; 8] = [
     "model:read",
     "model:load",
+    "model:generate",
     "model:register",
     "model:admin",
     "audit:read",

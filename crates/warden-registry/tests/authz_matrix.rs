@@ -33,13 +33,18 @@ fn expected(role: &str, a: Action, st: VersionState, validated: bool, mfa: bool)
     if a == Deploy && !validated {
         return false; // production needs a validation record
     }
-    if role == "service" && a == Load && st != Production {
+    if a == Generate && !matches!(st, Validated | Production) {
+        return false; // inference runs on validated or production versions only
+    }
+    if role == "service" && matches!(a, Load | Generate) && st != Production {
         return false;
     }
     match role {
         "admin" => true,
-        "ml-engineer" => matches!(a, Read | Write | Register | Load | Deploy | Retire),
-        "data-scientist" => a == Read || (a == Load && matches!(st, Validated | Production)),
+        "ml-engineer" => matches!(a, Read | Write | Register | Load | Deploy | Retire | Generate),
+        "data-scientist" => {
+            a == Read || (matches!(a, Load | Generate) && matches!(st, Validated | Production))
+        }
         "auditor" => matches!(a, Read | Audit),
         "security-officer" => matches!(a, Read | Audit | Retire | Revoke),
         _ => false, // service accounts: nothing without a grant
@@ -200,7 +205,7 @@ fn authorization_matrix_every_role_action_state_and_every_decision_in_the_ledger
     );
     // An unknown principal is denied, not an error.
     check("mallory", ip, true, Action::Load, "v-production", false);
-    assert_eq!(cases, ROLES.len() * 8 * 5 * 2 + 6);
+    assert_eq!(cases, ROLES.len() * Action::ALL.len() * 5 * 2 + 6);
     // Token scopes narrow what a role allows; a suspended principal is refused.
     let ip: IpAddr = "192.0.2.77".parse().unwrap();
     let scoped = |scopes: &[&str]| Caller {

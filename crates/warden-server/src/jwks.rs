@@ -101,7 +101,7 @@ async fn exchange(url: &str, ca: Option<&Path>, form: Option<Form>) -> Result<Ve
     send(tls, &authority, &path, form).await
 }
 
-fn roots(ca: &Path) -> Result<rustls::RootCertStore, String> {
+pub(crate) fn roots(ca: &Path) -> Result<rustls::RootCertStore, String> {
     let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(&pem) {

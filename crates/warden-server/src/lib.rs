@@ -10,6 +10,7 @@ mod accesses;
 mod admin;
 mod audit;
 pub mod dashboard;
+pub mod gateway;
 pub mod html;
 mod hub;
 pub mod jwks;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub pace: pace::Pace,
     /// The dashboard's sessions and counts.
     pub dashboard: Arc<dashboard::Dashboard>,
+    /// The inference gateway's upstreams and budgets.
+    pub gateway: Arc<gateway::Gateway>,
 }
 
 impl AppState {
@@ -80,6 +83,7 @@ impl AppState {
             mtls_scopes: default_mtls_scopes(),
             pace: pace::Pace::default(),
             dashboard: Arc::default(),
+            gateway: Arc::default(),
         }
     }
 }
@@ -143,6 +147,22 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/incidents/{index}/ack", post(audit::ack_incident))
         // The Hugging Face Hub download contract (HF_ENDPOINT).
         .merge(dashboard::routes())
+        .route(
+            "/v1/chat/completions",
+            post(gateway::chat).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/v1/completions",
+            post(gateway::completions).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/v1/embeddings",
+            post(gateway::embeddings).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/v1/generate",
+            post(gateway::generate).layer(DefaultBodyLimit::disable()),
+        )
         .route("/api/models/{*rest}", get(hub::api_models))
         .route("/{*path}", get(hub::resolve))
         .fallback(not_found)
@@ -252,7 +272,7 @@ where
 }
 
 /// The deepest nesting of arrays and objects in `b` (strings skipped).
-fn json_depth(b: &[u8]) -> usize {
+pub(crate) fn json_depth(b: &[u8]) -> usize {
     let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
     for &c in b {
         if in_str {

@@ -270,6 +270,7 @@ fn generated_traffic_through_the_service_raises_every_attack_and_few_false_alarm
         mtls_scopes: warden_server::default_mtls_scopes(),
         pace: warden_server::pace::Pace::default(),
         dashboard: Default::default(),
+        gateway: Default::default(),
     });
     let send = |token: Option<&str>, ip: IpAddr, path: &str| -> StatusCode {
         let mut b = Request::get(path).header("user-agent", "generator/1");

@@ -35,6 +35,7 @@ fn router_at(fx: &Fx, limits: &Arc<warden_server::limits::Limits>, ip: IpAddr) -
         mtls_scopes: warden_server::default_mtls_scopes(),
         pace: warden_server::pace::Pace::default(),
         dashboard: Default::default(),
+        gateway: Default::default(),
     })
     .layer(MockConnectInfo(SocketAddr::new(ip, 40000)))
 }

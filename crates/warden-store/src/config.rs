@@ -80,6 +80,9 @@ pub struct Config {
     /// (`[detection]`, `[detection.thresholds]`).
     #[serde(default)]
     pub detection: warden_detect::DetectionConfig,
+    /// The inference gateway's limits (`[gateway]`).
+    #[serde(default, skip_serializing_if = "GatewayConfig::is_default")]
+    pub gateway: GatewayConfig,
     /// What `warden check-env` requires of a training environment (`[training]`).
     #[serde(default)]
     pub training: TrainingConfig,
@@ -141,6 +144,53 @@ impl Default for WriterConfig {
             autostart: true,
             idle_exit_secs: 300,
         }
+    }
+}
+
+/// The inference gateway's limits, per principal and deployment unless said otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest non-streamed upstream answer, bytes (a larger one is a 502).
+    pub max_response_bytes: usize,
+    /// Most tokens a request may ask for (`max_tokens`); a request that names none is
+    /// given this cap.
+    pub max_tokens: u64,
+    /// Requests per minute.
+    pub requests_per_minute: u32,
+    /// Tokens (prompt and completion) per minute.
+    pub tokens_per_minute: u64,
+    /// Tokens per UTC day: the daily budget.
+    pub tokens_per_day: u64,
+    /// Seconds to connect to an upstream before trying the next.
+    pub connect_timeout_secs: u64,
+    /// Seconds an upstream may take to answer (or between two streamed chunks).
+    pub upstream_timeout_secs: u64,
+    /// Seconds an upstream that failed is skipped before it is tried again.
+    pub upstream_down_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_response_bytes: 16 << 20,
+            max_tokens: 4096,
+            requests_per_minute: 600,
+            tokens_per_minute: 200_000,
+            tokens_per_day: 5_000_000,
+            connect_timeout_secs: 2,
+            upstream_timeout_secs: 300,
+            upstream_down_secs: 5,
+        }
+    }
+}
+
+impl GatewayConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
     }
 }
 
@@ -436,6 +486,7 @@ impl Config {
             retention: RetentionConfig::default(),
             detection: warden_detect::DetectionConfig::default(),
             training: TrainingConfig::default(),
+            gateway: GatewayConfig::default(),
             writer: WriterConfig::default(),
         }
     }

@@ -49,6 +49,17 @@ enum Command {
     /// Register, promote, revoke and load models through the audited path.
     #[command(subcommand)]
     Model(cmd::model::Command),
+    /// Serve a validated or production version through the inference gateway
+    /// (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/api/v1/generate`
+    /// on `warden serve`), forwarded to OpenAI-compatible upstreams.
+    ///
+    /// A `deploy` decision on the version and a `deployment.create` entry; revoking or
+    /// retiring the version, or `warden undeploy`, stops its traffic at the next request.
+    Deploy(cmd::deploy::Args),
+    /// Stop serving a deployment through the gateway (a `deployment.remove` entry).
+    Undeploy(cmd::deploy::UndeployArgs),
+    /// List the deployments of the models you may read.
+    Deployments(cmd::deploy::ListArgs),
     /// Manage users, service accounts, roles and grants.
     #[command(subcommand)]
     Principal(cmd::principal::Command),
@@ -129,6 +140,9 @@ fn main() -> ExitCode {
         Command::Log(c) => cmd::log::run(&c),
         Command::Incident(c) => cmd::incident::run(&c),
         Command::Model(c) => cmd::model::run(&c),
+        Command::Deploy(a) => cmd::deploy::run(&a),
+        Command::Undeploy(a) => cmd::deploy::undeploy(&a),
+        Command::Deployments(a) => cmd::deploy::list(&a),
         Command::Principal(c) => cmd::principal::run(&c),
         Command::Serve(a) => cmd::serve::run(&a),
         Command::Token(c) => cmd::token::run(&c),

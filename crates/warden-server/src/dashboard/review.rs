@@ -38,6 +38,7 @@ fn scope_actions(scope: &str) -> Option<&'static [&'static str]> {
         "model:read" => Some(&["read"]),
         "model:load" => Some(&["load"]),
         "model:register" => Some(&["register"]),
+        "model:generate" => Some(&["generate"]),
         "audit:read" => Some(&["audit"]),
         "model:admin" => Some(&["write", "deploy", "retire", "revoke"]),
         _ => None,

@@ -283,6 +283,7 @@ impl Fx {
             mtls_scopes: warden_server::default_mtls_scopes(),
             pace: warden_server::pace::Pace::default(),
             dashboard: Default::default(),
+            gateway: Default::default(),
         })
         .layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))))
     }

@@ -227,7 +227,7 @@ fn reference(r: &str) -> Result<(String, Selector)> {
     Ok((m, s))
 }
 
-fn versioned(r: &str) -> Result<(String, Selector)> {
+pub(crate) fn versioned(r: &str) -> Result<(String, Selector)> {
     let (m, s) = reference(r)?;
     if s == Selector::Latest {
         bail!("{r:?}: name a version, as NAME@VERSION");

@@ -86,7 +86,8 @@ pub struct Grant {
     /// Model the grant is for (`*` for every model).
     #[arg(long, requires = "actions")]
     model: Option<String>,
-    /// Comma-separated actions: read, write, register, deploy, retire, load, revoke, audit.
+    /// Comma-separated actions: read, write, register, deploy, retire, load, revoke, audit,
+    /// generate.
     #[arg(long, value_delimiter = ',')]
     actions: Vec<String>,
     /// How long the grant lasts: 90s, 30m, 12h, 7d, 2w. Grants always expire.

@@ -247,6 +247,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 mtls_scopes: a.mtls_scopes.clone().into(),
                 pace: warden_server::pace::Pace::default(),
                 dashboard: Arc::clone(&dashboard),
+                gateway: Arc::new(warden_server::gateway::Gateway::new(cfg.gateway.clone())),
             });
             match &tls {
                 Some(_) => eprint(&format!("warden: serving https://{local} (TLS 1.3)")),
