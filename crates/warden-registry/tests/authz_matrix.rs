@@ -41,7 +41,10 @@ fn expected(role: &str, a: Action, st: VersionState, validated: bool, mfa: bool)
     }
     match role {
         "admin" => true,
-        "ml-engineer" => matches!(a, Read | Write | Register | Load | Deploy | Retire | Generate),
+        "ml-engineer" => matches!(
+            a,
+            Read | Write | Register | Load | Deploy | Retire | Generate
+        ),
         "data-scientist" => {
             a == Read || (matches!(a, Load | Generate) && matches!(st, Validated | Production))
         }

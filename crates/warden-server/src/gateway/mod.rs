@@ -185,9 +185,7 @@ async fn admit(s: &AppState, c: &Caller, ep: Endpoint, body: Body) -> Result<Adm
         )));
     }
     let deployed = s.manager.deployed_for_generate(c, &name).await?;
-    let prompt_sha256 = tally::sha256_hex(
-        &serde_json::to_vec(req.get(ep.prompt_field()).unwrap_or(&Value::Null)).unwrap_or_default(),
-    );
+    let prompt_sha256 = tally::json_sha256_hex(req.get(ep.prompt_field()).unwrap_or(&Value::Null));
     if ep.generates() {
         let cap = s.gateway.cfg.max_tokens;
         let asked = ["max_tokens", "max_completion_tokens"]

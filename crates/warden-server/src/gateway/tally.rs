@@ -193,6 +193,48 @@ fn event_end(b: &[u8]) -> Option<(usize, usize)> {
 /// The closing event of a stream.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
+/// The SHA-256 of `v` written as compact JSON with every object's keys in sorted
+/// order (how a client happened to order them does not change the digest), hex.
+#[must_use]
+pub fn json_sha256_hex(v: &serde_json::Value) -> String {
+    let mut out = Vec::new();
+    canonical(v, &mut out);
+    sha256_hex(&out)
+}
+
+fn canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(k).unwrap_or_default());
+                out.push(b':');
+                if let Some(x) = m.get(k) {
+                    canonical(x, out);
+                }
+            }
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical(x, out);
+            }
+            out.push(b']');
+        }
+        other => out.extend(serde_json::to_vec(other).unwrap_or_default()),
+    }
+}
+
 /// The SHA-256 of `b`, hex.
 #[must_use]
 pub fn sha256_hex(b: &[u8]) -> String {
@@ -230,6 +272,21 @@ mod tests {
         );
         assert!(done);
         assert_eq!((t.prompt_tokens, t.completion()), (None, 2));
+    }
+
+    #[test]
+    fn the_prompt_digest_does_not_depend_on_key_order() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"[{"role":"user","content":"hi","n":{"b":1,"a":[2,"x"]}}]"#)
+                .unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"[{"n":{"a":[2,"x"],"b":1},"content":"hi","role":"user"}]"#)
+                .unwrap();
+        assert_eq!(json_sha256_hex(&a), json_sha256_hex(&b));
+        assert_eq!(
+            json_sha256_hex(&a),
+            sha256_hex(br#"[{"content":"hi","n":{"a":[2,"x"],"b":1},"role":"user"}]"#)
+        );
     }
 
     #[test]
