@@ -311,3 +311,41 @@ def test_a_client_that_leaves_mid_stream_cancels_and_is_recorded(ddir, model, up
     assert d["outcome"] == "client-disconnected" and d["stream"] is True, d
     assert d["completion_tokens"] < 400, d
     verify_ok(ddir)
+
+
+def test_systematic_prompts_raise_an_extraction_incident_and_then_403(ddir, model, upstream):
+    deployed(ddir, model, [upstream.url])
+    cfg = ddir.data / "warden.toml"
+    text = cfg.read_text()
+    assert "extraction_prompts = 60" in text
+    cfg.write_text(text.replace("extraction_prompts = 60", "extraction_prompts = 20"))
+    server = Server(ddir)
+    try:
+        token = server.token("ds", scopes="model:generate")
+        url = server.url + "/v1/completions"
+        # One template, one varying slot: the shape of a model being copied.
+        answers = []
+        for i in range(40):
+            status, _, body = post(url, token, {"model": "tiny", "max_tokens": 1,
+                                                "prompt": f"Translate into French, word by word: the item number {i}"})
+            answers.append(status)
+            if status == 403:
+                break
+        assert answers[-1] == 403, answers
+        assert json.loads(body)["error"] == {"code": "suspicious_activity",
+                                             "message": "Suspicious activity detected"}, body
+        assert 20 <= len(answers) <= 25, answers
+        incidents = [e for e in ddir.entries("incident") if e["event"]["details"]["detector"] == "extraction"]
+        assert len(incidents) == 1, incidents
+        inc = incidents[0]
+        assert inc["event"]["user"] == "ds" and inc["event"]["details"]["severity"] == "HIGH"
+        refused = [e["event"] for e in ddir.entries("inference.refused")]
+        assert [r["reason"] for r in refused] == [f"suspicious:extraction:{inc['index']}"], refused
+        # Other principals are not affected; an acknowledgement lifts the refusal.
+        other = server.token("alice", scopes="model:generate")
+        assert post(url, other, {"model": "tiny", "prompt": "the", "max_tokens": 1})[0] == 200
+        ddir.warden("incident", "ack", str(inc["index"]), "--note", "load test by ds", "--as", "admin")
+        assert post(url, token, {"model": "tiny", "prompt": "the weights", "max_tokens": 1})[0] == 200
+    finally:
+        server.stop()
+    verify_ok(ddir)

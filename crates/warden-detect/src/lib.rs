@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
+pub mod inference;
 mod state;
 pub use state::State;
 
@@ -73,6 +74,8 @@ pub enum Category {
     AuthFailure,
     /// A stored artifact failed verification.
     IntegrityFailure,
+    /// An inference request was answered (`inference.request`).
+    Inference,
     /// Anything else (ignored).
     Other,
 }
@@ -97,6 +100,10 @@ pub struct Signal<'a> {
     /// How many events this signal stands for: an `auth.failure` entry that summarises
     /// rate-limited failures counts them all; 1 otherwise.
     pub count: u64,
+    /// An inference request's prompt, as its [`inference::shape`].
+    pub shape: Option<u64>,
+    /// An inference answer's size, bytes.
+    pub bytes: Option<u64>,
 }
 
 /// Thresholds and windows. Defaults are chosen so that a multi-user workload with daily
@@ -139,6 +146,17 @@ pub struct Config {
     pub denials_window_secs: u64,
     /// Report requests at hours (UTC) when the principal never works.
     pub off_hours: bool,
+    /// Inference prompts of one principal within the window, at least this many of
+    /// which are near-duplicates (percent), make an extraction.
+    pub extraction_prompts: usize,
+    pub extraction_window_secs: u64,
+    pub extraction_similar_percent: u64,
+    /// Differing bits (of 64) under which two prompts' shapes are near-duplicates.
+    pub extraction_distance: u32,
+    /// An answer this many times the principal's mean size, and at least
+    /// `response_size_min_bytes`, is anomalous (once `learn_events` answers are known).
+    pub response_size_factor: u64,
+    pub response_size_min_bytes: u64,
 }
 
 impl Default for Config {
@@ -161,6 +179,12 @@ impl Default for Config {
             denials: 15,
             denials_window_secs: 600,
             off_hours: true,
+            extraction_prompts: 60,
+            extraction_window_secs: 60,
+            extraction_similar_percent: 80,
+            extraction_distance: 10,
+            response_size_factor: 10,
+            response_size_min_bytes: 64 * 1024,
         }
     }
 }
@@ -254,7 +278,7 @@ fn default_backoff_ms() -> u64 {
 }
 
 /// The detectors' names, as in incidents and `[detection.playbooks.<detector>]`.
-pub const DETECTORS: [&str; 9] = [
+pub const DETECTORS: [&str; 11] = [
     "brute_force",
     "enumeration",
     "exfiltration",
@@ -264,6 +288,8 @@ pub const DETECTORS: [&str; 9] = [
     "revoked_access",
     "off_hours",
     "integrity",
+    "extraction",
+    "response_size",
 ];
 
 /// A detection.
@@ -393,6 +419,8 @@ pub struct Detector {
     quiet_until: HashMap<(&'static str, String), u64>,
     /// Ledger index of the last event observed.
     through: Option<u64>,
+    /// The inference detectors' windows (not saved: a minute long).
+    inference: inference::Watch,
 }
 
 fn fnv(parts: &[&str]) -> u64 {
@@ -443,9 +471,34 @@ impl Detector {
             Category::AuthFailure => self.auth_failure(s, &mut out),
             Category::IntegrityFailure => self.integrity(s, &mut out),
             Category::Access | Category::Read | Category::Denied => self.request(s, &mut out),
+            Category::Inference => self.inference(s, &mut out),
             Category::Other => {}
         }
         out
+    }
+
+    fn inference(&mut self, s: &Signal<'_>, out: &mut Vec<Incident>) {
+        for f in self.inference.observe(s, &self.cfg) {
+            let key = s.principal.unwrap_or_default().to_owned();
+            if self.fire(f.detector, key, s.time_micros) {
+                out.push(Incident {
+                    detector: f.detector.into(),
+                    severity: f.severity,
+                    principal: s.principal.map(str::to_owned),
+                    // The gateway refuses the principal while the incident is open;
+                    // its token is not the suspect, its use is.
+                    token: None,
+                    ip: s.ip.map(|i| i.to_string()),
+                    versions: match (s.model, s.version) {
+                        (Some(m), Some(v)) => vec![(m.to_owned(), v.to_owned())],
+                        _ => Vec::new(),
+                    },
+                    evidence: f.evidence,
+                    summary: f.summary,
+                    time_micros: s.time_micros,
+                });
+            }
+        }
     }
 
     /// Whether (detector, key) may raise now; if so, starts its cool-down.
@@ -760,6 +813,8 @@ mod distinct_tests {
             file: Some(file),
             reason: None,
             count: 1,
+            shape: None,
+            bytes: None,
         }
     }
 

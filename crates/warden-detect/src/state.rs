@@ -88,6 +88,7 @@ impl Detector {
             auth_failures: state.auth_failures,
             quiet_until,
             through: state.through,
+            inference: super::inference::Watch::default(),
         })
     }
 }
@@ -111,6 +112,8 @@ mod tests {
             file: None,
             reason: None,
             count: 1,
+            shape: None,
+            bytes: None,
         }
     }
 
@@ -127,6 +130,8 @@ mod tests {
             file: None,
             reason: None,
             count: 1,
+            shape: None,
+            bytes: None,
         }
     }
 

@@ -39,6 +39,8 @@ fn run(mut events: Vec<Ev>) -> (usize, Found) {
             file: Some(&e.file),
             reason: e.reason.as_deref(),
             count: 1,
+            shape: None,
+            bytes: None,
         };
         let t = std::time::Instant::now();
         let found = d.observe(&s);

@@ -141,6 +141,7 @@ impl Hook {
             "registry.read" | "model.decision" => Category::Read,
             "model.denied" => Category::Denied,
             "auth.failure" => Category::AuthFailure,
+            "inference.request" => Category::Inference,
             "incident"
                 if details
                     .and_then(|d| d.get("type"))
@@ -181,6 +182,13 @@ impl Hook {
                 .and_then(|d| d.get("throttled"))
                 .and_then(serde_json::Value::as_u64)
                 .unwrap_or(1),
+            shape: details
+                .and_then(|d| d.get("prompt_shape"))
+                .and_then(serde_json::Value::as_str)
+                .and_then(|h| u64::from_str_radix(h, 16).ok()),
+            bytes: details
+                .and_then(|d| d.get("response_bytes"))
+                .and_then(serde_json::Value::as_u64),
         };
         let found = self
             .detector

@@ -34,6 +34,7 @@ mod remote;
 pub mod respond;
 pub mod review;
 pub mod s3;
+pub mod suspicion;
 pub mod throttle;
 pub mod tokens;
 

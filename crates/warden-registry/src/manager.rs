@@ -120,6 +120,8 @@ pub struct SecureModelManager {
     pub(crate) detection: std::sync::OnceLock<Arc<crate::detection::Hook>>,
     /// Failed authentications past the rate limits, counted per window.
     pub(crate) throttled: crate::throttle::Throttled,
+    /// Principals named by open HIGH incidents (refused by the gateway).
+    pub(crate) suspicion: crate::suspicion::Suspicion,
 }
 
 /// A verified manifest and exactly what it was verified from.
@@ -186,6 +188,7 @@ impl SecureModelManager {
             manifests_generation: crate::cache::Generation::default(),
             detection: std::sync::OnceLock::new(),
             throttled: crate::throttle::Throttled::default(),
+            suspicion: crate::suspicion::Suspicion::default(),
         };
         // A command that appends through the data directory's writer is not a start of
         // the service: the writer recorded its own.

@@ -234,9 +234,15 @@ impl SecureModelManager {
     pub fn detector_feed(self: &Arc<Self>) -> warden_store::journal::Observer {
         let weak = Arc::downgrade(self);
         Arc::new(move |kind, ev, index| {
-            if let Some(m) = weak.upgrade()
-                && let Some(h) = m.detection.get()
+            let Some(m) = weak.upgrade() else { return };
+            // An incident acknowledged by another process (the CLI) frees its principal.
+            if kind == "incident.ack"
+                && let Some(i) = ev.details.as_ref().and_then(|d| d.get("incident"))
+                && let Some(i) = i.as_u64()
             {
+                m.suspicion.clear(i);
+            }
+            if let Some(h) = m.detection.get() {
                 h.observe(kind, ev, index);
             }
         })
@@ -287,6 +293,11 @@ impl SecureModelManager {
             ..Event::default()
         };
         let r = self.audit("incident", &ev).await?;
+        if inc.severity >= Severity::High
+            && let Some(p) = &inc.principal
+        {
+            self.suspicion.flag(p, r.index, &inc.detector);
+        }
         // The operator watching the service sees what matters without a SIEM.
         if inc.severity >= Severity::High {
             log(&format!(
@@ -589,7 +600,9 @@ impl SecureModelManager {
             details: Some(json!({"incident": index, "note": note})),
             ..Event::default()
         };
-        self.audit("incident.ack", &ev).await
+        let r = self.audit("incident.ack", &ev).await?;
+        self.suspicion.clear(index);
+        Ok(r)
     }
 }
 

@@ -323,6 +323,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("request header fields too large")]
     HeadersTooLarge,
+    /// The caller is named by an open HIGH incident (the inference gateway).
+    #[error("suspicious activity (incident {0})")]
+    Suspicious(u64),
 }
 
 impl IntoResponse for ApiError {
@@ -355,6 +358,11 @@ impl IntoResponse for ApiError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large",
                 format!("the request header fields exceed {MAX_HEADER_BYTES} bytes"),
+            ),
+            ApiError::Suspicious(_) => (
+                StatusCode::FORBIDDEN,
+                "suspicious_activity",
+                "Suspicious activity detected".into(),
             ),
             ApiError::BodyTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

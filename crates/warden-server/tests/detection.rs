@@ -350,7 +350,8 @@ fn generated_traffic_through_the_service_raises_every_attack_and_few_false_alarm
                 std::fs::write(&blob, &bytes).unwrap();
                 (token, file("victim", "1.0", "model.safetensors"))
             }
-            Category::Other => unreachable!(),
+            // The generated workload has no inference traffic.
+            Category::Other | Category::Inference => unreachable!(),
         };
         let s = send(token, e.ip, &path);
         *statuses

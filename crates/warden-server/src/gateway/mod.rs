@@ -147,6 +147,8 @@ struct Admitted {
     body: Bytes,
     stream: bool,
     prompt_sha256: String,
+    /// The prompt's SimHash (16 hex digits), for the extraction detector.
+    prompt_shape: String,
     left: meter::Left,
 }
 
@@ -186,6 +188,16 @@ async fn admit(s: &AppState, c: &Caller, ep: Endpoint, body: Body) -> Result<Adm
     }
     let deployed = s.manager.deployed_for_generate(c, &name).await?;
     let prompt_sha256 = tally::json_sha256_hex(req.get(ep.prompt_field()).unwrap_or(&Value::Null));
+    let prompt_shape = format!(
+        "{:016x}",
+        warden_detect::inference::shape(&prompt_text(req.get(ep.prompt_field())))
+    );
+    // The guide's threat check: a principal named by an open HIGH incident is refused.
+    if let Some(suspect) = s.manager.suspect(&c.principal) {
+        let reason = format!("suspicious:{}:{}", suspect.detector, suspect.incident);
+        refuse(s, c, &deployed, ep, &reason, &prompt_sha256).await?;
+        return Err(ApiError::Suspicious(suspect.incident));
+    }
     if ep.generates() {
         let cap = s.gateway.cfg.max_tokens;
         let asked = ["max_tokens", "max_completion_tokens"]
@@ -232,8 +244,45 @@ async fn admit(s: &AppState, c: &Caller, ep: Endpoint, body: Body) -> Result<Adm
         body,
         stream,
         prompt_sha256,
+        prompt_shape,
         left,
     })
+}
+
+/// The text of a prompt field: a string, the strings of an array, or the contents of
+/// chat messages (a string, or parts with `text`).
+fn prompt_text(v: Option<&Value>) -> String {
+    let mut out = String::new();
+    let mut add = |t: &str| {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(t);
+    };
+    match v {
+        Some(Value::String(t)) => add(t),
+        Some(Value::Array(items)) => {
+            for i in items {
+                match i {
+                    Value::String(t) => add(t),
+                    Value::Object(m) => match m.get("content") {
+                        Some(Value::String(t)) => add(t),
+                        Some(Value::Array(parts)) => {
+                            for p in parts {
+                                if let Some(t) = p.get("text").and_then(Value::as_str) {
+                                    add(t);
+                                }
+                            }
+                        }
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 /// Records a refused request (`inference.refused`, with why).
@@ -276,6 +325,7 @@ fn details(ep: Endpoint, a: &Admitted, started: Instant, o: &Outcome<'_>) -> Val
         "outcome": o.outcome,
         "latency_ms": (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
         "prompt_sha256": a.prompt_sha256,
+        "prompt_shape": a.prompt_shape,
     });
     if let (Some(t), Some(m)) = (o.tally, d.as_object_mut()) {
         m.insert("prompt_tokens".into(), json!(t.prompt_tokens));
