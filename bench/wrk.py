@@ -21,10 +21,12 @@ def parse(path):
     if bad or requests == 0:
         sys.exit(f"{path}: {bad} of {requests} requests failed; no figure is computed over failed work:\n{t}")
     p99 = re.search(r"\n\s+99%\s+([\d.]+)(us|ms|s)", t)
+    p50 = re.search(r"\n\s+50%\s+([\d.]+)(us|ms|s)", t)
     return {
         "rps": requests / seconds,
         "requests": requests,
         "seconds": seconds,
         "p99_ms": float(p99.group(1)) * UNIT_MS[p99.group(2)] if p99 else None,
+        "p50_ms": float(p50.group(1)) * UNIT_MS[p50.group(2)] if p50 else None,
         "text": t,
     }

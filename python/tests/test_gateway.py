@@ -349,3 +349,27 @@ def test_systematic_prompts_raise_an_extraction_incident_and_then_403(ddir, mode
     finally:
         server.stop()
     verify_ok(ddir)
+
+
+def test_queued_release_answers_before_the_group_commit_and_loses_no_entry(ddir, model, upstream):
+    deployed(ddir, model, [upstream.url])
+    set_gateway(ddir, release='"queued"')
+    server = Server(ddir)
+    try:
+        token = server.token("ds", scopes="model:generate")
+        for i in range(20):
+            status, headers, _ = post(server.url + "/v1/completions", token,
+                                      {"model": "tiny", "prompt": f"question {i}", "max_tokens": 2})
+            assert status == 200
+            # Released before its index is known.
+            assert headers.get("x-warden-audit-index") is None
+    finally:
+        server.stop()
+    entries = ddir.entries("inference.request")
+    assert len(entries) == 20 and all(e["event"]["details"]["outcome"] == "complete" for e in entries)
+    verify_ok(ddir)
+    # A mode that does not exist stops the server before it serves anything.
+    cfg = ddir.data / "warden.toml"
+    cfg.write_text(cfg.read_text().replace('release = "queued"', 'release = "eventually"'))
+    with pytest.raises(RuntimeError, match="durable"):
+        Server(ddir)

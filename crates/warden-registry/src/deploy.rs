@@ -228,6 +228,35 @@ impl SecureModelManager {
         reason: &str,
         details: serde_json::Value,
     ) -> Result<Receipt, RegistryError> {
+        let ev = Self::inference_event(caller, deployed, decision, reason, details);
+        self.audit(kind, &ev).await
+    }
+
+    /// [`record_inference`](Self::record_inference), queued: the entry takes its place
+    /// in the ledger now, and the returned future resolves once it is durable.
+    pub fn record_inference_queued(
+        &self,
+        caller: &Caller,
+        deployed: &Deployed,
+        reason: &str,
+        details: serde_json::Value,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Receipt, RegistryError>> + Send + 'static,
+        RegistryError,
+    > {
+        self.audit_queued(
+            "inference.request",
+            Self::inference_event(caller, Some(deployed), "allow", reason, details),
+        )
+    }
+
+    fn inference_event(
+        caller: &Caller,
+        deployed: Option<&Deployed>,
+        decision: &str,
+        reason: &str,
+        details: serde_json::Value,
+    ) -> Event {
         let mut ev: Event = Self::event(caller, Action::Generate);
         if let Some(d) = deployed {
             ev.model = Some(d.model.clone());
@@ -237,7 +266,7 @@ impl SecureModelManager {
         ev.decision = Some(decision.to_owned());
         ev.reason = Some(reason.to_owned());
         ev.details = Some(details);
-        self.audit(kind, &ev).await
+        ev
     }
 
     /// The deployment row `name`; an unknown one is recorded as a denied request

@@ -353,6 +353,34 @@ impl SecureModelManager {
         r
     }
 
+    /// Queues one entry in the ledger's order without waiting for it to be durable;
+    /// the returned future resolves once it is (and feeds the detectors then).
+    pub(crate) fn audit_queued(
+        &self,
+        kind: &'static str,
+        event: Event,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Receipt, RegistryError>> + Send + 'static,
+        RegistryError,
+    > {
+        let t = std::time::Instant::now();
+        let ticket = self
+            .ledger
+            .submit(kind, &event)
+            .map_err(RegistryError::Audit)?;
+        let hook = self.detection.get().cloned();
+        Ok(async move {
+            let r = ticket.await.map_err(RegistryError::Audit);
+            metrics::histogram!("warden_audit_append_duration_seconds", "kind" => kind)
+                .record(t.elapsed().as_secs_f64());
+            let r = r?;
+            if let Some(h) = hook {
+                h.observe_own(kind, &event, r.index);
+            }
+            Ok(r)
+        })
+    }
+
     /// Allows an auditor's read of the ledger (`audit` on the ledger), recording it as an
     /// `audit.read` entry with `what` was read; returns the entries file to read.
     pub async fn audit_read(

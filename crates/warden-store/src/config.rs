@@ -170,6 +170,10 @@ pub struct GatewayConfig {
     pub upstream_timeout_secs: u64,
     /// Seconds an upstream that failed is skipped before it is tried again.
     pub upstream_down_secs: u64,
+    /// When a whole answer is released: `durable` (its entry is on disk first) or
+    /// `queued` (its entry has its place in the ledger, and is made durable with the
+    /// next group commit; while an append fails, answers wait for durability again).
+    pub release: String,
 }
 
 impl Default for GatewayConfig {
@@ -184,6 +188,7 @@ impl Default for GatewayConfig {
             connect_timeout_secs: 2,
             upstream_timeout_secs: 300,
             upstream_down_secs: 5,
+            release: "durable".into(),
         }
     }
 }
@@ -493,6 +498,12 @@ impl Config {
 
     /// Checks every value.
     pub fn validate(&self) -> Result<SigAlg, StoreError> {
+        if !matches!(self.gateway.release.as_str(), "durable" | "queued") {
+            return Err(StoreError::Config(format!(
+                "[gateway] release = {:?}: use \"durable\" or \"queued\"",
+                self.gateway.release
+            )));
+        }
         if self.writer.socket_mode & !0o777 != 0 {
             return Err(StoreError::Config(format!(
                 "[writer] socket_mode {:o} has bits beyond 0o777",

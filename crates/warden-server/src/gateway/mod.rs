@@ -27,6 +27,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tally::Tally;
 use warden_registry::deploy::Deployed;
@@ -40,6 +42,11 @@ pub struct Gateway {
     pub meter: Meter,
     pub upstreams: Upstreams,
     cfg: GatewayConfig,
+    /// `release = "queued"`.
+    queued: bool,
+    /// An append of a queued entry failed; answers wait for durability until one
+    /// succeeds again.
+    failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Gateway {
@@ -49,6 +56,8 @@ impl Gateway {
         Self {
             meter: Meter::new(cfg.clone()),
             upstreams: Upstreams::new(&cfg),
+            queued: cfg.release == "queued",
+            failing: Arc::default(),
             cfg,
         }
     }
@@ -402,7 +411,7 @@ async fn forward(
     a: Admitted,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let gw = std::sync::Arc::clone(&s.gateway);
+    let gw = Arc::clone(&s.gateway);
     let sent = gw
         .upstreams
         .send(
@@ -476,7 +485,28 @@ async fn forward(
         tally: Some(&t),
         failed: &answer.failed,
     };
-    let receipt = record(&s, &c, ep, &a, started, &o).await?;
+    let index = if gw.queued && !gw.failing.load(Ordering::Relaxed) {
+        // Released once the entry has its place in the ledger; made durable with the
+        // next group commit, off this answer's path.
+        let durable = s.manager.record_inference_queued(
+            &c,
+            &a.deployed,
+            &a.deployed.reason,
+            details(ep, &a, started, &o),
+        )?;
+        let failing = Arc::clone(&gw.failing);
+        tokio::spawn(async move {
+            if let Err(e) = durable.await {
+                failing.store(true, Ordering::Relaxed);
+                crate::log(&format!("a queued inference entry failed: {e}"));
+            }
+        });
+        None
+    } else {
+        let r = record(&s, &c, ep, &a, started, &o).await?;
+        gw.failing.store(false, Ordering::Relaxed);
+        Some(r.index)
+    };
     let body = if ep == Endpoint::Generate && status.is_success() {
         generate_answer(&a.deployed, &body)
     } else {
@@ -489,7 +519,7 @@ async fn forward(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(&receipt.index.to_string()) {
+    if let Some(v) = index.and_then(|i| HeaderValue::from_str(&i.to_string()).ok()) {
         h.insert("x-warden-audit-index", v);
     }
     rate_headers(&gw, a.left, h);
@@ -573,7 +603,7 @@ fn stream(
     answer: upstream::Answer,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-    let gw = std::sync::Arc::clone(&s.gateway);
+    let gw = Arc::clone(&s.gateway);
     let mut r = Response::new(Body::from_stream(receiver_stream(rx)));
     let h = r.headers_mut();
     h.insert(

@@ -50,6 +50,9 @@ pub enum Command {
     /// Durable appends on a cluster's ledger (PostgreSQL) with 1 and 3 nodes, next to
     /// the embedded ledger in the same run, and the failover when the lease lapses.
     Cluster(crate::cmd::bench_cluster::Args),
+    /// An OpenAI-compatible endpoint answering after a fixed delay, for `bench/gateway`
+    /// to measure what the inference gateway adds to an upstream of known latency.
+    Upstream(crate::cmd::bench_upstream::Args),
 }
 
 pub(crate) fn event(size: usize, i: u64) -> Event {
@@ -344,6 +347,9 @@ pub fn run(c: &Command) -> Result<ExitCode> {
     }
     if let Command::Writers(a) = c {
         return crate::cmd::bench_writers::run(a);
+    }
+    if let Command::Upstream(a) = c {
+        return crate::cmd::bench_upstream::run(a);
     }
     let Command::Ledger {
         events,
