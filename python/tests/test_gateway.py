@@ -204,6 +204,11 @@ def test_refusals_scope_policy_revocation_and_unknown_deployments_each_leave_an_
         # More tokens than the cap.
         with pytest.raises(openai.BadRequestError):
             ds.chat.completions.create(**{**chat, "max_tokens": 100_000})
+        # Undeployed: gone at the next request; deployed again: served.
+        ddir.warden("undeploy", "tiny", "--as", "admin", "--mfa")
+        with pytest.raises(openai.NotFoundError):
+            ds.chat.completions.create(**chat)
+        deploy(ddir, [upstream.url])
         # Served, then revoked: refused at the next request.
         ds.chat.completions.create(**chat)
         ddir.warden("model", "revoke", "tiny@1", "--reason", "leaked", "--as", "admin", "--mfa")
@@ -216,11 +221,12 @@ def test_refusals_scope_policy_revocation_and_unknown_deployments_each_leave_an_
     reasons = [(d["user"], d["action"], d["reason"]) for d in denied]
     assert ("ds", "generate", "forbid:scope-model-generate") in reasons, reasons
     assert ("aud", "generate", "default-deny") in reasons, reasons
-    assert ("ds", "generate", "not-found") in reasons, reasons
+    assert reasons.count(("ds", "generate", "not-found")) == 2, reasons
     assert any(u == "ds" and r.startswith("forbid:") and "revoked-version" in r for u, _, r in reasons), reasons
     refused = [e["event"] for e in ddir.entries("inference.refused")]
     assert [(r["user"], r["reason"]) for r in refused] == [("ds", "input:max-tokens")], refused
     assert len(ddir.entries("inference.request")) == 1
+    assert [e["event"]["details"]["deployment"] for e in ddir.entries("deployment.remove")] == ["tiny"]
     verify_ok(ddir)
 
 
