@@ -4,13 +4,13 @@
 //! request and asks the policy for `generate` on the version, so undeploying, revoking
 //! or retiring the version stops its traffic at the next request.
 
-use crate::db::{Db, DeploymentRow};
+use crate::db::{Db, DeploymentRow, VersionRow};
 use crate::error::RegistryError;
 use crate::manager::{Caller, SecureModelManager, Selector};
 use crate::names::check_name;
 use serde_json::json;
 use warden_core::entry::Event;
-use warden_policy::{Action, ResourceFacts};
+use warden_policy::{Action, Decision, ResourceFacts};
 use warden_store::ledger::Receipt;
 
 /// Most upstreams one deployment names.
@@ -127,17 +127,8 @@ impl SecureModelManager {
     /// Removes the deployment `name`: a `deploy` decision on its version; one
     /// `deployment.remove` entry. Its traffic stops at the next request.
     pub async fn undeploy(&self, caller: &Caller, name: &str) -> Result<Receipt, RegistryError> {
-        let row = self.deployment_row(caller, Action::Deploy, name).await?;
-        let v = self
-            .resolve(
-                caller,
-                Action::Deploy,
-                &row.model,
-                &Selector::Version(row.version.clone()),
-            )
-            .await?;
-        let d = self
-            .authorize(caller, Action::Deploy, &Self::version_facts(&v), None)
+        let (_, v, d) = self
+            .decide_on_deployment(caller, Action::Deploy, name)
             .await?;
         let mut tx = self.db.begin().await?;
         Db::delete_deployment(&mut tx, name).await?;
@@ -193,19 +184,10 @@ impl SecureModelManager {
         caller: &Caller,
         name: &str,
     ) -> Result<Deployed, RegistryError> {
-        let row = self.deployment_row(caller, Action::Generate, name).await?;
-        let v = self
-            .resolve(
-                caller,
-                Action::Generate,
-                &row.model,
-                &Selector::Version(row.version.clone()),
-            )
-            .await?;
         // An allow is acted on by the caller (the gateway forwards the request); a deny
         // has been recorded and comes back as the error.
-        let allowed = self
-            .authorize(caller, Action::Generate, &Self::version_facts(&v), None)
+        let (row, v, allowed) = self
+            .decide_on_deployment(caller, Action::Generate, name)
             .await?;
         Ok(Deployed {
             name: row.name,
@@ -267,6 +249,30 @@ impl SecureModelManager {
         ev.reason = Some(reason.to_owned());
         ev.details = Some(details);
         ev
+    }
+
+    /// The deployment `name`, its version, and the policy's allow of `action` on that
+    /// version (an unknown deployment or version, and a deny, are recorded and returned
+    /// as errors).
+    async fn decide_on_deployment(
+        &self,
+        caller: &Caller,
+        action: Action,
+        name: &str,
+    ) -> Result<(DeploymentRow, VersionRow, Decision), RegistryError> {
+        let row = self.deployment_row(caller, action, name).await?;
+        let v = self
+            .resolve(
+                caller,
+                action,
+                &row.model,
+                &Selector::Version(row.version.clone()),
+            )
+            .await?;
+        let d = self
+            .authorize(caller, action, &Self::version_facts(&v), None)
+            .await?;
+        Ok((row, v, d))
     }
 
     /// The deployment row `name`; an unknown one is recorded as a denied request
