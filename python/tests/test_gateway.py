@@ -379,3 +379,80 @@ def test_queued_release_answers_before_the_group_commit_and_loses_no_entry(ddir,
     cfg.write_text(cfg.read_text().replace('release = "queued"', 'release = "eventually"'))
     with pytest.raises(RuntimeError, match="durable"):
         Server(ddir)
+
+
+def test_sealed_content_opens_only_for_auditors_matches_its_entries_and_expires(ddir, model, upstream):
+    deployed(ddir, model, [upstream.url])
+    set_gateway(ddir, seal_content="true")
+    server = Server(ddir)
+    try:
+        token = server.token("ds", scopes="model:generate")
+        url = server.url + "/v1/chat/completions"
+        secret = "the launch code is tangerine"
+        status, _, answer = post(url, token, {"model": "tiny", "max_tokens": 6,
+                                              "messages": [{"role": "user", "content": secret}]})
+        assert status == 200, answer
+        said = json.loads(answer)["choices"][0]["message"]["content"]
+        host, port = server.url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("POST", "/v1/completions", body=json.dumps(
+            {"model": "tiny", "prompt": "streamed " + secret, "max_tokens": 6, "stream": True}),
+            headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+        streamed = conn.getresponse().read().decode()
+        conn.close()
+        assert streamed.endswith("data: [DONE]\n\n"), streamed
+    finally:
+        server.stop()
+    entries = ddir.entries("inference.request")
+    assert [e["event"]["details"]["content"] for e in entries] == ["sealed", "sealed"]
+    # Nothing under the data directory holds the prompt in the clear.
+    for f in ddir.data.rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+    parts = sorted((ddir.data / "inference").glob("*.jsonl"))
+    assert len(parts) == 1 and oct(parts[0].stat().st_mode & 0o777) == "0o600"
+
+    shown = ddir.warden("content", "show", "--auditor-key", str(ddir.auditor), "--json")
+    records = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert [r["request_id"] for r in records] == [e["event"]["request_id"] for e in entries]
+    assert [r["entry"] for r in records] == [e["index"] for e in entries]
+    assert all(r["problem"] is None for r in records), records
+    assert records[0]["prompt"] == [{"role": "user", "content": secret}]
+    assert records[0]["response"] == said
+    assert records[1]["prompt"] == "streamed " + secret
+    assert ddir.entries("content.read")[0]["event"]["details"]["records"] == 2
+
+    # Another key opens nothing.
+    other = ddir.root / "other.key"
+    ddir.warden("auditor", "keygen", "--out", str(other))
+    r = ddir.warden("content", "show", "--auditor-key", str(other), check=False)
+    assert r.returncode == 0 and r.stdout == "" and "not sealed to this key" in r.stderr, r.stderr
+
+    # A record swapped for another request's is named: it does not match its entry.
+    lines = parts[0].read_bytes().splitlines(keepends=True)
+    a, b = json.loads(lines[0]), json.loads(lines[1])
+    a["request_id"], b["request_id"] = b["request_id"], a["request_id"]
+    parts[0].write_bytes((json.dumps(a) + "\n" + json.dumps(b) + "\n").encode())
+    r = ddir.warden("content", "show", "--auditor-key", str(ddir.auditor), "--json", check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert [json.loads(line)["problem"] for line in r.stdout.splitlines()] == ["unreadable", "unreadable"]
+
+    # Retention: a day past inference_content_days goes, key and records, recorded first.
+    for f in (ddir.data / "inference").iterdir():
+        f.rename(f.with_name("2020-01-01" + f.name[10:]))
+    r = ddir.warden("content", "expire", "--days", "30", "--json")
+    out = json.loads(r.stdout)
+    assert out["details"]["inference_content"]["days"] == ["2020-01-01"], out
+    assert list((ddir.data / "inference").iterdir()) == []
+    deleted = ddir.entries("retention.delete")
+    assert deleted[-1]["index"] == out["entry"]
+    assert deleted[-1]["event"]["details"]["inference_content"]["days"] == ["2020-01-01"]
+    verify_ok(ddir)
+
+
+def test_seal_content_without_an_auditor_key_stops_the_server(ddir):
+    for f in (ddir.data / "auditors").glob("*.pub"):
+        f.unlink()
+    set_gateway(ddir, seal_content="true")
+    with pytest.raises(RuntimeError, match="auditor"):
+        Server(ddir)

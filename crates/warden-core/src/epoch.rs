@@ -67,7 +67,9 @@ pub struct WrapRecord {
 }
 
 impl WrapRecord {
-    fn from_wrapped(w: &WrappedKey) -> Self {
+    /// The stored form of `w`.
+    #[must_use]
+    pub fn from_wrapped(w: &WrappedKey) -> Self {
         Self {
             recipient: w.recipient.clone(),
             kem_ct: B64.encode(&w.kem_ct),
@@ -76,7 +78,8 @@ impl WrapRecord {
         }
     }
 
-    fn to_wrapped(&self) -> Result<WrappedKey, DecodeError> {
+    /// The wrapped key this record stores.
+    pub fn to_wrapped(&self) -> Result<WrappedKey, DecodeError> {
         let eph = B64.decode(&self.eph).map_err(|_| DecodeError::Base64)?;
         Ok(WrappedKey {
             recipient: self.recipient.clone(),
@@ -192,17 +195,27 @@ impl RotationRecord {
         &self,
         auditor: &RecipientSecretKey,
     ) -> Result<Option<DataKey>, EpochError> {
-        let id = auditor.public().id();
-        let Some(w) = self.wraps.iter().find(|w| w.recipient == id) else {
-            return Ok(None);
-        };
-        let secret = crypto::unwrap(
-            &w.to_wrapped()?,
+        unwrap_for(
+            &self.wraps,
             auditor,
             &wrap_context(&self.cert.origin, self.cert.epoch),
-        )?;
-        Ok(Some(DataKey::new(secret)?))
+        )
     }
+}
+
+/// The key among `wraps` wrapped to `auditor` under `context`; `Ok(None)` when none of
+/// them is.
+pub fn unwrap_for(
+    wraps: &[WrapRecord],
+    auditor: &RecipientSecretKey,
+    context: &[u8],
+) -> Result<Option<DataKey>, EpochError> {
+    let id = auditor.public().id();
+    let Some(w) = wraps.iter().find(|w| w.recipient == id) else {
+        return Ok(None);
+    };
+    let secret = crypto::unwrap(&w.to_wrapped()?, auditor, context)?;
+    Ok(Some(DataKey::new(secret)?))
 }
 
 /// The writer's secrets for one epoch. Dropping it zeroizes the seed and data key.

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod checkpoint;
+pub mod content;
 pub mod crypto;
 pub mod entry;
 pub mod epoch;

@@ -327,6 +327,11 @@ impl SecureModelManager {
         &self.blobs
     }
 
+    /// The registry clock's time.
+    pub fn now(&self) -> warden_core::time::Timestamp {
+        self.clock.now()
+    }
+
     /// The registry clock's time, in seconds (grant and token expiries use it).
     pub fn now_secs(&self) -> i64 {
         i64::try_from(self.clock.now().as_micros() / 1_000_000).unwrap_or(i64::MAX)

@@ -174,6 +174,10 @@ pub struct GatewayConfig {
     /// `queued` (its entry has its place in the ledger, and is made durable with the
     /// next group commit; while an append fails, answers wait for durability again).
     pub release: String,
+    /// Keep each request's prompt and answer, sealed to the auditors (`auditors/*.pub`)
+    /// under `inference/`, for `[retention] inference_content_days`. Off by default:
+    /// the ledger records only their SHA-256.
+    pub seal_content: bool,
 }
 
 impl Default for GatewayConfig {
@@ -189,6 +193,7 @@ impl Default for GatewayConfig {
             upstream_timeout_secs: 300,
             upstream_down_secs: 5,
             release: "durable".into(),
+            seal_content: false,
         }
     }
 }
@@ -251,6 +256,9 @@ pub struct RetentionConfig {
     pub reports_days: u64,
     /// Keep segments that a `[[siem]]` sink has not yet confirmed.
     pub hold_for_siem: bool,
+    /// Days sealed inference content (`[gateway] seal_content`) is kept, counted in
+    /// whole UTC days before today (0: forever).
+    pub inference_content_days: u64,
 }
 
 impl Default for RetentionConfig {
@@ -259,6 +267,7 @@ impl Default for RetentionConfig {
             ledger_days: 365,
             reports_days: 365,
             hold_for_siem: true,
+            inference_content_days: 30,
         }
     }
 }

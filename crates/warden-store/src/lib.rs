@@ -6,6 +6,7 @@ pub mod audit;
 pub mod baselines;
 mod clock;
 pub mod config;
+pub mod content;
 pub mod durable;
 pub mod error;
 pub mod journal;

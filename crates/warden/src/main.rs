@@ -60,6 +60,10 @@ enum Command {
     Undeploy(cmd::deploy::UndeployArgs),
     /// List the deployments of the models you may read.
     Deployments(cmd::deploy::ListArgs),
+    /// Read (with an auditor key) or expire the prompts and answers the gateway sealed
+    /// to the auditors (`[gateway] seal_content`).
+    #[command(subcommand)]
+    Content(cmd::content::Command),
     /// Manage users, service accounts, roles and grants.
     #[command(subcommand)]
     Principal(cmd::principal::Command),
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
         Command::Deploy(a) => cmd::deploy::run(&a),
         Command::Undeploy(a) => cmd::deploy::undeploy(&a),
         Command::Deployments(a) => cmd::deploy::list(&a),
+        Command::Content(c) => cmd::content::run(&c),
         Command::Principal(c) => cmd::principal::run(&c),
         Command::Serve(a) => cmd::serve::run(&a),
         Command::Token(c) => cmd::token::run(&c),

@@ -14,6 +14,7 @@
 //! away cancels the upstream request, and the entry says so.
 
 mod meter;
+mod seal;
 mod tally;
 mod upstream;
 
@@ -47,6 +48,8 @@ pub struct Gateway {
     /// An append of a queued entry failed; answers wait for durability until one
     /// succeeds again.
     failing: Arc<std::sync::atomic::AtomicBool>,
+    /// Where prompts and answers are sealed to the auditors (`seal_content`).
+    vault: Option<Arc<warden_store::content::Vault>>,
 }
 
 impl Gateway {
@@ -58,8 +61,16 @@ impl Gateway {
             upstreams: Upstreams::new(&cfg),
             queued: cfg.release == "queued",
             failing: Arc::default(),
+            vault: None,
             cfg,
         }
+    }
+
+    /// Seals each answered request's prompt and answer into `vault`.
+    #[must_use]
+    pub fn with_vault(mut self, vault: Arc<warden_store::content::Vault>) -> Self {
+        self.vault = Some(vault);
+        self
     }
 
     /// Its limits.
@@ -158,6 +169,8 @@ struct Admitted {
     prompt_sha256: String,
     /// The prompt's SimHash (16 hex digits), for the extraction detector.
     prompt_shape: String,
+    /// The prompt itself, when it is sealed to the auditors.
+    prompt: Option<Value>,
     left: meter::Left,
 }
 
@@ -248,12 +261,18 @@ async fn admit(s: &AppState, c: &Caller, ep: Endpoint, body: Body) -> Result<Adm
     };
     let body =
         Bytes::from(serde_json::to_vec(&req).map_err(|e| ApiError::Internal(e.to_string()))?);
+    let prompt = s
+        .gateway
+        .vault
+        .as_ref()
+        .and_then(|_| req.get(ep.prompt_field()).cloned());
     Ok(Admitted {
         deployed,
         body,
         stream,
         prompt_sha256,
         prompt_shape,
+        prompt,
         left,
     })
 }
@@ -322,6 +341,8 @@ struct Outcome<'a> {
     outcome: &'static str,
     tally: Option<&'a Tally>,
     failed: &'a [upstream::Failed],
+    /// What was kept of the content, when it is sealed.
+    content: Option<seal::Kept>,
 }
 
 fn details(ep: Endpoint, a: &Admitted, started: Instant, o: &Outcome<'_>) -> Value {
@@ -346,6 +367,9 @@ fn details(ep: Endpoint, a: &Admitted, started: Instant, o: &Outcome<'_>) -> Val
         && let Some(m) = d.as_object_mut()
     {
         m.insert("failover".into(), json!(o.failed));
+    }
+    if let (Some(k), Some(m)) = (o.content, d.as_object_mut()) {
+        m.insert("content".into(), json!(k));
     }
     d
 }
@@ -395,6 +419,7 @@ impl Drop for Unanswered {
                     outcome: "client-disconnected",
                     tally: None,
                     failed: &[],
+                    content: None,
                 };
                 if let Err(e) = record(&s, &c, ep, &a, started, &o).await {
                     crate::log(&format!("recording a request the client left: {e}"));
@@ -434,6 +459,7 @@ async fn forward(
                 outcome: "upstream-unavailable",
                 tally: None,
                 failed: &u.failed,
+                content: None,
             };
             record(&s, &c, ep, &a, started, &o).await?;
             return Ok(error(
@@ -466,25 +492,46 @@ async fn forward(
                 outcome: why,
                 tally: None,
                 failed: &answer.failed,
+                content: None,
             };
             record(&s, &c, ep, &a, started, &o).await?;
             return Ok(error(StatusCode::BAD_GATEWAY, "upstream_failed", why));
         }
     };
-    let mut t = Tally::default();
+    let mut t = tally_for(&gw);
     t.answer(&body, ep == Endpoint::Embeddings);
     gw.meter.charge(
         &c.principal,
         &a.deployed.name,
         t.prompt_tokens.unwrap_or_default() + t.completion(),
     );
+    let (content, unsealed) =
+        match seal::seal(&gw, &c, ep, &a, s.manager.now(), t.take_kept()).await {
+            Ok(k) => (k, None),
+            Err(why) => (None, Some(why)),
+        };
     let o = Outcome {
         upstream: Some(&answer.upstream),
         status: status.as_u16(),
-        outcome: "complete",
+        outcome: if unsealed.is_some() {
+            "content-not-sealed"
+        } else {
+            "complete"
+        },
         tally: Some(&t),
         failed: &answer.failed,
+        content,
     };
+    if let Some(why) = unsealed {
+        // The content must be kept and could not be: the answer is not released.
+        record(&s, &c, ep, &a, started, &o).await?;
+        crate::log(&format!("sealing inference content: {why}"));
+        return Ok(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            "the request's content could not be sealed for the auditors",
+        ));
+    }
     let index = if gw.queued && !gw.failing.load(Ordering::Relaxed) {
         // Released once the entry has its place in the ledger; made durable with the
         // next group commit, off this answer's path.
@@ -620,7 +667,7 @@ fn stream(
             failed,
         } = answer;
         let mut body = response.bytes_stream();
-        let mut t = Tally::default();
+        let mut t = tally_for(&gw);
         let outcome = loop {
             tokio::select! {
                 () = tx.closed() => break "client-disconnected",
@@ -647,20 +694,30 @@ fn stream(
             &a.deployed.name,
             t.prompt_tokens.unwrap_or_default() + t.completion(),
         );
+        let kept = t.take_kept();
+        let (content, outcome) = match seal::seal(&gw, &c, ep, &a, s.manager.now(), kept).await {
+            Ok(k) => (k, outcome),
+            Err(why) => {
+                crate::log(&format!("sealing inference content: {why}"));
+                (None, "content-not-sealed")
+            }
+        };
         let o = Outcome {
             upstream: Some(&upstream),
             status: 200,
             outcome,
             tally: Some(&t),
             failed: &failed,
+            content,
         };
         let recorded = record(&s, &c, ep, &a, started, &o).await;
-        if outcome == "complete" {
+        if matches!(outcome, "complete" | "content-not-sealed") {
             let last: &[u8] = match recorded {
-                Ok(_) => tally::DONE,
+                Ok(_) if outcome == "complete" => tally::DONE,
                 // Everything but the end was sent; the client learns the request was
-                // not recorded instead of being told it completed.
-                Err(_) => b"event: error\ndata: {\"error\":{\"code\":\"audit_unavailable\",\"message\":\"the audit ledger cannot record this request\"}}\n\n",
+                // not recorded (or its content not kept) instead of being told it
+                // completed.
+                _ => b"event: error\ndata: {\"error\":{\"code\":\"audit_unavailable\",\"message\":\"the audit ledger cannot record this request\"}}\n\n",
             };
             let _ = tx.send(Ok(Bytes::from_static(last))).await;
         } else if let Err(e) = recorded {
@@ -668,6 +725,15 @@ fn stream(
         }
     });
     r
+}
+
+/// A tally of an answer, keeping its text when the content is sealed.
+fn tally_for(gw: &Gateway) -> Tally {
+    if gw.vault.is_some() {
+        Tally::keeping()
+    } else {
+        Tally::default()
+    }
 }
 
 /// A receiver as a stream.

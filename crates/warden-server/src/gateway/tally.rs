@@ -22,7 +22,13 @@ pub struct Tally {
     pub malformed: u64,
     /// Bytes of an event not yet complete.
     pending: Vec<u8>,
+    /// The text digested, kept when the content is sealed (at most `MAX_KEPT` bytes;
+    /// `None` once it outgrew that).
+    kept: Option<Vec<u8>>,
 }
+
+/// Most answer text kept for sealing.
+pub const MAX_KEPT: usize = 16 << 20;
 
 impl std::fmt::Debug for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,6 +50,7 @@ impl Default for Tally {
             bytes: 0,
             malformed: 0,
             pending: Vec::new(),
+            kept: None,
         }
     }
 }
@@ -57,6 +64,32 @@ fn choice_text(c: &serde_json::Value) -> Option<&str> {
 }
 
 impl Tally {
+    /// A tally that also keeps the text it digests (for sealing the content).
+    #[must_use]
+    pub fn keeping() -> Self {
+        Self {
+            kept: Some(Vec::new()),
+            ..Self::default()
+        }
+    }
+
+    fn digest_text(&mut self, b: &[u8]) {
+        self.text.update(b);
+        if let Some(k) = self.kept.as_mut() {
+            if k.len() + b.len() > MAX_KEPT {
+                self.kept = None;
+            } else {
+                k.extend_from_slice(b);
+            }
+        }
+    }
+
+    /// The text digested, when kept whole.
+    #[must_use]
+    pub fn take_kept(&mut self) -> Option<Vec<u8>> {
+        self.kept.take()
+    }
+
     fn usage(&mut self, v: &serde_json::Value) {
         if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
             self.prompt_tokens = u.get("prompt_tokens").and_then(serde_json::Value::as_u64);
@@ -74,14 +107,14 @@ impl Tally {
                 // A chunk per token: one whose text is empty (a partial character)
                 // still stands for a token.
                 if let Some(t) = choice_text(c) {
-                    self.text.update(t.as_bytes());
+                    self.digest_text(t.as_bytes());
                     any = true;
                 }
             }
         }
         // The guide's /api/v1/generate answer.
         if let Some(t) = v.get("text").and_then(serde_json::Value::as_str) {
-            self.text.update(t.as_bytes());
+            self.digest_text(t.as_bytes());
             any = true;
         }
         any
@@ -92,7 +125,7 @@ impl Tally {
     pub fn answer(&mut self, body: &[u8], whole_body: bool) {
         self.bytes = body.len() as u64;
         if whole_body {
-            self.text.update(body);
+            self.digest_text(body);
         }
         match serde_json::from_slice::<serde_json::Value>(body) {
             Ok(v) => {
@@ -193,57 +226,12 @@ fn event_end(b: &[u8]) -> Option<(usize, usize)> {
 /// The closing event of a stream.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
-/// The SHA-256 of `v` written as compact JSON with every object's keys in sorted
-/// order (how a client happened to order them does not change the digest), hex.
-#[must_use]
-pub fn json_sha256_hex(v: &serde_json::Value) -> String {
-    let mut out = Vec::new();
-    canonical(v, &mut out);
-    sha256_hex(&out)
-}
-
-fn canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
-    use serde_json::Value;
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend(serde_json::to_vec(k).unwrap_or_default());
-                out.push(b':');
-                if let Some(x) = m.get(k) {
-                    canonical(x, out);
-                }
-            }
-            out.push(b'}');
-        }
-        Value::Array(a) => {
-            out.push(b'[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                canonical(x, out);
-            }
-            out.push(b']');
-        }
-        other => out.extend(serde_json::to_vec(other).unwrap_or_default()),
-    }
-}
-
-/// The SHA-256 of `b`, hex.
-#[must_use]
-pub fn sha256_hex(b: &[u8]) -> String {
-    warden_core::hex::encode(aws_lc_rs::digest::digest(&SHA256, b).as_ref())
-}
+pub use warden_core::content::json_sha256_hex;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warden_core::content::sha256_hex;
 
     #[test]
     fn a_stream_split_anywhere_passes_every_event_and_holds_done() {
@@ -272,21 +260,6 @@ mod tests {
         );
         assert!(done);
         assert_eq!((t.prompt_tokens, t.completion()), (None, 2));
-    }
-
-    #[test]
-    fn the_prompt_digest_does_not_depend_on_key_order() {
-        let a: serde_json::Value =
-            serde_json::from_str(r#"[{"role":"user","content":"hi","n":{"b":1,"a":[2,"x"]}}]"#)
-                .unwrap();
-        let b: serde_json::Value =
-            serde_json::from_str(r#"[{"n":{"a":[2,"x"],"b":1},"content":"hi","role":"user"}]"#)
-                .unwrap();
-        assert_eq!(json_sha256_hex(&a), json_sha256_hex(&b));
-        assert_eq!(
-            json_sha256_hex(&a),
-            sha256_hex(br#"[{"content":"hi","n":{"a":[2,"x"],"b":1},"role":"user"}]"#)
-        );
     }
 
     #[test]

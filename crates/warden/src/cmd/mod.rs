@@ -5,6 +5,7 @@ pub mod bench_registry;
 pub mod bench_upstream;
 pub mod bench_writers;
 pub mod check_env;
+pub mod content;
 pub mod dataset;
 pub mod deploy;
 pub mod export;

@@ -140,6 +140,11 @@ pub fn spawn(
                 if here && let Err(e) = retention(&jobs).await {
                     crate::common::eprint(&format!("warden: scheduled retention: {e:#}"));
                 }
+                // Sealed content is kept by the node that sealed it: every node expires
+                // its own.
+                if let Err(e) = content_retention(&jobs).await {
+                    crate::common::eprint(&format!("warden: scheduled content retention: {e:#}"));
+                }
                 next_retention = Some(t + d);
             }
         }
@@ -366,6 +371,31 @@ async fn retention(j: &Arc<Jobs>) -> Result<()> {
         std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
     }
     warden_store::durable::sync_dir(&j.reports)?;
+    Ok(())
+}
+
+/// Removes sealed inference content past `[retention] inference_content_days`,
+/// recorded first as one `retention.delete` entry.
+async fn content_retention(j: &Arc<Jobs>) -> Result<()> {
+    let days = j.config.retention.inference_content_days;
+    let Some((first, parts)) = crate::cmd::content::expired(&j.dir.root, days, j.m.now())? else {
+        return Ok(());
+    };
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let details = crate::cmd::content::expiry_details(&parts, &first, days);
+    j.m.record_system(
+        warden_store::retention::KIND_RETENTION,
+        "retention",
+        details,
+    )
+    .await?;
+    warden_store::content::remove(&warden_store::content::dir(&j.dir.root), &parts)?;
+    crate::common::eprint(&format!(
+        "warden: retention removed {} part(s) of sealed inference content before {first}",
+        parts.len()
+    ));
     Ok(())
 }
 

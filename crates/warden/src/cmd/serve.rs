@@ -201,6 +201,19 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         // Inline threat detection and its playbook (`[detection]`).
         let alerts = webhooks(&dir, &cfg.detection.webhooks)?;
         let root = crate::common::unlock(&dir)?;
+        // Prompts and answers sealed to the auditors, when `[gateway] seal_content`.
+        let vault = if cfg.gateway.seal_content {
+            Some(Arc::new(
+                warden_store::content::Vault::start(
+                    warden_store::content::dir(&dir.root),
+                    root.public.origin.clone(),
+                    dir.read_auditors()?,
+                )
+                .context("[gateway] seal_content")?,
+            ))
+        } else {
+            None
+        };
         let _responder = m.enable_detection_with(
             &cfg.detection,
             alerts,
@@ -247,7 +260,13 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 mtls_scopes: a.mtls_scopes.clone().into(),
                 pace: warden_server::pace::Pace::default(),
                 dashboard: Arc::clone(&dashboard),
-                gateway: Arc::new(warden_server::gateway::Gateway::new(cfg.gateway.clone())),
+                gateway: Arc::new({
+                    let g = warden_server::gateway::Gateway::new(cfg.gateway.clone());
+                    match &vault {
+                        Some(v) => g.with_vault(Arc::clone(v)),
+                        None => g,
+                    }
+                }),
             });
             match &tls {
                 Some(_) => eprint(&format!("warden: serving https://{local} (TLS 1.3)")),
@@ -282,6 +301,9 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         }
         // The exporters deliver the last entries; then the node writes what it took and
         // gives its leases up.
+        if let Some(v) = vault {
+            v.stop();
+        }
         exporters.stop();
         if let Some(p) = publishing {
             p.stop().await;
