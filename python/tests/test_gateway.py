@@ -270,6 +270,8 @@ def test_a_dead_upstream_fails_over_and_none_left_is_a_502(ddir, model, upstream
     dead = f"http://127.0.0.1:{free_port()}"
     deployed(ddir, model, [dead, upstream.url])
     deploy(ddir, [dead, f"http://127.0.0.1:{free_port()}"], name="gone")
+    # Requests alone find the dead upstream here (no probe runs).
+    set_gateway(ddir, health_check_secs=0)
     server = Server(ddir)
     try:
         token = server.token("ds", scopes="model:generate")
@@ -286,6 +288,31 @@ def test_a_dead_upstream_fails_over_and_none_left_is_a_502(ddir, model, upstream
     assert [f["upstream"] for f in served["failover"]] == [dead]
     assert "connection failed" in served["failover"][0]["error"]
     assert gone["status"] == 502 and gone["outcome"] == "upstream-unavailable" and len(gone["failover"]) == 2
+    verify_ok(ddir)
+
+
+def test_health_probes_skip_a_dead_upstream_before_any_request_pays_for_it(ddir, model, upstream):
+    dead = f"http://127.0.0.1:{free_port()}"
+    deployed(ddir, model, [dead, upstream.url])
+    set_gateway(ddir, health_check_secs=1)
+    server = Server(ddir)
+    try:
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            metrics = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
+            if f'warden_gateway_upstream_up{{upstream="{dead}"}} 0' in metrics:
+                break
+            time.sleep(0.2)
+        assert f'warden_gateway_upstream_up{{upstream="{upstream.url}"}} 1' in metrics, metrics
+        token = server.token("ds", scopes="model:generate")
+        for _ in range(3):
+            status, _, _ = post(server.url + "/v1/completions", token, {"model": "tiny", "prompt": "the", "max_tokens": 2})
+            assert status == 200
+    finally:
+        server.stop()
+    served = [e["event"]["details"] for e in ddir.entries("inference.request")]
+    assert [d["upstream"] for d in served] == [upstream.url] * 3
+    assert all("failover" not in d for d in served), served
     verify_ok(ddir)
 
 

@@ -175,6 +175,21 @@ impl SecureModelManager {
         Ok(out)
     }
 
+    /// Every upstream of every deployment, once each: what the gateway's health probes
+    /// ask (the server's own work, not an access by anyone, so nothing is recorded).
+    pub async fn deployed_upstreams(&self) -> Result<Vec<String>, RegistryError> {
+        let mut out: Vec<String> = self
+            .db
+            .deployments()
+            .await?
+            .into_iter()
+            .flat_map(|d| d.upstreams)
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// The deployment `name` for one inference request by `caller`: the policy's
     /// `generate` on its version (a refusal is a `model.denied` entry and
     /// [`RegistryError::Denied`]). Nothing is recorded on success: the request's own

@@ -170,6 +170,9 @@ pub struct GatewayConfig {
     pub upstream_timeout_secs: u64,
     /// Seconds an upstream that failed is skipped before it is tried again.
     pub upstream_down_secs: u64,
+    /// Seconds between health probes of every deployment's upstreams (`GET
+    /// /v1/models`; 0: none, failures are noticed by requests alone).
+    pub health_check_secs: u64,
     /// When a whole answer is released: `durable` (its entry is on disk first) or
     /// `queued` (its entry has its place in the ledger, and is made durable with the
     /// next group commit; while an append fails, answers wait for durability again).
@@ -192,6 +195,7 @@ impl Default for GatewayConfig {
             connect_timeout_secs: 2,
             upstream_timeout_secs: 300,
             upstream_down_secs: 5,
+            health_check_secs: 10,
             release: "durable".into(),
             seal_content: false,
         }

@@ -13,6 +13,7 @@
 //! entry is durable; a stream's closing `[DONE]` event likewise. A client that goes
 //! away cancels the upstream request, and the entry says so.
 
+pub mod health;
 mod meter;
 mod seal;
 mod tally;

@@ -37,6 +37,7 @@ pub struct Upstreams {
     /// `Err` when the client could not be built (every request is then a 502).
     client: Result<reqwest::Client, String>,
     down_for: Duration,
+    probe_timeout: Duration,
     /// Upstreams that failed, and until when they are tried last.
     down: Mutex<HashMap<String, Instant>>,
 }
@@ -48,6 +49,7 @@ impl Upstreams {
         Self {
             client: client(cfg),
             down_for: Duration::from_secs(cfg.upstream_down_secs),
+            probe_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
             down: Mutex::new(HashMap::new()),
         }
     }
@@ -64,16 +66,51 @@ impl Upstreams {
     }
 
     fn mark(&self, upstream: &str, failed: bool) {
+        self.mark_until(upstream, failed.then(|| Instant::now() + self.down_for));
+    }
+
+    /// Marks `upstream` down until `until`, or (`None`) up.
+    fn mark_until(&self, upstream: &str, until: Option<Instant>) {
         let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
-        if failed {
-            if down.len() > MAX_DOWN {
-                let now = Instant::now();
-                down.retain(|_, t| *t > now);
+        match until {
+            Some(t) => {
+                if down.len() > MAX_DOWN {
+                    let now = Instant::now();
+                    down.retain(|_, t| *t > now);
+                }
+                down.insert(upstream.to_owned(), t);
             }
-            down.insert(upstream.to_owned(), Instant::now() + self.down_for);
-        } else if !down.is_empty() {
-            down.remove(upstream);
+            None if !down.is_empty() => {
+                down.remove(upstream);
+            }
+            None => {}
         }
+    }
+
+    /// Asks each of `upstreams` for `/v1/models`, which every OpenAI-compatible server
+    /// answers: any answer below 500 is up; a failed connection, a timeout (the connect
+    /// timeout) or a 5xx marks it down until the next probe at least (`next`). Returns
+    /// each upstream's health.
+    pub async fn probe(&self, upstreams: &[String], next: Duration) -> Vec<(String, bool)> {
+        let Ok(client) = &self.client else {
+            return Vec::new();
+        };
+        let timeout = self.probe_timeout;
+        let checks = upstreams.iter().map(|u| async move {
+            let r = client
+                .get(format!("{u}/v1/models"))
+                .timeout(timeout)
+                .send()
+                .await;
+            let up = matches!(r, Ok(r) if r.status().as_u16() < 500);
+            (u.clone(), up)
+        });
+        let out = futures_util::future::join_all(checks).await;
+        let until = Instant::now() + self.down_for.max(next);
+        for (u, up) in &out {
+            self.mark_until(u, (!up).then_some(until));
+        }
+        out
     }
 
     /// Sends `body` to `path` on the first upstream that answers. A connection that
@@ -182,5 +219,49 @@ pub fn error_text(e: &reqwest::Error) -> String {
         what.to_owned()
     } else {
         format!("{what}: {}", cause.chars().take(200).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn serve_models(listener: tokio::net::TcpListener) {
+        let app = axum::Router::new().route(
+            "/v1/models",
+            axum::routing::get(|| async { r#"{"object":"list","data":[]}"# }),
+        );
+        let _ = axum::serve(listener, app).await;
+    }
+
+    #[tokio::test]
+    async fn probes_put_a_dead_upstream_last_and_a_recovered_one_first_again() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_url = format!("http://{}", live.local_addr().unwrap());
+        tokio::spawn(serve_models(live));
+        // A port with nothing behind it (yet).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dead_url = format!("http://127.0.0.1:{port}");
+        let u = Upstreams::new(&GatewayConfig::default());
+        let both = vec![dead_url.clone(), live_url.clone()];
+        assert_eq!(u.order(&both), vec![&dead_url, &live_url]);
+        let health = u.probe(&both, Duration::from_secs(60)).await;
+        assert_eq!(
+            health,
+            vec![(dead_url.clone(), false), (live_url.clone(), true)]
+        );
+        // Skipped before any request pays for it, and for as long as the probes say so.
+        assert_eq!(u.order(&both), vec![&live_url, &dead_url]);
+        let back = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        tokio::spawn(serve_models(back));
+        let health = u.probe(&both, Duration::from_secs(60)).await;
+        assert!(health.iter().all(|(_, up)| *up), "{health:?}");
+        assert_eq!(u.order(&both), vec![&dead_url, &live_url]);
     }
 }

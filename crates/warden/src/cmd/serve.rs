@@ -248,6 +248,20 @@ pub fn run(a: &Args) -> Result<ExitCode> {
             // The dashboard's counts are built from now on, not on its first view.
             let _counting =
                 dashboard.count_from_start(m.ledger_state().0.to_path_buf(), auditor.clone());
+            let gateway = Arc::new({
+                let g = warden_server::gateway::Gateway::new(cfg.gateway.clone());
+                match &vault {
+                    Some(v) => g.with_vault(Arc::clone(v)),
+                    None => g,
+                }
+            });
+            let probes = (cfg.gateway.health_check_secs > 0).then(|| {
+                warden_server::gateway::health::spawn(
+                    Arc::clone(&gateway),
+                    Arc::clone(&m),
+                    std::time::Duration::from_secs(cfg.gateway.health_check_secs),
+                )
+            });
             let router = app(AppState {
                 manager: Arc::clone(&m),
                 limits: Arc::new(match budgets {
@@ -260,13 +274,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 mtls_scopes: a.mtls_scopes.clone().into(),
                 pace: warden_server::pace::Pace::default(),
                 dashboard: Arc::clone(&dashboard),
-                gateway: Arc::new({
-                    let g = warden_server::gateway::Gateway::new(cfg.gateway.clone());
-                    match &vault {
-                        Some(v) => g.with_vault(Arc::clone(v)),
-                        None => g,
-                    }
-                }),
+                gateway,
             });
             match &tls {
                 Some(_) => eprint(&format!("warden: serving https://{local} (TLS 1.3)")),
@@ -284,6 +292,11 @@ pub fn run(a: &Args) -> Result<ExitCode> {
                 },
             )
             .await;
+            // The probes let go of the manager before it closes.
+            if let Some(p) = probes {
+                p.abort();
+                let _ = p.await;
+            }
             anyhow::Ok(())
         }
         .await;
@@ -315,7 +328,6 @@ pub fn run(a: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads a file of at most `max` bytes.
 /// Where the detectors keep what they learnt between processes: on a cluster the
 /// database (for whichever node sequences next), else a file of the data directory.
 /// Sealed under a key derived from the root key.
