@@ -13,6 +13,8 @@ use warden_core::verify::decrypt_check;
 use warden_core::verify::{Report, ResumeState, Verifier, VerifyConfig};
 
 const CHUNK: usize = 8 * 1024 * 1024;
+/// Room for the partial line a chunk carries into the next (lines are shorter).
+const CARRY: usize = warden_core::entry::MAX_LINE_LEN + 1;
 
 /// Result of a verification run.
 #[derive(Debug)]
@@ -54,22 +56,35 @@ fn quick_size(line: &[u8]) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+/// Threads verification may use; 0: one per core.
+static JOBS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets how many threads verification uses in this process (`warden verify --jobs`);
+/// 0 (the default) is one per core. The findings do not depend on it.
+pub fn set_jobs(n: usize) {
+    JOBS.store(n, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Runs `f` over `items` split into one contiguous part per core, in order.
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    par_map_with(items, || (), |(), t| f(t))
+fn threads() -> usize {
+    match JOBS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => n,
+    }
+}
+
+/// Runs `f` over `items` split into one contiguous part per thread (at most
+/// `threads`), in order.
+fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    par_map_with(items, threads, || (), |(), t| f(t))
 }
 
 /// [`par_map`] with per-thread state made by `init` (e.g. a scratch buffer).
 fn par_map_with<T: Sync, R: Send, S>(
     items: &[T],
+    threads: usize,
     init: impl Fn() -> S + Sync,
     f: impl Fn(&mut S, &T) -> R + Sync,
 ) -> Vec<R> {
-    let threads = threads();
     if items.len() < 256 || threads < 2 {
         let mut st = init();
         return items.iter().map(|t| f(&mut st, t)).collect();
@@ -103,19 +118,20 @@ fn spawn_reader(
     std::thread::spawn(move || {
         let mut carry: Vec<u8> = Vec::new();
         loop {
-            let mut buf = recycle.try_recv().unwrap_or_default();
+            // A chunk and the partial line carried into it fit without growing the
+            // buffer, and reading into its spare capacity zeroes nothing.
+            let mut buf = recycle
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK + CARRY));
             buf.clear();
             buf.extend_from_slice(&carry);
-            let have = buf.len();
-            buf.resize(have + CHUNK, 0);
-            let n = match f.read(buf.get_mut(have..).unwrap_or_default()) {
+            let n = match (&mut f).take(CHUNK as u64).read_to_end(&mut buf) {
                 Ok(n) => n,
                 Err(e) => {
                     let _ = tx.send(Err(e));
                     return;
                 }
             };
-            buf.truncate(have + n);
             if n == 0 {
                 if !buf.is_empty() {
                     let _ = tx.send(Ok(buf));
@@ -158,7 +174,9 @@ fn spawn_preparer(
                 if from < chunk.len() {
                     bounds.push((from, chunk.len()));
                 }
-                let parsed = par_map(&bounds, |&(a, b)| {
+                // The order-dependent checks keep one core busy meanwhile: hashing and
+                // parsing take the others (on two cores, one thread each runs best).
+                let parsed = par_map(&bounds, threads().saturating_sub(1), |&(a, b)| {
                     let l = chunk.get(a..b).unwrap_or_default();
                     (leaf_hash(l), EntrySpans::parse(l))
                 });
@@ -327,7 +345,7 @@ fn drive(
         }
         if decrypt {
             let jobs = v.take_decrypt_jobs();
-            let outcomes = par_map_with(&jobs, Vec::new, |scratch, (pos, key)| {
+            let outcomes = par_map_with(&jobs, threads(), Vec::new, |scratch, (pos, key)| {
                 let i = usize::try_from(pos - first).unwrap_or(usize::MAX);
                 match parsed
                     .get(i)

@@ -19,6 +19,23 @@ use zeroize::Zeroizing;
 
 const MAX_EPOCH: u64 = 60;
 
+/// `warden verify` with one thread and with two: the findings, their order and every
+/// count must be the same (only the time taken differs).
+fn verify_all_jobs(fx: &Fixture, max_epoch: u64, extra: &[&str]) -> Verdict {
+    let run = |jobs: &str| {
+        let args: Vec<&str> = extra.iter().copied().chain(["--jobs", jobs]).collect();
+        let mut v = verify(fx, max_epoch, &args);
+        if let Some(m) = v.json.as_object_mut() {
+            m.remove("seconds");
+        }
+        v
+    };
+    let (one, two) = (run("1"), run("2"));
+    assert_eq!(one.code, two.code, "--jobs 1 and 2 differ in exit status");
+    assert_eq!(one.json, two.json, "--jobs 1 and 2 differ in findings");
+    one
+}
+
 fn big() -> Fixture {
     build(10_000, MAX_EPOCH, 120)
 }
@@ -26,12 +43,12 @@ fn big() -> Fixture {
 #[test]
 fn clean_log_verifies_with_and_without_auditor_key() {
     let fx = big();
-    let v = verify(&fx, MAX_EPOCH, &[]);
+    let v = verify_all_jobs(&fx, MAX_EPOCH, &[]);
     assert_eq!(v.code, 0, "{:?}", v.findings());
     assert!(v.json["entries"].as_u64().unwrap() >= 10_000);
     assert!(v.json["epochs"].as_u64().unwrap() >= 3, "{}", v.json);
     let aud = fx.auditor.to_str().unwrap().to_owned();
-    let v = verify(&fx, MAX_EPOCH, &["--auditor-key", &aud]);
+    let v = verify_all_jobs(&fx, MAX_EPOCH, &["--auditor-key", &aud]);
     assert_eq!(v.code, 0, "{:?}", v.findings());
     assert_eq!(v.json["decrypted"], v.json["entries"]);
 }
@@ -75,7 +92,7 @@ fn every_sampled_single_bit_flip_is_detected_at_its_index() {
         let bit = u8::try_from(rng.below(8)).unwrap();
         let index = line_of(data, offset);
         flip(path, offset, bit);
-        let v = verify(&fx, MAX_EPOCH, &[]);
+        let v = verify_all_jobs(&fx, MAX_EPOCH, &[]);
         flip(path, offset, bit);
         let named = v.has(location, index)
             || v.findings()
@@ -96,7 +113,7 @@ fn every_sampled_single_bit_flip_is_detected_at_its_index() {
         failures.join("\n")
     );
     // The files are back to their original bytes and verify again.
-    assert_eq!(verify(&fx, MAX_EPOCH, &[]).code, 0);
+    assert_eq!(verify_all_jobs(&fx, MAX_EPOCH, &[]).code, 0);
 }
 
 #[test]
@@ -105,7 +122,7 @@ fn deleted_line_is_reported_at_its_index() {
     let mut l = lines(&fx.log);
     l.remove(4321);
     write_lines(&fx.log, &l);
-    let v = verify(&fx, MAX_EPOCH, &[]);
+    let v = verify_all_jobs(&fx, MAX_EPOCH, &[]);
     assert_eq!(v.code, 1);
     assert!(
         v.has_code("index_mismatch", 4321),
@@ -121,7 +138,7 @@ fn swapped_lines_are_reported_at_the_first() {
     let mut l = lines(&fx.log);
     l.swap(5000, 5007);
     write_lines(&fx.log, &l);
-    let v = verify(&fx, MAX_EPOCH, &[]);
+    let v = verify_all_jobs(&fx, MAX_EPOCH, &[]);
     assert_eq!(v.code, 1);
     assert_eq!(v.findings()[0].1, 5000, "{:?}", &v.findings()[..3]);
     assert!(v.has("entry", 5007));
@@ -134,7 +151,7 @@ fn duplicated_line_is_reported() {
     let dup = l[6000].clone();
     l.insert(6001, dup);
     write_lines(&fx.log, &l);
-    let v = verify(&fx, MAX_EPOCH, &[]);
+    let v = verify_all_jobs(&fx, MAX_EPOCH, &[]);
     assert_eq!(v.code, 1);
     assert_eq!(v.findings()[0].1, 6001, "{:?}", &v.findings()[..3]);
     assert!(v.has_code("index_mismatch", 6001));
@@ -149,7 +166,7 @@ fn truncated_tail_is_reported_against_a_trusted_checkpoint() {
     std::fs::write(&trusted, &last.note).unwrap();
     let trusted = trusted.to_str().unwrap().to_owned();
     assert_eq!(
-        verify(&fx, MAX_EPOCH, &["--trusted-checkpoint", &trusted]).code,
+        verify_all_jobs(&fx, MAX_EPOCH, &["--trusted-checkpoint", &trusted]).code,
         0
     );
     // Cut entries and checkpoints consistently back to an earlier checkpoint: the log
@@ -160,11 +177,11 @@ fn truncated_tail_is_reported_against_a_trusted_checkpoint() {
     let l = lines(&fx.log);
     write_lines(&fx.log, &l[..usize::try_from(size).unwrap()]);
     assert_eq!(
-        verify(&fx, MAX_EPOCH, &[]).code,
+        verify_all_jobs(&fx, MAX_EPOCH, &[]).code,
         0,
         "a consistent cut is invisible without a trusted checkpoint"
     );
-    let v = verify(&fx, MAX_EPOCH, &["--trusted-checkpoint", &trusted]);
+    let v = verify_all_jobs(&fx, MAX_EPOCH, &["--trusted-checkpoint", &trusted]);
     assert_eq!(v.code, 1);
     assert!(v.has_code("truncated", size), "{:?}", v.findings());
 }
@@ -190,7 +207,7 @@ fn line_forged_with_another_key_is_reported() {
     write_lines(&fx.log, &l);
     assert_reported(&fx, MAX_EPOCH, "entry_not_in_signed_tree", 7000);
     let aud = fx.auditor.to_str().unwrap().to_owned();
-    let v = verify(&fx, MAX_EPOCH, &["--auditor-key", &aud]);
+    let v = verify_all_jobs(&fx, MAX_EPOCH, &["--auditor-key", &aud]);
     assert!(v.has_code("decrypt_failed", 7000), "{:?}", v.findings());
 }
 
@@ -246,9 +263,9 @@ fn replaced_checkpoint_is_reported() {
 fn over_long_epoch_is_reported() {
     // Written with a 120 s rotation interval, verified against a 60 s policy.
     let fx = build(600, 120, 5);
-    let v = verify(&fx, 120, &[]);
+    let v = verify_all_jobs(&fx, 120, &[]);
     assert_eq!(v.code, 0, "{:?}", v.findings());
-    let v = verify(&fx, MAX_EPOCH, &[]);
+    let v = verify_all_jobs(&fx, MAX_EPOCH, &[]);
     assert_eq!(v.code, 1);
     assert!(v.has_code("epoch_too_long", 0), "{:?}", v.findings());
     for i in rotation_indices(&fx) {
@@ -355,7 +372,7 @@ fn entries_appended_under_an_old_epoch_key_are_reported() {
     let mut cps = lines(&fx.cps);
     cps.push(rec.encode().unwrap());
     write_lines(&fx.cps, &cps);
-    let v = verify(&fx, MAX_EPOCH, &[]);
+    let v = verify_all_jobs(&fx, MAX_EPOCH, &[]);
     assert_eq!(v.code, 1);
     assert!(v.has("entry", n), "{:?}", v.findings());
 }

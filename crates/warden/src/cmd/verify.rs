@@ -50,6 +50,10 @@ pub struct Args {
     /// Most findings to print in text mode (all are in --json).
     #[arg(long, default_value_t = 50)]
     pub max_findings: usize,
+    /// Threads that hash, parse and decrypt entries (default: one per core). The
+    /// findings are the same, in the same order, whatever the number.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<std::num::NonZeroUsize>,
 }
 
 fn read_trusted(p: &std::path::Path) -> Result<Note> {
@@ -84,6 +88,7 @@ pub fn run(a: &Args) -> Result<ExitCode> {
 }
 
 fn verify(a: &Args) -> Result<ExitCode> {
+    warden_store::verify::set_jobs(a.jobs.map_or(0, std::num::NonZeroUsize::get));
     let (log, root_pub) = match (&a.log, &a.data_dir) {
         (Some(log), _) => {
             let Some(rp) = &a.root_pub else {
