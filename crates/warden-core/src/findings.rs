@@ -58,6 +58,8 @@ pub enum Code {
     UncoveredEntries,
     Truncated,
     TrustedCheckpointMismatch,
+    /// The log no longer holds a tree a previous run verified: forked or rewritten.
+    ConsistencyFailure,
     /// Entries were removed from the log's start and no `retention.delete` entry after
     /// them records it.
     RemovalNotRecorded,

@@ -66,6 +66,9 @@ pub struct Verifier {
     /// whether it did, and whether the run reads to the log's end (else an entry past
     /// where it stops is not checked).
     removal: Option<(u64, bool, bool)>,
+    /// A size and root a previous run verified, which this log must still hold, and
+    /// the root the log has at that size (once read).
+    history: Option<(u64, Hash, Option<Hash>)>,
 }
 
 impl Verifier {
@@ -93,6 +96,7 @@ impl Verifier {
             scratch: Vec::new(),
             decrypt_jobs: None,
             removal: None,
+            history: None,
         }
     }
 
@@ -110,6 +114,13 @@ impl Verifier {
     /// against the epoch key, and the compact range against the signed root.
     pub fn resume(cfg: VerifyConfig, st: &ResumeState) -> Result<Self, String> {
         let mut v = Self::new(cfg);
+        v.load_state(st)?;
+        Ok(v)
+    }
+
+    /// Takes `st` as the state verified so far (see [`Verifier::resume`]).
+    fn load_state(&mut self, st: &ResumeState) -> Result<(), String> {
+        let v = self;
         if st.origin != v.cfg.root.origin {
             return Err("resume state is for another log origin".into());
         }
@@ -149,7 +160,7 @@ impl Verifier {
         v.report.entries = st.size;
         v.report.checkpoints = st.checkpoints;
         v.report.verified_size = st.size;
-        Ok(v)
+        Ok(())
     }
 
     /// State to resume from after this run, if the log ended on a verified checkpoint.
@@ -703,6 +714,7 @@ impl Verifier {
         for (note, root_at) in trusted {
             self.finish_trusted(n, &note, root_at);
         }
+        self.finish_history(n);
         self.report
             .findings
             .sort_by_key(|f| (f.position, f.location == Location::Checkpoint, f.index));

@@ -22,6 +22,9 @@ pub struct Outcome {
     pub report: Report,
     /// State to resume from next time, when the run was clean.
     pub resume: Option<ResumeState>,
+    /// The size of the saved state this run resumed from; `None` when it read the log
+    /// from its start (none was given, or the log no longer holds it).
+    pub resumed_from: Option<u64>,
 }
 
 struct Checkpoints {
@@ -223,11 +226,30 @@ pub fn verify_prefix(
     // removal saved (re-checked against the root key), unless asked to resume later.
     let anchor = view.anchor().cloned();
     let use_anchor = anchor.is_some() && resume.is_none_or(|r| r.size < view.first_index());
-    let resume = if use_anchor { anchor.as_ref() } else { resume };
+    let given = resume;
+    let mut resume = if use_anchor { anchor.as_ref() } else { resume };
+    // The saved state must still be where that run stopped reading: else the history
+    // before it was forked or rewritten, and this run reads the whole log again to
+    // say so (a consistency failure naming both roots), instead of reading from an
+    // offset that no longer starts an entry.
+    let mut history = None;
+    let mut cfg = cfg;
+    if let Some(st) = resume
+        && !use_anchor
+        && !state_holds(&view, checkpoints, st)?
+    {
+        let (size, root, c) = Verifier::verified_history(cfg, st).map_err(StoreError::Config)?;
+        cfg = c;
+        history = Some((size, root));
+        resume = None;
+    }
     let mut v = match resume {
         Some(st) => Verifier::resume(cfg, st).map_err(StoreError::Config)?,
         None => Verifier::new(cfg),
     };
+    if let Some((size, root)) = history {
+        v.expect_history(size, root);
+    }
     if use_anchor {
         v.expect_removal(view.first_index(), view.removal_entry(), bound.is_none());
     }
@@ -258,7 +280,8 @@ pub fn verify_prefix(
         offset: cstart,
     };
     let f = view.reader(start, total.saturating_sub(start));
-    drive(
+    let resumed_from = given.filter(|_| history.is_none()).map(|r| r.size);
+    let mut out = drive(
         v,
         Box::new(f),
         start,
@@ -267,7 +290,78 @@ pub fn verify_prefix(
         log,
         checkpoints,
         progress,
-    )
+    )?;
+    out.resumed_from = resumed_from;
+    Ok(out)
+}
+
+/// Longest line looked for backwards from a saved offset.
+const MAX_RECORD: u64 = 256 << 20;
+
+/// The line that ends (with its newline) just before byte `end`, read backwards by
+/// `read_at`; `None` when the byte before `end` is not a newline or no line start is
+/// found within [`MAX_RECORD`].
+fn line_before(
+    end: u64,
+    read_at: impl Fn(&mut [u8], u64) -> std::io::Result<usize>,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut last = [0u8; 1];
+    if end == 0 || read_at(&mut last, end - 1)? != 1 || last != [b'\n'] {
+        return Ok(None);
+    }
+    let mut line: Vec<u8> = Vec::new();
+    let mut at = end - 1;
+    while at > 0 && (line.len() as u64) < MAX_RECORD {
+        let step = at.min(64 << 10);
+        let mut buf = vec![0u8; usize::try_from(step).unwrap_or(0)];
+        let n = read_at(&mut buf, at - step)?;
+        if n as u64 != step {
+            return Ok(None);
+        }
+        if let Some(nl) = memchr::memrchr(b'\n', &buf) {
+            let mut l = buf.split_off(nl + 1);
+            l.extend_from_slice(&line);
+            return Ok(Some(l));
+        }
+        buf.extend_from_slice(&line);
+        line = buf;
+        at -= step;
+    }
+    Ok((at == 0).then_some(line))
+}
+
+/// Whether the log still holds the state `st` a clean run saved: the checkpoint record
+/// ending where that run stopped reading holds its note, and the entry ending there is
+/// its last. Reads two lines, whatever the log's size.
+fn state_holds(
+    view: &crate::segments::LogView,
+    checkpoints: &Path,
+    st: &ResumeState,
+) -> Result<bool, StoreError> {
+    use std::os::unix::fs::FileExt;
+    let cf = File::open(checkpoints).map_err(io("open", checkpoints))?;
+    let rec = line_before(st.checkpoints_offset, |b, o| cf.read_at(b, o))
+        .map_err(io("read", checkpoints))?;
+    let same_note = rec
+        .and_then(|l| warden_core::record::CheckpointRecord::decode(&l).ok())
+        .is_some_and(|r| r.note == st.note && r.size == st.size);
+    if !same_note {
+        return Ok(false);
+    }
+    let last = line_before(st.entries_offset, |b, o| view.read_full_at(b, o)).map_err(|e| {
+        StoreError::Io {
+            op: "read",
+            path: checkpoints.with_extension("jsonl"),
+            source: e,
+        }
+    })?;
+    Ok(last
+        .and_then(|l| {
+            warden_core::entry::parse_line(&l)
+                .ok()
+                .map(|e| e.header.index)
+        })
+        .is_some_and(|i| st.size.checked_sub(1) == Some(i)))
 }
 
 /// Verifies a ledger read from two streams rather than files (for example from a
@@ -301,7 +395,9 @@ pub fn verify_streams(
         offset: resume.map_or(0, |r| r.checkpoints_offset),
     };
     let start = resume.map_or(0, |r| r.entries_offset);
-    drive(v, entries, start, entries_len, cps, name, name, progress)
+    let mut out = drive(v, entries, start, entries_len, cps, name, name, progress)?;
+    out.resumed_from = resume.map(|r| r.size);
+    Ok(out)
 }
 
 /// Feeds the entries read from `f` (from byte `start`) and the checkpoints to `v`.
@@ -374,6 +470,7 @@ fn drive(
     Ok(Outcome {
         report: v.finish(),
         resume: resume_out,
+        resumed_from: None,
     })
 }
 

@@ -94,4 +94,50 @@ fn resumed_verification_reads_only_new_entries_and_still_finds_tampering() {
         "a rewritten history passed incremental verification: {}",
         v.json
     );
+    // Named for what it is: a consistency failure at the verified size, with both
+    // roots, and nothing called malformed.
+    assert!(
+        v.has_code("consistency_failure", saved - 1),
+        "{:?}",
+        v.findings()
+    );
+    let why = &v
+        .findings()
+        .into_iter()
+        .find(|f| f.2 == "consistency_failure")
+        .unwrap()
+        .3;
+    assert_eq!(why.matches("root ").count(), 2, "{why}");
+    assert!(
+        v.findings().iter().all(|f| f.2 != "malformed"),
+        "{:?}",
+        v.findings()
+    );
+    assert!(v.json["resumed_from"].is_null(), "{}", v.json);
+}
+
+#[test]
+fn a_log_cut_before_the_verified_state_is_reported_truncated_not_malformed() {
+    let fx = build(500, MAX_EPOCH, 20);
+    let st = fx.dir.path().join("v.json");
+    let s = st.to_str().unwrap().to_owned();
+    let v = verify(&fx, MAX_EPOCH, &["--save-checkpoint", &s]);
+    assert_eq!(v.code, 0);
+    let saved = v.json["verified_size"].as_u64().unwrap();
+    let cps = lines(&fx.cps);
+    let k = cps.len() / 2;
+    let cut = warden_core::record::CheckpointRecord::decode(&cps[k])
+        .unwrap()
+        .size;
+    write_lines(&fx.cps, &cps[..=k]);
+    write_lines(&fx.log, &lines(&fx.log)[..usize::try_from(cut).unwrap()]);
+    let v = verify(&fx, MAX_EPOCH, &["--since-checkpoint", &s]);
+    assert_eq!(v.code, 1, "{}", v.json);
+    assert!(v.has_code("truncated", cut), "{:?}", v.findings());
+    assert!(
+        v.findings().iter().all(|f| f.2 != "malformed"),
+        "{:?}",
+        v.findings()
+    );
+    assert!(saved > cut);
 }

@@ -18,7 +18,36 @@ impl Verifier {
         self.trusted.push((note, None));
     }
 
+    /// The size and root of the state a previous run verified (see
+    /// [`Verifier::verified_history`]): this log must still hold that tree. A different
+    /// root at that size is a consistency failure (the history was forked or
+    /// rewritten), naming both roots; a shorter log is truncated.
+    pub fn expect_history(&mut self, size: u64, root: Hash) {
+        self.history = Some((size, root, None));
+    }
+
+    /// The size and signed root of a saved state, authenticated as
+    /// [`Verifier::resume`] does (epoch certificate against the root key, checkpoint
+    /// signature against the epoch key); returns the configuration back.
+    pub fn verified_history(
+        cfg: crate::findings::VerifyConfig,
+        st: &crate::findings::ResumeState,
+    ) -> Result<(u64, Hash, crate::findings::VerifyConfig), String> {
+        let mut v = Verifier::new(cfg);
+        let loaded = v.load_state(st);
+        let Verifier { cfg, range, .. } = v;
+        match loaded {
+            Ok(()) => Ok((range.size(), range.root(), cfg)),
+            Err(e) => Err(e),
+        }
+    }
+
     pub(super) fn check_trusted_at(&mut self, size: u64) {
+        if let Some((s, _, seen)) = &mut self.history
+            && *s == size
+        {
+            *seen = Some(self.range.root());
+        }
         if !self.trusted_sizes.contains(&size) {
             return;
         }
@@ -95,6 +124,40 @@ impl Verifier {
                 cp.size.saturating_sub(1),
                 Code::TrustedCheckpointMismatch,
                 format!("entries 0..{} do not match the trusted checkpoint", cp.size),
+            );
+        }
+    }
+
+    pub(super) fn finish_history(&mut self, n: u64) {
+        let Some((size, root, seen)) = self.history.take() else {
+            return;
+        };
+        let hex = |h: &Hash| crate::hex::encode(h);
+        if size > n {
+            return self.find(
+                Location::Entry,
+                n,
+                Code::Truncated,
+                format!(
+                    "log has {n} entries but a previous run verified {size}: the log was truncated"
+                ),
+            );
+        }
+        let now = if size == 0 {
+            Some(crate::merkle::empty_root())
+        } else {
+            seen
+        };
+        if now != Some(root) {
+            self.find(
+                Location::Entry,
+                size.saturating_sub(1),
+                Code::ConsistencyFailure,
+                format!(
+                    "consistency failure: a previous run verified entries 0..{size} with root {}, the log now has root {} at that size: its history was forked or rewritten",
+                    hex(&root),
+                    now.as_ref().map_or_else(|| "?".to_owned(), hex)
+                ),
             );
         }
     }

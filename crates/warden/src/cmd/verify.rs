@@ -186,7 +186,7 @@ fn verify(a: &Args) -> Result<ExitCode> {
         print_json(&serde_json::json!({
             "ok": clean, "tiles": tiles, "entries": r.entries, "checkpoints": r.checkpoints, "epochs": r.epochs,
             "decrypted": r.decrypted, "verified_size": r.verified_size, "seconds": secs, "findings": r.findings,
-            "resumed_from": resume.as_ref().map(|s| s.size), "removed_by_retention": r.removed,
+            "resumed_from": out.resumed_from, "removed_by_retention": r.removed,
             "pending_recovery": r.pending,
         }))?;
     } else {
