@@ -69,6 +69,9 @@ pub struct Verifier {
     /// A size and root a previous run verified, which this log must still hold, and
     /// the root the log has at that size (once read).
     history: Option<(u64, Hash, Option<Hash>)>,
+    /// Trusted checkpoints older than a removed prefix, with the root the kept leaf
+    /// lists give at their size (or why there is none).
+    trusted_removed: Vec<(Note, Result<Hash, String>)>,
 }
 
 impl Verifier {
@@ -97,6 +100,7 @@ impl Verifier {
             decrypt_jobs: None,
             removal: None,
             history: None,
+            trusted_removed: Vec::new(),
         }
     }
 
@@ -715,6 +719,9 @@ impl Verifier {
             self.finish_trusted(n, &note, root_at);
         }
         self.finish_history(n);
+        for (note, root) in std::mem::take(&mut self.trusted_removed) {
+            self.finish_trusted_removed(&note, root);
+        }
         self.report
             .findings
             .sort_by_key(|f| (f.position, f.location == Location::Checkpoint, f.index));

@@ -253,6 +253,32 @@ pub fn verify_prefix(
     if use_anchor {
         v.expect_removal(view.first_index(), view.removal_entry(), bound.is_none());
     }
+    // A trusted checkpoint older than a removed prefix is checked through the leaf
+    // hashes the checkpoints file keeps for it.
+    let (removed, trusted): (Vec<Note>, Vec<Note>) = trusted.into_iter().partition(|t| {
+        use_anchor
+            && warden_core::checkpoint::Checkpoint::from_text(t.text())
+                .is_ok_and(|cp| cp.size < view.first_index())
+    });
+    if let (false, Some(a)) = (removed.is_empty(), anchor.as_ref()) {
+        let sizes: Vec<u64> = removed
+            .iter()
+            .filter_map(|t| warden_core::checkpoint::Checkpoint::from_text(t.text()).ok())
+            .map(|cp| cp.size)
+            .collect();
+        let roots = removed_roots(checkpoints, a, &sizes)?;
+        for (t, size) in removed.into_iter().zip(sizes) {
+            let r = match &roots {
+                Ok(found) => found
+                    .iter()
+                    .find(|(s, _)| *s == size)
+                    .map(|(_, r)| *r)
+                    .ok_or_else(|| format!("no kept leaf list ends at size {size}")),
+                Err(why) => Err(why.clone()),
+            };
+            v.add_trusted_removed(t, r);
+        }
+    }
     for t in trusted {
         v.add_trusted(t);
     }
@@ -293,6 +319,65 @@ pub fn verify_prefix(
     )?;
     out.resumed_from = resumed_from;
     Ok(out)
+}
+
+/// The roots at `sizes` of the prefix retention removed, rebuilt from the leaf hashes
+/// each checkpoint record before the removal's state keeps. The inner error says why
+/// they cannot be trusted: the lists do not reproduce the removal's root (which the
+/// run authenticates), or do not reach its size.
+fn removed_roots(
+    checkpoints: &Path,
+    anchor: &ResumeState,
+    sizes: &[u64],
+) -> Result<Result<Vec<(u64, Hash)>, String>, StoreError> {
+    let f = File::open(checkpoints).map_err(io("open", checkpoints))?;
+    let mut r = BufReader::with_capacity(1 << 20, f.take(anchor.checkpoints_offset));
+    let mut range = warden_core::merkle::CompactRange::new();
+    let mut found = Vec::new();
+    let mut line = Vec::new();
+    let mut k = 0u64;
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line)
+            .map_err(io("read", checkpoints))?
+            == 0
+        {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        let rec = match warden_core::record::CheckpointRecord::decode(&line) {
+            Ok(rec) if rec.first == range.size() => rec,
+            Ok(_) => {
+                return Ok(Err(format!(
+                    "checkpoint record {k} does not follow the one before"
+                )));
+            }
+            Err(e) => return Ok(Err(format!("checkpoint record {k}: {e}"))),
+        };
+        for l in &rec.leaves {
+            range.push(*l);
+            if sizes.contains(&range.size()) {
+                found.push((range.size(), range.root()));
+            }
+        }
+        k += 1;
+    }
+    let hashes = anchor
+        .range
+        .iter()
+        .map(|h| warden_core::hex::decode_array::<32>(h.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let signed =
+        warden_core::merkle::CompactRange::from_parts(anchor.size, hashes).map(|c| c.root());
+    if range.size() != anchor.size || signed != Some(range.root()) {
+        return Ok(Err(format!(
+            "the kept leaf hashes of the removed entries do not reproduce the signed root at {}",
+            anchor.size
+        )));
+    }
+    Ok(Ok(found))
 }
 
 /// Longest line looked for backwards from a saved offset.

@@ -144,6 +144,8 @@ fn retention_removes_only_sealed_segments_past_it_and_the_rest_verifies() {
     assert_eq!(v.code, 0, "{:?}", v.findings());
     assert_eq!(v.json["removed_by_retention"], plan.end);
 
+    trusted_checkpoints_older_than_the_removed_prefix_are_checked_by_the_kept_leaves(&fx, plan.end);
+
     // The removal is in the ledger: what went, and the signed root at its end.
     let sk = keys::read_recipient_secret(&fx.auditor).unwrap();
     let (found, _) = warden_store::audit::read_entries(
@@ -378,4 +380,62 @@ fn log_retention_command_on_a_data_directory() {
     let v = warden(&["verify", "--json"]);
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["removed_by_retention"], end);
+}
+
+/// A SIEM holds a checkpoint from before the removal: its epoch's keys went with the
+/// removed entries, so it is checked through the leaf hashes the checkpoints file keeps
+/// (which must reproduce the removal's signed root): held as it was signed, it passes;
+/// a different root is a consistency failure naming both; kept leaves that were
+/// altered make it uncheckable, never a silent pass.
+fn trusted_checkpoints_older_than_the_removed_prefix_are_checked_by_the_kept_leaves(
+    fx: &Fixture,
+    removed: u64,
+) {
+    use warden_core::record::CheckpointRecord;
+    let cps = lines(&fx.cps);
+    let (k, rec) = cps
+        .iter()
+        .enumerate()
+        .map(|(k, l)| (k, CheckpointRecord::decode(l).unwrap()))
+        .find(|(_, r)| r.size > 10 && r.size < removed / 2)
+        .unwrap();
+    let held = fx.dir.path().join("siem-held.note");
+    std::fs::write(&held, &rec.note).unwrap();
+    let h = held.to_str().unwrap();
+    let v = verify(fx, 3600, &["--trusted-checkpoint", h]);
+    assert_eq!(v.code, 0, "{:?}", v.findings());
+
+    // The same checkpoint with another root.
+    let mut text: Vec<String> = rec.note.lines().map(str::to_owned).collect();
+    text[2] = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".into();
+    let other = fx.dir.path().join("other.note");
+    std::fs::write(&other, text.join("\n") + "\n").unwrap();
+    let v = verify(fx, 3600, &["--trusted-checkpoint", other.to_str().unwrap()]);
+    assert_eq!(v.code, 1);
+    assert!(
+        v.has_code("trusted_checkpoint_mismatch", rec.size - 1),
+        "{:?}",
+        v.findings()
+    );
+    let why = v.findings()[0].3.clone();
+    assert!(
+        why.starts_with("consistency failure") && why.matches("root").count() == 2,
+        "{why}"
+    );
+
+    // Kept leaf hashes altered in the removed prefix: the held checkpoint cannot be
+    // checked, and says so.
+    let mut altered = cps.clone();
+    let mut r = CheckpointRecord::decode(&altered[k]).unwrap();
+    r.leaves[0][0] ^= 1;
+    altered[k] = r.encode().unwrap();
+    write_lines(&fx.cps, &altered);
+    let v = verify(fx, 3600, &["--trusted-checkpoint", h]);
+    write_lines(&fx.cps, &cps);
+    assert_eq!(v.code, 1);
+    assert!(
+        v.findings()[0].3.contains("cannot be checked"),
+        "{:?}",
+        v.findings()
+    );
 }

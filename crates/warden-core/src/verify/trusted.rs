@@ -18,6 +18,54 @@ impl Verifier {
         self.trusted.push((note, None));
     }
 
+    /// Registers a trusted checkpoint older than the prefix retention removed, with the
+    /// root the checkpoints file's kept leaf lists give at its size (which the caller
+    /// checked reproduce the removal's signed root), or why there is none. Its epoch
+    /// keys went with the removed entries, so it is judged by its root: the outside
+    /// party checked its signature when it took it.
+    pub fn add_trusted_removed(&mut self, note: Note, root: Result<Hash, String>) {
+        self.trusted_removed.push((note, root));
+    }
+
+    pub(super) fn finish_trusted_removed(&mut self, note: &Note, root: Result<Hash, String>) {
+        let hex = |h: &Hash| crate::hex::encode(h);
+        let cp = match Checkpoint::from_text(note.text()) {
+            Ok(cp) => cp,
+            Err(e) => {
+                return self.find(
+                    Location::Entry,
+                    0,
+                    Code::TrustedCheckpointMismatch,
+                    format!("trusted checkpoint: {e}"),
+                );
+            }
+        };
+        let at = cp.size.saturating_sub(1);
+        match root {
+            Ok(r) if r == cp.root => {}
+            Ok(r) => self.find(
+                Location::Entry,
+                at,
+                Code::TrustedCheckpointMismatch,
+                format!(
+                    "consistency failure: the trusted checkpoint signed root {} for entries 0..{}, the removed prefix's kept leaf hashes give root {}",
+                    hex(&cp.root),
+                    cp.size,
+                    hex(&r)
+                ),
+            ),
+            Err(why) => self.find(
+                Location::Entry,
+                at,
+                Code::TrustedCheckpointMismatch,
+                format!(
+                    "the trusted checkpoint for entries 0..{} cannot be checked: {why}",
+                    cp.size
+                ),
+            ),
+        }
+    }
+
     /// The size and root of the state a previous run verified (see
     /// [`Verifier::verified_history`]): this log must still hold that tree. A different
     /// root at that size is a consistency failure (the history was forked or
