@@ -27,18 +27,26 @@ impl Verifier {
         self.trusted_removed.push((note, root));
     }
 
-    pub(super) fn finish_trusted_removed(&mut self, note: &Note, root: Result<Hash, String>) {
-        let hex = |h: &Hash| crate::hex::encode(h);
-        let cp = match Checkpoint::from_text(note.text()) {
-            Ok(cp) => cp,
+    /// A trusted checkpoint's text, or a finding at `at` saying why it has none.
+    fn trusted_text(&mut self, note: &Note, at: u64) -> Option<Checkpoint> {
+        match Checkpoint::from_text(note.text()) {
+            Ok(cp) => Some(cp),
             Err(e) => {
-                return self.find(
+                self.find(
                     Location::Entry,
-                    0,
+                    at,
                     Code::TrustedCheckpointMismatch,
                     format!("trusted checkpoint: {e}"),
                 );
+                None
             }
+        }
+    }
+
+    pub(super) fn finish_trusted_removed(&mut self, note: &Note, root: Result<Hash, String>) {
+        let hex = |h: &Hash| crate::hex::encode(h);
+        let Some(cp) = self.trusted_text(note, 0) else {
+            return;
         };
         let at = cp.size.saturating_sub(1);
         match root {
@@ -111,16 +119,8 @@ impl Verifier {
 
     pub(super) fn finish_trusted(&mut self, n: u64, note: &Note, root_at: Option<Hash>) {
         let origin = self.cfg.root.origin.clone();
-        let cp = match Checkpoint::from_text(note.text()) {
-            Ok(cp) => cp,
-            Err(e) => {
-                return self.find(
-                    Location::Entry,
-                    n,
-                    Code::TrustedCheckpointMismatch,
-                    format!("trusted checkpoint: {e}"),
-                );
-            }
+        let Some(cp) = self.trusted_text(note, n) else {
+            return;
         };
         let verified = note.signatures().iter().any(|s| {
             let Some(epoch) = s
