@@ -72,6 +72,8 @@ pub struct Verifier {
     /// Trusted checkpoints older than a removed prefix, with the root the kept leaf
     /// lists give at their size (or why there is none).
     trusted_removed: Vec<(Note, Result<Hash, String>)>,
+    /// The root of the removed prefix (see [`Verifier::expect_removal`]).
+    removed_root: Option<Hash>,
 }
 
 impl Verifier {
@@ -101,6 +103,7 @@ impl Verifier {
             removal: None,
             history: None,
             trusted_removed: Vec::new(),
+            removed_root: None,
         }
     }
 
@@ -111,6 +114,8 @@ impl Verifier {
     pub fn expect_removal(&mut self, size: u64, entry: u64, to_end: bool) {
         self.report.removed = size;
         self.removal = Some((entry, false, to_end));
+        // Resumed at the removal's state: this is the signed root of what was removed.
+        self.removed_root = Some(self.range.root());
     }
 
     /// A verifier that continues after a previously verified checkpoint. The state is
@@ -304,6 +309,7 @@ impl Verifier {
             && *entry == p
         {
             *seen = true;
+            self.check_removal_record(p, e);
         }
         if h.kind == KIND_ROTATION {
             if let Err(m) = self.pos_rotation(p, e, line, false) {

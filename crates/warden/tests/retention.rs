@@ -194,10 +194,13 @@ fn retention_removes_only_sealed_segments_past_it_and_the_rest_verifies() {
 #[test]
 fn removing_a_segment_outside_retention_is_detected() {
     let (fx, ledger, clock) = forty_days();
-    ledger
+    let recorded = ledger
         .apply_retention(KEEP_DAYS * 86_400, None, vcfg(&fx), false)
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .1
+        .unwrap()
+        .index;
     ledger.close();
     let _ = clock;
     let index = load_index(&fx.log).unwrap();
@@ -236,24 +239,27 @@ fn removing_a_segment_outside_retention_is_detected() {
     .unwrap()
     .resume
     .unwrap();
-    let text = std::fs::read_to_string(warden_store::segments::index_path(&fx.log)).unwrap();
-    let mut out = String::new();
-    for line in text.lines() {
-        let mut v: Value = serde_json::from_str(line).unwrap();
-        if v["segment"] == victim.segment {
-            // Points at an access entry after it, not at a retention.delete entry.
-            v["removed"] = serde_json::json!({
-                "at": "2025-08-01T00:00:00.000000Z", "entry": victim.end + 1,
-                "resume": serde_json::to_value(&resume).unwrap(),
-            });
-        } else if v.get("removed").is_some() {
-            v["removed"]["resume"] = Value::Null;
-            v["removed"].as_object_mut().unwrap().remove("resume");
+    let original = std::fs::read_to_string(warden_store::segments::index_path(&fx.log)).unwrap();
+    let mark_removed = |entry: u64| {
+        let mut out = String::new();
+        for line in original.lines() {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            if v["segment"] == victim.segment {
+                v["removed"] = serde_json::json!({
+                    "at": "2025-08-01T00:00:00.000000Z", "entry": entry,
+                    "resume": serde_json::to_value(&resume).unwrap(),
+                });
+            } else if v.get("removed").is_some() {
+                v["removed"]["resume"] = Value::Null;
+                v["removed"].as_object_mut().unwrap().remove("resume");
+            }
+            out.push_str(&v.to_string());
+            out.push('\n');
         }
-        out.push_str(&v.to_string());
-        out.push('\n');
-    }
-    std::fs::write(warden_store::segments::index_path(&fx.log), out).unwrap();
+        std::fs::write(warden_store::segments::index_path(&fx.log), out).unwrap();
+    };
+    // Points at an access entry after it, not at a retention.delete entry.
+    mark_removed(victim.end + 1);
     std::fs::remove_file(&path).unwrap();
     let v = verify(&fx, 3600, &[]);
     assert_eq!(v.code, 1);
@@ -261,6 +267,30 @@ fn removing_a_segment_outside_retention_is_detected() {
         v.has_code("removal_not_recorded", victim.end),
         "{:?}",
         v.findings()
+    );
+
+    // A forged record: the earlier, genuine retention.delete entry, claimed to record
+    // this removal too. Its kind and place pass; its details (read with an auditor
+    // key) name another range and root.
+    mark_removed(recorded);
+    let v = verify(&fx, 3600, &[]);
+    assert_eq!(
+        v.code,
+        0,
+        "without an auditor key the details are unread: {:?}",
+        v.findings()
+    );
+    let v = verify(&fx, 3600, &["--auditor-key", fx.auditor.to_str().unwrap()]);
+    assert_eq!(v.code, 1);
+    assert!(
+        v.has_code("removal_not_recorded", recorded),
+        "{:?}",
+        v.findings()
+    );
+    let why = &v.findings()[0].3;
+    assert!(
+        why.contains(&format!("entries 0..{} were removed", victim.end)),
+        "{why}"
     );
 }
 

@@ -209,4 +209,53 @@ impl Verifier {
             );
         }
     }
+
+    /// With an auditor key, the `retention.delete` entry that records the removal must
+    /// name what was removed: `tree_size` the first index kept, `root` the removed
+    /// tree's signed root, and segments that end there. Without one its details cannot
+    /// be read (the kind and position are checked regardless).
+    pub(super) fn check_removal_record(&mut self, p: u64, e: &crate::entry::EntryRef<'_>) {
+        let (Some(root), Some(key)) = (
+            self.removed_root,
+            self.epochs
+                .get(&e.header.epoch)
+                .and_then(|ep| ep.data.clone()),
+        ) else {
+            return;
+        };
+        let mut buf = Vec::new();
+        if e.open(&key, &mut buf).is_err() {
+            return; // reported by the decryption check
+        }
+        let d = serde_json::from_slice::<serde_json::Value>(&buf)
+            .ok()
+            .and_then(|v| v.get("details").cloned())
+            .unwrap_or_default();
+        let removed = self.report.removed;
+        let said_size = d.get("tree_size").and_then(serde_json::Value::as_u64);
+        let said_root = d.get("root").and_then(serde_json::Value::as_str);
+        let said_end = d
+            .get("segments")
+            .and_then(serde_json::Value::as_array)
+            .and_then(|s| s.last())
+            .and_then(|s| s.get("end"))
+            .and_then(serde_json::Value::as_u64);
+        let root_hex = crate::hex::encode(&root);
+        if said_size != Some(removed)
+            || said_end != Some(removed)
+            || said_root != Some(root_hex.as_str())
+        {
+            self.find(
+                Location::Entry,
+                p,
+                Code::RemovalNotRecorded,
+                format!(
+                    "entry {p} records the removal of entries 0..{} (segments ending at {}) with root {}, but entries 0..{removed} were removed, with root {root_hex}",
+                    said_size.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                    said_end.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+                    said_root.unwrap_or("?"),
+                ),
+            );
+        }
+    }
 }
