@@ -142,7 +142,7 @@ fn chaos_secs() -> u64 {
 #[test]
 fn chaos_sigkill_and_a_postgres_restart_lose_no_acknowledged_entry() {
     // A server of its own: this test restarts it.
-    let pg = Pg::own_server(55433, "/opt/warden-test/postgres-chaos");
+    let pg = Pg::own_server(25433, "/opt/warden-test/postgres-chaos");
     let (fx, token, _) = cluster(&pg);
     let (mut nodes, addrs) = nodes(&fx, 3);
     let addrs: Arc<Mutex<Vec<Option<String>>>> =

@@ -294,7 +294,7 @@ fn bucket_failure_is_an_outage_not_an_integrity_incident() {
 #[test]
 fn an_unreachable_database_fails_closed_and_the_node_recovers() {
     // A server of its own: this test stops it.
-    let pg = Pg::own_server(55434, "/opt/warden-test/postgres-faults");
+    let pg = Pg::own_server(25434, "/opt/warden-test/postgres-faults");
     let (fx, token, _proxy, mut nodes, addr, mut served) = faulty_node(&pg);
     pg.stop();
     let took = refused(&addr, &token, "db-down");
@@ -313,4 +313,34 @@ fn an_unreachable_database_fails_closed_and_the_node_recovers() {
     );
     eprintln!("served again {back:?} after the database came back");
     check_ledger(&fx, &mut nodes, &served);
+}
+
+/// Regression (`an_unreachable_database_fails_closed_and_the_node_recovers` failed when
+/// its server could not bind port 55434, which a client connection held as its local
+/// port): every server the tests start on a fixed port listens below the kernel's
+/// ephemeral range, which no outgoing connection takes.
+#[test]
+fn test_servers_listen_below_the_ephemeral_port_range() {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for script in ["scripts/postgres", "scripts/s3"] {
+        let out = std::process::Command::new(root.join(script))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).unwrap();
+        let port: u16 = url
+            .trim()
+            .rsplit_once(':')
+            .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(port < low, "{script} listens on {port}, inside {range}");
+    }
 }
