@@ -16,6 +16,7 @@ use crate::time::Timestamp;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod history;
 mod trusted;
 
 pub use crate::findings::{
