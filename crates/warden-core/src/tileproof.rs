@@ -85,6 +85,60 @@ pub fn inclusion_with<E>(
     Ok(out)
 }
 
+/// The root of the tree of `size` leaves from the hashes of its complete subtrees
+/// (the empty tree's root for 0).
+pub fn root_with<E>(
+    size: u64,
+    hash: &mut dyn FnMut(Subtree) -> Result<Hash, E>,
+) -> Result<Hash, E> {
+    if size == 0 {
+        return Ok(root_of(&[]));
+    }
+    range(0, size, hash)
+}
+
+/// The consistency proof from the tree of `old` leaves to the tree of `size` (the same
+/// hashes, in the same order, as `merkle::consistency_proof`: RFC 6962 §2.1.2), from
+/// the hashes of complete subtrees that `hash` returns. The caller checks
+/// `0 < old <= size`; an `old` of 0 or `size` has the empty proof.
+pub fn consistency_with<E>(
+    old: u64,
+    size: u64,
+    hash: &mut dyn FnMut(Subtree) -> Result<Hash, E>,
+) -> Result<Vec<Hash>, E> {
+    let mut out = Vec::new();
+    if old > 0 && old < size {
+        subproof(old, 0, size, true, hash, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// RFC 6962's SUBPROOF(m, D[start .. start + n], complete): `m` counts from `start`.
+fn subproof<E>(
+    m: u64,
+    start: u64,
+    n: u64,
+    complete: bool,
+    hash: &mut dyn FnMut(Subtree) -> Result<Hash, E>,
+    out: &mut Vec<Hash>,
+) -> Result<(), E> {
+    if m == n {
+        if !complete {
+            out.push(range(start, n, hash)?);
+        }
+        return Ok(());
+    }
+    let k = split(n);
+    if m <= k {
+        subproof(m, start, k, complete, hash, out)?;
+        out.push(range(start + k, n - k, hash)?);
+    } else {
+        subproof(m - k, start + k, n - k, false, hash, out)?;
+        out.push(range(start, k, hash)?);
+    }
+    Ok(())
+}
+
 /// The complete subtrees the proof of `index` in a tree of `size` needs, in the order
 /// the proof uses them.
 #[must_use]
@@ -192,6 +246,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Consistency proofs and roots from complete subtrees equal those from the leaves,
+    /// for old sizes at and around every power of two and tile edge.
+    #[test]
+    fn consistency_proofs_and_roots_from_subtrees_equal_those_from_the_leaves() {
+        use crate::merkle::{consistency_proof, root_of};
+        let leaves: Vec<Hash> = (0..1_100u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let mut read = |(h, k): Subtree| -> Result<Hash, String> {
+            let a = usize::try_from(k << h).unwrap();
+            Ok(root_of(&leaves[a..a + (1usize << h)]))
+        };
+        for size in [1u64, 2, 3, 7, 8, 9, 255, 256, 257, 700, 1_024, 1_100] {
+            let n = usize::try_from(size).unwrap();
+            assert_eq!(root_with(size, &mut read).unwrap(), root_of(&leaves[..n]));
+            for old in (0..=size).filter(|m| m % 37 == 0 || m.is_power_of_two() || *m + 1 >= size) {
+                let want = consistency_proof(&leaves[..n], old).unwrap();
+                let got = consistency_with(old, size, &mut read).unwrap();
+                assert_eq!(got, want, "old {old} size {size}");
+            }
+        }
+        assert_eq!(root_with(0, &mut read).unwrap(), root_of(&[]));
     }
 
     #[test]

@@ -2,20 +2,21 @@
 //! and consistency proofs against it, and entries (decrypted with an auditor key),
 //! filtered and paged. Shared by `warden log` and the HTTP API.
 //!
-//! Each call reads the files afresh (entries are found by a scan from the start, since
-//! an entry's key comes from its epoch's rotation record): simple and always current,
-//! at a cost linear in the ledger's size.
+//! Each call reads the files afresh. Entries are found by a scan from the start (an
+//! entry's key comes from its epoch's rotation record), at a cost linear in the
+//! ledger's size; proofs read O(log n) hashes from the stored tree (`hashes`), brought
+//! up to the latest checkpoint first.
 
 use crate::error::{StoreError, io};
-use crate::ledger::{Present, checkpoints_path, read_leaves};
+use crate::ledger::checkpoints_path;
 use std::collections::HashMap;
 use std::io::BufRead as _;
 use std::path::Path;
-use warden_core::checkpoint::TlogProof;
+use warden_core::checkpoint::{Checkpoint, TlogProof};
 use warden_core::crypto::{DataKey, RecipientSecretKey};
 use warden_core::entry::{self, KIND_ROTATION};
 use warden_core::epoch::RotationRecord;
-use warden_core::merkle::{Hash, consistency_proof, inclusion_proof};
+use warden_core::merkle::Hash;
 use warden_core::note::Note;
 use warden_core::record::CheckpointRecord;
 
@@ -40,70 +41,9 @@ fn require_checkpoint(log: &Path) -> Result<CheckpointRecord, StoreError> {
     latest_checkpoint(log)?.ok_or_else(|| bad("the ledger has no checkpoint yet"))
 }
 
-/// Leaf hashes of the first `size` entries, and the lines of those still present
-/// (from index `first`). Entries retention removed contribute the leaf hashes their
-/// checkpoint records keep; a proof built from them holds only if those are the signed
-/// ones, which its verifier checks against the signed root.
-fn leaves_upto(log: &Path, size: u64) -> Result<Present, StoreError> {
-    let Present {
-        first,
-        leaves: present,
-        mut lines,
-    } = read_leaves(log)?;
-    let mut leaves = if first > 0 {
-        removed_leaves(log, first)?
-    } else {
-        Vec::new()
-    };
-    leaves.extend(present);
-    let n = usize::try_from(size).map_err(|_| bad("size out of range"))?;
-    if leaves.len() < n {
-        return Err(StoreError::Corrupt {
-            detail: "the entries file is shorter than its latest checkpoint".into(),
-        });
-    }
-    leaves.truncate(n);
-    lines.truncate(n.saturating_sub(usize::try_from(first).unwrap_or(usize::MAX)));
-    Ok(Present {
-        first,
-        leaves,
-        lines,
-    })
-}
-
-/// Leaf hashes of entries `0..upto` from the checkpoint records.
-fn removed_leaves(log: &Path, upto: u64) -> Result<Vec<Hash>, StoreError> {
-    let path = checkpoints_path(log);
-    let f = std::fs::File::open(&path).map_err(io("open", &path))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, f);
-    let mut out = Vec::new();
-    let mut line = Vec::new();
-    while (out.len() as u64) < upto {
-        line.clear();
-        if reader
-            .read_until(b'\n', &mut line)
-            .map_err(io("read", &path))?
-            == 0
-        {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        let rec = CheckpointRecord::decode(&line)?;
-        if rec.first != out.len() as u64 {
-            return Err(StoreError::Corrupt {
-                detail: format!(
-                    "checkpoint record starts at {} after {}",
-                    rec.first,
-                    out.len()
-                ),
-            });
-        }
-        out.extend(rec.leaves);
-    }
-    out.truncate(usize::try_from(upto).unwrap_or(usize::MAX));
-    Ok(out)
+/// The root the latest checkpoint signs.
+fn signed_root(rec: &CheckpointRecord) -> Result<Hash, StoreError> {
+    Ok(Checkpoint::from_text(Note::parse(rec.note.as_bytes())?.text())?.root)
 }
 
 /// A C2SP tlog-proof of entry `index` against the latest checkpoint, carrying the
@@ -116,18 +56,10 @@ pub fn inclusion(log: &Path, index: u64) -> Result<TlogProof, StoreError> {
             rec.size
         )));
     }
-    let Present {
-        first,
-        leaves,
-        lines,
-    } = leaves_upto(log, rec.size)?;
-    let hashes = inclusion_proof(&leaves, index).map_err(|e| bad(e.to_string()))?;
     // A removed entry's line is gone; its proof still holds for its leaf hash.
-    let extra = index
-        .checked_sub(first)
-        .and_then(|i| usize::try_from(i).ok())
-        .and_then(|i| lines.get(i))
-        .cloned();
+    let extra = crate::hashes::entry_line(log, index)?;
+    let leaf = extra.as_deref().map(warden_core::merkle::leaf_hash);
+    let hashes = crate::hashes::inclusion(log, rec.size, &signed_root(&rec)?, index, leaf)?;
     Ok(TlogProof {
         extra,
         index,
@@ -155,8 +87,7 @@ pub fn consistency(log: &Path, old_size: u64) -> Result<Consistency, StoreError>
             rec.size
         )));
     }
-    let leaves = leaves_upto(log, rec.size)?.leaves;
-    let hashes = consistency_proof(&leaves, old_size).map_err(|e| bad(e.to_string()))?;
+    let hashes = crate::hashes::consistency(log, rec.size, &signed_root(&rec)?, old_size)?;
     Ok(Consistency {
         old_size,
         new_size: rec.size,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod content;
 pub mod durable;
 pub mod error;
+pub mod hashes;
 pub mod journal;
 pub mod keys;
 mod layout;

@@ -65,14 +65,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print an offline inclusion proof (C2SP tlog-proof) of entry INDEX.
+    /// Print an offline inclusion proof (C2SP tlog-proof) of entry INDEX, or with
+    /// --from-size a consistency proof.
     ///
     /// From this data directory's ledger against its latest checkpoint, or with --log
     /// from a ledger published as tlog-tiles against the published checkpoint.
     Prove {
         /// Entry index.
-        #[arg(long)]
-        index: u64,
+        #[arg(
+            long,
+            required_unless_present = "from_size",
+            conflicts_with = "from_size"
+        )]
+        index: Option<u64>,
+        /// Instead: prove that the tree of this many entries (a checkpoint someone holds)
+        /// is a prefix of the latest checkpoint's, printed as JSON {"old_size",
+        /// "new_size", "hashes" (base64), "checkpoint"}.
+        #[arg(long, conflicts_with = "log")]
+        from_size: Option<u64>,
         /// A published ledger (`s3://bucket/prefix`, or a directory holding
         /// `checkpoint`) to prove from instead of the data directory's.
         #[arg(long, value_name = "URL")]
@@ -174,7 +184,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
             json,
         } => retention(dir, *days, *dry_run, *json),
         Command::Prove {
-            index,
+            index: Some(index),
             log: Some(url),
             ..
         } => {
@@ -184,15 +194,29 @@ pub fn run(c: &Command) -> Result<ExitCode> {
         }
         Command::Prove {
             index,
+            from_size,
             log: None,
             dir,
         } => {
             let d = dir.dir();
             let cfg = crate::cluster::config_for_reading(&d)?;
-            let proof = warden_store::audit::inclusion(&d.log(&cfg), *index)?;
+            if let Some(old) = from_size {
+                let c = warden_store::audit::consistency(&d.log(&cfg), *old)?;
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::STANDARD;
+                print_json(&serde_json::json!({
+                    "old_size": c.old_size, "new_size": c.new_size,
+                    "hashes": c.hashes.iter().map(|h| b64.encode(h)).collect::<Vec<_>>(),
+                    "checkpoint": c.checkpoint,
+                }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let index = index.context("--index or --from-size")?;
+            let proof = warden_store::audit::inclusion(&d.log(&cfg), index)?;
             print!("{}", proof.to_text());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Prove { .. } => anyhow::bail!("--log proves inclusion only: give --index"),
     }
 }
 
