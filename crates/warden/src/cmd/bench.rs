@@ -53,6 +53,10 @@ pub enum Command {
     /// An OpenAI-compatible endpoint answering after a fixed delay, for `bench/gateway`
     /// to measure what the inference gateway adds to an upstream of known latency.
     Upstream(crate::cmd::bench_upstream::Args),
+    /// Grow a data directory's ledger to a size with entries spread over simulated
+    /// time (days, epochs and batches as a deployment at that rate has them), for
+    /// `bench/scale`.
+    Fill(crate::cmd::bench_scale::Args),
 }
 
 pub(crate) fn event(size: usize, i: u64) -> Event {
@@ -347,6 +351,9 @@ pub fn run(c: &Command) -> Result<ExitCode> {
     }
     if let Command::Writers(a) = c {
         return crate::cmd::bench_writers::run(a);
+    }
+    if let Command::Fill(a) = c {
+        return crate::cmd::bench_scale::run(a);
     }
     if let Command::Upstream(a) = c {
         return crate::cmd::bench_upstream::run(a);

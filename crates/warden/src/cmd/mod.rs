@@ -2,6 +2,7 @@ pub mod auditor;
 pub mod bench;
 pub mod bench_cluster;
 pub mod bench_registry;
+pub mod bench_scale;
 pub mod bench_upstream;
 pub mod bench_writers;
 pub mod check_env;
