@@ -199,6 +199,14 @@ impl EntrySpans {
         })
     }
 
+    /// The `rotation` header field of `line` (the line these spans were parsed from),
+    /// if it has one.
+    #[must_use]
+    pub fn rotation<'a>(&self, line: &'a [u8]) -> Option<&'a str> {
+        let (a, b) = self.rotation?;
+        std::str::from_utf8(line.get(a as usize..b as usize)?).ok()
+    }
+
     /// The entry of `line`, which must be the line these spans were parsed from.
     pub fn entry<'a>(&self, line: &'a [u8]) -> Result<EntryRef<'a>, DecodeError> {
         let bad = DecodeError::Syntax {

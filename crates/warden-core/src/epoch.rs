@@ -190,6 +190,17 @@ impl RotationRecord {
         }))
     }
 
+    /// The epoch and key the certificate names, unverified: for work done ahead that
+    /// is used only once [`RotationRecord::verify`] has given the same key.
+    pub fn claimed_key(&self) -> Result<(u64, VerifyingKey), EpochError> {
+        let c = &self.cert;
+        let pk = B64.decode(&c.public_key).map_err(|_| DecodeError::Base64)?;
+        Ok((
+            c.epoch,
+            VerifyingKey::from_bytes(SigAlg::parse(&c.alg)?, &pk)?,
+        ))
+    }
+
     /// Unwraps the epoch's data key for `auditor`; `Ok(None)` if it was not wrapped to them.
     pub fn unwrap_data_key(
         &self,

@@ -5,19 +5,21 @@
 //! naming the entry index or checkpoint number and why. It never stops at the first
 //! problem, and uses the signed leaf lists to keep checking after a damaged entry.
 
-use crate::checkpoint::{Checkpoint, epoch_key_name, verify_checkpoint};
+use crate::checkpoint::{epoch_key_name, verify_checkpoint};
 use crate::crypto::DataKey;
 use crate::entry::{self, EntryRef, Event, KIND_ROTATION};
 use crate::epoch::{Closure, EpochInfo, RotationRecord, nonce_counter};
 use crate::merkle::{CompactRange, Hash, leaf_hash};
 use crate::note::Note;
-use crate::record::CheckpointRecord;
 use crate::time::Timestamp;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod checkpoints;
 mod history;
 mod trusted;
+
+pub use checkpoints::{Prechecked, precheck};
 
 pub use crate::findings::{
     Code, Finding, KIND_RETENTION, Location, PendingTail, Report, ResumeState, VerifyConfig,
@@ -75,6 +77,9 @@ pub struct Verifier {
     trusted_removed: Vec<(Note, Result<Hash, String>)>,
     /// The root of the removed prefix (see [`Verifier::expect_removal`]).
     removed_root: Option<Hash>,
+    /// Checkpoint records decoded and their signatures checked ahead, on every core,
+    /// by their number (see [`Verifier::add_prechecked`]).
+    prechecked: HashMap<u64, Prechecked>,
 }
 
 impl Verifier {
@@ -105,6 +110,7 @@ impl Verifier {
             history: None,
             trusted_removed: Vec::new(),
             removed_root: None,
+            prechecked: HashMap::new(),
         }
     }
 
@@ -518,178 +524,6 @@ impl Verifier {
         self.rotation_at = Some((p, line.to_vec()));
         self.check_in_epoch(p, e, h.epoch);
         Ok(())
-    }
-
-    /// Size the next checkpoint record must be fed at: call [`Verifier::checkpoint`]
-    /// when [`Verifier::position`] reaches the record's `size`.
-    pub fn checkpoint(&mut self, k: u64, line: &[u8]) {
-        self.report.checkpoints = k + 1;
-        let rec = match CheckpointRecord::decode(line) {
-            Ok(r) => r,
-            Err(e) => {
-                return self.find(
-                    Location::Checkpoint,
-                    k,
-                    Code::CheckpointMalformed,
-                    e.to_string(),
-                );
-            }
-        };
-        let pos = self.range.size();
-        if rec.size > pos {
-            let m = format!(
-                "checkpoint {k} covers {} entries but the log has only {pos}: entries were removed",
-                rec.size
-            );
-            return self.find(Location::Entry, pos, Code::Truncated, m);
-        }
-        if rec.size != pos {
-            let m = format!(
-                "checkpoint for size {} read at log position {pos}",
-                rec.size
-            );
-            return self.find(Location::Checkpoint, k, Code::CheckpointOrder, m);
-        }
-        if rec.size <= self.last_cp_size && !(rec.size == 0 && k == 0) {
-            let m = format!(
-                "checkpoint size {} does not grow past {}",
-                rec.size, self.last_cp_size
-            );
-            return self.find(Location::Checkpoint, k, Code::CheckpointOrder, m);
-        }
-        if rec.first != self.last_cp_size {
-            self.find(Location::Checkpoint, k, Code::CheckpointOrder, format!("checkpoint starts at {} but the previous one ended at {}: a checkpoint is missing", rec.first, self.last_cp_size));
-        }
-        let note = match Note::parse(rec.note.as_bytes()) {
-            Ok(n) => n,
-            Err(e) => {
-                return self.find(
-                    Location::Checkpoint,
-                    k,
-                    Code::CheckpointMalformed,
-                    e.to_string(),
-                );
-            }
-        };
-        let signed = self.verify_note(k, rec.epoch, &note);
-        if let Some(entry_epoch) = self.last_entry_epoch
-            && entry_epoch != rec.epoch
-        {
-            self.find(Location::Checkpoint, k, Code::CheckpointWrongSigner, format!("checkpoint at size {} is signed by epoch {} but its last entry belongs to epoch {entry_epoch}", rec.size, rec.epoch));
-        }
-        let computed = self.range.root();
-        if let Some(cp) = &signed
-            && cp.size != rec.size
-        {
-            self.find(
-                Location::Checkpoint,
-                k,
-                Code::CheckpointMalformed,
-                format!(
-                    "record says size {} but the signed note says {}",
-                    rec.size, cp.size
-                ),
-            );
-        }
-        if let Some(cp) = &signed {
-            if cp.root != computed {
-                self.localise(k, &rec, cp);
-            } else if rec.first >= self.base.size() {
-                let skip = usize::try_from(rec.first - self.base.size()).unwrap_or(usize::MAX);
-                if self.batch.get(skip..) != Some(rec.leaves.as_slice()) {
-                    self.find(
-                        Location::Checkpoint,
-                        k,
-                        Code::CheckpointLeafListCorrupt,
-                        format!(
-                            "leaf list of checkpoint at size {} does not match the entries",
-                            rec.size
-                        ),
-                    );
-                }
-            }
-        }
-        self.base = self.range.clone();
-        self.batch.clear();
-        self.last_cp_size = rec.size;
-        self.last_cp_epoch = Some(rec.epoch);
-        if signed.is_some() && self.report.findings.is_empty() {
-            self.report.verified_size = rec.size;
-        }
-        self.last_note = Some(rec.note);
-    }
-
-    fn verify_note(&mut self, k: u64, epoch: u64, note: &Note) -> Option<Checkpoint> {
-        let origin = self.cfg.root.origin.clone();
-        let Some(ep) = self.epochs.get(&epoch) else {
-            self.find(
-                Location::Checkpoint,
-                k,
-                Code::CheckpointWrongSigner,
-                format!("checkpoint claims epoch {epoch}, which no key.rotation entry introduced"),
-            );
-            return None;
-        };
-        if !ep.trusted {
-            if self.reported_untrusted.insert(epoch) {
-                self.find(Location::Checkpoint, k, Code::CheckpointBadSignature, format!("checkpoints of epoch {epoch} cannot be trusted: its certificate did not verify"));
-            }
-            return None;
-        }
-        match verify_checkpoint(note, &epoch_key_name(&origin, epoch), &ep.info.key, &origin) {
-            Ok(cp) => Some(cp.into_inner()),
-            Err(e) => {
-                self.find(
-                    Location::Checkpoint,
-                    k,
-                    Code::CheckpointBadSignature,
-                    e.to_string(),
-                );
-                None
-            }
-        }
-    }
-
-    /// The signed root differs from the entries: name the entries that differ, using
-    /// the leaf list if it reproduces the signed root, and continue from the signed tree.
-    fn localise(&mut self, k: u64, rec: &CheckpointRecord, cp: &Checkpoint) {
-        let mut signed = self.base.clone();
-        let usable = rec.first == self.base.size();
-        if usable {
-            for l in &rec.leaves {
-                signed.push(*l);
-            }
-        }
-        if usable && signed.root() == cp.root && signed.size() == cp.size {
-            let diffs: Vec<u64> = self
-                .batch
-                .iter()
-                .zip(&rec.leaves)
-                .enumerate()
-                .filter(|(_, (a, b))| a != b)
-                .map(|(i, _)| rec.first + i as u64)
-                .collect();
-            for i in diffs {
-                self.find(
-                    Location::Entry,
-                    i,
-                    Code::EntryNotInSignedTree,
-                    format!("entry {i} differs from the one checkpoint {k} signed"),
-                );
-            }
-            self.range = signed;
-        } else {
-            self.find(
-                Location::Checkpoint,
-                k,
-                Code::CheckpointRootMismatch,
-                format!(
-                    "root of entries {}..{} does not match the signed checkpoint",
-                    self.base.size(),
-                    cp.size
-                ),
-            );
-        }
     }
 
     /// Ends the run: uncovered entries, trusted checkpoints, truncation.

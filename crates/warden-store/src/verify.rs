@@ -30,24 +30,80 @@ pub struct Outcome {
 struct Checkpoints {
     reader: BufReader<Box<dyn Read + Send>>,
     next: Option<(Vec<u8>, u64)>,
+    /// Lines read after `next`, for checking ahead.
+    ahead: std::collections::VecDeque<(Vec<u8>, u64)>,
+    /// Record numbers below this were handed to the verifier checked ahead.
+    prechecked: u64,
+    eof: bool,
     k: u64,
     offset: u64,
 }
 
 impl Checkpoints {
+    /// Records read from `reader`, the first being number `k` at byte `offset`.
+    fn new(reader: Box<dyn Read + Send>, k: u64, offset: u64) -> Self {
+        Self {
+            reader: BufReader::with_capacity(1 << 20, reader),
+            next: None,
+            ahead: std::collections::VecDeque::new(),
+            prechecked: 0,
+            eof: false,
+            k,
+            offset,
+        }
+    }
+
     fn advance(&mut self) -> Result<(), std::io::Error> {
+        if let Some(l) = self.ahead.pop_front() {
+            self.next = Some(l);
+            return Ok(());
+        }
+        self.next = self.read()?;
+        Ok(())
+    }
+
+    fn read(&mut self) -> Result<Option<(Vec<u8>, u64)>, std::io::Error> {
+        if self.eof {
+            return Ok(None);
+        }
         let mut line = Vec::new();
         let n = self.reader.read_until(b'\n', &mut line)?;
-        self.next = if n == 0 {
-            None
-        } else {
-            if line.last() == Some(&b'\n') {
-                line.pop();
+        if n == 0 {
+            self.eof = true;
+            return Ok(None);
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        let size = quick_size(&line).unwrap_or(0);
+        Ok(Some((line, size)))
+    }
+
+    /// Reads ahead every record due by tree size `upto` (and one more), and returns
+    /// those not yet checked ahead with their numbers.
+    fn due_ahead(&mut self, upto: u64) -> Result<Vec<(u64, &[u8])>, std::io::Error> {
+        loop {
+            let last = self.ahead.back().or(self.next.as_ref());
+            match last {
+                Some((_, size)) if *size > upto => break,
+                None if self.next.is_none() => break,
+                _ => match self.read()? {
+                    Some(l) => self.ahead.push_back(l),
+                    None => break,
+                },
             }
-            let size = quick_size(&line).unwrap_or(0);
-            Some((line, size))
-        };
-        Ok(())
+        }
+        let from = self.prechecked.max(self.k);
+        let lines: Vec<(u64, &[u8])> = self
+            .next
+            .iter()
+            .chain(self.ahead.iter())
+            .zip(self.k..)
+            .filter(|(_, k)| *k >= from)
+            .map(|((l, _), k)| (k, l.as_slice()))
+            .collect();
+        self.prechecked = self.k + u64::from(self.next.is_some()) + self.ahead.len() as u64;
+        Ok(lines)
     }
 }
 
@@ -299,12 +355,11 @@ pub fn verify_prefix(
     cf.seek(SeekFrom::Start(cstart))
         .map_err(io("seek", checkpoints))?;
     let cps_limit = cps_len.saturating_sub(cstart);
-    let cps = Checkpoints {
-        reader: BufReader::with_capacity(1 << 20, Box::new(cf.take(cps_limit))),
-        next: None,
-        k: resume.map_or(0, |r| r.checkpoints),
-        offset: cstart,
-    };
+    let cps = Checkpoints::new(
+        Box::new(cf.take(cps_limit)),
+        resume.map_or(0, |r| r.checkpoints),
+        cstart,
+    );
     let f = view.reader(start, total.saturating_sub(start));
     let resumed_from = given.filter(|_| history.is_none()).map(|r| r.size);
     let mut out = drive(
@@ -473,12 +528,11 @@ pub fn verify_streams(
     for t in trusted {
         v.add_trusted(t);
     }
-    let cps = Checkpoints {
-        reader: BufReader::with_capacity(1 << 20, checkpoints),
-        next: None,
-        k: resume.map_or(0, |r| r.checkpoints),
-        offset: resume.map_or(0, |r| r.checkpoints_offset),
-    };
+    let cps = Checkpoints::new(
+        checkpoints,
+        resume.map_or(0, |r| r.checkpoints),
+        resume.map_or(0, |r| r.checkpoints_offset),
+    );
     let start = resume.map_or(0, |r| r.entries_offset);
     let mut out = drive(v, entries, start, entries_len, cps, name, name, progress)?;
     out.resumed_from = resume.map(|r| r.size);
@@ -519,6 +573,7 @@ fn drive(
                 .unwrap_or_default()
         };
         let first = v.position();
+        precheck_due(&mut v, &mut cps, &parsed, &line, first).map_err(io("read", checkpoints))?;
         for (i, (leaf, spans)) in parsed.iter().enumerate() {
             feed_due(&mut v, &mut cps).map_err(io("read", checkpoints))?;
             let l = line(i);
@@ -557,6 +612,40 @@ fn drive(
         resume: resume_out,
         resumed_from: None,
     })
+}
+
+/// Decodes the checkpoint records this chunk makes due and checks their signatures,
+/// on every core, with the keys the verifier trusts now and those the chunk's
+/// rotations bring; the ordered pass uses each answer only for the key it trusts.
+fn precheck_due<'a>(
+    v: &mut Verifier,
+    cps: &mut Checkpoints,
+    parsed: &[(Hash, Result<EntrySpans, DecodeError>)],
+    line: &dyn Fn(usize) -> &'a [u8],
+    first: u64,
+) -> Result<(), std::io::Error> {
+    let upto = first + parsed.len() as u64;
+    let keys = v.precheck_keys(
+        parsed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, s))| s.as_ref().ok()?.rotation(line(i))),
+    );
+    let origin = v.origin().to_owned();
+    let due = cps.due_ahead(upto)?;
+    let checked = par_map_with(
+        &due,
+        threads(),
+        || (),
+        |(), (_, l)| warden_core::verify::precheck(l, &keys, &origin),
+    );
+    let ks: Vec<u64> = due.iter().map(|(k, _)| *k).collect();
+    for (k, p) in ks.into_iter().zip(checked) {
+        if let Some(p) = p {
+            v.add_prechecked(k, p);
+        }
+    }
+    Ok(())
 }
 
 fn feed_due(v: &mut Verifier, cps: &mut Checkpoints) -> Result<(), std::io::Error> {

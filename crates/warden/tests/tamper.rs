@@ -376,3 +376,51 @@ fn entries_appended_under_an_old_epoch_key_are_reported() {
     assert_eq!(v.code, 1);
     assert!(v.has("entry", n), "{:?}", v.findings());
 }
+
+/// Checkpoint signatures are checked ahead, on every core, with the key each
+/// rotation's certificate names before the ordered pass has verified that certificate.
+/// A certificate the root key did not sign must lend its key to no checkpoint: an
+/// attacker who swaps in their own epoch key and re-signs that epoch's checkpoints
+/// with it (right sizes, right roots) is still reported, with one job and with two.
+#[test]
+fn a_certificate_the_root_did_not_sign_lends_its_key_to_no_checkpoint() {
+    use base64::Engine as _;
+    let fx = big();
+    let rot = rotation_indices(&fx);
+    let i = rot[1];
+    let mut l = lines(&fx.log);
+    let s = String::from_utf8(l[i].clone()).unwrap();
+    let e = parse_line(s.as_bytes()).unwrap();
+    let epoch = e.header.epoch;
+    let b64 = e.header.rotation.unwrap().to_owned();
+    let mut rec = RotationRecord::decode(&b64).unwrap();
+    let attacker = SigningKey::from_seed(SigAlg::MlDsa65, Zeroizing::new([9; 32])).unwrap();
+    rec.cert.public_key =
+        base64::engine::general_purpose::STANDARD.encode(attacker.verifying_key().as_bytes());
+    l[i] = s.replace(&b64, &rec.encode().unwrap()).into_bytes();
+    write_lines(&fx.log, &l);
+    let name = warden_core::checkpoint::epoch_key_name(ORIGIN, epoch);
+    let mut cps = lines(&fx.cps);
+    let mut first = None;
+    for (k, line) in cps.iter_mut().enumerate() {
+        let mut r = CheckpointRecord::decode(line).unwrap();
+        if r.epoch != epoch {
+            continue;
+        }
+        first.get_or_insert(k);
+        let note = warden_core::note::Note::parse(r.note.as_bytes()).unwrap();
+        let cp = Checkpoint::from_text(note.text()).unwrap();
+        r.note = sign_checkpoint(&cp, &name, &attacker, 0).unwrap().to_string();
+        *line = r.encode().unwrap();
+    }
+    write_lines(&fx.cps, &cps);
+    let v = verify_all_jobs(&fx, MAX_EPOCH, &[]);
+    assert_eq!(v.code, 1, "{:?}", v.findings());
+    assert!(v.has_code("bad_certificate", i as u64), "{:?}", v.findings());
+    let k = first.expect("the epoch has checkpoints") as u64;
+    assert!(
+        v.has_code("checkpoint_bad_signature", k),
+        "{:?}",
+        v.findings()
+    );
+}
