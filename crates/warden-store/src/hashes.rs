@@ -262,18 +262,19 @@ fn extend(h: &mut Hashes, log: &Path, size: u64) -> Result<(), StoreError> {
     }
     let first_present = LogView::open(log)?.first_index();
     let mut buf: Vec<Hash> = Vec::with_capacity(CHUNK);
+    // Buffers leaf hashes and writes them a chunk at a time.
+    let mut add = |h: &mut Hashes, leaves: &[Hash], flush: bool| -> Result<(), StoreError> {
+        buf.extend_from_slice(leaves);
+        if flush || buf.len() >= CHUNK {
+            h.append(&buf)?;
+            buf.clear();
+        }
+        Ok(())
+    };
     if have < first_present {
         let upto = first_present.min(size);
-        let got = removed_leaves(log, have, upto, &mut |part| {
-            buf.extend_from_slice(part);
-            if buf.len() >= CHUNK {
-                h.append(&buf)?;
-                buf.clear();
-            }
-            Ok(())
-        })?;
-        h.append(&buf)?;
-        buf.clear();
+        let got = removed_leaves(log, have, upto, &mut |part| add(h, part, false))?;
+        add(h, &[], true)?;
         if got < upto {
             return Err(corrupt(format!(
                 "the checkpoint records keep leaf hashes up to {got}, not the {upto} retention removed"
@@ -282,14 +283,9 @@ fn extend(h: &mut Hashes, log: &Path, size: u64) -> Result<(), StoreError> {
     }
     let from = h.size()?;
     let end = entries_from(log, from, size, &mut |line| {
-        buf.push(leaf_hash(line));
-        if buf.len() >= CHUNK {
-            h.append(&buf)?;
-            buf.clear();
-        }
-        Ok(())
+        add(h, &[leaf_hash(line)], false)
     })?;
-    h.append(&buf)?;
+    add(h, &[], true)?;
     if end < size {
         return Err(corrupt(
             "the entries file is shorter than its latest checkpoint",

@@ -10,44 +10,25 @@
 
 mod common;
 use common::*;
-use warden_store::keys;
 use warden_store::ledger::Ledger;
-
-fn open(k: &Keys, log: &std::path::Path) -> Ledger {
-    Ledger::open(
-        log,
-        keys::unlock_root(&k.root_key, b"").unwrap(),
-        options(k),
-    )
-    .unwrap()
-}
-
-fn append(l: &Ledger, n: usize) {
-    let ts: Vec<_> = (0..n)
-        .map(|i| l.submit("model.access", &event(i)).unwrap())
-        .collect();
-    for t in ts {
-        t.wait().unwrap();
-    }
-}
 
 #[test]
 fn open_rehashes_only_entries_after_the_saved_tree_state() {
     let k = keys();
     let log = k.dir.path().join("logs/model_access.jsonl");
-    let l = open(&k, &log);
-    append(&l, 5000);
+    let l = open_ledger(&k, &log);
+    append_events(&l, 5000);
     l.close();
     // A clean close saved the state: nothing to rehash.
-    let l = open(&k, &log);
+    let l = open_ledger(&k, &log);
     assert_eq!(l.info().rehashed, 0);
-    append(&l, 10);
+    append_events(&l, 10);
     let saved = std::fs::read(log.with_extension("tree")).unwrap();
     l.close();
     // A state from before the last entries (as a crash leaves it): only those, the
     // second session's key.rotation and its 10 appends.
     std::fs::write(log.with_extension("tree"), &saved).unwrap();
-    let l = open(&k, &log);
+    let l = open_ledger(&k, &log);
     assert_eq!(l.info().rehashed, 11, "{:?}", l.info());
     l.close();
     let size_before = verify(&k, &log).entries;
@@ -58,13 +39,13 @@ fn open_rehashes_only_entries_after_the_saved_tree_state() {
     let mut bad = text.into_bytes();
     bad[i] = if bad[i] == b'0' { b'1' } else { b'0' };
     std::fs::write(log.with_extension("tree"), &bad).unwrap();
-    let l = open(&k, &log);
+    let l = open_ledger(&k, &log);
     assert!(l.info().rehashed >= 5000, "{:?}", l.info());
-    append(&l, 3);
+    append_events(&l, 3);
     l.close();
     // Missing: a full rehash too.
     std::fs::remove_file(log.with_extension("tree")).unwrap();
-    let l = open(&k, &log);
+    let l = open_ledger(&k, &log);
     assert!(l.info().rehashed >= 5000);
     l.close();
     let r = verify(&k, &log);
@@ -84,20 +65,20 @@ fn request(l: &Ledger, n: usize, id: u8) -> warden_store::ledger::Receipt {
 fn request_ids_are_answered_once_from_memory_and_after_a_restart() {
     let k = keys();
     let log = k.dir.path().join("logs/model_access.jsonl");
-    let l = open(&k, &log);
+    let l = open_ledger(&k, &log);
     let a = request(&l, 1, 1);
     let again = request(&l, 1, 1);
     assert_eq!(a.index, again.index);
     l.close();
     // Without the saved state too: recovered from the entries' headers.
     std::fs::remove_file(log.with_extension("tree")).unwrap();
-    let l = open(&k, &log);
+    let l = open_ledger(&k, &log);
     let after = request(&l, 1, 1);
     assert_eq!(a.index, after.index);
     let other = request(&l, 2, 2);
     assert_ne!(other.index, a.index);
     l.close();
-    let l = open(&k, &log);
+    let l = open_ledger(&k, &log);
     let after = request(&l, 1, 1);
     assert_eq!(
         a.index, after.index,

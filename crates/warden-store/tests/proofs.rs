@@ -13,26 +13,7 @@ use common::*;
 use warden_core::checkpoint::Checkpoint;
 use warden_core::merkle::{consistency_proof, inclusion_proof, leaf_hash};
 use warden_store::audit;
-use warden_store::keys;
-use warden_store::ledger::{Ledger, read_leaves};
-
-fn open(k: &Keys, log: &std::path::Path) -> Ledger {
-    Ledger::open(
-        log,
-        keys::unlock_root(&k.root_key, b"").unwrap(),
-        options(k),
-    )
-    .unwrap()
-}
-
-fn append(l: &Ledger, n: usize) {
-    let ts: Vec<_> = (0..n)
-        .map(|i| l.submit("model.access", &event(i)).unwrap())
-        .collect();
-    for t in ts {
-        t.wait().unwrap();
-    }
-}
+use warden_store::ledger::read_leaves;
 
 /// Every proof the audit API gives equals the proof computed from all the leaves.
 fn proofs_match(log: &std::path::Path) {
@@ -61,11 +42,11 @@ fn proofs_match(log: &std::path::Path) {
 fn proofs_from_stored_hashes_equal_proofs_from_the_leaves_as_the_ledger_grows() {
     let k = keys();
     let log = k.dir.path().join("logs/model_access.jsonl");
-    let l = open(&k, &log);
-    append(&l, 70_000);
+    let l = open_ledger(&k, &log);
+    append_events(&l, 70_000);
     proofs_match(&log);
     // The store is brought up to the newer checkpoint, not rebuilt.
-    append(&l, 1_000);
+    append_events(&l, 1_000);
     proofs_match(&log);
     l.close();
     let stored = std::fs::metadata(log.with_extension("hashes").join("0"))
@@ -84,8 +65,8 @@ fn proofs_from_stored_hashes_equal_proofs_from_the_leaves_as_the_ledger_grows() 
 fn altered_torn_or_foreign_hash_files_never_give_a_wrong_proof() {
     let k = keys();
     let log = k.dir.path().join("logs/model_access.jsonl");
-    let l = open(&k, &log);
-    append(&l, 3_000);
+    let l = open_ledger(&k, &log);
+    append_events(&l, 3_000);
     proofs_match(&log);
     let level0 = log.with_extension("hashes").join("0");
     // A flipped bit in a stored leaf hash: the root (from level 1) is still right, but
@@ -100,8 +81,8 @@ fn altered_torn_or_foreign_hash_files_never_give_a_wrong_proof() {
     proofs_match(&log);
     // Hash files of another ledger, longer than this one.
     let other = k.dir.path().join("other/model_access.jsonl");
-    let o = open(&k, &other);
-    append(&o, 5_000);
+    let o = open_ledger(&k, &other);
+    append_events(&o, 5_000);
     proofs_match(&other);
     o.close();
     let theirs = other.with_extension("hashes");

@@ -410,13 +410,19 @@ fn a_certificate_the_root_did_not_sign_lends_its_key_to_no_checkpoint() {
         first.get_or_insert(k);
         let note = warden_core::note::Note::parse(r.note.as_bytes()).unwrap();
         let cp = Checkpoint::from_text(note.text()).unwrap();
-        r.note = sign_checkpoint(&cp, &name, &attacker, 0).unwrap().to_string();
+        r.note = sign_checkpoint(&cp, &name, &attacker, 0)
+            .unwrap()
+            .to_string();
         *line = r.encode().unwrap();
     }
     write_lines(&fx.cps, &cps);
     let v = verify_all_jobs(&fx, MAX_EPOCH, &[]);
     assert_eq!(v.code, 1, "{:?}", v.findings());
-    assert!(v.has_code("bad_certificate", i as u64), "{:?}", v.findings());
+    assert!(
+        v.has_code("bad_certificate", i as u64),
+        "{:?}",
+        v.findings()
+    );
     let k = first.expect("the epoch has checkpoints") as u64;
     assert!(
         v.has_code("checkpoint_bad_signature", k),

@@ -117,3 +117,23 @@ pub fn request_ids_with(sk: &RecipientSecretKey, log: &Path) -> Vec<Option<Strin
     }
     out
 }
+
+/// Opens (or creates) the ledger at `log` with the fixture's keys.
+pub fn open_ledger(k: &Keys, log: &Path) -> warden_store::ledger::Ledger {
+    warden_store::ledger::Ledger::open(
+        log,
+        keys::unlock_root(&k.root_key, b"").unwrap(),
+        options(k),
+    )
+    .unwrap()
+}
+
+/// Submits `n` events and waits until every one is durable.
+pub fn append_events(l: &warden_store::ledger::Ledger, n: usize) {
+    let ts: Vec<_> = (0..n)
+        .map(|i| l.submit("model.access", &event(i)).unwrap())
+        .collect();
+    for t in ts {
+        t.wait().unwrap();
+    }
+}
