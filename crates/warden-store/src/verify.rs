@@ -79,16 +79,27 @@ impl Checkpoints {
         Ok(Some((line, size)))
     }
 
-    /// Reads ahead every record due by tree size `upto` (and one more), and returns
-    /// those not yet checked ahead with their numbers.
-    fn due_ahead(&mut self, upto: u64) -> Result<Vec<(u64, &[u8])>, std::io::Error> {
+    /// Reads ahead the records due by tree size `upto` (and one more), about
+    /// `max_bytes` of them at most, and returns those not yet checked ahead with their
+    /// numbers (always the next one, so each call makes progress). The rest are read
+    /// by a later call, so a checkpoints file of any size is read in bounded memory.
+    fn due_ahead(
+        &mut self,
+        upto: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, &[u8])>, std::io::Error> {
+        let mut bytes: usize = self.ahead.iter().map(|(l, _)| l.len()).sum();
         loop {
             let last = self.ahead.back().or(self.next.as_ref());
             match last {
                 Some((_, size)) if *size > upto => break,
                 None if self.next.is_none() => break,
+                _ if bytes >= max_bytes => break,
                 _ => match self.read()? {
-                    Some(l) => self.ahead.push_back(l),
+                    Some(l) => {
+                        bytes += l.0.len();
+                        self.ahead.push_back(l);
+                    }
                     None => break,
                 },
             }
@@ -106,6 +117,9 @@ impl Checkpoints {
         Ok(lines)
     }
 }
+
+/// Most bytes of checkpoint records read ahead of the ordered pass at once.
+const AHEAD_BYTES: usize = 64 << 20;
 
 /// Reads `"size":N` from the start of a checkpoint record without a full decode.
 fn quick_size(line: &[u8]) -> Option<u64> {
@@ -573,9 +587,18 @@ fn drive(
                 .unwrap_or_default()
         };
         let first = v.position();
-        precheck_due(&mut v, &mut cps, &parsed, &line, first).map_err(io("read", checkpoints))?;
+        let ahead = Ahead {
+            keys: v.precheck_keys(
+                parsed
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (_, s))| s.as_ref().ok()?.rotation(line(i))),
+            ),
+            origin: v.origin().to_owned(),
+            upto: first + parsed.len() as u64,
+        };
         for (i, (leaf, spans)) in parsed.iter().enumerate() {
-            feed_due(&mut v, &mut cps).map_err(io("read", checkpoints))?;
+            feed_due(&mut v, &mut cps, Some(&ahead)).map_err(io("read", checkpoints))?;
             let l = line(i);
             v.entry_parsed(l, *leaf, spans.clone().and_then(|s| s.entry(l)));
         }
@@ -599,7 +622,7 @@ fn drive(
         progress(offset, total);
         let _ = recycle.send(chunk);
     }
-    feed_due(&mut v, &mut cps).map_err(io("read", checkpoints))?;
+    feed_due(&mut v, &mut cps, None).map_err(io("read", checkpoints))?;
     while let Some((line, _)) = cps.next.take() {
         v.checkpoint(cps.k, &line);
         cps.offset += line.len() as u64 + 1;
@@ -614,30 +637,23 @@ fn drive(
     })
 }
 
-/// Decodes the checkpoint records this chunk makes due and checks their signatures,
-/// on every core, with the keys the verifier trusts now and those the chunk's
-/// rotations bring; the ordered pass uses each answer only for the key it trusts.
-fn precheck_due<'a>(
-    v: &mut Verifier,
-    cps: &mut Checkpoints,
-    parsed: &[(Hash, Result<EntrySpans, DecodeError>)],
-    line: &dyn Fn(usize) -> &'a [u8],
-    first: u64,
-) -> Result<(), std::io::Error> {
-    let upto = first + parsed.len() as u64;
-    let keys = v.precheck_keys(
-        parsed
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (_, s))| s.as_ref().ok()?.rotation(line(i))),
-    );
-    let origin = v.origin().to_owned();
-    let due = cps.due_ahead(upto)?;
+/// What checking records ahead needs for one chunk: the keys the verifier trusts now
+/// and those the chunk's rotations name, the origin, and the tree size at its end.
+struct Ahead {
+    keys: Vec<(u64, warden_core::crypto::VerifyingKey)>,
+    origin: String,
+    upto: u64,
+}
+
+/// Decodes the next records the chunk makes due and checks their signatures, on every
+/// core; the ordered pass uses each answer only for the key it trusts.
+fn precheck_due(v: &mut Verifier, cps: &mut Checkpoints, a: &Ahead) -> Result<(), std::io::Error> {
+    let due = cps.due_ahead(a.upto, AHEAD_BYTES)?;
     let checked = par_map_with(
         &due,
         threads(),
         || (),
-        |(), (_, l)| warden_core::verify::precheck(l, &keys, &origin),
+        |(), (_, l)| warden_core::verify::precheck(l, &a.keys, &a.origin),
     );
     let ks: Vec<u64> = due.iter().map(|(k, _)| *k).collect();
     for (k, p) in ks.into_iter().zip(checked) {
@@ -648,15 +664,83 @@ fn precheck_due<'a>(
     Ok(())
 }
 
-fn feed_due(v: &mut Verifier, cps: &mut Checkpoints) -> Result<(), std::io::Error> {
-    while let Some((line, size)) = &cps.next {
+/// Feeds the verifier every record due at its position, checking the next ones ahead
+/// (with `ahead`) whenever the next is not checked yet.
+fn feed_due(
+    v: &mut Verifier,
+    cps: &mut Checkpoints,
+    ahead: Option<&Ahead>,
+) -> Result<(), std::io::Error> {
+    while let Some((_, size)) = &cps.next {
         if *size > v.position() {
             break;
         }
+        if let Some(a) = ahead
+            && cps.k >= cps.prechecked
+        {
+            precheck_due(v, cps, a)?;
+        }
+        let Some((line, _)) = &cps.next else {
+            break;
+        };
         v.checkpoint(cps.k, line);
         cps.offset += line.len() as u64 + 1;
         cps.k += 1;
         cps.advance()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    /// Records are read ahead in bounded batches that, consumed in order, hand every
+    /// record to the verifier exactly once: none skipped, none twice, however small
+    /// the limit.
+    #[test]
+    fn records_read_ahead_in_bounded_batches_are_each_handed_over_once_in_order() {
+        let n = 300u64;
+        let data: String = (0..n)
+            .map(|i| {
+                format!(
+                    "{{\"first\":{i},\"size\":{},\"pad\":\"{}\"}}\n",
+                    i + 1,
+                    "x".repeat(90)
+                )
+            })
+            .collect();
+        let longest = data.lines().map(str::len).max().unwrap();
+        for max_bytes in [1usize, 500, 4_000, 1 << 20] {
+            let mut cps = Checkpoints::new(Box::new(std::io::Cursor::new(data.clone())), 0, 0);
+            cps.advance().unwrap();
+            let upto = 250;
+            let mut handed = Vec::new();
+            while cps.next.as_ref().is_some_and(|(_, size)| *size <= upto) {
+                if cps.k >= cps.prechecked {
+                    let due = cps.due_ahead(upto, max_bytes).unwrap();
+                    assert!(!due.is_empty(), "each call makes progress");
+                    let bytes: usize = due.iter().map(|(_, l)| l.len()).sum();
+                    // The next record, then lines until the limit is reached.
+                    assert!(
+                        bytes <= max_bytes + 2 * longest,
+                        "{bytes} bytes read ahead past {max_bytes}"
+                    );
+                    for (k, l) in due {
+                        assert_eq!(quick_size(l), Some(k + 1), "record {k} is its own line");
+                        handed.push(k);
+                    }
+                }
+                cps.k += 1;
+                cps.advance().unwrap();
+            }
+            let due: Vec<u64> = (0..upto).collect();
+            assert_eq!(&handed[..upto as usize], &due[..], "limit {max_bytes}");
+            assert!(
+                handed.len() <= upto as usize + 1,
+                "at most one record past the chunk"
+            );
+        }
+    }
 }
