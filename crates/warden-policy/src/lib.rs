@@ -14,7 +14,10 @@ use cedar_policy::{
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 use thiserror::Error;
+
+mod cache;
 
 /// The schema shipped with Warden (`policies/warden.cedarschema`).
 pub const DEFAULT_SCHEMA: &str = include_str!("../../../policies/warden.cedarschema");
@@ -257,20 +260,11 @@ pub struct Engine {
     authorizer: Authorizer,
     types: Types,
     validate_requests: bool,
-    /// Cedar builds an `ip` value by parsing text (about 4 µs); clients repeat, so the
-    /// built expression is kept per address, at most `IP_CACHE` of them.
-    ip_cache: std::sync::Mutex<HashMap<IpAddr, RestrictedExpression>>,
-    /// Decisions by their complete request (every fact a policy can see, the time in
-    /// seconds included): a decision is a pure function of its request and this policy
-    /// set, so a repeated request within the same second gets the same answer without
-    /// re-evaluation. At most `DECISION_CACHE` entries; emptied when full.
-    decisions: std::sync::RwLock<HashMap<AccessRequest, Decision>>,
+    /// Built `ip` values, entity slices and decisions kept between evaluations.
+    addresses: cache::Addresses,
+    slices: cache::Slices,
+    decisions: cache::Decisions,
 }
-
-/// Addresses whose Cedar `ip` value is kept; the cache is emptied when it is full.
-const IP_CACHE: usize = 65_536;
-/// Decisions kept (see `Engine::decisions`).
-const DECISION_CACHE: usize = 16_384;
 
 /// Whether a decision was evaluated or repeated from the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -334,8 +328,9 @@ impl Engine {
             ids,
             authorizer: Authorizer::new(),
             validate_requests: false,
-            ip_cache: std::sync::Mutex::new(HashMap::new()),
-            decisions: std::sync::RwLock::new(HashMap::new()),
+            addresses: cache::Addresses::new(),
+            slices: cache::Slices::new(),
+            decisions: cache::Decisions::new(),
             types: Types {
                 user: type_name("User")?,
                 role: type_name("Role")?,
@@ -388,7 +383,7 @@ impl Engine {
         if self.validate_requests {
             return None;
         }
-        self.decisions.read().ok()?.get(req).cloned()
+        self.decisions.get(req)
     }
 
     /// Evaluates the policies for `req` and keeps the decision for repeats.
@@ -401,41 +396,37 @@ impl Engine {
                 errors: vec![e.to_string()],
             },
         };
-        if !self.validate_requests
-            && d.errors.is_empty()
-            && let Ok(mut cache) = self.decisions.write()
-        {
-            if cache.len() >= DECISION_CACHE {
-                cache.clear();
-            }
-            cache.insert(req.clone(), d.clone());
+        if !self.validate_requests && d.errors.is_empty() {
+            self.decisions.put(req, &d);
         }
         d
-    }
-
-    fn ip_expr(&self, ip: IpAddr) -> RestrictedExpression {
-        let mut cache = self
-            .ip_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(e) = cache.get(&ip) {
-            return e.clone();
-        }
-        let e = RestrictedExpression::new_ip(ip.to_string());
-        if cache.len() >= IP_CACHE {
-            cache.clear();
-        }
-        cache.insert(ip, e.clone());
-        e
     }
 
     fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
         EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
     }
 
-    fn try_decide(&self, req: &AccessRequest) -> Result<Decision, PolicyError> {
+    /// The uid of the resource `r` names.
+    fn resource_uid(&self, r: &ResourceFacts) -> EntityUid {
         let t = &self.types;
-        let p = &req.principal;
+        match r {
+            ResourceFacts::Model { name } => Self::uid(&t.model, name),
+            ResourceFacts::Version { model, version, .. } => {
+                Self::uid(&t.version, &format!("{model}@{version}"))
+            }
+            ResourceFacts::Ledger => Self::uid(&t.ledger, "audit"),
+            ResourceFacts::Directory => Self::uid(&t.directory, "principals"),
+        }
+    }
+
+    /// The entity slice of a request: the principal and the resource, closed.
+    fn slice(
+        &self,
+        p: &PrincipalFacts,
+        r: &ResourceFacts,
+        schema: Option<&Schema>,
+    ) -> Result<Entities, PolicyError> {
+        let t = &self.types;
         let principal = Self::uid(&t.user, &p.name);
         let mut grants: Vec<(String, RestrictedExpression)> = Vec::new();
         for (action, expires) in &p.grants {
@@ -475,61 +466,81 @@ impl Engine {
         // a version belongs to (the schema gives models no attribute a version policy
         // could reach).
         let mut entities = vec![user];
-        let resource = match &req.resource {
-            ResourceFacts::Model { name } => {
-                let uid = Self::uid(&t.model, name);
-                entities.push(model_entity(uid.clone(), name)?);
-                uid
-            }
+        let uid = self.resource_uid(r);
+        match r {
+            ResourceFacts::Model { name } => entities.push(model_entity(uid, name)?),
             ResourceFacts::Version {
                 model,
-                version,
                 state,
                 registrant,
                 validated,
-            } => {
-                let model_uid = Self::uid(&t.model, model);
-                let uid = Self::uid(&t.version, &format!("{model}@{version}"));
-                entities.push(
-                    Entity::new(
-                        uid.clone(),
-                        HashMap::from([
-                            (
-                                "state".to_owned(),
-                                RestrictedExpression::new_string(state.as_str().to_owned()),
-                            ),
-                            (
-                                "registrant".to_owned(),
-                                RestrictedExpression::new_entity_uid(Self::uid(
-                                    &t.user, registrant,
-                                )),
-                            ),
-                            (
-                                "validated".to_owned(),
-                                RestrictedExpression::new_bool(*validated),
-                            ),
-                        ]),
-                        HashSet::from([model_uid]),
-                    )
-                    .map_err(|e| PolicyError::Request(e.to_string()))?,
-                );
-                uid
+                ..
+            } => entities.push(
+                Entity::new(
+                    uid,
+                    HashMap::from([
+                        (
+                            "state".to_owned(),
+                            RestrictedExpression::new_string(state.as_str().to_owned()),
+                        ),
+                        (
+                            "registrant".to_owned(),
+                            RestrictedExpression::new_entity_uid(Self::uid(&t.user, registrant)),
+                        ),
+                        (
+                            "validated".to_owned(),
+                            RestrictedExpression::new_bool(*validated),
+                        ),
+                    ]),
+                    HashSet::from([Self::uid(&t.model, model)]),
+                )
+                .map_err(|e| PolicyError::Request(e.to_string()))?,
+            ),
+            ResourceFacts::Ledger | ResourceFacts::Directory => {
+                entities.push(Entity::new_no_attrs(uid, HashSet::new()));
             }
-            ResourceFacts::Ledger => {
-                let uid = Self::uid(&t.ledger, "audit");
-                entities.push(Entity::new_no_attrs(uid.clone(), HashSet::new()));
-                uid
-            }
-            ResourceFacts::Directory => {
-                let uid = Self::uid(&t.directory, "principals");
-                entities.push(Entity::new_no_attrs(uid.clone(), HashSet::new()));
-                uid
-            }
+        }
+        Entities::from_entities(entities, schema).map_err(|e| PolicyError::Request(e.to_string()))
+    }
+
+    /// The slice for `req`, built once per principal–resource pair (except in the
+    /// reference mode, which builds and validates it every time).
+    fn entities(
+        &self,
+        req: &AccessRequest,
+        schema: Option<&Schema>,
+    ) -> Result<Arc<Entities>, PolicyError> {
+        if self.validate_requests {
+            return self
+                .slice(&req.principal, &req.resource, schema)
+                .map(Arc::new);
+        }
+        if let Some(e) = self.slices.get(&req.principal, &req.resource) {
+            return Ok(e);
+        }
+        let e = Arc::new(self.slice(&req.principal, &req.resource, schema)?);
+        self.slices
+            .put(&req.principal, &req.resource, Arc::clone(&e));
+        Ok(e)
+    }
+
+    fn try_decide(&self, req: &AccessRequest) -> Result<Decision, PolicyError> {
+        let t = &self.types;
+        // The entity slice and context are built here from typed facts in the shape the
+        // schema declares (the policies were validated strictly against it at load), so
+        // they are not re-validated per request; a test checks the shapes agree.
+        let schema = if self.validate_requests {
+            Some(&self.schema)
+        } else {
+            None
         };
+        let entities = self.entities(req, schema)?;
+        let principal = Self::uid(&t.user, &req.principal.name);
+        let resource = self.resource_uid(&req.resource);
         let c = &req.context;
         let mut ctx = vec![
             ("now".to_owned(), RestrictedExpression::new_long(c.now)),
-            ("ip".to_owned(), self.ip_expr(c.ip)),
+            ("ip".to_owned(), self.addresses.expr(c.ip)),
             ("mfa".to_owned(), RestrictedExpression::new_bool(c.mfa)),
             (
                 "scoped".to_owned(),
@@ -553,17 +564,7 @@ impl Engine {
         }
         let context = Context::from_pairs(ctx).map_err(|e| PolicyError::Request(e.to_string()))?;
         let action = Self::uid(&t.action, req.action.as_str());
-        // The entity slice and context are built here from typed facts in the shape the
-        // schema declares (the policies were validated strictly against it at load), so
-        // they are not re-validated per request; a test checks the shapes agree.
-        let schema = if self.validate_requests {
-            Some(&self.schema)
-        } else {
-            None
-        };
         let request = Request::new(principal, action, resource, context, schema)
-            .map_err(|e| PolicyError::Request(e.to_string()))?;
-        let entities = Entities::from_entities(entities, schema)
             .map_err(|e| PolicyError::Request(e.to_string()))?;
         let slot = Action::ALL
             .iter()
@@ -712,6 +713,28 @@ mod tests {
         assert_eq!(d.reason(), "forbid:revoked-version");
         let d = e.decide(&req(&[], Action::Load, VersionState::Production));
         assert_eq!(d.reason(), "default-deny");
+    }
+
+    #[test]
+    fn a_kept_entity_slice_or_decision_never_outlives_the_grant_it_was_built_with() {
+        let fast = Engine::default_policy().unwrap();
+        let strict = Engine::default_policy().unwrap().validating_requests();
+        let mut r = req(&["service"], Action::Load, VersionState::Production);
+        r.principal.service = true;
+        r.principal.grants = vec![(Action::Load, 2_000)];
+        let mut seen = Vec::new();
+        // The same principal and version, second by second across the grant's expiry,
+        // and back again (a late request): the slice is built once, the time is not.
+        for now in [1_998, 1_999, 1_999, 2_000, 2_001, 1_999, 2_001] {
+            r.context.now = now;
+            let d = fast.decide(&r);
+            assert_eq!(d, strict.decide(&r), "at {now}");
+            seen.push(d.allowed);
+        }
+        assert_eq!(seen, [true, true, true, false, false, true, false]);
+        // A renewed grant is a new slice, never the old one.
+        r.principal.grants = vec![(Action::Load, 3_000)];
+        assert!(fast.decide(&r).allowed);
     }
 
     #[test]
