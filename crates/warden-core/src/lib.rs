@@ -3,6 +3,7 @@
 pub mod access;
 pub mod checkpoint;
 pub mod content;
+pub mod cosign;
 pub mod crypto;
 pub mod entry;
 pub mod epoch;
