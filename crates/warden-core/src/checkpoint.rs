@@ -109,25 +109,45 @@ fn sig_type(alg: SigAlg) -> &'static [u8] {
     }
 }
 
+/// The `cosigned_message` an ML-DSA-44 `subtree/v1` signature covers.
+pub fn subtree_v1_message(
+    cosigner: &str,
+    timestamp: u64,
+    origin: &str,
+    start: u64,
+    end: u64,
+    hash: &[u8; 32],
+) -> Result<Vec<u8>, DecodeError> {
+    let short = |s: &str| -> Result<u8, DecodeError> {
+        u8::try_from(s.len())
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or(DecodeError::Syntax {
+                what: "subtree/v1 message",
+                detail: "name or origin must be 1 to 255 bytes",
+            })
+    };
+    let (n, o) = (short(cosigner)?, short(origin)?);
+    let mut m = Vec::with_capacity(12 + 1 + cosigner.len() + 8 + 1 + origin.len() + 16 + 32);
+    m.extend_from_slice(b"subtree/v1\n\0");
+    m.push(n);
+    m.extend_from_slice(cosigner.as_bytes());
+    m.extend_from_slice(&timestamp.to_be_bytes());
+    m.push(o);
+    m.extend_from_slice(origin.as_bytes());
+    m.extend_from_slice(&start.to_be_bytes());
+    m.extend_from_slice(&end.to_be_bytes());
+    m.extend_from_slice(hash);
+    Ok(m)
+}
+
 /// The C2SP `subtree/v1` cosigned message for the whole tree `[0, size)`.
 fn subtree_message(name: &str, timestamp: u64, cp: &Checkpoint) -> Result<Vec<u8>, CryptoError> {
-    let name_len = u8::try_from(name.len()).map_err(|_| CryptoError::BadKey {
-        what: "key name too long for",
-    })?;
-    let origin_len = u8::try_from(cp.origin.len()).map_err(|_| CryptoError::BadKey {
-        what: "origin too long for",
-    })?;
-    let mut m = Vec::with_capacity(12 + 2 + name.len() + cp.origin.len() + 8 * 3 + 32);
-    m.extend_from_slice(b"subtree/v1\n\0");
-    m.push(name_len);
-    m.extend_from_slice(name.as_bytes());
-    m.extend_from_slice(&timestamp.to_be_bytes());
-    m.push(origin_len);
-    m.extend_from_slice(cp.origin.as_bytes());
-    m.extend_from_slice(&0u64.to_be_bytes());
-    m.extend_from_slice(&cp.size.to_be_bytes());
-    m.extend_from_slice(&cp.root);
-    Ok(m)
+    subtree_v1_message(name, timestamp, &cp.origin, 0, cp.size, &cp.root).map_err(|_| {
+        CryptoError::BadKey {
+            what: "key name or origin too long for",
+        }
+    })
 }
 
 /// Signs `cp` as a note with `key` under `name`. `timestamp` (seconds) is used only by

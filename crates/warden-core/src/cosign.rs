@@ -17,6 +17,7 @@
 //! specification's examples can be checked end to end.
 
 use crate::checkpoint::Checkpoint;
+pub use crate::checkpoint::subtree_v1_message;
 use crate::crypto::{SigAlg, SigningKey, VerifyingKey};
 use crate::error::{CryptoError, DecodeError};
 use crate::note::{NoteSignature, key_id, valid_key_name};
@@ -223,35 +224,6 @@ fn split_timestamped(b: &[u8]) -> Option<(u64, &[u8])> {
 #[must_use]
 pub fn cosignature_v1_message(timestamp: u64, text: &str) -> Vec<u8> {
     format!("cosignature/v1\ntime {timestamp}\n{text}").into_bytes()
-}
-
-/// The `cosigned_message` an ML-DSA-44 `subtree/v1` signature covers.
-pub fn subtree_v1_message(
-    cosigner: &str,
-    timestamp: u64,
-    origin: &str,
-    start: u64,
-    end: u64,
-    hash: &[u8; 32],
-) -> Result<Vec<u8>, DecodeError> {
-    let short = |s: &str| -> Result<u8, DecodeError> {
-        u8::try_from(s.len())
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or(bad("name or origin must be 1 to 255 bytes"))
-    };
-    let (n, o) = (short(cosigner)?, short(origin)?);
-    let mut m = Vec::with_capacity(12 + 1 + cosigner.len() + 8 + 1 + origin.len() + 16 + 32);
-    m.extend_from_slice(b"subtree/v1\n\0");
-    m.push(n);
-    m.extend_from_slice(cosigner.as_bytes());
-    m.extend_from_slice(&timestamp.to_be_bytes());
-    m.push(o);
-    m.extend_from_slice(origin.as_bytes());
-    m.extend_from_slice(&start.to_be_bytes());
-    m.extend_from_slice(&end.to_be_bytes());
-    m.extend_from_slice(hash);
-    Ok(m)
 }
 
 /// A cosigner's private key: ML-DSA-44 or Ed25519, from a 32-byte seed kept in a
