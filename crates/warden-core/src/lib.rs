@@ -18,6 +18,7 @@ pub mod tileproof;
 pub mod tiles;
 pub mod time;
 pub mod verify;
+pub mod witness;
 
 /// A value that passed verification. Only this crate's verifiers construct it, so a
 /// function taking `Verified<T>` cannot be handed something unchecked.
