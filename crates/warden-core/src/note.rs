@@ -22,6 +22,17 @@ pub struct NoteSignature {
     pub sig: Vec<u8>,
 }
 
+impl NoteSignature {
+    /// The signature line: `— <name> base64(key ID || signature)` and a newline.
+    #[must_use]
+    pub fn line(&self) -> String {
+        let mut raw = Vec::with_capacity(4 + self.sig.len());
+        raw.extend_from_slice(&self.key_id.to_be_bytes());
+        raw.extend_from_slice(&self.sig);
+        format!("{DASH}{} {}\n", self.name, B64.encode(raw))
+    }
+}
+
 /// A parsed signed note. Its text is untrusted until a signature on it is verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
@@ -166,10 +177,7 @@ impl std::fmt::Display for Note {
         f.write_str(&self.text)?;
         f.write_str("\n")?;
         for s in &self.sigs {
-            let mut raw = Vec::with_capacity(4 + s.sig.len());
-            raw.extend_from_slice(&s.key_id.to_be_bytes());
-            raw.extend_from_slice(&s.sig);
-            writeln!(f, "{DASH}{} {}", s.name, B64.encode(raw))?;
+            f.write_str(&s.line())?;
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ mod models;
 pub mod mtls;
 pub mod pace;
 pub mod tls;
+pub mod witness;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;

@@ -100,22 +100,14 @@ impl CursorStore {
             .create(dir)
             .map_err(io("create", dir))?;
         let lock_path = dir.join(format!("{name}.lock"));
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io("open", &lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(SiemError::Locked {
-                    name: name.to_owned(),
-                    path: lock_path,
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", &lock_path)(e)),
-        }
+        let Some(lock) =
+            warden_store::durable::lock_exclusive(&lock_path).map_err(io("lock", &lock_path))?
+        else {
+            return Err(SiemError::Locked {
+                name: name.to_owned(),
+                path: lock_path,
+            });
+        };
         Ok(Self {
             path: dir.join(format!("{name}.cursor")),
             name: name.to_owned(),

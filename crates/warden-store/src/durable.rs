@@ -81,6 +81,21 @@ impl AppendFile for FsFile {
     }
 }
 
+/// Opens (creating) the lock file `path` and takes its exclusive lock without waiting:
+/// `None` when another process holds it. The lock lasts as long as the file is open.
+pub fn lock_exclusive(path: &Path) -> io::Result<Option<File>> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// fsyncs a directory, making creations and renames in it durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     let dir = if dir.as_os_str().is_empty() {

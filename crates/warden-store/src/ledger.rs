@@ -127,15 +127,11 @@ impl Ledger {
         let dir = log.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         let lock_path = log.with_extension("lock");
-        let lock_file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io("open", &lock_path))?;
-        if lock_file.try_lock().is_err() {
+        let Some(lock_file) =
+            crate::durable::lock_exclusive(&lock_path).map_err(io("lock", &lock_path))?
+        else {
             return Err(StoreError::Locked { path: log.into() });
-        }
+        };
         let cp_path = checkpoints_path(log);
         let index = crate::segments::finish_seal(log)?;
         let sealed = index.last();

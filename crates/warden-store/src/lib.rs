@@ -29,4 +29,5 @@ mod ticket;
 mod treestate;
 pub mod usage;
 pub mod verify;
+pub mod witness;
 pub mod writer;

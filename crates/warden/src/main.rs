@@ -133,6 +133,11 @@ enum Command {
     /// Measure performance on this machine next to its own ceilings.
     #[command(subcommand)]
     Bench(cmd::bench::Command),
+    /// Run an independent witness: it cosigns a log's checkpoints only while each is
+    /// consistent with the last one it cosigned (C2SP tlog-witness), so the log's
+    /// operator cannot show two histories to two auditors.
+    #[command(subcommand)]
+    Witness(cmd::witness::Command),
 }
 
 fn main() -> ExitCode {
@@ -150,6 +155,7 @@ fn main() -> ExitCode {
         Command::Content(c) => cmd::content::run(&c),
         Command::Principal(c) => cmd::principal::run(&c),
         Command::Serve(a) => cmd::serve::run(&a),
+        Command::Witness(c) => cmd::witness::run(&c),
         Command::Token(c) => cmd::token::run(&c),
         Command::Writer(a) => cmd::writer::run(&a),
         Command::Verify(a) => cmd::verify::run(&a),

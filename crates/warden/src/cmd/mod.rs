@@ -29,4 +29,5 @@ pub mod token;
 pub mod training;
 pub mod verify;
 pub mod verify_bucket;
+pub mod witness;
 pub mod writer;
