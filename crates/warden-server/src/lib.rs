@@ -9,6 +9,7 @@
 mod accesses;
 mod admin;
 mod audit;
+pub mod cosigning;
 pub mod dashboard;
 pub mod gateway;
 pub mod html;

@@ -294,3 +294,56 @@ where
         }
     }
 }
+
+/// An HTTP client for Warden's outgoing calls (inference upstreams, witnesses): TLS 1.3
+/// only, the system's CA bundle, no proxies from the environment, no redirects
+/// followed, `pool` idle connections kept per host.
+pub fn http_client(
+    connect: std::time::Duration,
+    read: std::time::Duration,
+    pool: usize,
+) -> Result<reqwest::Client, String> {
+    let roots = crate::jwks::roots(Path::new(crate::jwks::SYSTEM_CA_BUNDLE))
+        .unwrap_or_else(|_| rustls::RootCertStore::empty());
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect)
+        .read_timeout(read)
+        .pool_max_idle_per_host(pool)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// What went wrong with an outgoing call, without the URL's text repeated.
+pub fn http_error_text(e: &reqwest::Error) -> String {
+    let what = if e.is_connect() {
+        "connection failed"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() || e.is_decode() {
+        "the answer broke off"
+    } else {
+        "request failed"
+    };
+    let mut cause = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        cause = s.to_string();
+        src = s.source();
+    }
+    if cause.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {}", cause.chars().take(200).collect::<String>())
+    }
+}

@@ -80,14 +80,23 @@ pub struct Consistency {
 
 /// Proves that the tree of `old_size` entries is a prefix of the latest checkpoint's.
 pub fn consistency(log: &Path, old_size: u64) -> Result<Consistency, StoreError> {
-    let rec = require_checkpoint(log)?;
+    consistency_to(log, &require_checkpoint(log)?, old_size)
+}
+
+/// Proves that the tree of `old_size` entries is a prefix of the one `rec` signs
+/// (a checkpoint of this ledger, e.g. the one being presented to witnesses).
+pub fn consistency_to(
+    log: &Path,
+    rec: &CheckpointRecord,
+    old_size: u64,
+) -> Result<Consistency, StoreError> {
     if old_size > rec.size {
         return Err(bad(format!(
-            "old size {old_size} is larger than the latest checkpoint (size {})",
+            "old size {old_size} is larger than the checkpoint's (size {})",
             rec.size
         )));
     }
-    let hashes = crate::hashes::consistency(log, rec.size, &signed_root(&rec)?, old_size)?;
+    let hashes = crate::hashes::consistency(log, rec.size, &signed_root(rec)?, old_size)?;
     Ok(Consistency {
         old_size,
         new_size: rec.size,

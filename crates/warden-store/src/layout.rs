@@ -29,6 +29,24 @@ pub fn checkpoints_path(log: &Path) -> PathBuf {
     log.with_extension("checkpoints")
 }
 
+/// The current epoch's rotation record beside an entries file (`x.jsonl` → `x.epoch`):
+/// what a log presents to witnesses so they can check the checkpoints that epoch's key
+/// signs. Derived (the rotation entry holds the same record) and checked by whoever
+/// reads it against the root key, so it is replaced without fsync.
+#[must_use]
+pub fn epoch_path(log: &Path) -> PathBuf {
+    log.with_extension("epoch")
+}
+
+/// Writes the current epoch's rotation record (see [`epoch_path`]); a failure only
+/// delays cosigning, so the caller goes on.
+pub(crate) fn publish_epoch(log: &Path, record: &str) -> std::io::Result<()> {
+    let path = epoch_path(log);
+    let tmp = log.with_extension("epoch.tmp");
+    std::fs::write(&tmp, record)?;
+    std::fs::rename(&tmp, &path)
+}
+
 /// Splits `data` into complete lines and the length of the complete part.
 pub(crate) fn complete_lines(data: &[u8]) -> (Vec<&[u8]>, usize) {
     let end = data.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);

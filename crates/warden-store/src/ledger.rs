@@ -11,7 +11,7 @@ pub use crate::clock::{Clock, Entropy, ManualClock, SystemClock, SystemEntropy};
 use crate::durable::{AppendFile, FsFile};
 use crate::error::{AppendError, StoreError, io};
 use crate::keys::RootKey;
-pub use crate::layout::{DurableState, Present, checkpoints_path, read_leaves};
+pub use crate::layout::{DurableState, Present, checkpoints_path, epoch_path, read_leaves};
 use crate::layout::{IndexLock, read_tail};
 pub use crate::options::LedgerOptions;
 use crate::requests::{RequestId, Requests};

@@ -439,6 +439,9 @@ impl Writer {
         self.last_time = now;
         self.active.first_time.get_or_insert(now);
         self.bufs = sealed;
+        if let Some(r) = &rotation {
+            let _ = crate::layout::publish_epoch(&self.log, r);
+        }
         let notes: Vec<Arc<str>> = if strict {
             signed.iter().map(|n| Arc::from(n.as_str())).collect()
         } else {

@@ -407,3 +407,125 @@ fn witnesses_cosign_a_consistent_log_and_refuse_forks_and_rollbacks() {
         c.wait().unwrap();
     }
 }
+
+/// `warden` with the data directory `dir/d`.
+fn in_dir(dir: &Path, args: &[&str]) -> std::process::Output {
+    warden()
+        .args(args)
+        .current_dir(dir)
+        .env("WARDEN_DATA_DIR", dir.join("d"))
+        .env_remove("WARDEN_PASSPHRASE")
+        .env_remove("WARDEN_USER")
+        .output()
+        .unwrap()
+}
+
+fn append(dir: &Path, n: u32) {
+    for i in 0..n {
+        let ev = format!(r#"{{"user":"u{i}","model":"m","action":"load"}}"#);
+        let o = in_dir(
+            dir,
+            &["log", "append", "--kind", "model.access", "--event", &ev],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+/// The ML-DSA-44 key of a witness: the one the log and the verifier count.
+fn vkey(w: &Witness) -> String {
+    w.vkeys[0].to_string()
+}
+
+/// `warden log cosign` against `ws` (2 s per witness).
+fn cosign_with(dir: &Path, ws: &[&Witness], quorum: &str) -> std::process::Output {
+    let mut args: Vec<String> = [
+        "log",
+        "cosign",
+        "--json",
+        "--timeout",
+        "2",
+        "--quorum",
+        quorum,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for w in ws {
+        args.extend([
+            "--witness".into(),
+            format!("http://{}", w.addr),
+            "--witness-key".into(),
+            vkey(w),
+        ]);
+    }
+    in_dir(dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `warden verify --json` requiring `quorum` of the witnesses `ws`.
+fn verify_with(dir: &Path, ws: &[&Witness], quorum: &str) -> (Option<i32>, serde_json::Value) {
+    let mut args: Vec<String> = ["verify", "--json", "--witness-quorum", quorum]
+        .map(str::to_owned)
+        .to_vec();
+    for w in ws {
+        args.extend(["--witness".into(), vkey(w)]);
+    }
+    let o = in_dir(dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let v = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stderr)));
+    (o.status.code(), v)
+}
+
+#[test]
+fn a_log_publishes_what_a_quorum_cosigned_and_verify_holds_it_to_that() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let o = in_dir(dir, &["init", "--dev"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    append(dir, 3);
+    let root_pub = dir.join("d/keys/root.pub");
+    let mut ws: Vec<Witness> = (1..=3)
+        .map(|i| {
+            let (key, vkeys) = keygen(dir, &format!("witness.test/w{i}"));
+            start(&key, &dir.join(format!("state{i}")), &root_pub, vkeys)
+        })
+        .collect();
+
+    // No cosigned checkpoint yet: a verifier that requires witnesses refuses.
+    let every: Vec<&Witness> = ws.iter().collect();
+    let (code, v) = verify_with(dir, &every, "2");
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["witnessed"]["ok"], false);
+
+    let o = cosign_with(dir, &every, "3");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let (code, v) = verify_with(dir, &every, "3");
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["witnessed"]["cosigned_by"].as_array().unwrap().len(), 3);
+
+    // One witness down: appends go on, and 2 of 3 still publish the newer checkpoint.
+    ws[2].child.kill().unwrap();
+    ws[2].child.wait().unwrap();
+    append(dir, 2);
+    let every: Vec<&Witness> = ws.iter().collect();
+    let o = cosign_with(dir, &every, "2");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["round"]["cosigned_by"].as_array().unwrap().len(), 2);
+    assert_eq!(r["round"]["failed"].as_array().unwrap().len(), 1);
+    // Two of three meets a quorum of 2, never one of 3.
+    assert_eq!(verify_with(dir, &every, "2").0, Some(0));
+    let (code, v) = verify_with(dir, &every, "3");
+    assert_eq!(code, Some(1), "{v}");
+
+    // A cosigned checkpoint the ledger does not contain (its root altered, and the
+    // cosignatures with it no longer verify) is never accepted.
+    let cosigned = dir.join("d/logs/model_access.cosigned");
+    let text = std::fs::read_to_string(&cosigned).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[2] = base64_encode(&[9u8; 32]);
+    std::fs::write(&cosigned, lines.join("\n") + "\n").unwrap();
+    assert_eq!(verify_with(dir, &every, "2").0, Some(1));
+    for w in &mut ws[..2] {
+        w.child.kill().unwrap();
+        w.child.wait().unwrap();
+    }
+}

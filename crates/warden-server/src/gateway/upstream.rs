@@ -3,7 +3,7 @@
 //! which upstreams failed, and failover in the deployment's order.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use warden_store::config::GatewayConfig;
 
@@ -165,7 +165,7 @@ impl Upstreams {
                     self.mark(u, true);
                     failed.push(Failed {
                         upstream: u.clone(),
-                        error: error_text(&e),
+                        error: crate::tls::http_error_text(&e),
                     });
                 }
             }
@@ -174,52 +174,13 @@ impl Upstreams {
     }
 }
 
-/// The pooled client: TLS 1.3 only, the system's CA bundle, no proxies from the
-/// environment, no redirects followed.
+/// The pooled client (see [`crate::tls::http_client`]).
 fn client(cfg: &GatewayConfig) -> Result<reqwest::Client, String> {
-    let roots = crate::jwks::roots(std::path::Path::new(crate::jwks::SYSTEM_CA_BUNDLE))
-        .unwrap_or_else(|_| rustls::RootCertStore::empty());
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs.max(1)))
-        .read_timeout(Duration::from_secs(cfg.upstream_timeout_secs.max(1)))
-        .pool_max_idle_per_host(256)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| e.to_string())
-}
-
-/// What went wrong with an upstream, without the URL's text repeated.
-pub fn error_text(e: &reqwest::Error) -> String {
-    let what = if e.is_connect() {
-        "connection failed"
-    } else if e.is_timeout() {
-        "timed out"
-    } else if e.is_body() || e.is_decode() {
-        "the answer broke off"
-    } else {
-        "request failed"
-    };
-    let mut cause = String::new();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        cause = s.to_string();
-        src = s.source();
-    }
-    if cause.is_empty() {
-        what.to_owned()
-    } else {
-        format!("{what}: {}", cause.chars().take(200).collect::<String>())
-    }
+    crate::tls::http_client(
+        Duration::from_secs(cfg.connect_timeout_secs.max(1)),
+        Duration::from_secs(cfg.upstream_timeout_secs.max(1)),
+        256,
+    )
 }
 
 #[cfg(test)]

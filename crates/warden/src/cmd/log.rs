@@ -90,6 +90,15 @@ pub enum Command {
         #[command(flatten)]
         dir: DataDirArg,
     },
+    /// Ask witnesses to cosign the latest checkpoint (C2SP tlog-witness) and, once a
+    /// quorum did, publish it beside the ledger (`<log>.cosigned`), where `warden
+    /// verify --witness` reads it.
+    ///
+    /// Each witness gets a consistency proof from the size it cosigned last, and the
+    /// epoch's root-signed certificate when it does not know the key yet. A witness
+    /// that is down or refuses never blocks appends: the published checkpoint only
+    /// falls behind. Exit status: 0 published; 2 quorum not reached, or an error.
+    Cosign(crate::cmd::cosign::Args),
     /// List the ledger's segments: sealed ones (oldest first), removed ones, the active file.
     ///
     /// The active entries file is sealed and a new one started at each UTC day and at
@@ -177,6 +186,7 @@ pub fn run(c: &Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Segments { dir, json } => segments(dir, *json),
+        Command::Cosign(a) => crate::cmd::cosign::run(a),
         Command::Retention {
             days,
             dry_run,

@@ -35,6 +35,18 @@ pub struct Args {
     /// checkpoint messages exported to a SIEM in any format (the last one in the file).
     #[arg(long = "trusted-checkpoint")]
     pub trusted: Vec<PathBuf>,
+    /// A witness's verifier key (`name+keyid+key`, from `warden witness vkey`): accept
+    /// the ledger only with a checkpoint cosigned by --witness-quorum of the witnesses
+    /// given (read from --cosigned), and only if the ledger contains that checkpoint.
+    #[arg(long = "witness", value_name = "VKEY")]
+    pub witnesses: Vec<String>,
+    /// Witnesses that must have cosigned (default: every one given).
+    #[arg(long, requires = "witnesses")]
+    pub witness_quorum: Option<usize>,
+    /// The cosigned checkpoint (default: the one `warden log cosign` publishes beside
+    /// the ledger, `<log>.cosigned`).
+    #[arg(long, requires = "witnesses")]
+    pub cosigned: Option<PathBuf>,
     /// Resume from a state saved by --save-checkpoint: verify only newer entries.
     #[arg(long)]
     pub since_checkpoint: Option<PathBuf>,
@@ -111,11 +123,24 @@ fn verify(a: &Args) -> Result<ExitCode> {
         .as_ref()
         .map(|p| keys::read_recipient_secret(p))
         .transpose()?;
-    let trusted = a
+    let mut trusted = a
         .trusted
         .iter()
         .map(|p| read_trusted(p))
         .collect::<Result<Vec<_>>>()?;
+    let witnessed = if a.witnesses.is_empty() {
+        None
+    } else {
+        let (keys, quorum) = crate::cmd::verify_witness::keys(&a.witnesses, a.witness_quorum)?;
+        let path = a
+            .cosigned
+            .clone()
+            .unwrap_or_else(|| warden_server::cosigning::cosigned_path(&log));
+        let (note, w) = crate::cmd::verify_witness::check(&path, &keys, quorum);
+        // The log must contain what the witnesses cosigned.
+        trusted.extend(note);
+        Some(w)
+    };
     let resume: Option<ResumeState> = match &a.since_checkpoint {
         Some(p) => Some(
             serde_json::from_slice(&read_limited(p, 16 << 20)?)
@@ -174,7 +199,8 @@ fn verify(a: &Args) -> Result<ExitCode> {
     };
     bar.finish_and_clear();
     let tiles_clean = tiles.as_ref().is_none_or(|t| t.count == 0);
-    let clean = out.report.is_clean() && tiles_clean;
+    let witnessed_ok = witnessed.as_ref().is_none_or(|w| w.ok);
+    let clean = out.report.is_clean() && tiles_clean && witnessed_ok;
     let secs = start.elapsed().as_secs_f64();
     let r = &out.report;
     if let (Some(p), Some(st)) = (&a.save_checkpoint, &out.resume) {
@@ -187,7 +213,7 @@ fn verify(a: &Args) -> Result<ExitCode> {
             "ok": clean, "tiles": tiles, "entries": r.entries, "checkpoints": r.checkpoints, "epochs": r.epochs,
             "decrypted": r.decrypted, "verified_size": r.verified_size, "seconds": secs, "findings": r.findings,
             "resumed_from": out.resumed_from, "removed_by_retention": r.removed,
-            "pending_recovery": r.pending,
+            "pending_recovery": r.pending, "witnessed": witnessed,
         }))?;
     } else {
         if let Some(t) = &tiles {
@@ -199,6 +225,18 @@ fn verify(a: &Args) -> Result<ExitCode> {
                     "... and {} more tile findings",
                     t.count - t.findings.len() as u64
                 );
+            }
+        }
+        if let Some(w) = &witnessed {
+            match &w.problem {
+                None => println!(
+                    "WITNESSED: the checkpoint of size {} is cosigned by {} of the {} witnesses needed ({})",
+                    w.size.unwrap_or_default(),
+                    w.cosigned_by.len(),
+                    w.quorum,
+                    w.cosigned_by.join(", ")
+                ),
+                Some(p) => println!("INVALID witnesses: {p}"),
             }
         }
         for f in r.findings.iter().take(a.max_findings) {
