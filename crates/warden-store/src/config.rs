@@ -89,6 +89,54 @@ pub struct Config {
     /// The local writer's socket (`[writer]`); written only when not the default.
     #[serde(default, skip_serializing_if = "WriterConfig::is_default")]
     pub writer: WriterConfig,
+    /// Witnesses `warden serve` asks to cosign new checkpoints (`[witnessing]`,
+    /// `[[witnessing.witness]]`).
+    #[serde(default, skip_serializing_if = "WitnessingConfig::is_default")]
+    pub witnessing: WitnessingConfig,
+}
+
+/// Witnesses that cosign the ledger's checkpoints (C2SP tlog-witness), asked by
+/// `warden serve` (as `warden log cosign` does) whenever a newer checkpoint exists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WitnessingConfig {
+    /// Seconds between rounds (a round runs only when a newer checkpoint exists).
+    pub interval_secs: u64,
+    /// Cosignatures needed before the checkpoint is published (default: every witness).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<usize>,
+    /// Seconds to wait for each witness.
+    pub timeout_secs: u64,
+    /// The witnesses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub witness: Vec<WitnessPeerConfig>,
+}
+
+/// One witness: its submission prefix and its verifier key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessPeerConfig {
+    /// `http://127.0.0.1:7380` (plain HTTP to loopback only) or `https://…`.
+    pub url: String,
+    /// Its verifier key, `name+keyid+key` (`warden witness vkey`).
+    pub key: String,
+}
+
+impl Default for WitnessingConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 10,
+            quorum: None,
+            timeout_secs: 10,
+            witness: Vec::new(),
+        }
+    }
+}
+
+impl WitnessingConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Where the data directory's writer listens for local clients.
@@ -506,6 +554,7 @@ impl Config {
             training: TrainingConfig::default(),
             gateway: GatewayConfig::default(),
             writer: WriterConfig::default(),
+            witnessing: WitnessingConfig::default(),
         }
     }
 

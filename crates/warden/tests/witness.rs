@@ -474,20 +474,25 @@ fn verify_with(dir: &Path, ws: &[&Witness], quorum: &str) -> (Option<i32>, serde
     (o.status.code(), v)
 }
 
-#[test]
-fn a_log_publishes_what_a_quorum_cosigned_and_verify_holds_it_to_that() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+/// A development data directory at `dir/d` and three witnesses of its ledger.
+fn init_with_witnesses(dir: &Path) -> Vec<Witness> {
     let o = in_dir(dir, &["init", "--dev"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    append(dir, 3);
     let root_pub = dir.join("d/keys/root.pub");
-    let mut ws: Vec<Witness> = (1..=3)
+    (1..=3)
         .map(|i| {
             let (key, vkeys) = keygen(dir, &format!("witness.test/w{i}"));
             start(&key, &dir.join(format!("state{i}")), &root_pub, vkeys)
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn a_log_publishes_what_a_quorum_cosigned_and_verify_holds_it_to_that() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut ws = init_with_witnesses(dir);
+    append(dir, 3);
 
     // No cosigned checkpoint yet: a verifier that requires witnesses refuses.
     let every: Vec<&Witness> = ws.iter().collect();
@@ -525,6 +530,88 @@ fn a_log_publishes_what_a_quorum_cosigned_and_verify_holds_it_to_that() {
     std::fs::write(&cosigned, lines.join("\n") + "\n").unwrap();
     assert_eq!(verify_with(dir, &every, "2").0, Some(1));
     for w in &mut ws[..2] {
+        w.child.kill().unwrap();
+        w.child.wait().unwrap();
+    }
+}
+
+mod serve;
+
+/// The size the published cosigned checkpoint signs, if there is one.
+fn cosigned_size(dir: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join("d/logs/model_access.cosigned")).ok()?;
+    text.lines().nth(1)?.parse().ok()
+}
+
+fn latest_size(dir: &Path) -> u64 {
+    let o = in_dir(dir, &["log", "checkpoint", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["size"].as_u64().unwrap()
+}
+
+/// Waits until the published cosigned checkpoint reaches the ledger's latest one.
+fn wait_cosigned(dir: &Path) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let want = latest_size(dir);
+        if cosigned_size(dir) == Some(want) {
+            return want;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cosigned checkpoint stayed at {:?}, the ledger is at {want}",
+            cosigned_size(dir)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_asks_the_configured_witnesses_to_cosign_each_newer_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut ws = init_with_witnesses(dir);
+    let mut toml = "\n[witnessing]\ninterval_secs = 1\ntimeout_secs = 2\nquorum = 2\n".to_owned();
+    for w in &ws {
+        toml.push_str(&format!(
+            "\n[[witnessing.witness]]\nurl = \"http://{}\"\nkey = \"{}\"\n",
+            w.addr,
+            vkey(w)
+        ));
+    }
+    let config = dir.join("d/warden.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&toml);
+    std::fs::write(&config, text).unwrap();
+
+    let mut cmd = warden();
+    cmd.current_dir(dir)
+        .env("WARDEN_DATA_DIR", dir.join("d"))
+        .env_remove("WARDEN_PASSPHRASE")
+        .env_remove("WARDEN_USER");
+    let (mut server, _addr, _) = serve::start(cmd);
+    append(dir, 3);
+    let first = wait_cosigned(dir);
+    assert_eq!(
+        verify_with(dir, &ws.iter().collect::<Vec<_>>(), "3").0,
+        Some(0)
+    );
+
+    // A witness down: appends are not held up, and the other two keep cosigning.
+    ws[0].child.kill().unwrap();
+    ws[0].child.wait().unwrap();
+    let t = std::time::Instant::now();
+    append(dir, 2);
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    let second = wait_cosigned(dir);
+    assert!(second > first);
+    let (code, v) = verify_with(dir, &ws.iter().collect::<Vec<_>>(), "2");
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["witnessed"]["cosigned_by"].as_array().unwrap().len(), 2);
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    for w in &mut ws[1..] {
         w.child.kill().unwrap();
         w.child.wait().unwrap();
     }

@@ -89,3 +89,101 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         ExitCode::from(crate::common::EXIT_ERROR)
     })
 }
+
+/// Cosigning on a schedule beside `warden serve` (`[witnessing]`): a thread of its own
+/// (a round reads the ledger's files, and the first proof may build the hash store),
+/// asking the witnesses whenever the ledger has a checkpoint newer than the one last
+/// published. Dropping it stops the thread.
+#[derive(Debug)]
+pub struct Scheduled {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Scheduled {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts scheduled cosigning when `warden.toml` names witnesses.
+pub fn schedule(
+    cfg: &warden_store::config::WitnessingConfig,
+    log: &std::path::Path,
+) -> Result<Option<Scheduled>> {
+    if cfg.witness.is_empty() {
+        return Ok(None);
+    }
+    let peers = cfg
+        .witness
+        .iter()
+        .map(|w| {
+            Ok(Peer {
+                url: w.url.clone(),
+                key: VerifierKey::parse(&w.key)
+                    .with_context(|| format!("[[witnessing.witness]] key {}", w.key))?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let quorum = cfg.quorum.unwrap_or(peers.len());
+    let cosigning = Cosigning::new(peers, quorum, Duration::from_secs(cfg.timeout_secs.max(1)))
+        .map_err(anyhow::Error::msg)
+        .context("[witnessing]")?;
+    let every = Duration::from_secs(cfg.interval_secs.max(1));
+    let log = log.to_owned();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("warden-cosign".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                crate::common::eprint("witnessing: cannot start its runtime");
+                return;
+            };
+            let mut published = 0u64;
+            let mut last_problem = String::new();
+            loop {
+                let latest = warden_store::audit::latest_checkpoint(&log)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |r| r.size);
+                if latest > published {
+                    let problem = match rt.block_on(cosigning.round(&log)) {
+                        Ok(r) if r.published => {
+                            published = r.size;
+                            String::new()
+                        }
+                        Ok(r) => format!(
+                            "checkpoint {} has {} of {quorum} cosignatures ({})",
+                            r.size,
+                            r.cosigned_by.len(),
+                            r.failed
+                                .iter()
+                                .map(|(n, why)| format!("{n}: {why}"))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ),
+                        Err(e) => e,
+                    };
+                    if problem != last_problem && !problem.is_empty() {
+                        crate::common::eprint(&format!("witnessing: {problem}"));
+                    }
+                    last_problem = problem;
+                }
+                match stopped.recv_timeout(every) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            }
+        })
+        .context("starting the cosigning thread")?;
+    Ok(Some(Scheduled {
+        stop,
+        thread: Some(thread),
+    }))
+}

@@ -143,6 +143,17 @@ pub fn run(a: &Args) -> Result<ExitCode> {
         node.clone(),
     )?;
     let rt = runtime()?;
+    // Witnesses asked to cosign each newer checkpoint (`[witnessing]`); on a cluster the
+    // sequencer does not yet write the epoch record witnesses need, so not there.
+    let _witnessing = match node {
+        None => crate::cmd::cosign::schedule(&cfg.witnessing, &dir.log(&cfg))?,
+        Some(_) if !cfg.witnessing.witness.is_empty() => {
+            anyhow::bail!(
+                "[witnessing] is not supported on a cluster yet; remove it or run `warden log cosign` on one node"
+            )
+        }
+        Some(_) => None,
+    };
     // The committed ledger, published to a bucket as tlog-tiles (`publish_log`).
     let publishing = crate::publish::Publishing::start(node.as_ref(), &cfg)?;
     rt.block_on(async {
