@@ -34,6 +34,12 @@ impl Log {
 
     /// Epoch `n`'s rotation record and signing key.
     fn epoch(&self, n: u64) -> (RotationRecord, std::sync::Arc<SigningKey>) {
+        self.epoch_seeded(n, n as u8 + 100)
+    }
+
+    /// Epoch `n`, its signing key made from `seed`: the root's holder can certify
+    /// another key for an epoch number already used.
+    fn epoch_seeded(&self, n: u64, seed: u8) -> (RotationRecord, std::sync::Arc<SigningKey>) {
         let p = EpochParams {
             origin: ORIGIN,
             epoch: n,
@@ -45,7 +51,7 @@ impl Log {
             reason: "start",
         };
         let secrets = EpochSecrets {
-            signing_seed: Zeroizing::new([n as u8 + 100; 32]),
+            signing_seed: Zeroizing::new([seed; 32]),
             data_key: Zeroizing::new([1; 32]),
             ephemeral: Vec::new(),
         };
@@ -76,6 +82,11 @@ impl Log {
     }
 }
 
+/// The status `check` refuses `req` with.
+fn refused(log: &Log, keys: &EpochKeys, latest: Option<Latest>, req: &AddCheckpoint) -> u16 {
+    check(&log.anchor, keys, latest, req).unwrap_err().status()
+}
+
 fn latest(cp: &Checkpoint) -> Option<Latest> {
     Some(Latest {
         size: cp.size,
@@ -90,12 +101,7 @@ fn a_consistent_chain_is_accepted_and_every_refusal_has_its_status() {
     let mut keys = EpochKeys::default();
     // Before the certificate, the epoch key is unknown: 403.
     let first = log.request(0, 10, &signer, 0);
-    assert_eq!(
-        check(&log.anchor, &keys, None, &first)
-            .unwrap_err()
-            .status(),
-        403
-    );
+    assert_eq!(refused(&log, &keys, None, &first), 403);
     assert!(learn_epoch(&log.anchor, &mut keys, &rec).unwrap());
     assert!(!learn_epoch(&log.anchor, &mut keys, &rec).unwrap());
     let cp10 = check(&log.anchor, &keys, None, &first).unwrap();
@@ -122,30 +128,15 @@ fn a_consistent_chain_is_accepted_and_every_refusal_has_its_status() {
     // A smaller checkpoint presented from the cosigned size: old > size → 400.
     let mut back = log.request(10, 12, &signer, 0);
     back.old_size = 25;
-    assert_eq!(
-        check(&log.anchor, &keys, latest(&cp25), &back)
-            .unwrap_err()
-            .status(),
-        400
-    );
+    assert_eq!(refused(&log, &keys, latest(&cp25), &back), 400);
     // A non-empty proof from size 0 → 422.
     let mut padded = log.request(0, 10, &signer, 0);
     padded.proof = vec![[0; 32]];
-    assert_eq!(
-        check(&log.anchor, &keys, None, &padded)
-            .unwrap_err()
-            .status(),
-        422
-    );
+    assert_eq!(refused(&log, &keys, None, &padded), 422);
     // A proof that does not verify → 422.
     let mut wrong = log.request(25, 30, &signer, 0);
     wrong.proof[0][0] ^= 1;
-    assert_eq!(
-        check(&log.anchor, &keys, latest(&cp25), &wrong)
-            .unwrap_err()
-            .status(),
-        422
-    );
+    assert_eq!(refused(&log, &keys, latest(&cp25), &wrong), 422);
     // Another origin → 404.
     let other = Log::new(1);
     let mut foreign = other.request(0, 5, &signer, 0);
@@ -154,12 +145,7 @@ fn a_consistent_chain_is_accepted_and_every_refusal_has_its_status() {
         .text()
         .replacen(ORIGIN, "elsewhere.example/log", 1);
     foreign.note = Note::new(text, foreign.note.signatures().to_vec()).unwrap();
-    assert_eq!(
-        check(&log.anchor, &keys, None, &foreign)
-            .unwrap_err()
-            .status(),
-        404
-    );
+    assert_eq!(refused(&log, &keys, None, &foreign), 404);
 }
 
 #[test]
@@ -174,19 +160,9 @@ fn a_fork_gets_no_cosignature_from_a_witness_that_saw_the_other_branch() {
     let mut forked = Log::new(2);
     forked.leaves[5] = leaf_hash(b"rewritten");
     let same_size = forked.request(20, 20, &signer, 0);
-    assert_eq!(
-        check(&log.anchor, &keys, latest(&cp20), &same_size)
-            .unwrap_err()
-            .status(),
-        422
-    );
+    assert_eq!(refused(&log, &keys, latest(&cp20), &same_size), 422);
     let larger = forked.request(20, 30, &signer, 0);
-    assert_eq!(
-        check(&log.anchor, &keys, latest(&cp20), &larger)
-            .unwrap_err()
-            .status(),
-        422
-    );
+    assert_eq!(refused(&log, &keys, latest(&cp20), &larger), 422);
 }
 
 #[test]
@@ -200,10 +176,7 @@ fn signatures_by_unknown_forged_or_uncertified_keys_are_refused() {
     let mut sigs = req.note.signatures().to_vec();
     sigs[0].sig[10] ^= 1;
     req.note = Note::new(req.note.text().to_owned(), sigs).unwrap();
-    assert_eq!(
-        check(&log.anchor, &keys, None, &req).unwrap_err().status(),
-        403
-    );
+    assert_eq!(refused(&log, &keys, None, &req), 403);
     // An epoch certificate another root signed is not learned.
     let impostor = Log::new(4);
     let (forged, _) = impostor.epoch(1);
@@ -216,24 +189,7 @@ fn signatures_by_unknown_forged_or_uncertified_keys_are_refused() {
     );
     assert_eq!(keys, before);
     // A second, different certificate for a known epoch is refused (equivocation).
-    let mut other = Log::new(3);
-    other.root = SigningKey::from_seed(SigAlg::MlDsa65, Zeroizing::new([3; 32])).unwrap();
-    let p = EpochParams {
-        origin: ORIGIN,
-        epoch: 0,
-        alg: SigAlg::MlDsa65,
-        not_before: Timestamp::from_micros(1_700_000_000_000_000).unwrap(),
-        interval_micros: 7_200_000_000,
-        recipients: &[],
-        closes: None,
-        reason: "start",
-    };
-    let secrets = EpochSecrets {
-        signing_seed: Zeroizing::new([222; 32]),
-        data_key: Zeroizing::new([1; 32]),
-        ephemeral: Vec::new(),
-    };
-    let (_, twin) = start_epoch(&other.root, &p, secrets).unwrap();
+    let (twin, _) = log.epoch_seeded(0, 222);
     assert_eq!(
         learn_epoch(&log.anchor, &mut keys, &twin)
             .unwrap_err()
